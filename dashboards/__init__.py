@@ -1,0 +1,1 @@
+"""The Streamlit dashboard over the run store (and InfluxDB when configured)."""

@@ -1,0 +1,1 @@
+"""Device drivers: one per device kind, speaking the protocol and nothing else."""

@@ -1,0 +1,1 @@
+"""Peers and their smart agents: assets, forecasting, scheduling, bidding."""

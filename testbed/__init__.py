@@ -1,0 +1,1 @@
+"""The orchestrator: configuration, clock, trading cycle, market, dispatch, safety, settlement, sinks, CLI."""

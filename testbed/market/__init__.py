@@ -1,0 +1,1 @@
+"""Market mechanisms over one order-book type."""

@@ -1,0 +1,37 @@
+"""The order book types shared by every mechanism."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A bid (buy) or ask (sell) for energy in one market interval."""
+
+    order_id: str
+    peer: str
+    side: Side
+    quantity_kwh: float
+    price: float  # limit price, currency per kWh
+    interval_start: datetime
+    time: float = 0.0  # submission time, seconds (orders earlier in time win ties)
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """Energy sold by one peer to another at one price."""
+
+    buy_order_id: str
+    sell_order_id: str
+    buyer: str
+    seller: str
+    quantity_kwh: float
+    price: float

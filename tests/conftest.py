@@ -1,0 +1,9 @@
+"""Every module in tests/fixtures is a pytest plugin: servers started on free loopback ports."""
+
+import pkgutil
+
+import tests.fixtures
+
+pytest_plugins = [
+    f"tests.fixtures.{module.name}" for module in pkgutil.iter_modules(tests.fixtures.__path__)
+]
