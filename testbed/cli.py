@@ -1,0 +1,17 @@
+"""The `testbed` command line."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="testbed",
+    help="Run P2P energy-trading experiments on the lab or on the emulated plant.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """P2P energy-trading testbed controller."""
