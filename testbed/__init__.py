@@ -1,1 +1,1 @@
-"""The orchestrator: configuration, clock, trading cycle, market, dispatch, safety, settlement, sinks, CLI."""
+"""The orchestrator: config, clock, trading cycle, market, dispatch, safety, settlement, CLI."""

@@ -26,7 +26,7 @@ class RunStarted:
 class Sample:
     """One device's (or meter's) readings and setpoints at one control step.
 
-    `values` maps field names carrying their unit (`power_kw`, `soc_pct`, `setpoint_kw`, ...) to numbers.
+    `values` maps field names that carry their unit (`power_kw`, `soc_pct`, ...) to numbers.
     """
 
     time: datetime

@@ -1,0 +1,236 @@
+"""The experiment configuration: one TOML file, validated by pydantic.
+
+Secrets (InfluxDB token, OPC UA passwords) are never in the file: the file names the environment
+variable that holds them. An invalid file gives one `ConfigError` naming the key, the value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IST = timezone(timedelta(hours=5, minutes=30))
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class ModbusEndpoint(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=0, le=65535)
+    unit: int = Field(1, ge=0, le=247)
+    base_address: int | None = None  # None = scan the usual SunSpec bases
+
+
+class InverterConfig(_Strict):
+    kind: Literal["sunspec_inverter"] = "sunspec_inverter"
+    endpoint: ModbusEndpoint = ModbusEndpoint()
+    max_power_kw: PositiveFloat = 3.5  # largest |AC setpoint| the controller will send
+    ramp_kw_per_s: PositiveFloat = 2.0
+    revert_timeout_s: NonNegativeFloat = 30.0  # the inverter drops WSet after this without refresh
+
+
+class MeterConfig(_Strict):
+    kind: Literal["sunspec_meter"] = "sunspec_meter"
+    endpoint: ModbusEndpoint = ModbusEndpoint()
+
+
+class OpcUaEndpoint(_Strict):
+    url: str = "opc.tcp://127.0.0.1:4840"
+    security: Literal["none", "basic256sha256"] = "none"
+    username: str | None = None
+    password_env: str = "EV_CHARGER_PASSWORD"
+    client_certificate: Path | None = None
+    client_private_key: Path | None = None
+
+
+class EvChargerConfig(_Strict):
+    kind: Literal["opcua_ev_charger"] = "opcua_ev_charger"
+    endpoint: OpcUaEndpoint = OpcUaEndpoint()
+    max_charge_kw: PositiveFloat = 1.5
+    max_discharge_kw: PositiveFloat = 1.5
+    min_power_kw: NonNegativeFloat = 0.2
+    ramp_kw_per_s: PositiveFloat = 1.0
+    reserve_soc_pct: float = Field(30.0, ge=0, le=100)
+    departure_soc_pct: float = Field(80.0, ge=0, le=100)
+
+
+class VisaEndpoint(_Strict):
+    resource: str = "TCPIP0::127.0.0.1::5025::SOCKET"
+
+
+class LoadConfig(_Strict):
+    kind: Literal["scpi_load"] = "scpi_load"
+    endpoint: VisaEndpoint = VisaEndpoint()
+    max_power_kw: PositiveFloat = 3.0
+
+
+class PeerConfig(_Strict):
+    role: Literal["prosumer", "consumer"]
+    agent: str = "baseline"
+    agent_params: dict[str, Any] = Field(default_factory=dict)
+    assets: dict[str, Any] = Field(default_factory=dict)  # passed to peers' asset model
+    meter: MeterConfig
+    inverter: InverterConfig | None = None
+    ev_charger: EvChargerConfig | None = None
+    load: LoadConfig | None = None
+
+
+class PricesConfig(_Strict):
+    currency: str = "INR"
+    retail_tariff: NonNegativeFloat = 8.0  # per kWh bought from the grid
+    feed_in_tariff: NonNegativeFloat = 3.0  # per kWh sold to the grid
+    deviation_penalty: NonNegativeFloat = 2.0  # per kWh of sold energy not delivered
+    network_charge: NonNegativeFloat = 0.5  # per kWh of P2P energy, paid by the buyer
+
+    @model_validator(mode="after")
+    def _tariffs_ordered(self) -> PricesConfig:
+        if self.feed_in_tariff > self.retail_tariff:
+            raise ValueError(
+                f"prices.feed_in_tariff = {self.feed_in_tariff} must not exceed "
+                f"prices.retail_tariff = {self.retail_tariff}"
+            )
+        return self
+
+
+class MarketConfig(_Strict):
+    mechanism: str = "uniform"
+    params: dict[str, Any] = Field(default_factory=dict)
+    interval_s: PositiveFloat = 900.0
+    gate_closure_s: NonNegativeFloat = 60.0  # orders close this long before the interval starts
+
+    @field_validator("interval_s")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value != int(value) or value < 60:
+            raise ValueError(f"market.interval_s = {value}: must be whole seconds, at least 60")
+        return value
+
+
+class ControlConfig(_Strict):
+    step_s: PositiveFloat = 1.0
+    stale_after_steps: int = Field(3, ge=1)  # a measurement older than this is stale
+    lost_after_failures: int = Field(5, ge=1)  # consecutive failed reads before safe state
+    setpoint_deadband_kw: NonNegativeFloat = 0.02  # smaller changes are not sent
+    refresh_s: PositiveFloat = 10.0  # re-send an unchanged setpoint this often (watchdogs)
+    io_timeout_s: PositiveFloat = 1.0
+
+
+class PlantLink(_Strict):
+    """How the controller reaches the emulated plant's simulation-control endpoint."""
+
+    control_host: str = "127.0.0.1"
+    control_port: int = Field(0, ge=0, le=65535)
+    endpoints_json: Path | None = None  # fills device endpoints from `python -m hil_sim` output
+
+
+class ClockConfig(_Strict):
+    mode: Literal["lockstep", "wall"] = "lockstep"
+    start: datetime | None = None  # lockstep: taken from the plant when absent
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"clock.start = {value.isoformat()}: give a UTC offset, e.g. +05:30")
+        return value.astimezone(UTC) if value is not None else None
+
+
+class RunStoreConfig(_Strict):
+    root: Path = Path("runs")
+
+
+class SinksConfig(_Strict):
+    run_store: RunStoreConfig = RunStoreConfig()
+    influx: dict[str, Any] | None = None  # validated by testbed.telemetry's InfluxConfig
+
+
+class ExperimentConfig(_Strict):
+    name: str = "experiment"
+    hours: PositiveFloat = 24.0
+    seed: int = 1
+
+
+class TestbedConfig(_Strict):
+    experiment: ExperimentConfig = ExperimentConfig()
+    market: MarketConfig = MarketConfig()
+    control: ControlConfig = ControlConfig()
+    prices: PricesConfig = PricesConfig()
+    clock: ClockConfig = ClockConfig()
+    plant: PlantLink = PlantLink()
+    sinks: SinksConfig = SinksConfig()
+    peers: dict[str, PeerConfig]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TestbedConfig:
+        if not self.peers:
+            raise ValueError("peers: at least one peer is required")
+        steps = self.market.interval_s / self.control.step_s
+        if abs(steps - round(steps)) > 1e-9:
+            raise ValueError(
+                f"control.step_s = {self.control.step_s} must divide market.interval_s = "
+                f"{self.market.interval_s}"
+            )
+        if self.market.gate_closure_s >= self.market.interval_s:
+            raise ValueError(
+                f"market.gate_closure_s = {self.market.gate_closure_s} must be shorter than "
+                f"market.interval_s = {self.market.interval_s}"
+            )
+        return self
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The configuration as plain data (JSON types), for the run directory."""
+        return json.loads(self.model_dump_json(exclude_none=True))
+
+
+def _describe(error: ValidationError, data: dict[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key (check its spelling)")
+        elif item["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        elif "input" in item and not isinstance(item["input"], dict):
+            lines.append(f"{key} = {item['input']!r}: {message}")
+        else:
+            lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> TestbedConfig:
+    """Validate configuration data, raising one `ConfigError` that names every bad key."""
+    try:
+        return TestbedConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_describe(error, data)}") from None
+
+
+def load_config(path: Path | str) -> TestbedConfig:
+    """Read and validate a TOML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the file ({error.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    return parse_config(data, str(path))
