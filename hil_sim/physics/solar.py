@@ -1,0 +1,92 @@
+"""Peer A's PV: clear-sky irradiance at the site (pvlib, once per day) times seeded clouds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from hil_sim.config import PvConfig, SiteConfig
+
+
+def clear_sky_poa(site: SiteConfig, pv: PvConfig, times_utc: pd.DatetimeIndex) -> np.ndarray:
+    """Plane-of-array irradiance (W/m²) under a clear sky (Ineichen, Linke turbidity lookup)."""
+    location = pvlib.location.Location(
+        site.latitude_deg, site.longitude_deg, tz="UTC", altitude=site.altitude_m
+    )
+    solar_position = location.get_solarposition(times_utc)
+    clear = location.get_clearsky(times_utc, model="ineichen", solar_position=solar_position)
+    poa = pvlib.irradiance.get_total_irradiance(
+        surface_tilt=pv.tilt_deg,
+        surface_azimuth=pv.azimuth_deg,
+        solar_zenith=solar_position["apparent_zenith"],
+        solar_azimuth=solar_position["azimuth"],
+        dni=clear["dni"],
+        ghi=clear["ghi"],
+        dhi=clear["dhi"],
+        dni_extra=pvlib.irradiance.get_extra_radiation(times_utc),
+        model="haydavies",
+    )
+    return np.nan_to_num(poa["poa_global"].to_numpy(dtype=float), nan=0.0).clip(min=0.0)
+
+
+def cloud_index(pv: PvConfig, rng: np.random.Generator, n: int, step_s: float) -> np.ndarray:
+    """Clear-sky index (0..1] per sample: alternating clear spells and clouds of random thickness.
+
+    Cloud and clear spell lengths are exponential; `cloud_cover` is the expected shaded share of
+    time. Edges are softened over about a minute, as a cloud's shadow takes that long to pass.
+    """
+    index = np.ones(n)
+    if pv.cloud_cover <= 0.0:
+        return index
+    mean_cloud_s = pv.cloud_mean_duration_s
+    mean_clear_s = mean_cloud_s * (1.0 - pv.cloud_cover) / pv.cloud_cover
+    t = 0.0
+    total = n * step_s
+    cloudy = rng.random() < pv.cloud_cover
+    while t < total:
+        if cloudy:
+            length = rng.exponential(mean_cloud_s)
+            transmittance = rng.uniform(pv.cloud_transmittance_min, 0.85)
+            first, last = int(t / step_s), int(min(total, t + length) / step_s)
+            index[first:last] = transmittance
+        else:
+            length = rng.exponential(mean_clear_s) if mean_clear_s > 0 else 0.0
+        t += max(length, step_s)
+        cloudy = not cloudy
+    width = max(1, round(60.0 / step_s))
+    if width > 1:
+        padded = np.concatenate([np.full(width - 1, index[0]), index])
+        index = np.convolve(padded, np.ones(width) / width, mode="valid")
+    return index
+
+
+def ambient_temperature_c(site: SiteConfig, local_hours: np.ndarray) -> np.ndarray:
+    """A daily cycle: warmest at 15:00 local, coolest twelve hours earlier."""
+    mid = (site.ambient_max_c + site.ambient_min_c) / 2.0
+    amplitude = (site.ambient_max_c - site.ambient_min_c) / 2.0
+    return mid + amplitude * np.cos(2.0 * np.pi * (local_hours - 15.0) / 24.0)
+
+
+def pv_day_kw(
+    site: SiteConfig,
+    pv: PvConfig,
+    day_start_utc: datetime,
+    n: int,
+    step_s: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The array's available AC power (kW, >= 0) at n samples step_s apart from day_start_utc."""
+    times = pd.date_range(day_start_utc, periods=n, freq=pd.Timedelta(seconds=step_s))
+    poa = clear_sky_poa(site, pv, times) * cloud_index(pv, rng, n, step_s)
+    local_hours = np.arange(n) * step_s / 3600.0
+    temp_cell = pvlib.temperature.faiman(
+        poa, ambient_temperature_c(site, local_hours), wind_speed=1.0
+    )
+    dc_w = pvlib.pvsystem.pvwatts_dc(
+        poa, temp_cell, pdc0=pv.peak_kw * 1000.0, gamma_pdc=pv.temperature_coefficient_per_c
+    )
+    ac_kw = np.asarray(dc_w, dtype=float) * (1.0 - pv.system_loss_pct / 100.0) / 1000.0
+    return np.nan_to_num(ac_kw, nan=0.0).clip(min=0.0)
