@@ -1,0 +1,134 @@
+"""Each driver's configuration (pydantic): endpoint, timeout, backoff, limits, plausibility.
+
+The testbed's TOML file embeds these models per device; an invalid value gives one clear error
+naming the key, the value and what is allowed. Limits left as None come from what the device
+reports (SunSpec ratings, the charger's limit variables, the load's range).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from instruments.link import Backoff
+from labspec.sunspec_layout import CANDIDATE_BASE_ADDRESSES
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LinkConfig(_Config):
+    """Timeout of every request and the reconnect backoff."""
+
+    timeout_s: float = Field(0.5, gt=0, le=60, description="Timeout of every request")
+    backoff_initial_s: float = Field(0.1, gt=0, description="First delay before reconnecting")
+    backoff_max_s: float = Field(10.0, gt=0, description="Largest delay between reconnects")
+
+    def backoff(self) -> Backoff:
+        return Backoff(initial_s=self.backoff_initial_s, max_s=self.backoff_max_s)
+
+
+class PlausibilityConfig(_Config):
+    """What a reading may physically be; anything else is rejected as a bad reading."""
+
+    voltage_v: tuple[float, float] = (100.0, 300.0)
+    frequency_hz: tuple[float, float] = (45.0, 65.0)
+    power_rating_multiple: float = Field(1.5, gt=1, description="|power| <= this x rating")
+
+
+class _SocWindow(_Config):
+    soc_min_pct: float = Field(0.0, ge=0, le=100)
+    soc_max_pct: float = Field(100.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError(
+                f"soc_min_pct ({self.soc_min_pct}) must be below soc_max_pct ({self.soc_max_pct})"
+            )
+        return self
+
+
+class SunSpecInverterConfig(LinkConfig, _SocWindow):
+    """Peer A's hybrid inverter (SunSpec models 1, 701, 702, 704, 713, 714 over Modbus TCP)."""
+
+    name: str = "inverter"
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    device_id: int = Field(1, ge=0, le=247)
+    base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
+    max_export_kw: float | None = Field(None, gt=0, description="Cap on WSet > 0 (else WMaxRtg)")
+    max_import_kw: float | None = Field(
+        None, gt=0, description="Cap on -WSet (else the smaller of WMaxRtg and WChaRteMaxRtg)"
+    )
+    max_step_kw: float | None = Field(
+        None, gt=0, description="Largest change from the last confirmed setpoint (ramp guard)"
+    )
+    revert_timeout_s: int | None = Field(
+        None, ge=0, description="WSetRvrtTms written at connect (0 = never revert; None = keep)"
+    )
+    plausibility: PlausibilityConfig = PlausibilityConfig()
+
+
+class SunSpecMeterConfig(LinkConfig):
+    """A PCC meter (SunSpec model 211, or 201) over Modbus TCP."""
+
+    name: str = "meter"
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    device_id: int = Field(1, ge=0, le=247)
+    base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
+    rated_power_kw: float = Field(25.0, gt=0, description="Connection rating, for plausibility")
+    plausibility: PlausibilityConfig = PlausibilityConfig()
+
+
+class EvChargerConfig(LinkConfig):
+    """Peer B's bidirectional charger over OPC UA (node set in labspec.ev_charger)."""
+
+    name: str = "ev_charger"
+    url: str = "opc.tcp://127.0.0.1:4840"
+    timeout_s: float = Field(1.0, gt=0, le=60)
+    security: Literal["none", "Basic256Sha256"] = "none"
+    username: str | None = None
+    password_env: str | None = Field(
+        None, description="Name of the environment variable holding the user's password"
+    )
+    certificate_path: Path | None = Field(
+        None, description="Client certificate (DER or PEM); generated beside the key if missing"
+    )
+    private_key_path: Path | None = None
+    max_charge_kw: float | None = Field(None, gt=0, description="Cap on charging (else device)")
+    max_discharge_kw: float | None = Field(None, ge=0, description="Cap on V2G (else device)")
+    max_step_kw: float | None = Field(None, gt=0)
+    soc_min_pct: float | None = Field(
+        None, ge=0, le=100, description="Else MinSocPct/ReserveSocPct"
+    )
+    soc_max_pct: float | None = Field(None, ge=0, le=100, description="Else MaxSocPct")
+    plausibility: PlausibilityConfig = PlausibilityConfig()
+
+    @model_validator(mode="after")
+    def _secure_needs_user(self):
+        if self.security != "none" and (self.username is None or self.password_env is None):
+            raise ValueError(
+                f"security={self.security!r} needs username and password_env "
+                f"(got username={self.username!r}, password_env={self.password_env!r})"
+            )
+        return self
+
+
+class ProgrammableLoadConfig(LinkConfig):
+    """Peer C's programmable AC electronic load over SCPI (pyvisa, raw TCP socket)."""
+
+    name: str = "load"
+    host: str = "127.0.0.1"
+    port: int = Field(5025, ge=1, le=65535)
+    max_power_kw: float | None = Field(None, gt=0, description="Cap on consumption (else 3 kW)")
+    max_step_kw: float | None = Field(None, gt=0)
+    plausibility: PlausibilityConfig = PlausibilityConfig()
+
+    @property
+    def resource(self) -> str:
+        return f"TCPIP0::{self.host}::{self.port}::SOCKET"

@@ -1,0 +1,122 @@
+"""The common shape of every driver, in the spirit of ophyd devices and PyMeasure instruments.
+
+    await device.connect()
+    snapshot = await device.read()             # frozen dataclass, units in names, UTC `time`
+    confirmation = await device.apply(setpoint) # write, then read back and compare
+    await device.safe_state()                   # what the device does when the controller gives up
+    await device.close()
+
+Power follows the generator convention everywhere: positive = delivered toward the grid.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from instruments.errors import BadReading, ReadbackMismatch, SetpointRefused
+from instruments.link import Link, LinkStatus, StatusListener
+
+Clock = Callable[[], datetime]
+SnapshotT = TypeVar("SnapshotT")
+SetpointT = TypeVar("SetpointT")
+
+
+def utc_now() -> datetime:
+    """The wall clock as a timezone-aware UTC datetime (the default clock of every driver)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation(Generic[SetpointT]):
+    """A setpoint that the device was told and that its read-back confirmed."""
+
+    device: str
+    requested: SetpointT
+    read_back: SetpointT
+    time: datetime
+
+
+class Instrument(ABC, Generic[SnapshotT]):
+    """A device the controller reads; `link` carries the connection state and its reports."""
+
+    name: str
+    link: Link
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the session and learn what the device reports about itself (limits, layout)."""
+
+    @abstractmethod
+    async def read(self) -> SnapshotT:
+        """Read every measurement of one control step (as few requests as the protocol allows)."""
+
+    async def safe_state(self) -> Confirmation | None:
+        """Put the device where it is harmless without the controller (nothing for a sensor)."""
+        return None
+
+    async def close(self) -> None:
+        """Close the session (idempotent)."""
+        await self.link.close()
+
+    @property
+    def status(self) -> LinkStatus:
+        return self.link.status
+
+    def subscribe_status(self, listener: StatusListener) -> None:
+        """Call `listener(device, status, reason)` once per change of connection status."""
+        self.link.subscribe(listener)
+
+    async def __aenter__(self):
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+class Actuator(Instrument[SnapshotT], Generic[SnapshotT, SetpointT]):
+    """A device the controller also commands."""
+
+    @abstractmethod
+    async def apply(self, setpoint: SetpointT) -> Confirmation[SetpointT]:
+        """Refuse the setpoint if outside the limits, write it, confirm it by read-back."""
+
+    @abstractmethod
+    async def safe_state(self) -> Confirmation:
+        """Write the device's safe state and confirm it."""
+
+
+def plausible(device: str, quantity: str, value: float | None, low: float, high: float) -> float:
+    """`value` if it is a finite number within [low, high], else BadReading naming it."""
+    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadReading(device, quantity, value, f"a finite number in [{low:g}, {high:g}]")
+    if not low <= value <= high:
+        raise BadReading(device, quantity, value, f"[{low:g}, {high:g}]")
+    return float(value)
+
+
+def within(device: str, quantity: str, value: float, low: float, high: float, unit: str) -> float:
+    """`value` if it is finite and within [low, high], else SetpointRefused naming the range."""
+    allowed = f"{low:g} to {high:g} {unit}".rstrip()
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise SetpointRefused(device, quantity, value, f"a finite number, {allowed}")
+    if not low <= value <= high:
+        raise SetpointRefused(device, quantity, value, allowed)
+    return float(value)
+
+
+def confirm(
+    device: str, quantity: str, written: float | bool, read_back: float | bool, tolerance: float = 0
+) -> None:
+    """Raise ReadbackMismatch unless the read-back equals the written value within `tolerance`."""
+    if isinstance(written, bool) or isinstance(read_back, bool):
+        same = bool(written) == bool(read_back)
+    else:
+        same = read_back is not None and abs(float(read_back) - float(written)) <= tolerance
+    if not same:
+        raise ReadbackMismatch(device, quantity, written, read_back)

@@ -1,0 +1,328 @@
+"""SunSpec hybrid inverter (peer A: PV + battery) over Modbus TCP.
+
+Models: 701 AC measurement, 702 ratings, 704 AC controls (WSet), 713 storage state of charge,
+714 DC ports (PV and battery). Offsets come from pysunspec2's definitions, laid out once at
+`connect()`; the ratings (702) and every scale factor in them are read then too.
+
+One `read()` costs two Modbus requests (701 with its scale factors; 704 to 714). One `apply()`
+costs two: a write of WSetEna, WSetMod and WSet (function 16, one block) and a read-back of the
+704 block up to WSet_SF.
+
+Safe state: WSetEna = 0 and WSet = 0: the inverter stops following a target, the battery idles
+and the AC output is whatever the PV gives. When the controller cannot reach the inverter at all,
+the device's own WSetRvrtTms (set from `revert_timeout_s`) does the same on its side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from instruments.config import SunSpecInverterConfig
+from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.errors import ProtocolMismatch, SetpointRefused
+from instruments.link import StatusListener
+from instruments.modbus_session import ModbusSession, ModelInstance, require_model
+from instruments.sunspec_codec import RegisterImage, encode_raw
+from instruments.sunspec_models import PointLayout, plan_reads
+from labspec.sunspec_layout import (
+    DC_PORT_BATTERY,
+    DC_PORT_PV,
+    DC_PORT_TYPE_ESS,
+    DC_PORT_TYPE_PV,
+    WSET_ENA_DISABLED,
+    WSET_ENA_ENABLED,
+    WSET_MOD_WATTS,
+)
+
+_AC_POINTS = ("W", "Hz", "LNV", "LLV", "A", "TotWhInj", "TotWhAbs")
+_AC_SFS = ("W_SF", "Hz_SF", "V_SF", "A_SF", "TotWh_SF")
+_RATING_POINTS = ("WMaxRtg", "WChaRteMaxRtg", "WDisChaRteMaxRtg", "W_SF")
+_CONTROL_POINTS = ("WSetEna", "WSetMod", "WSet", "WSetRvrtTms", "WSetRvrtRem", "WSet_SF")
+_STORAGE_POINTS = ("WHRtg", "SoC", "WH_SF", "Pct_SF")
+_DC_SFS = ("DCW_SF", "DCV_SF")
+_PORT_POINTS = ("PrtTyp", "DCW", "DCV")
+
+
+@dataclass(frozen=True, slots=True)
+class InverterSnapshot:
+    """One reading of the hybrid inverter; power in kW, + = toward the grid."""
+
+    time: datetime
+    ac_power_kw: float  # 701 W, + = injected into the house/grid side
+    pv_power_kw: float  # 714 PV port DCW (>= 0)
+    battery_power_kw: float  # 714 ESS port DCW, + = discharging
+    soc_pct: float  # 713 SoC
+    voltage_v: float
+    frequency_hz: float
+    ac_injected_kwh: float  # 701 TotWhInj
+    ac_absorbed_kwh: float  # 701 TotWhAbs
+    wset_kw: float  # 704 WSet as the device holds it
+    wset_enabled: bool
+    wset_revert_timeout_s: float | None
+    rated_power_kw: float  # 702 WMaxRtg
+    battery_max_charge_kw: float | None  # 702 WChaRteMaxRtg
+    battery_max_discharge_kw: float | None  # 702 WDisChaRteMaxRtg
+    battery_capacity_kwh: float | None  # 713 WHRtg
+
+
+@dataclass(frozen=True, slots=True)
+class InverterSetpoint:
+    """The AC active-power target (704 WSet), kW, + = inject into the grid; `enabled` = WSetEna."""
+
+    power_kw: float
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Ratings:
+    rated_power_kw: float
+    max_charge_kw: float | None
+    max_discharge_kw: float | None
+
+
+class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
+    """Driver of a SunSpec hybrid inverter; see the module docstring."""
+
+    def __init__(
+        self,
+        config: SunSpecInverterConfig,
+        *,
+        clock: Clock = utc_now,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.session = ModbusSession(
+            config.name,
+            config.host,
+            config.port,
+            device_id=config.device_id,
+            timeout_s=config.timeout_s,
+            backoff=config.backoff(),
+            on_status=on_status,
+        )
+        self.link = self.session.link
+        self.models: dict[int, ModelInstance] = {}
+        self.ratings: _Ratings | None = None
+        self.last_snapshot: InverterSnapshot | None = None
+        self.last_confirmed: InverterSetpoint | None = None
+        self._read_plan: list[tuple[int, int]] = []
+        self._ports: tuple[dict[str, PointLayout], ...] = ()
+        self._wset_sf = 0  # 704 WSet_SF, refreshed by every read-back
+
+    # -- connect: scan, lay out, read the ratings -------------------------------------------
+
+    async def connect(self) -> None:
+        await self.link.connect()
+        found = await self.session.scan(self.config.base_addresses)
+        for model_id in (1, 701, 702, 704, 713, 714):
+            self.models[model_id] = require_model(self.name, found, model_id)
+        self._ports = self.models[714].layout.repeats.get("Prt", ())
+        if len(self._ports) <= max(DC_PORT_PV, DC_PORT_BATTERY):
+            raise ProtocolMismatch(
+                self.name, f"model 714 has {len(self._ports)} DC port(s); need PV and ESS ports"
+            )
+        self._check_write_block()
+        ratings = await self.session.read_image(plan_reads(self._spans(702, _RATING_POINTS)))
+        self.ratings = self._decode_ratings(ratings)
+        self._read_plan = plan_reads(self._step_spans())
+        if self.config.revert_timeout_s is not None:
+            await self._write_points(704, {"WSetRvrtTms": self.config.revert_timeout_s})
+        await self._read_control()
+        self.last_snapshot = await self.read()
+
+    def _spans(self, model_id: int, names: tuple[str, ...]) -> list[tuple[int, int]]:
+        model = self.models[model_id]
+        spans = []
+        for name in names:
+            point = model.layout.points.get(name)
+            if point is not None:
+                spans.append((model.address + point.offset, point.size))
+        return spans
+
+    def _step_spans(self) -> list[tuple[int, int]]:
+        spans = self._spans(701, _AC_POINTS + _AC_SFS)
+        spans += self._spans(704, _CONTROL_POINTS)
+        spans += self._spans(713, _STORAGE_POINTS)
+        spans += self._spans(714, _DC_SFS)
+        base = self.models[714].address
+        for port in self._ports:
+            spans += [(base + port[n].offset, port[n].size) for n in _PORT_POINTS if n in port]
+        return spans
+
+    def _check_write_block(self) -> None:
+        layout = self.models[704].layout
+        ena, mod, wset = (layout.point(n) for n in ("WSetEna", "WSetMod", "WSet"))
+        if not (mod.offset == ena.offset + 1 and wset.offset == mod.offset + 1):
+            raise ProtocolMismatch(self.name, "model 704 WSetEna, WSetMod, WSet are not contiguous")
+
+    def _decode_ratings(self, image: RegisterImage) -> _Ratings:
+        model = self.models[702]
+
+        def kw(name: str) -> float | None:
+            value = image.scaled(model.address, model.layout, model.layout.point(name))
+            return None if value is None else value / 1000.0
+
+        rated = kw("WMaxRtg")
+        if rated is None or rated <= 0:
+            raise ProtocolMismatch(self.name, f"702 WMaxRtg is {rated!r}; need a positive rating")
+        return _Ratings(rated, kw("WChaRteMaxRtg"), kw("WDisChaRteMaxRtg"))
+
+    # -- read ---------------------------------------------------------------------------------
+
+    async def read(self) -> InverterSnapshot:
+        image = await self.session.read_image(self._read_plan)
+        snapshot = self._decode_snapshot(image)
+        self.last_snapshot = snapshot
+        return snapshot
+
+    def _decode_snapshot(self, image: RegisterImage) -> InverterSnapshot:
+        assert self.ratings is not None, "connect() first"
+        name, ranges, ratings = self.name, self.config.plausibility, self.ratings
+
+        def value(model_id: int, point: str | PointLayout) -> float | None:
+            model = self.models[model_id]
+            layout = model.layout.point(point) if isinstance(point, str) else point
+            return image.scaled(model.address, model.layout, layout)
+
+        power_limit_kw = ranges.power_rating_multiple * max(
+            ratings.rated_power_kw, ratings.max_charge_kw or 0, ratings.max_discharge_kw or 0
+        )
+
+        def kw(quantity: str, watts: float | None, low_kw: float) -> float:
+            return plausible(
+                name, quantity, None if watts is None else watts / 1000, low_kw, power_limit_kw
+            )
+
+        pv, battery = self._ports_by_type(image)
+        voltage = value(701, "LNV")
+        if voltage is None:
+            voltage = value(701, "LLV")
+        wset_w = value(704, "WSet")
+        revert = value(704, "WSetRvrtTms")
+        capacity_wh = value(713, "WHRtg")
+        return InverterSnapshot(
+            time=self.clock(),
+            ac_power_kw=kw("ac_power_kw", value(701, "W"), -power_limit_kw),
+            pv_power_kw=kw("pv_power_kw", value(714, pv["DCW"]), -0.01 * power_limit_kw),
+            battery_power_kw=kw("battery_power_kw", value(714, battery["DCW"]), -power_limit_kw),
+            soc_pct=plausible(name, "soc_pct", value(713, "SoC"), 0.0, 100.0),
+            voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
+            frequency_hz=plausible(name, "frequency_hz", value(701, "Hz"), *ranges.frequency_hz),
+            ac_injected_kwh=_energy_kwh(name, "ac_injected_kwh", value(701, "TotWhInj")),
+            ac_absorbed_kwh=_energy_kwh(name, "ac_absorbed_kwh", value(701, "TotWhAbs")),
+            wset_kw=0.0 if wset_w is None else wset_w / 1000,
+            wset_enabled=value(704, "WSetEna") == WSET_ENA_ENABLED,
+            wset_revert_timeout_s=revert,
+            rated_power_kw=ratings.rated_power_kw,
+            battery_max_charge_kw=ratings.max_charge_kw,
+            battery_max_discharge_kw=ratings.max_discharge_kw,
+            battery_capacity_kwh=None if capacity_wh is None else capacity_wh / 1000,
+        )
+
+    def _ports_by_type(
+        self, image: RegisterImage
+    ) -> tuple[dict[str, PointLayout], dict[str, PointLayout]]:
+        """The PV and ESS port groups of 714, by PrtTyp (labspec's order when PrtTyp is unset)."""
+        base = self.models[714].address
+        pv, battery = self._ports[DC_PORT_PV], self._ports[DC_PORT_BATTERY]
+        for port in self._ports:
+            kind = image.raw(base, port["PrtTyp"])
+            if kind == DC_PORT_TYPE_PV:
+                pv = port
+            elif kind == DC_PORT_TYPE_ESS:
+                battery = port
+        return pv, battery
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def limits_kw(self) -> tuple[float, float]:
+        """The allowed WSet range (low, high) in kW from the ratings and the config."""
+        assert self.ratings is not None, "connect() first"
+        r, c = self.ratings, self.config
+        high = min(x for x in (r.rated_power_kw, c.max_export_kw) if x is not None)
+        low = -min(x for x in (r.rated_power_kw, r.max_charge_kw, c.max_import_kw) if x)
+        return low, high
+
+    def check(self, setpoint: InverterSetpoint) -> None:
+        """Refuse a setpoint outside the limits (raises SetpointRefused; sends nothing)."""
+        low, high = self.limits_kw()
+        power = within(self.name, "power_kw", setpoint.power_kw, low, high, "kW")
+        if not setpoint.enabled:
+            return
+        if self.config.max_step_kw is not None and self.last_confirmed is not None:
+            last = self.last_confirmed.power_kw if self.last_confirmed.enabled else 0.0
+            step = self.config.max_step_kw
+            within(self.name, "power_kw", power, last - step, last + step, "kW (ramp guard)")
+        snapshot = self.last_snapshot
+        if snapshot is None:
+            return
+        soc_min, soc_max = self.config.soc_min_pct, self.config.soc_max_pct
+        if power < 0 and snapshot.soc_pct >= soc_max:
+            raise SetpointRefused(
+                self.name, "power_kw", power,
+                f">= 0 kW while soc_pct {snapshot.soc_pct:g} >= soc_max_pct {soc_max:g}",
+            )  # fmt: skip
+        if power > snapshot.pv_power_kw + 1e-3 and snapshot.soc_pct <= soc_min:
+            raise SetpointRefused(
+                self.name, "power_kw", power,
+                f"<= PV power {snapshot.pv_power_kw:g} kW while soc_pct {snapshot.soc_pct:g} "
+                f"<= soc_min_pct {soc_min:g}",
+            )  # fmt: skip
+
+    async def apply(self, setpoint: InverterSetpoint) -> Confirmation[InverterSetpoint]:
+        self.check(setpoint)
+        return await self._write_and_confirm(setpoint)
+
+    async def safe_state(self) -> Confirmation[InverterSetpoint]:
+        """WSetEna off and WSet 0: the battery idles, the PV output passes through."""
+        return await self._write_and_confirm(InverterSetpoint(0.0, enabled=False))
+
+    async def _write_and_confirm(
+        self, setpoint: InverterSetpoint
+    ) -> Confirmation[InverterSetpoint]:
+        model = self.models[704]
+        layout = model.layout
+        wset = layout.point("WSet")
+        sf = self._wset_sf
+        raw_wset = round(setpoint.power_kw * 1000 / 10.0**sf)
+        ena = WSET_ENA_ENABLED if setpoint.enabled else WSET_ENA_DISABLED
+        registers = [ena, WSET_MOD_WATTS, *encode_raw(wset, raw_wset)]
+        await self.session.write(model.at("WSetEna"), registers)
+        read_back = await self._read_control()
+        step_kw = 10.0**sf / 1000
+        confirm(self.name, "WSetEna", setpoint.enabled, read_back.enabled)
+        confirm(self.name, "power_kw", raw_wset * step_kw, read_back.power_kw, step_kw / 2)
+        if setpoint.enabled:
+            self.last_confirmed = setpoint
+        else:
+            self.last_confirmed = None
+        return Confirmation(self.name, setpoint, read_back, self.clock())
+
+    async def _read_control(self) -> InverterSetpoint:
+        """Read back WSetEna .. WSet_SF of 704 (one request) and keep WSet_SF current."""
+        model = self.models[704]
+        layout = model.layout
+        first, last = layout.point("WSetEna"), layout.point("WSet_SF")
+        start = model.address + first.offset
+        image = RegisterImage()
+        image.store(start, await self.session.read(start, last.offset + last.size - first.offset))
+        sf = image.raw(model.address, last)
+        self._wset_sf = int(sf) if isinstance(sf, int) else 0
+        wset_w = image.scaled(model.address, layout, layout.point("WSet"))
+        enabled = image.raw(model.address, layout.point("WSetEna")) == WSET_ENA_ENABLED
+        return InverterSetpoint(0.0 if wset_w is None else wset_w / 1000, enabled)
+
+    async def _write_points(self, model_id: int, values: dict[str, float]) -> None:
+        model = self.models[model_id]
+        for name, value in values.items():
+            point = model.layout.point(name)
+            await self.session.write(model.address + point.offset, encode_raw(point, value))
+
+
+def _energy_kwh(device: str, quantity: str, wh: float | None) -> float:
+    if wh is None:
+        return 0.0
+    return plausible(device, quantity, wh / 1000, 0.0, 1e9)

@@ -1,0 +1,171 @@
+"""One device session's connection state: timeouts, reconnect with exponential backoff, and a
+single report per change of state (not one per failed call).
+
+Every driver runs each network operation through `Link.run`: the operation gets the driver's
+timeout; a timeout or a broken connection closes the session, marks the link LOST (one warning log
+record, one status callback) and raises `DeviceTimeout` / `DeviceUnavailable` at once. Later calls
+reopen the session when the backoff delay has passed (0.1 s, 0.2 s, 0.4 s ... up to the maximum),
+and fail fast with `DeviceUnavailable` before that, so a dead device never hangs the control loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from instruments.errors import DeviceTimeout, DeviceUnavailable
+
+T = TypeVar("T")
+
+logger = logging.getLogger("instruments")
+
+
+class LinkStatus(StrEnum):
+    CLOSED = "closed"  # not connected yet, or closed by the controller
+    CONNECTED = "connected"
+    LOST = "lost"  # dropped or unreachable; being retried with backoff
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between reconnect attempts: initial_s, then times factor, capped at max_s."""
+
+    initial_s: float = 0.1
+    factor: float = 2.0
+    max_s: float = 10.0
+
+    def delay_after(self, failures: int) -> float:
+        """Delay before the next attempt after `failures` consecutive failures (>= 1)."""
+        return min(self.max_s, self.initial_s * self.factor ** max(0, failures - 1))
+
+
+StatusListener = Callable[[str, LinkStatus, str], None]  # (device, new status, reason)
+
+
+class Link:
+    """Connection supervisor of one device session (see the module docstring)."""
+
+    def __init__(
+        self,
+        device: str,
+        open_session: Callable[[], Awaitable[None]],
+        close_session: Callable[[], Awaitable[None]],
+        *,
+        timeout_s: float,
+        connect_timeout_s: float | None = None,
+        backoff: Backoff | None = None,
+        connection_errors: tuple[type[BaseException], ...] = (),
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.device = device
+        self._open_session = open_session
+        self._close_session = close_session
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s or max(timeout_s, 2.0)
+        self.backoff = backoff or Backoff()
+        self._connection_errors = (OSError, EOFError, *connection_errors)
+        self._listeners: list[StatusListener] = [on_status] if on_status else []
+        self.status = LinkStatus.CLOSED
+        self.last_error = ""
+        self.failures = 0
+        self._next_attempt = 0.0
+
+    def subscribe(self, listener: StatusListener) -> None:
+        """Call `listener(device, status, reason)` on every change of status."""
+        self._listeners.append(listener)
+
+    async def connect(self) -> None:
+        """Open the session now, ignoring any backoff delay; raise DeviceUnavailable on failure."""
+        self._next_attempt = 0.0
+        await self._ensure_open()
+
+    async def run(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run one network operation with the timeout; see the module docstring for failures."""
+        if self.status is not LinkStatus.CONNECTED:
+            await self._ensure_open()
+        try:
+            return await asyncio.wait_for(operation(), self.timeout_s)
+        except TimeoutError:
+            reason = f"no answer to {what} within {self.timeout_s * 1000:.0f} ms"
+            await self._lose(reason)
+            raise DeviceTimeout(self.device, reason, self._retry_in()) from None
+        except self._connection_errors as exc:
+            reason = f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")
+            await self._lose(reason)
+            raise DeviceUnavailable(self.device, reason, self._retry_in()) from exc
+
+    async def close(self) -> None:
+        """Close the session; the link reports CLOSED once."""
+        await self._quiet_close()
+        self._set_status(LinkStatus.CLOSED, "closed by the controller")
+        self.failures = 0
+        self._next_attempt = 0.0
+
+    def _retry_in(self) -> float:
+        return max(0.0, self._next_attempt - time.monotonic())
+
+    async def _ensure_open(self) -> None:
+        if time.monotonic() < self._next_attempt:
+            raise DeviceUnavailable(self.device, self.last_error, self._retry_in())
+        try:
+            await asyncio.wait_for(self._open_session(), self.connect_timeout_s)
+        except (TimeoutError, *self._connection_errors) as exc:
+            reason = (
+                f"connect timed out after {self.connect_timeout_s:.1f} s"
+                if isinstance(exc, TimeoutError)
+                else f"connect: {type(exc).__name__}: {exc}"
+            )
+            await self._quiet_close()
+            self._failed(reason)
+            raise DeviceUnavailable(self.device, reason, self._retry_in()) from exc
+        except BaseException:
+            await self._quiet_close()
+            raise
+        recovered_after = self.failures
+        self.failures = 0
+        self._next_attempt = 0.0
+        if self.status is LinkStatus.LOST:
+            self._set_status(
+                LinkStatus.CONNECTED, f"reconnected after {recovered_after} failed attempt(s)"
+            )
+        else:
+            self._set_status(LinkStatus.CONNECTED, "connected")
+
+    async def _lose(self, reason: str) -> None:
+        await self._quiet_close()
+        self._failed(reason)
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self.last_error = reason
+        self._next_attempt = time.monotonic() + self.backoff.delay_after(self.failures)
+        if self.status is LinkStatus.LOST:
+            logger.debug(
+                "%s: still unavailable (%s), attempt %d", self.device, reason, self.failures
+            )
+        else:
+            self._set_status(LinkStatus.LOST, reason)
+
+    async def _quiet_close(self) -> None:
+        try:
+            await asyncio.wait_for(self._close_session(), self.connect_timeout_s)
+        except Exception as exc:  # closing a broken session may fail; nothing left to do
+            logger.debug("%s: error while closing the session: %s", self.device, exc)
+
+    def _set_status(self, status: LinkStatus, reason: str) -> None:
+        if status is self.status:
+            return
+        previous, self.status = self.status, status
+        if status is LinkStatus.LOST:
+            logger.warning("%s: connection lost (%s); retrying with backoff", self.device, reason)
+        elif status is LinkStatus.CONNECTED and previous is LinkStatus.LOST:
+            logger.info("%s: connection restored (%s)", self.device, reason)
+        else:
+            logger.info("%s: %s", self.device, status.value)
+        for listener in self._listeners:
+            listener(self.device, status, reason)

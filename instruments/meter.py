@@ -1,0 +1,118 @@
+"""SunSpec PCC meter over Modbus TCP: model 211 (single phase, float) or model 201 (integer + SF).
+
+One `read()` is one Modbus request (the needed points of either model fit in 125 registers).
+The meter counts power positive when imported (labspec.sunspec_layout); the snapshot turns it into
+the generator convention (+ = export). A meter has no setpoint; `safe_state()` does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from instruments.config import SunSpecMeterConfig
+from instruments.device import Clock, Instrument, plausible, utc_now
+from instruments.errors import ProtocolMismatch
+from instruments.link import StatusListener
+from instruments.modbus_session import ModbusSession, ModelInstance
+from instruments.sunspec_codec import RegisterImage
+from instruments.sunspec_models import plan_reads
+from labspec.sunspec_layout import METER_W_POSITIVE_IS_IMPORT
+
+METER_MODELS_PREFERRED = (211, 201)
+_POINTS = ("W", "A", "PhV", "PhVphA", "Hz", "TotWhExp", "TotWhImp")
+_SFS = ("W_SF", "A_SF", "V_SF", "Hz_SF", "TotWh_SF")
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSnapshot:
+    """One reading of a PCC meter; power in kW, + = export to the grid."""
+
+    time: datetime
+    power_kw: float
+    voltage_v: float
+    current_a: float
+    frequency_hz: float
+    import_kwh: float
+    export_kwh: float
+
+
+class SunSpecMeter(Instrument[MeterSnapshot]):
+    """Driver of a SunSpec PCC meter; see the module docstring."""
+
+    def __init__(
+        self,
+        config: SunSpecMeterConfig,
+        *,
+        clock: Clock = utc_now,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.session = ModbusSession(
+            config.name,
+            config.host,
+            config.port,
+            device_id=config.device_id,
+            timeout_s=config.timeout_s,
+            backoff=config.backoff(),
+            on_status=on_status,
+        )
+        self.link = self.session.link
+        self.model: ModelInstance | None = None
+        self._read_plan: list[tuple[int, int]] = []
+
+    async def connect(self) -> None:
+        await self.link.connect()
+        found = await self.session.scan(self.config.base_addresses)
+        for model_id in METER_MODELS_PREFERRED:
+            if found.get(model_id):
+                self.model = found[model_id][0]
+                break
+        else:
+            raise ProtocolMismatch(
+                self.name, f"no meter model {METER_MODELS_PREFERRED} (device has {sorted(found)})"
+            )
+        points = self.model.layout.points
+        spans = [
+            (self.model.address + points[n].offset, points[n].size)
+            for n in _POINTS + _SFS
+            if n in points
+        ]
+        self._read_plan = plan_reads(spans)
+
+    async def read(self) -> MeterSnapshot:
+        assert self.model is not None, "connect() first"
+        image = await self.session.read_image(self._read_plan)
+        return self._decode(image, self.model)
+
+    def _decode(self, image: RegisterImage, model: ModelInstance) -> MeterSnapshot:
+        name, ranges = self.name, self.config.plausibility
+
+        def value(point: str) -> float | None:
+            layout = model.layout.points.get(point)
+            return None if layout is None else image.scaled(model.address, model.layout, layout)
+
+        limit_kw = ranges.power_rating_multiple * self.config.rated_power_kw
+        watts = value("W")
+        import_w = plausible(
+            name, "power_kw", None if watts is None else watts / 1000, -limit_kw, limit_kw
+        )
+        voltage = value("PhV")
+        if voltage is None:
+            voltage = value("PhVphA")
+        nominal_a = limit_kw * 1000 / ranges.voltage_v[0]
+        return MeterSnapshot(
+            time=self.clock(),
+            power_kw=-import_w if METER_W_POSITIVE_IS_IMPORT else import_w,
+            voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
+            current_a=plausible(name, "current_a", value("A"), -nominal_a, nominal_a),
+            frequency_hz=plausible(name, "frequency_hz", value("Hz"), *ranges.frequency_hz),
+            import_kwh=_kwh(name, "import_kwh", value("TotWhImp")),
+            export_kwh=_kwh(name, "export_kwh", value("TotWhExp")),
+        )
+
+
+def _kwh(device: str, quantity: str, wh: float | None) -> float:
+    return plausible(device, quantity, None if wh is None else wh / 1000, 0.0, 1e9)

@@ -1,0 +1,193 @@
+"""A Modbus TCP session to one SunSpec device (pymodbus 3.16 async client) under a `Link`.
+
+Finds the SunSpec models by scanning from the `SunS` marker at the candidate base addresses, reads
+register blocks into a `RegisterImage`, and turns a Modbus exception response into a `DeviceError`
+naming the device, the function and the exception code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+
+from instruments.errors import DeviceError, ProtocolMismatch
+from instruments.link import Backoff, Link, StatusListener
+from instruments.sunspec_codec import RegisterImage
+from instruments.sunspec_models import MAX_REGISTERS_PER_READ, ModelLayout, layout_model
+from labspec.sunspec_layout import CANDIDATE_BASE_ADDRESSES, END_MODEL_ID, SUNSPEC_MARKER
+
+_MARKER_REGISTERS = [int.from_bytes(SUNSPEC_MARKER[i : i + 2], "big") for i in (0, 2)]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInstance:
+    """One model found on the device: where it starts (its ID register) and its layout."""
+
+    model_id: int
+    address: int
+    layout: ModelLayout
+
+    def at(self, point: str) -> int:
+        """Absolute register address of a top-level point."""
+        return self.address + self.layout.point(point).offset
+
+
+def exception_meaning(code: int) -> str:
+    try:
+        return ExcCodes(code).name
+    except ValueError:
+        return "unknown exception code"
+
+
+class ModbusSession:
+    """The pymodbus client of one device, opened and reopened by its `link`."""
+
+    def __init__(
+        self,
+        device: str,
+        host: str,
+        port: int,
+        *,
+        device_id: int = 1,
+        timeout_s: float = 0.5,
+        backoff: Backoff | None = None,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.device = device
+        self.host = host
+        self.port = port
+        self.device_id = device_id
+        self._client: AsyncModbusTcpClient | None = None
+        self.requests = 0  # Modbus requests sent (for tests and benchmarks)
+        self.link = Link(
+            device,
+            self._open,
+            self._close,
+            timeout_s=timeout_s,
+            backoff=backoff,
+            connection_errors=(ConnectionException, ModbusIOException, ConnectionError),
+            on_status=on_status,
+        )
+
+    async def _open(self) -> None:
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            # the link enforces the timeout and handles reconnects itself
+            timeout=self.link.timeout_s * 4,
+            retries=0,
+            reconnect_delay=0,
+            trace_connect=self._on_connection_change,
+        )
+        self._client = client
+        if not await client.connect():
+            raise ConnectionRefusedError(f"cannot connect to {self.host}:{self.port}")
+
+    def _on_connection_change(self, connected: bool) -> None:
+        """A connection closed by the device fails the pending request at once (not at timeout)."""
+        if connected or self._client is None:
+            return
+        pending = getattr(self._client.ctx, "response_future", None)
+        if pending is not None and not pending.done():
+            pending.set_exception(ConnectionResetError("connection closed by the device"))
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _require_client(self) -> AsyncModbusTcpClient:
+        if self._client is None or not self._client.connected:
+            raise ConnectionResetError("connection closed")
+        return self._client
+
+    async def read(self, address: int, count: int) -> list[int]:
+        """Read `count` holding registers (function 3) from `address`."""
+        what = f"read_holding_registers (function 3) of {count} at {address}"
+
+        async def operation() -> list[int]:
+            client = self._require_client()
+            self.requests += 1
+            response = await client.read_holding_registers(
+                address, count=count, device_id=self.device_id
+            )
+            if response.isError():
+                code = getattr(response, "exception_code", -1)
+                raise DeviceError(self.device, what, code, exception_meaning(code))
+            if len(response.registers) < count:
+                raise ProtocolMismatch(
+                    self.device, f"{what}: got {len(response.registers)} registers"
+                )
+            return list(response.registers[:count])
+
+        return await self.link.run(operation, what)
+
+    async def write(self, address: int, values: Sequence[int]) -> None:
+        """Write registers (function 16) from `address`."""
+        what = f"write_registers (function 16) of {len(values)} at {address}"
+
+        async def operation() -> None:
+            client = self._require_client()
+            self.requests += 1
+            response = await client.write_registers(address, list(values), device_id=self.device_id)
+            if response.isError():
+                code = getattr(response, "exception_code", -1)
+                raise DeviceError(self.device, what, code, exception_meaning(code))
+
+        await self.link.run(operation, what)
+
+    async def read_image(self, reads: Sequence[tuple[int, int]]) -> RegisterImage:
+        """Read every (address, count) block into one register image."""
+        image = RegisterImage()
+        for address, count in reads:
+            image.store(address, await self.read(address, count))
+        return image
+
+    async def scan(
+        self, bases: Sequence[int] = CANDIDATE_BASE_ADDRESSES
+    ) -> dict[int, list[ModelInstance]]:
+        """Find the `SunS` marker at one of `bases`, then walk the model headers to the end."""
+        base = None
+        for candidate in bases:
+            try:
+                if await self.read(candidate, 2) == _MARKER_REGISTERS:
+                    base = candidate
+                    break
+            except DeviceError:  # no such address on this device: try the next base
+                continue
+        if base is None:
+            raise ProtocolMismatch(
+                self.device, f"no SunSpec marker 'SunS' at any of the base addresses {list(bases)}"
+            )
+        models: dict[int, list[ModelInstance]] = {}
+        address = base + 2
+        for _ in range(1000):  # a device has far fewer models; guards a corrupt chain
+            model_id, length = await self.read(address, 2)
+            if model_id == END_MODEL_ID:
+                return models
+            try:
+                layout = layout_model(model_id, length)
+            except Exception:  # a model pysunspec2 does not know (vendor model): skip it
+                layout = ModelLayout(model_id, length, {}, {})
+            models.setdefault(model_id, []).append(ModelInstance(model_id, address, layout))
+            address += 2 + length
+        raise ProtocolMismatch(self.device, "SunSpec model chain does not end")
+
+
+def require_model(
+    device: str, models: dict[int, list[ModelInstance]], model_id: int
+) -> ModelInstance:
+    """The first instance of `model_id`, or ProtocolMismatch naming the models found."""
+    try:
+        return models[model_id][0]
+    except (KeyError, IndexError):
+        raise ProtocolMismatch(
+            device, f"SunSpec model {model_id} not found (device has {sorted(models)})"
+        ) from None
+
+
+__all__ = ["MAX_REGISTERS_PER_READ", "ModbusSession", "ModelInstance", "require_model"]

@@ -1,0 +1,265 @@
+"""Programmable AC electronic load (peer C) over SCPI: pyvisa with the pyvisa-py backend.
+
+The command set is declared once, like a datasheet (`AcElectronicLoadScpi`), from the table in
+labspec.programmable_load. The async driver (`ProgrammableLoad`) runs every exchange in its own
+worker thread (pyvisa blocks), one thread per session so exchanges never interleave, on a socket
+with TCP_NODELAY on (without it a write followed by a query waits ~40 ms for delayed ACKs).
+
+Power in snapshots and setpoints is in kW with the generator convention: the load consumes, so its
+power is <= 0 (the instrument itself speaks in W of consumption, >= 0).
+
+Safe state: POW 0 and INP OFF (the load draws nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+import pyvisa
+from pyvisa import constants as visa_constants
+from pyvisa.errors import VisaIOError
+
+from instruments.config import ProgrammableLoadConfig
+from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.errors import ReadbackMismatch
+from instruments.link import Link, StatusListener
+from instruments.scpi import (
+    ON_OFF,
+    ScpiInstrument,
+    control,
+    in_range,
+    measurement,
+    one_of,
+    scpi_bool,
+    scpi_str,
+)
+from labspec import programmable_load as spec
+
+T = TypeVar("T")
+
+
+class AcElectronicLoadScpi(ScpiInstrument):
+    """The SCPI command set of the EL-AC-3000 (labspec.programmable_load), one line per property."""
+
+    identity = measurement(spec.IDN, parse=str.strip)
+    input_on = control(
+        "INP?", "INP {}", validator=one_of(True, False), values=ON_OFF, parse=scpi_bool
+    )
+    function = control("FUNC?", "FUNC {}", validator=one_of("POW", "LIST"), parse=scpi_str)
+    power_setpoint_w = control(
+        "POW?", "POW {:.1f}", validator=in_range(spec.MIN_POWER_W, spec.MAX_POWER_W), unit="W"
+    )
+    power_w = measurement(spec.MEASURE_POWER, unit="W")
+    voltage_v = measurement(spec.MEASURE_VOLTAGE, unit="V")
+    current_a = measurement(spec.MEASURE_CURRENT, unit="A")
+    energy_wh = measurement(spec.MEASURE_ENERGY, unit="Wh")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSnapshot:
+    """One reading of the programmable load; power in kW, generator convention (<= 0)."""
+
+    time: datetime
+    power_kw: float
+    voltage_v: float
+    current_a: float
+    energy_kwh: float  # consumed since power-on
+    input_on: bool
+    function: str  # POW (constant power) or LIST (plays the stored house-load program)
+    power_setpoint_kw: float  # generator convention (<= 0)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSetpoint:
+    """Constant-power consumption in kW, generator convention (so <= 0), and the input switch."""
+
+    power_kw: float
+    input_on: bool = True
+
+
+_POW_RESOLUTION_KW = 0.05 / 1000  # "POW {:.1f}" in W
+
+
+class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
+    """Driver of the programmable load; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ProgrammableLoadConfig,
+        *,
+        clock: Clock = utc_now,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"visa-{config.name}"
+        )
+        self._manager: pyvisa.ResourceManager | None = None
+        self._resource = None
+        self.instrument: AcElectronicLoadScpi | None = None
+        self.identity = ""
+        self.last_snapshot: LoadSnapshot | None = None
+        self.last_confirmed: LoadSetpoint | None = None
+        self._function: str | None = None  # FUNC as last read or written
+        self.link = Link(
+            config.name,
+            self._open,
+            self._close,
+            timeout_s=config.timeout_s,
+            backoff=config.backoff(),
+            connection_errors=(VisaIOError,),
+            on_status=on_status,
+        )
+
+    # -- worker thread ---------------------------------------------------------------------------
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._guard(work))
+
+    @staticmethod
+    def _guard(work: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            try:
+                return work()
+            except VisaIOError as exc:
+                if exc.error_code == visa_constants.StatusCode.error_timeout:
+                    raise TimeoutError(str(exc)) from exc
+                raise
+
+        return run
+
+    async def _run(self, work: Callable[[AcElectronicLoadScpi], T], what: str) -> T:
+        def call() -> T:
+            if self.instrument is None:
+                raise ConnectionResetError("session closed")
+            return work(self.instrument)
+
+        return await self.link.run(lambda: self._in_thread(call), what)
+
+    async def _open(self) -> None:
+        await self._in_thread(self._open_blocking)
+
+    def _open_blocking(self) -> None:
+        if self._manager is None:
+            self._manager = pyvisa.ResourceManager("@py")
+        resource = self._manager.open_resource(
+            self.config.resource,
+            read_termination="\n",
+            write_termination="\n",
+            timeout=self.config.timeout_s * 1000 * 0.9,  # ms; the link's timeout fires after
+            open_timeout=self.link.connect_timeout_s * 1000,
+        )
+        self._resource = resource
+        resource.set_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY, True)
+        self.instrument = AcElectronicLoadScpi(resource, self.name)
+
+    async def _close(self) -> None:
+        await self._in_thread(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        resource, self._resource, self.instrument = self._resource, None, None
+        if resource is not None:
+            with contextlib.suppress(Exception):  # a broken socket may not close cleanly
+                resource.close()
+
+    # -- device shape ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.link.connect()
+        self.identity = await self._run(lambda load: load.identity, spec.IDN)
+        self.last_snapshot = await self.read()
+
+    async def close(self) -> None:
+        await super().close()
+        if self._manager is not None:
+            manager, self._manager = self._manager, None
+            await self._in_thread(manager.close)
+
+    async def read(self) -> LoadSnapshot:
+        def measure(load: AcElectronicLoadScpi) -> tuple:
+            return (
+                load.power_w,
+                load.voltage_v,
+                load.current_a,
+                load.energy_wh,
+                load.input_on,
+                load.function,
+                load.power_setpoint_w,
+            )
+
+        power_w, voltage, current, energy_wh, input_on, function, setpoint_w = await self._run(
+            measure, "measurements"
+        )
+        name, ranges = self.name, self.config.plausibility
+        limit_w = ranges.power_rating_multiple * spec.MAX_POWER_W
+        power_w = plausible(name, "power_kw", power_w, 0.0, limit_w)
+        snapshot = LoadSnapshot(
+            time=self.clock(),
+            power_kw=-power_w / 1000,
+            voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
+            current_a=plausible(name, "current_a", current, 0.0, limit_w / ranges.voltage_v[0]),
+            energy_kwh=plausible(name, "energy_kwh", energy_wh, 0.0, 1e12) / 1000,
+            input_on=input_on,
+            function=function,
+            power_setpoint_kw=-plausible(name, "power_setpoint_kw", setpoint_w, 0.0, limit_w)
+            / 1000,
+        )
+        self.last_snapshot = snapshot
+        self._function = function
+        return snapshot
+
+    def limits_kw(self) -> tuple[float, float]:
+        """Allowed setpoint range (low, high) in kW, generator convention."""
+        largest = spec.MAX_POWER_W / 1000
+        if self.config.max_power_kw is not None:
+            largest = min(largest, self.config.max_power_kw)
+        return -largest, -spec.MIN_POWER_W / 1000
+
+    def check(self, setpoint: LoadSetpoint) -> None:
+        """Refuse a setpoint outside the limits (SetpointRefused; nothing is sent)."""
+        low, high = self.limits_kw()
+        power = within(self.name, "power_kw", setpoint.power_kw, low, high, "kW")
+        if not isinstance(setpoint.input_on, bool):
+            within(self.name, "input_on", setpoint.input_on, 0, 1, "(True or False)")
+        step = self.config.max_step_kw
+        if step is not None and self.last_confirmed is not None:
+            last = self.last_confirmed.power_kw if self.last_confirmed.input_on else 0.0
+            within(self.name, "power_kw", power, last - step, last + step, "kW (ramp guard)")
+
+    async def apply(self, setpoint: LoadSetpoint) -> Confirmation[LoadSetpoint]:
+        self.check(setpoint)
+        return await self._write_and_confirm(setpoint)
+
+    async def safe_state(self) -> Confirmation[LoadSetpoint]:
+        """POW 0 and INP OFF."""
+        return await self._write_and_confirm(LoadSetpoint(0.0, input_on=False))
+
+    async def _write_and_confirm(self, setpoint: LoadSetpoint) -> Confirmation[LoadSetpoint]:
+        power_w = round(-setpoint.power_kw * 1000, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
+        need_function = self._function != "POW"
+
+        def exchange(load: AcElectronicLoadScpi) -> tuple[float, bool, str]:
+            if need_function:
+                load.function = "POW"
+            load.power_setpoint_w = power_w
+            load.input_on = setpoint.input_on
+            function = load.function if need_function else "POW"
+            return load.power_setpoint_w, load.input_on, function
+
+        setpoint_w, input_on, function = await self._run(exchange, f"POW {power_w:.1f}")
+        confirm(self.name, "power_kw", -power_w / 1000, -setpoint_w / 1000, _POW_RESOLUTION_KW)
+        confirm(self.name, "input_on", setpoint.input_on, input_on)
+        if function != "POW":
+            raise ReadbackMismatch(self.name, "function", "POW", function)
+        self._function = function
+        read_back = LoadSetpoint(-setpoint_w / 1000 + 0.0, input_on)
+        self.last_confirmed = setpoint if setpoint.input_on else None
+        return Confirmation(self.name, setpoint, read_back, self.clock())

@@ -1,0 +1,211 @@
+"""A declarative SCPI layer in the style of PyMeasure: one line per property.
+
+    class Load(ScpiInstrument):
+        power_setpoint_w = control("POW?", "POW {:.1f}", validator=in_range(0, 3000), unit="W")
+        input_on = control("INP?", "INP {}", validator=one_of(True, False), values=ON_OFF)
+        power_w = measurement("MEAS:POW?", unit="W")
+
+Reading a property sends its query and parses the answer; setting one validates the value
+(`SetpointRefused` naming the value and the allowed range, before anything is sent), sends the
+command and then asks the error queue (`SYST:ERR?`): a non-zero answer raises `DeviceError`
+naming the command and the instrument's answer. The class is synchronous, like pyvisa; the async
+drivers run it in their session's worker thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from instruments.errors import BadReading, DeviceError, SetpointRefused
+
+
+class Transport(Protocol):
+    """What an instrument needs from its session (a pyvisa MessageBasedResource fits)."""
+
+    def write(self, message: str) -> Any: ...
+
+    def query(self, message: str) -> str: ...
+
+
+# -- validators: each returns the validated value or raises SetpointRefused --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class in_range:
+    """A finite number within [low, high]."""
+
+    low: float
+    high: float
+
+    def __call__(self, device: str, quantity: str, value: Any, unit: str) -> float:
+        allowed = f"{self.low:g} to {self.high:g} {unit}".rstrip()
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise SetpointRefused(device, quantity, value, f"a finite number, {allowed}")
+        if not self.low <= value <= self.high:
+            raise SetpointRefused(device, quantity, value, allowed)
+        return float(value)
+
+
+class one_of:
+    """One of a fixed set of values (of the same types)."""
+
+    def __init__(self, *choices: Any) -> None:
+        self.choices = choices
+
+    def __call__(self, device: str, quantity: str, value: Any, unit: str) -> Any:
+        if value not in self.choices or type(value) not in {type(c) for c in self.choices}:
+            raise SetpointRefused(device, quantity, value, f"one of {list(self.choices)}")
+        return value
+
+
+Validator = Callable[[str, str, Any, str], Any]
+
+ON_OFF: Mapping[Any, str] = {True: "ON", False: "OFF"}
+
+
+def scpi_bool(answer: str) -> bool:
+    """Parse a SCPI boolean answer (1/0/ON/OFF)."""
+    text = answer.strip().upper()
+    if text in ("1", "ON"):
+        return True
+    if text in ("0", "OFF"):
+        return False
+    raise ValueError(f"not a SCPI boolean: {answer!r}")
+
+
+def scpi_float(answer: str) -> float:
+    return float(answer.strip())
+
+
+def scpi_str(answer: str) -> str:
+    return answer.strip().strip('"').upper()
+
+
+# -- descriptors ---------------------------------------------------------------------------------
+
+
+class measurement:
+    """A read-only property: `query` parsed by `parse`, in `unit`."""
+
+    def __init__(
+        self, query: str, *, unit: str = "", parse: Callable[[str], Any] = scpi_float, doc: str = ""
+    ) -> None:
+        self.query = query
+        self.unit = unit
+        self.parse = parse
+        self.__doc__ = doc or f"{query} [{unit}]"
+        self.name = query
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instrument: ScpiInstrument | None, owner: type) -> Any:
+        if instrument is None:
+            return self
+        return instrument.ask_parsed(self.query, self.parse, self.name)
+
+    def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
+        raise AttributeError(f"{self.name} is a measurement ({self.query}); it cannot be set")
+
+
+class control(measurement):
+    """A read-write property: `query` to read, `command` (a format string) to write.
+
+    `values` maps Python values to the instrument's words (e.g. ON_OFF) for the command.
+    """
+
+    def __init__(
+        self,
+        query: str,
+        command: str,
+        *,
+        validator: Validator | None = None,
+        values: Mapping[Any, str] | None = None,
+        unit: str = "",
+        parse: Callable[[str], Any] = scpi_float,
+        check_errors: bool = True,
+        doc: str = "",
+    ) -> None:
+        super().__init__(query, unit=unit, parse=parse, doc=doc)
+        self.command = command
+        self.validator = validator
+        self.values = values
+        self.check_errors = check_errors
+
+    def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
+        instrument.write_checked(self.format(instrument.name, value), self.check_errors)
+
+    def format(self, device: str, value: Any) -> str:
+        """The command that sets `value` (validated first; SetpointRefused if not allowed)."""
+        if self.validator is not None:
+            value = self.validator(device, self.name, value, self.unit)
+        if self.values is not None:
+            value = self.values[value]
+        return self.command.format(value)
+
+
+# -- the instrument --------------------------------------------------------------------------------
+
+
+class ScpiInstrument:
+    """A SCPI instrument over a message-based session; subclasses declare their properties."""
+
+    error_query = "SYST:ERR?"
+
+    def __init__(self, transport: Transport, name: str) -> None:
+        self.transport = transport
+        self.name = name
+
+    def write(self, command: str) -> None:
+        self.transport.write(command)
+
+    def ask(self, query: str) -> str:
+        return self.transport.query(query)
+
+    def ask_parsed(self, query: str, parse: Callable[[str], Any], quantity: str) -> Any:
+        answer = self.ask(query)
+        try:
+            return parse(answer)
+        except ValueError:
+            raise BadReading(self.name, quantity, answer, f"an answer to {query}") from None
+
+    def write_checked(self, command: str, check_errors: bool = True) -> None:
+        """Send `command`, then raise DeviceError if the error queue holds an error."""
+        self.write(command)
+        if check_errors:
+            self.check_errors(command)
+
+    def check_errors(self, command: str) -> None:
+        """Ask the error queue once; on an error, drain the queue and raise naming `command`."""
+        code, message = self.next_error()
+        if code == 0:
+            return
+        for _ in range(32):  # drain what else is queued so the next command starts clean
+            if self.next_error()[0] == 0:
+                break
+        raise DeviceError(self.name, repr(command), code, message)
+
+    def next_error(self) -> tuple[int, str]:
+        answer = self.ask(self.error_query)
+        code_text, _, message = answer.partition(",")
+        try:
+            return int(code_text.strip()), message.strip().strip('"')
+        except ValueError:
+            raise BadReading(self.name, "error queue", answer, '<code>,"<message>"') from None
+
+    @classmethod
+    def declarations(cls) -> dict[str, measurement]:
+        """Every declared property by name (a datasheet view of the driver)."""
+        found: dict[str, measurement] = {}
+        for klass in reversed(cls.__mro__):
+            for name, attr in vars(klass).items():
+                if isinstance(attr, measurement):
+                    found[name] = attr
+        return found

@@ -1,0 +1,128 @@
+"""Decode and encode SunSpec point values from and to 16-bit Modbus registers (big-endian words).
+
+A point whose registers hold the type's "not implemented" pattern decodes to None. Scale factors
+(`sunssf`) apply as value * 10**sf.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping, Sequence
+
+from instruments.sunspec_models import ModelLayout, PointLayout
+
+_FORMATS = {
+    "int16": ">h",
+    "uint16": ">H",
+    "count": ">H",
+    "acc16": ">H",
+    "enum16": ">H",
+    "bitfield16": ">H",
+    "sunssf": ">h",
+    "pad": ">H",
+    "int32": ">i",
+    "uint32": ">I",
+    "acc32": ">I",
+    "enum32": ">I",
+    "bitfield32": ">I",
+    "ipaddr": ">I",
+    "float32": ">f",
+    "int64": ">q",
+    "uint64": ">Q",
+    "acc64": ">Q",
+    "float64": ">d",
+}
+
+# Register patterns meaning "not implemented" (SunSpec information model specification).
+_UNIMPLEMENTED = {
+    "int16": -0x8000,
+    "sunssf": -0x8000,
+    "uint16": 0xFFFF,
+    "enum16": 0xFFFF,
+    "bitfield16": 0xFFFF,
+    "int32": -0x80000000,
+    "uint32": 0xFFFFFFFF,
+    "enum32": 0xFFFFFFFF,
+    "bitfield32": 0xFFFFFFFF,
+    "int64": -0x8000000000000000,
+    "uint64": 0xFFFFFFFFFFFFFFFF,
+}
+
+
+def _to_bytes(registers: Sequence[int]) -> bytes:
+    return struct.pack(f">{len(registers)}H", *registers)
+
+
+def decode_raw(point: PointLayout, registers: Sequence[int]) -> int | float | str | None:
+    """The raw (unscaled) value of `point` from exactly its registers; None if not implemented."""
+    if len(registers) != point.size:
+        raise ValueError(f"{point.name}: expected {point.size} registers, got {len(registers)}")
+    data = _to_bytes(registers)
+    if point.type == "string":
+        return data.split(b"\0", 1)[0].decode("ascii", errors="replace").strip() or None
+    fmt = _FORMATS.get(point.type)
+    if fmt is None:
+        raise ValueError(f"{point.name}: point type {point.type!r} is not supported")
+    (value,) = struct.unpack(fmt, data)
+    if point.type in ("float32", "float64"):
+        return None if math.isnan(value) else value
+    if _UNIMPLEMENTED.get(point.type) == value:
+        return None
+    return value
+
+
+def encode_raw(point: PointLayout, value: int | float) -> list[int]:
+    """The registers holding the raw (already scaled) `value` of `point`."""
+    fmt = _FORMATS.get(point.type)
+    if fmt is None or point.type == "string":
+        raise ValueError(f"{point.name}: cannot encode point type {point.type!r}")
+    if not point.type.startswith("float"):
+        value = round(value)
+    try:
+        data = struct.pack(fmt, value)
+    except struct.error as exc:
+        raise ValueError(f"{point.name}: {value!r} does not fit {point.type}") from exc
+    return list(struct.unpack(f">{len(data) // 2}H", data))
+
+
+class RegisterImage:
+    """Registers read from a device, by absolute address, with SunSpec decoding on top."""
+
+    def __init__(self) -> None:
+        self._registers: dict[int, int] = {}
+
+    def store(self, address: int, registers: Sequence[int]) -> None:
+        for i, value in enumerate(registers):
+            self._registers[address + i] = value
+
+    def registers(self, address: int, count: int) -> list[int]:
+        try:
+            return [self._registers[address + i] for i in range(count)]
+        except KeyError as exc:
+            raise KeyError(f"register {exc.args[0]} was not read") from None
+
+    def raw(self, base: int, point: PointLayout) -> int | float | str | None:
+        """Raw value of `point` of the model starting at register `base`."""
+        return decode_raw(point, self.registers(base + point.offset, point.size))
+
+    def scaled(self, base: int, model: ModelLayout, point: PointLayout) -> float | None:
+        """Value of `point` times 10**(its scale factor); None if the point or its SF is unset."""
+        raw = self.raw(base, point)
+        if raw is None or isinstance(raw, str):
+            return None
+        sf = point.sf
+        if isinstance(sf, str):
+            sf = self.raw(base, model.points[sf])
+            if sf is None:
+                return None
+        return raw * 10.0**sf if sf else float(raw)
+
+
+def scale_factors(image: RegisterImage, base: int, model: ModelLayout) -> Mapping[str, int | None]:
+    """Every scale-factor point of a model, by name (handy in error messages and tests)."""
+    return {
+        name: image.raw(base, point)  # type: ignore[misc]
+        for name, point in model.points.items()
+        if point.type == "sunssf"
+    }
