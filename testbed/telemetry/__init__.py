@@ -1,0 +1,32 @@
+"""Telemetry to InfluxDB that loses nothing: schema, config, buffered sink, InfluxQL read-back.
+
+from testbed.telemetry import InfluxConfig, InfluxSink
+
+sink = InfluxSink.in_run_dir(InfluxConfig(database="testbed"), run_dir)
+sink.emit(doc)            # O(1), never blocks on the network
+sink.backlog()            # pending / dead-lettered points, last error, last success
+sink.close(timeout_s=5)   # sends what it can; the rest stays in the buffer file
+"""
+
+from testbed.telemetry.buffer import BufferState, DeadLetter, PointBuffer, read_buffer_state
+from testbed.telemetry.config import InfluxConfig, influx_config_from_cli
+from testbed.telemetry.query import InfluxQueryError, QuerySeries, influxql_query, influxql_records
+from testbed.telemetry.schema import PointFormatter
+from testbed.telemetry.sink import Backlog, BufferInUse, InfluxSink
+
+__all__ = [
+    "Backlog",
+    "BufferInUse",
+    "BufferState",
+    "DeadLetter",
+    "InfluxConfig",
+    "InfluxQueryError",
+    "InfluxSink",
+    "PointBuffer",
+    "PointFormatter",
+    "QuerySeries",
+    "influx_config_from_cli",
+    "influxql_query",
+    "influxql_records",
+    "read_buffer_state",
+]
