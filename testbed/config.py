@@ -15,6 +15,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from instruments.config import (
+    EvChargerConfig,
+    ProgrammableLoadConfig,
+    SunSpecInverterConfig,
+    SunSpecMeterConfig,
+)
+from peers.assets import PeerAssets, default_assets
+
 IST = timezone(timedelta(hours=5, minutes=30))
 
 
@@ -30,65 +38,34 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-class ModbusEndpoint(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(502, ge=0, le=65535)
-    unit: int = Field(1, ge=0, le=247)
-    base_address: int | None = None  # None = scan the usual SunSpec bases
-
-
-class InverterConfig(_Strict):
-    kind: Literal["sunspec_inverter"] = "sunspec_inverter"
-    endpoint: ModbusEndpoint = ModbusEndpoint()
-    max_power_kw: PositiveFloat = 3.5  # largest |AC setpoint| the controller will send
-    ramp_kw_per_s: PositiveFloat = 2.0
-    revert_timeout_s: NonNegativeFloat = 30.0  # the inverter drops WSet after this without refresh
-
-
-class MeterConfig(_Strict):
-    kind: Literal["sunspec_meter"] = "sunspec_meter"
-    endpoint: ModbusEndpoint = ModbusEndpoint()
-
-
-class OpcUaEndpoint(_Strict):
-    url: str = "opc.tcp://127.0.0.1:4840"
-    security: Literal["none", "basic256sha256"] = "none"
-    username: str | None = None
-    password_env: str = "EV_CHARGER_PASSWORD"
-    client_certificate: Path | None = None
-    client_private_key: Path | None = None
-
-
-class EvChargerConfig(_Strict):
-    kind: Literal["opcua_ev_charger"] = "opcua_ev_charger"
-    endpoint: OpcUaEndpoint = OpcUaEndpoint()
-    max_charge_kw: PositiveFloat = 1.5
-    max_discharge_kw: PositiveFloat = 1.5
-    min_power_kw: NonNegativeFloat = 0.2
-    ramp_kw_per_s: PositiveFloat = 1.0
-    reserve_soc_pct: float = Field(30.0, ge=0, le=100)
-    departure_soc_pct: float = Field(80.0, ge=0, le=100)
-
-
-class VisaEndpoint(_Strict):
-    resource: str = "TCPIP0::127.0.0.1::5025::SOCKET"
-
-
-class LoadConfig(_Strict):
-    kind: Literal["scpi_load"] = "scpi_load"
-    endpoint: VisaEndpoint = VisaEndpoint()
-    max_power_kw: PositiveFloat = 3.0
-
-
 class PeerConfig(_Strict):
+    """One peer: its role, its agent, its assets and how to reach its devices.
+
+    The device sections are the drivers' own configuration models (`instruments.config`); the
+    assets are `peers.assets.PeerAssets` without the peer name (defaults: the section 5.4 testbed).
+    """
+
     role: Literal["prosumer", "consumer"]
     agent: str = "baseline"
     agent_params: dict[str, Any] = Field(default_factory=dict)
-    assets: dict[str, Any] = Field(default_factory=dict)  # passed to peers' asset model
-    meter: MeterConfig
-    inverter: InverterConfig | None = None
+    assets: dict[str, Any] = Field(default_factory=dict)
+    ramp_kw_per_s: PositiveFloat = 1.0  # controller-side ramp limit of the flexible device
+    meter: SunSpecMeterConfig
+    inverter: SunSpecInverterConfig | None = None
     ev_charger: EvChargerConfig | None = None
-    load: LoadConfig | None = None
+    load: ProgrammableLoadConfig | None = None
+
+    def peer_assets(self, name: str) -> PeerAssets:
+        """The peer's assets: the file's `assets` table, else the testbed's defaults for `name`."""
+        if not self.assets:
+            return default_assets(name)
+        return PeerAssets.model_validate({"peer": name, "role": self.role, **self.assets})
+
+    @model_validator(mode="after")
+    def _one_flexible_device(self) -> PeerConfig:
+        if self.inverter is not None and self.ev_charger is not None:
+            raise ValueError("a peer has one flexible device: an inverter or an ev_charger")
+        return self
 
 
 class PricesConfig(_Strict):
@@ -186,6 +163,13 @@ class TestbedConfig(_Strict):
                 f"control.step_s = {self.control.step_s} must divide market.interval_s = "
                 f"{self.market.interval_s}"
             )
+        for name, peer in self.peers.items():
+            try:
+                peer.peer_assets(name)
+            except ValidationError as error:
+                raise ValueError(f"peers.{name}.assets: {_describe(error)}") from None
+            except ValueError as error:
+                raise ValueError(f"peers.{name}.assets: {error}") from None
         if self.market.gate_closure_s >= self.market.interval_s:
             raise ValueError(
                 f"market.gate_closure_s = {self.market.gate_closure_s} must be shorter than "
@@ -198,7 +182,7 @@ class TestbedConfig(_Strict):
         return json.loads(self.model_dump_json(exclude_none=True))
 
 
-def _describe(error: ValidationError, data: dict[str, Any]) -> str:
+def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
@@ -219,7 +203,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> TestbedConfig:
     try:
         return TestbedConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error, data)}") from None
+        raise ConfigError(f"{source}: {_describe(error)}") from None
 
 
 def load_config(path: Path | str) -> TestbedConfig:

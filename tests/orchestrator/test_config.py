@@ -7,7 +7,7 @@ from testbed.config import ConfigError, load_config
 MINIMAL = """
 [peers.C]
 role = "consumer"
-[peers.C.meter.endpoint]
+[peers.C.meter]
 port = 1502
 """
 
@@ -18,7 +18,7 @@ def test_minimal_file_gets_defaults(tmp_path):
     config = load_config(path)
     assert config.market.interval_s == 900
     assert config.control.step_s == 1
-    assert config.peers["C"].meter.endpoint.port == 1502
+    assert config.peers["C"].meter.port == 1502
 
 
 @pytest.mark.parametrize(

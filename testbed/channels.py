@@ -1,0 +1,140 @@
+"""One supervised channel per device: reads and writes that never stop the control loop.
+
+A channel wraps a driver from `instruments`. A failed read or write is counted; after
+`lost_after_failures` in a row the device is declared lost and reported as a `device_lost`
+interlock; the engine asks for its safe state and the other devices go on. A reading older than
+`stale_after_steps` steps is not used for control (`stale_measurement`). When the device answers
+again the channel says so (the `device_lost` interlock is cleared) and control resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from instruments.errors import BadReading, DeviceError, ReadbackMismatch, SetpointRefused
+
+
+@dataclass(slots=True)
+class ChannelEvent:
+    """Something the engine turns into an `Interlock` document."""
+
+    device: str
+    kind: str
+    reason: str
+    action: str
+
+
+@dataclass(slots=True)
+class Channel:
+    """A device of one peer and what the controller knows about its health."""
+
+    peer: str
+    device: str
+    driver: Any  # an instruments.device.Instrument
+    lost_after_failures: int
+    stale_after_steps: int
+    io_timeout_s: float
+    snapshot: Any = None
+    snapshot_step: int = -1
+    failures: int = 0
+    lost: bool = False
+    last_error: str = ""
+    events: list[ChannelEvent] = field(default_factory=list)
+
+    @property
+    def is_actuator(self) -> bool:
+        return hasattr(self.driver, "apply")
+
+    async def connect(self) -> None:
+        await asyncio.wait_for(self.driver.connect(), timeout=max(self.io_timeout_s, 5.0))
+
+    async def read(self, step: int) -> Any:
+        """Read the device; on failure keep the last snapshot and count the failure."""
+        try:
+            snapshot = await asyncio.wait_for(self.driver.read(), timeout=self.io_timeout_s)
+        except BadReading as error:
+            self._failed(step, "bad_reading", str(error))
+            return None
+        except (DeviceError, TimeoutError, OSError, ConnectionError) as error:
+            self._failed(step, "read_failed", _describe(error))
+            return None
+        self.snapshot = snapshot
+        self.snapshot_step = step
+        if self.lost:
+            self.lost = False
+            self.events.append(
+                ChannelEvent(self.device, "device_lost", "device answers again", "cleared")
+            )
+        self.failures = 0
+        return snapshot
+
+    def fresh(self, step: int) -> Any:
+        """The latest snapshot if it is recent enough to control with, else None."""
+        if self.snapshot is None or self.lost:
+            return None
+        if step - self.snapshot_step >= self.stale_after_steps:
+            return None
+        return self.snapshot
+
+    async def apply(self, setpoint: Any, step: int) -> bool:
+        """Send a setpoint; False (and an event when it matters) if the device did not take it."""
+        if self.lost:
+            return False
+        try:
+            await asyncio.wait_for(self.driver.apply(setpoint), timeout=self.io_timeout_s * 2)
+        except SetpointRefused as error:
+            self.events.append(ChannelEvent(self.device, "setpoint_refused", str(error), "held"))
+            return False
+        except ReadbackMismatch as error:
+            self.events.append(ChannelEvent(self.device, "readback_mismatch", str(error), "held"))
+            return False
+        except (DeviceError, TimeoutError, OSError, ConnectionError) as error:
+            self._failed(step, "write_failed", _describe(error))
+            return False
+        return True
+
+    async def safe_state(self, reason: str) -> None:
+        """Ask the device for its safe state; its own watchdog is the fallback if it cannot hear."""
+        if not self.is_actuator:
+            return
+        try:
+            await asyncio.wait_for(self.driver.safe_state(), timeout=self.io_timeout_s * 2)
+            action = "safe_state"
+        except Exception as error:
+            action = f"safe_state_unconfirmed ({_describe(error)}; the device watchdog reverts it)"
+        self.events.append(ChannelEvent(self.device, "safe_state", reason, action))
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a dead session cannot fail the run
+            await asyncio.wait_for(self.driver.close(), timeout=self.io_timeout_s * 2)
+
+    def _failed(self, step: int, kind: str, message: str) -> None:
+        self.failures += 1
+        self.last_error = message
+        if not self.lost and self.failures >= self.lost_after_failures:
+            self.lost = True
+            self.events.append(
+                ChannelEvent(
+                    self.device,
+                    "device_lost",
+                    f"{self.failures} failed calls in a row, last: {kind}: {message}",
+                    "safe_state",
+                )
+            )
+
+    def take_events(self) -> list[ChannelEvent]:
+        events, self.events = self.events, []
+        return events
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def snapshot_time(snapshot: Any) -> datetime | None:
+    return getattr(snapshot, "time", None)

@@ -1,0 +1,77 @@
+"""Two clocks behind one interface: lockstep with the emulated plant, or the wall clock of the lab.
+
+The control loop calls `start()` once and `advance(dt_s)` after every control step. The lockstep
+clock moves the emulated plant by `dt_s` through its simulation-control endpoint and returns at
+once, so a run is deterministic and as fast as the protocols allow; the wall clock sleeps until the
+next step is due (and counts the steps that overran).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from hil_sim.control import PlantControl
+
+
+class Clock(Protocol):
+    async def start(self) -> datetime: ...
+
+    async def advance(self, dt_s: float) -> datetime: ...
+
+    async def close(self) -> None: ...
+
+
+class LockstepClock:
+    """Time is the emulated plant's; each step advances the plant by exactly `dt_s`."""
+
+    def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
+        self._control = PlantControl(host, port, timeout_s=timeout_s)
+        self._now: datetime | None = None
+
+    async def start(self) -> datetime:
+        await self._control.connect()
+        self._now = await self._control.time()
+        return self._now
+
+    async def advance(self, dt_s: float) -> datetime:
+        self._now = await self._control.advance(dt_s)
+        return self._now
+
+    async def close(self) -> None:
+        await self._control.close()
+
+
+class WallClock:
+    """Real time for the lab: `advance` waits until the next step boundary."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._start = start
+        self._origin_monotonic = 0.0
+        self._origin: datetime | None = None
+        self._elapsed_s = 0.0
+        self.overruns = 0
+
+    async def start(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._start is not None and self._start > now:
+            await asyncio.sleep((self._start - now).total_seconds())
+            now = self._start
+        self._origin = now
+        self._origin_monotonic = time.monotonic()
+        return now
+
+    async def advance(self, dt_s: float) -> datetime:
+        assert self._origin is not None, "start() first"
+        self._elapsed_s += dt_s
+        delay = self._origin_monotonic + self._elapsed_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            self.overruns += 1
+        return self._origin + timedelta(seconds=self._elapsed_s)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,327 @@
+"""A peer's devices as the engine sees them: channels, a process image, and its dispatcher.
+
+The drivers come from `instruments`; this module knows which snapshot field means what for the
+controller (PCC power, energy registers, storage power and state of charge) and turns a peer's
+contracted power into its flexible device's setpoint each step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from instruments.config import (
+    EvChargerConfig,
+    ProgrammableLoadConfig,
+    SunSpecInverterConfig,
+    SunSpecMeterConfig,
+)
+from instruments.ev_charger import EvCharger, EvSetpoint
+from instruments.inverter import InverterSetpoint, SunSpecInverter
+from instruments.meter import SunSpecMeter
+from instruments.programmable_load import ProgrammableLoad
+from peers.assets import PeerAssets
+from peers.interface import DeviceState
+from testbed.channels import Channel
+from testbed.config import ControlConfig, PeerConfig
+from testbed.dispatch import MobilityNeed, StorageCommand, battery_command, ev_command
+from testbed.safety import StorageLimits
+
+
+@dataclass(frozen=True, slots=True)
+class PeerImage:
+    """One peer's process image at one step (None = not measured or stale)."""
+
+    pcc_kw: float | None
+    import_kwh: float | None
+    export_kwh: float | None
+    device_kw: float | None  # sum of the metered devices' AC power behind the PCC
+    device_energy_kwh: float | None  # sum of their energy registers, + = delivered to the grid
+    house_load_kw: float | None  # unmetered house load, >= 0
+    pv_kw: float | None
+    battery_soc_pct: float | None
+    ev_soc_pct: float | None
+    ev_plugged: bool | None
+
+
+_FIELDS_CACHE: dict[type, tuple[str, ...]] = {}
+
+
+def snapshot_values(snapshot: Any) -> dict[str, float]:
+    """The numeric and boolean fields of a driver snapshot, as Sample values."""
+    kind = type(snapshot)
+    names = _FIELDS_CACHE.get(kind)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(kind) if f.name != "time")
+        _FIELDS_CACHE[kind] = names
+    values = {}
+    for name in names:
+        value = getattr(snapshot, name)
+        if isinstance(value, bool):
+            values[name] = 1.0 if value else 0.0
+        elif isinstance(value, int | float):
+            values[name] = float(value)
+    return values
+
+
+def _ac_power_kw(snapshot: Any) -> float:
+    return snapshot.ac_power_kw if hasattr(snapshot, "ac_power_kw") else snapshot.power_kw
+
+
+def _energy_kwh(snapshot: Any) -> float | None:
+    if hasattr(snapshot, "ac_injected_kwh"):
+        return snapshot.ac_injected_kwh - snapshot.ac_absorbed_kwh
+    if hasattr(snapshot, "energy_discharged_kwh"):
+        return snapshot.energy_discharged_kwh - snapshot.energy_charged_kwh
+    if hasattr(snapshot, "energy_kwh"):
+        return -snapshot.energy_kwh
+    return None
+
+
+class PeerDevices:
+    """The channels of one peer and the dispatcher of its flexible device."""
+
+    def __init__(
+        self,
+        peer: str,
+        config: PeerConfig,
+        assets: PeerAssets,
+        control: ControlConfig,
+        clock: Any,
+    ) -> None:
+        self.peer = peer
+        self.assets = assets
+        self.control = control
+        self.dt_s = control.step_s
+
+        def channel(device: str, driver: Any) -> Channel:
+            return Channel(
+                peer=peer,
+                device=device,
+                driver=driver,
+                lost_after_failures=control.lost_after_failures,
+                stale_after_steps=control.stale_after_steps,
+                io_timeout_s=control.io_timeout_s,
+            )
+
+        self.meter = channel("meter", SunSpecMeter(config.meter, clock=clock))
+        self.inverter = (
+            channel("inverter", SunSpecInverter(config.inverter, clock=clock))
+            if config.inverter
+            else None
+        )
+        self.ev_charger = (
+            channel("ev_charger", EvCharger(config.ev_charger, clock=clock))
+            if config.ev_charger
+            else None
+        )
+        self.load = (
+            channel("load", ProgrammableLoad(config.load, clock=clock)) if config.load else None
+        )
+        self.channels = [
+            c for c in (self.meter, self.inverter, self.ev_charger, self.load) if c is not None
+        ]
+        self._devices = [c for c in (self.inverter, self.ev_charger, self.load) if c is not None]
+        self._ramp_kw_per_s = config.ramp_kw_per_s
+        self._last_command_kw = 0.0
+        self._last_sent: float | None = None
+        self._last_sent_time: datetime | None = None
+        self._holding = False
+        self._events: list[tuple[str, str, str, str]] = []
+        self._image_step: int | None = None
+        self._image: PeerImage | None = None
+
+    # -- what the engine records ---------------------------------------------------------------
+
+    def values(self, channel: Channel) -> dict[str, float]:
+        values = snapshot_values(channel.snapshot)
+        if channel is self.meter:
+            values["contract_kw"] = self.contract_kw
+        return values
+
+    contract_kw: float = 0.0
+
+    def image(self, step: int | None) -> PeerImage:
+        """The process image of `step` (None = the latest one built)."""
+        if step is None:
+            assert self._image is not None
+            return self._image
+        if self._image_step == step and self._image is not None:
+            return self._image
+        meter = self.meter.fresh(step)
+        device_snaps = [c.fresh(step) for c in self._devices]
+        complete = all(s is not None for s in device_snaps)
+        device_kw = sum(_ac_power_kw(s) for s in device_snaps) if complete else None
+        energies = [_energy_kwh(s) for s in device_snaps] if complete else [None]
+        device_energy = None if None in energies else sum(energies)
+        house = None
+        if meter is not None and device_kw is not None:
+            load_device = self.load.fresh(step) if self.load else None
+            house = -(meter.power_kw - device_kw)
+            if load_device is not None:
+                house = -meter.power_kw
+        inverter = self.inverter.fresh(step) if self.inverter else None
+        ev = self.ev_charger.fresh(step) if self.ev_charger else None
+        self._image = PeerImage(
+            pcc_kw=meter.power_kw if meter else None,
+            import_kwh=meter.import_kwh if meter else None,
+            export_kwh=meter.export_kwh if meter else None,
+            device_kw=device_kw,
+            device_energy_kwh=device_energy,
+            house_load_kw=house,
+            pv_kw=inverter.pv_power_kw if inverter else (0.0 if self.inverter is None else None),
+            battery_soc_pct=inverter.soc_pct if inverter else None,
+            ev_soc_pct=ev.soc_pct if ev else None,
+            ev_plugged=ev.plugged if ev else None,
+        )
+        self._image_step = step
+        return self._image
+
+    def device_state(self, step: int, now: datetime) -> DeviceState:
+        image = self.image(step)
+        ev = self.ev_charger.fresh(step) if self.ev_charger else None
+        return DeviceState(
+            time=now,
+            battery_soc_pct=image.battery_soc_pct,
+            ev_soc_pct=image.ev_soc_pct,
+            ev_plugged=image.ev_plugged,
+            ev_departure_time=getattr(ev, "departure_time", None) if ev else None,
+        )
+
+    def take_events(self) -> list[tuple[str, str, str, str]]:
+        events, self._events = self._events, []
+        return events
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def dispatch(
+        self, step: int, contract_kw: float, now: datetime
+    ) -> tuple[str, StorageCommand] | None:
+        """Move the flexible device toward the contract; None when the peer has none."""
+        self.contract_kw = contract_kw
+        flexible = self.inverter or self.ev_charger
+        if flexible is None:
+            return None
+        meter = self.meter.fresh(step)
+        device = flexible.fresh(step)
+        if flexible.lost:
+            return None
+        if meter is None or device is None:
+            await self._hold(flexible, step, meter is None)
+            return None
+        if self._holding:
+            self._holding = False
+            self._events.append((flexible.device, "stale_measurement", "fresh again", "cleared"))
+        if flexible is self.inverter:
+            setpoint_kw, command = battery_command(
+                contract_kw,
+                meter.power_kw,
+                device.ac_power_kw,
+                device.pv_power_kw,
+                device.soc_pct,
+                self._last_command_kw,
+                self._battery_limits(device),
+                self.dt_s,
+            )
+            setpoint = InverterSetpoint(power_kw=_clamp(setpoint_kw, device.rated_power_kw))
+        else:
+            if not device.plugged:
+                command = StorageCommand(0.0, ())
+            else:
+                command = ev_command(
+                    contract_kw,
+                    meter.power_kw,
+                    device.power_kw,
+                    device.soc_pct,
+                    self._last_command_kw,
+                    self._ev_limits(),
+                    self.dt_s,
+                    self._mobility(),
+                    now,
+                    getattr(device, "departure_time", None),
+                )
+            setpoint_kw = command.storage_kw
+            setpoint = EvSetpoint(power_kw=setpoint_kw, enabled=True)
+        self._last_command_kw = command.storage_kw
+        wanted = flexible is self.inverter or device.plugged or self._last_sent != 0.0
+        if wanted and self._should_send(setpoint_kw, now) and await flexible.apply(setpoint, step):
+            self._last_sent = setpoint_kw
+            self._last_sent_time = now
+        return flexible.device, command
+
+    def _should_send(self, setpoint_kw: float, now: datetime) -> bool:
+        if self._last_sent is None or self._last_sent_time is None:
+            return True
+        if abs(setpoint_kw - self._last_sent) > self.control.setpoint_deadband_kw:
+            return True
+        if setpoint_kw == 0.0 and self._last_sent != 0.0:
+            return True
+        return (now - self._last_sent_time).total_seconds() >= self.control.refresh_s
+
+    async def _hold(self, flexible: Channel, step: int, meter_missing: bool) -> None:
+        """Without a fresh PCC or device measurement, the flexible device goes to its safe state."""
+        if self._holding:
+            return
+        self._holding = True
+        what = "PCC meter" if meter_missing else flexible.device
+        self._events.append(
+            (
+                flexible.device,
+                "stale_measurement",
+                f"no fresh {what} reading for {self.control.stale_after_steps} steps",
+                "safe_state",
+            )
+        )
+        self._last_command_kw = 0.0
+        self._last_sent = None
+        await flexible.safe_state(f"stale {what} measurement")
+
+    def _battery_limits(self, snapshot: Any) -> StorageLimits:
+        battery = self.assets.battery
+        max_charge = battery.max_charge_kw if battery else snapshot.rated_power_kw
+        max_discharge = battery.max_discharge_kw if battery else snapshot.rated_power_kw
+        if snapshot.battery_max_charge_kw:
+            max_charge = min(max_charge, snapshot.battery_max_charge_kw)
+        if snapshot.battery_max_discharge_kw:
+            max_discharge = min(max_discharge, snapshot.battery_max_discharge_kw)
+        return StorageLimits(
+            max_charge_kw=max_charge,
+            max_discharge_kw=max_discharge,
+            soc_min_pct=battery.soc_min_pct if battery else 10.0,
+            soc_max_pct=battery.soc_max_pct if battery else 95.0,
+            ramp_kw_per_s=self._ramp_kw_per_s,
+        )
+
+    def _ev_limits(self) -> StorageLimits:
+        ev = self.assets.ev
+        assert ev is not None, f"peer {self.peer} has an EV charger but no EV in its assets"
+        return StorageLimits(
+            max_charge_kw=ev.max_charge_kw,
+            max_discharge_kw=ev.max_discharge_kw,
+            soc_min_pct=ev.reserve_soc_pct,
+            soc_max_pct=ev.soc_max_pct,
+            ramp_kw_per_s=self._ramp_kw_per_s,
+            min_power_kw=ev.min_power_kw,
+        )
+
+    def _mobility(self) -> MobilityNeed | None:
+        ev = self.assets.ev
+        if ev is None:
+            return None
+        return MobilityNeed(
+            capacity_kwh=ev.capacity_kwh,
+            departure_soc_pct=ev.departure_soc_pct,
+            charge_efficiency=ev.charge_efficiency,
+            max_charge_kw=ev.max_charge_kw,
+        )
+
+
+def _clamp(value: float, limit: float) -> float:
+    return max(-limit, min(limit, value))
+
+
+def driver_configs() -> tuple[type, ...]:
+    """The driver configuration models a peer's devices use (for the config schema)."""
+    return (SunSpecMeterConfig, SunSpecInverterConfig, EvChargerConfig, ProgrammableLoadConfig)
