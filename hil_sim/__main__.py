@@ -1,0 +1,131 @@
+"""`python -m hil_sim`: serve the emulated three-peer plant on loopback until Ctrl-C or SIGTERM.
+
+    python -m hil_sim [--config plant.toml] [--endpoints-json FILE] [--realtime] [--step S]
+                      [--host 127.0.0.1]
+
+Prints every endpoint, writes them as JSON when asked (see hil_sim.endpoints), and stops cleanly
+(servers closed, endpoints file removed) on SIGINT or SIGTERM. A configuration problem prints one
+line naming the key, the value and what is allowed, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
+from hil_sim.endpoints import PlantEndpoints
+from hil_sim.servers.settings import ServersConfig
+
+EXIT_CONFIG_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hil_sim",
+        description="Serve the emulated P2P testbed plant (Modbus TCP/SunSpec, OPC UA, SCPI).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with [plant] and [servers] tables")
+    parser.add_argument("--endpoints-json", type=Path, help="write the endpoints to this file")
+    parser.add_argument(
+        "--realtime", action="store_true", help="free-running: step the plant with the wall clock"
+    )
+    parser.add_argument(
+        "--step", type=float, metavar="S", help="realtime step in seconds (default 1)"
+    )
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple[PlantConfig, ServersConfig]:
+    from hil_sim.runner import load_config
+
+    if args.config is not None:
+        plant, servers = load_config(args.config)
+    else:
+        plant, servers = PlantConfig(), ServersConfig()
+    overrides: dict[str, object] = {}
+    if args.realtime:
+        overrides["realtime"] = True
+    if args.step is not None:
+        overrides["step_s"] = args.step
+    if args.host is not None:
+        overrides["host"] = args.host
+    if overrides:
+        try:
+            servers = ServersConfig.model_validate({**servers.model_dump(), **overrides})
+        except ValidationError as exc:
+            message = describe_validation_error(exc, "servers", ServersConfig)
+            for key, option in (("servers.step_s", "--step"), ("servers.host", "--host")):
+                message = message.replace(key, option)
+            raise ConfigError(message) from None
+    return plant, servers
+
+
+def _describe(endpoints: PlantEndpoints, start: str) -> str:
+    lines = [f"hil_sim serving ({endpoints.mode}, plant time {start}, pid {endpoints.pid})"]
+    for name in ("inverter", "meter_A", "meter_B", "meter_C"):
+        ep = getattr(endpoints, name)
+        lines.append(
+            f"  {name:<11} modbus  {ep.host}:{ep.port}  unit {ep.unit}  base {ep.base_address}"
+        )
+    ev = endpoints.ev_charger
+    lines.append(f"  {'ev_charger':<11} opcua   {ev.url}  security {ev.security}")
+    lines.append(f"  {'load':<11} scpi    {endpoints.load.resource}")
+    lines.append(f"  {'control':<11} json    {endpoints.control.host}:{endpoints.control.port}")
+    return "\n".join(lines)
+
+
+async def _serve(plant: PlantConfig, servers: ServersConfig, endpoints_json: Path | None) -> None:
+    from hil_sim.runner import HilSim
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim = HilSim(plant, servers)
+    endpoints = await sim.start()
+    try:
+        if endpoints_json is not None:
+            endpoints.write(endpoints_json)
+        print(_describe(endpoints, sim.now.isoformat()), flush=True)
+        await stop.wait()
+    finally:
+        await sim.stop()
+        if endpoints_json is not None:
+            endpoints_json.unlink(missing_ok=True)
+    print("hil_sim stopped", flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM while starting up: stop like Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        plant, servers = _settings(args)
+        asyncio.run(_serve(plant, servers, args.endpoints_json))
+    except KeyboardInterrupt:
+        print("hil_sim stopped while starting", file=sys.stderr)
+        return 0
+    except ConfigError as exc:
+        print(f"hil_sim: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except OSError as exc:
+        print(f"hil_sim: cannot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""The emulated plant behind its servers, in one asyncio event loop.
+
+`HilSim` owns one `Plant`, the protocol servers (SunSpec inverter and three PCC meters on Modbus
+TCP, the EV charger on OPC UA, the programmable load on SCPI), the simulation-control endpoint and
+the fault board. Time moves only by `advance` (lockstep, the default) or, with `realtime`, by one
+step every `step_s` seconds of wall time. Every advance refreshes every server's image once.
+
+    async with HilSim() as sim:          # serves on free loopback ports
+        endpoints = sim.endpoints         # PlantEndpoints
+        await sim.advance(1.0)
+        await sim.set_fault("meter_A", "freeze")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
+from hil_sim.endpoints import (
+    ControlEndpoint,
+    ModbusEndpoint,
+    OpcUaEndpoint,
+    PlantEndpoints,
+    ScpiEndpoint,
+)
+from hil_sim.faults import FaultBoard, FaultError
+from hil_sim.plant import PEERS, Plant
+from hil_sim.servers.control import CommandError, ControlServer
+from hil_sim.servers.modbus import SunSpecModbusServer
+from hil_sim.servers.opcua import EvChargerOpcUaServer, OpcUaSecurity
+from hil_sim.servers.scpi import ScpiLoadServer
+from hil_sim.servers.settings import ModbusSettings, ServersConfig
+from hil_sim.servers.sunspec_devices import (
+    INVERTER_WRITABLE,
+    InverterRatings,
+    inverter_image,
+    inverter_points,
+    inverter_write_handler,
+    meter_image,
+    meter_points,
+)
+from labspec.ev_charger import NAMESPACE_URI
+
+log = logging.getLogger(__name__)
+
+MAX_ADVANCE_S = 7 * 86400.0
+
+
+def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
+    """Read `[plant]` and `[servers]` from one TOML file; problems raise one ConfigError."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"plant", "servers"})
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]}: unknown key; allowed: plant, servers")
+    for table in ("plant", "servers"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"{path}: {table} = {data[table]!r}: must be a table")
+    try:
+        plant = PlantConfig.from_mapping(data.get("plant", {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        servers = ServersConfig.model_validate(data.get("servers", {}))
+    except ValidationError as exc:
+        message = describe_validation_error(exc, "servers", ServersConfig)
+        raise ConfigError(f"{path}: {message}") from None
+    return plant, servers
+
+
+class HilSim:
+    """One emulated plant served over Modbus TCP, OPC UA and SCPI, with its control endpoint."""
+
+    def __init__(
+        self,
+        plant_config: PlantConfig | None = None,
+        servers: ServersConfig | None = None,
+        *,
+        opcua_password: str | None = None,
+    ):
+        self.plant_config = plant_config or PlantConfig()
+        self.plant = Plant(self.plant_config)
+        self.config = servers = servers or ServersConfig()
+        self.faults = FaultBoard()
+        self._lock = asyncio.Lock()
+        self._realtime_task: asyncio.Task[None] | None = None
+        self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.endpoints: PlantEndpoints | None = None
+        host = servers.host
+
+        plant = self.plant
+        inv = servers.inverter
+        self.inverter = SunSpecModbusServer(
+            "inverter",
+            inverter_image(
+                InverterRatings.from_state(plant.inverter), inv.base_address, inv.unit_id
+            ),
+            host=host,
+            port=inv.port,
+            unit_id=inv.unit_id,
+            faults=self.faults["inverter"],
+            writable=INVERTER_WRITABLE,
+            on_write=inverter_write_handler(lambda: self.plant),
+        )
+        self.meters: dict[str, SunSpecModbusServer] = {}
+        for peer in PEERS:
+            settings: ModbusSettings = getattr(servers, f"meter_{peer}")
+            self.meters[peer] = SunSpecModbusServer(
+                f"meter_{peer}",
+                meter_image(peer, settings.base_address, settings.unit_id),
+                host=host,
+                port=settings.port,
+                unit_id=settings.unit_id,
+                faults=self.faults[f"meter_{peer}"],
+            )
+        ev = servers.ev_charger
+        self.ev_charger = EvChargerOpcUaServer(
+            plant,
+            host=host,
+            port=ev.port,
+            faults=self.faults["ev_charger"],
+            security=self._opcua_security(opcua_password),
+        )
+        self.load = ScpiLoadServer(plant, host=host, port=servers.load.port,
+                                   faults=self.faults["load"])  # fmt: skip
+        self.control = ControlServer(self.handle_command, host=host, port=servers.control.port)
+        self._modbus_servers = [self.inverter, *self.meters.values()]
+        self._publish_modbus()
+
+    def _opcua_security(self, password: str | None) -> OpcUaSecurity:
+        ev = self.config.ev_charger
+        if ev.security == "none":
+            return OpcUaSecurity()
+        password = password if password is not None else os.environ.get(ev.password_env)
+        if not password:
+            raise ConfigError(
+                f"servers.ev_charger.security = 'sign_and_encrypt' needs a password in the "
+                f"environment variable {ev.password_env}"
+            )
+        cert_dir = ev.cert_dir
+        if cert_dir is None and (ev.certificate is None or ev.private_key is None):
+            self._temp_dir = tempfile.TemporaryDirectory(prefix="hil_sim-opcua-")
+            cert_dir = Path(self._temp_dir.name)
+        return OpcUaSecurity(
+            mode="sign_and_encrypt",
+            username=ev.username,
+            password=password,
+            certificate=ev.certificate,
+            private_key=ev.private_key,
+            cert_dir=cert_dir,
+        )
+
+    # -- life cycle -----------------------------------------------------------------------------
+    async def start(self) -> PlantEndpoints:
+        """Start every server (free ports where 0) and, in realtime mode, the clock."""
+        try:
+            for server in self._modbus_servers:
+                await server.start()
+            await self.ev_charger.start()
+            await self.load.start()
+            await self.control.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self.endpoints = self._describe_endpoints()
+        if self.config.realtime:
+            self._realtime_task = asyncio.create_task(self._run_realtime())
+        return self.endpoints
+
+    async def stop(self) -> None:
+        """Stop the clock and every server; safe to call twice."""
+        if self._realtime_task is not None:
+            self._realtime_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._realtime_task
+            self._realtime_task = None
+        await self.control.stop()
+        await self.load.stop()
+        await self.ev_charger.stop()
+        for server in self._modbus_servers:
+            await server.stop()
+        if self._temp_dir is not None:
+            self._temp_dir.cleanup()
+            self._temp_dir = None
+
+    async def __aenter__(self) -> HilSim:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _describe_endpoints(self) -> PlantEndpoints:
+        host = self.config.host
+
+        def modbus(server: SunSpecModbusServer) -> ModbusEndpoint:
+            return ModbusEndpoint(host=host, port=server.port, unit=server.unit_id,
+                                  base_address=server.image.base_address)  # fmt: skip
+
+        security = self.ev_charger.security
+        certificate = self.ev_charger.certificate_path
+        return PlantEndpoints(
+            inverter=modbus(self.inverter),
+            meter_A=modbus(self.meters["A"]),
+            meter_B=modbus(self.meters["B"]),
+            meter_C=modbus(self.meters["C"]),
+            ev_charger=OpcUaEndpoint(
+                host=host,
+                port=self.ev_charger.port,
+                url=self.ev_charger.url,
+                namespace_uri=NAMESPACE_URI,
+                security=security.mode,
+                username=security.username if security.mode != "none" else None,
+                server_certificate=str(certificate) if certificate else None,
+            ),
+            load=ScpiEndpoint(
+                host=host,
+                port=self.load.port,
+                resource=f"TCPIP0::{host}::{self.load.port}::SOCKET",
+            ),
+            control=ControlEndpoint(host=host, port=self.control.port),
+            mode="realtime" if self.config.realtime else "lockstep",
+            pid=os.getpid(),
+        )
+
+    # -- time -----------------------------------------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return self.plant.now
+
+    async def advance(self, dt_s: float) -> datetime:
+        """Step the plant by dt_s seconds and refresh every server's image; returns plant time."""
+        if (
+            isinstance(dt_s, bool)
+            or not isinstance(dt_s, int | float)
+            or not math.isfinite(dt_s)
+            or not 0 < dt_s <= MAX_ADVANCE_S
+        ):
+            raise ValueError(
+                f"dt_s = {dt_s!r}: must be a number of seconds in (0, {MAX_ADVANCE_S:g}]"
+            )
+        async with self._lock:
+            self.plant.advance(float(dt_s))
+            await self.publish()
+        return self.plant.now
+
+    async def publish(self) -> None:
+        """Refresh every server's image from the plant (each skips it while frozen)."""
+        self._publish_modbus()
+        self.load.publish()
+        await self.ev_charger.publish(self.plant.now)
+
+    def _publish_modbus(self) -> None:
+        plant = self.plant
+        self.inverter.publish(inverter_points(plant.inverter, self.inverter.faults.out_of_range))
+        for peer, server in self.meters.items():
+            server.publish(meter_points(plant.meters[peer], server.faults.out_of_range))
+
+    async def _run_realtime(self) -> None:
+        """Free-running clock: one plant step of step_s every step_s seconds of wall time."""
+        loop = asyncio.get_running_loop()
+        step_s = self.config.step_s
+        deadline = loop.time()
+        while True:
+            deadline += step_s
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            async with self._lock:
+                self.plant.advance(step_s)
+                await self.publish()
+            if loop.time() - deadline > 10 * step_s:
+                log.warning(
+                    "realtime clock is %.1f s behind; skipping ahead", loop.time() - deadline
+                )
+                deadline = loop.time()
+
+    async def reset(self) -> datetime:
+        """A fresh plant from the same configuration (time back to its start), faults cleared;
+        servers and their connections stay up. Returns plant time."""
+        async with self._lock:
+            await self.faults.clear()
+            plant = Plant(self.plant_config)
+            self.plant = plant
+            self.ev_charger.plant = plant
+            self.load.instrument.bind(plant)
+            for server in self._modbus_servers:
+                server.image.forget_cache()
+            await self.publish()
+        return self.plant.now
+
+    # -- faults ---------------------------------------------------------------------------------
+    async def set_fault(self, device: str, kind: str, **params: Any) -> dict[str, Any]:
+        """Activate a fault on a device (see hil_sim.faults); returns it as a dict."""
+        fault = await self.faults.set_fault(device, kind, **params)
+        await self._after_fault_change()
+        return fault.as_dict()
+
+    async def clear_faults(self, device: str | None = None, kind: str | None = None) -> None:
+        """Clear one kind or every fault, on one device or on all."""
+        await self.faults.clear(device, kind)
+        await self._after_fault_change()
+
+    async def _after_fault_change(self) -> None:
+        # out-of-range values appear (or go) at once, not at the next advance
+        async with self._lock:
+            for server in self._modbus_servers:
+                server.image.forget_cache()
+            await self.publish()
+
+    # -- control endpoint -----------------------------------------------------------------------
+    def _time_reply(self) -> dict[str, Any]:
+        return {"ok": True, "time": self.plant.now.isoformat(), "elapsed_s": self.plant.elapsed_s}
+
+    async def handle_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one control request (see hil_sim.servers.control)."""
+        command = request.get("cmd")
+        if command == "advance":
+            if self.config.realtime:
+                raise CommandError(
+                    "advance is refused in realtime mode: the wall clock drives time"
+                )
+            if "dt_s" not in request:
+                raise CommandError("advance needs dt_s (seconds of plant time)")
+            await self.advance(request["dt_s"])
+            return self._time_reply()
+        if command == "time":
+            return self._time_reply()
+        if command == "ping":
+            return {"ok": True}
+        if command == "state":
+            return {"ok": True, "state": self.plant.state_dict()}
+        if command == "faults":
+            return {"ok": True, "faults": [f.as_dict() for f in self.faults.active()]}
+        if command == "fault":
+            return await self._fault_command(request)
+        if command == "reset":
+            await self.reset()
+            return self._time_reply()
+        if command == "endpoints":
+            endpoints = self.endpoints.model_dump(mode="json") if self.endpoints else None
+            return {"ok": True, "endpoints": endpoints}
+        known = "advance, time, state, fault, faults, reset, endpoints, ping"
+        raise CommandError(f"unknown cmd {command!r}; commands are {known}")
+
+    async def _fault_command(self, request: dict[str, Any]) -> dict[str, Any]:
+        params = {k: v for k, v in request.items() if k not in ("cmd", "id")}
+        device = params.pop("device", None)
+        try:
+            if params.pop("clear", False):
+                kind = params.pop("kind", None)
+                if params:
+                    raise CommandError(
+                        f"fault clear takes device and kind, not {sorted(params)[0]!r}"
+                    )
+                await self.clear_faults(device, kind)
+                return {"ok": True, "faults": [f.as_dict() for f in self.faults.active()]}
+            if device is None:
+                raise CommandError("fault needs device (or clear: true to clear every device)")
+            kind = params.pop("kind", None)
+            if kind is None:
+                raise CommandError("fault needs kind (or clear: true)")
+            return {"ok": True, "fault": await self.set_fault(device, kind, **params)}
+        except FaultError as exc:
+            raise CommandError(str(exc)) from None

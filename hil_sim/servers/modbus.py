@@ -1,0 +1,172 @@
+"""A SunSpec device served over Modbus TCP by pymodbus, behind a `ListenerGate`.
+
+The register image (`SunSpecImage`) is refreshed once per plant advance by `publish`; pymodbus's
+`SimDevice` action copies it into the served registers on the first request after a change (a
+slice copy), checks writes against the writable points, and applies the Modbus faults
+("exception" answers every request with a Modbus exception).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from hil_sim.faults import DeviceFaults
+from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.sunspec_image import PointSlot, SunSpecImage
+
+log = logging.getLogger(__name__)
+
+# Function codes that write holding registers.
+_WRITE_FUNCTION_CODES = frozenset({6, 16, 22, 23})
+
+PointValues = Iterable[tuple[str, float | int | str | None]]
+
+
+class WriteRefused(ValueError):
+    """A client write the device refuses; `code` is the Modbus exception it answers with."""
+
+    def __init__(self, message: str, code: ExcCodes = ExcCodes.ILLEGAL_VALUE):
+        super().__init__(message)
+        self.code = code
+
+
+WriteHandler = Callable[[dict[str, float | int | str | None]], None]
+
+
+class SunSpecModbusServer:
+    """One SunSpec Modbus TCP device: image, pymodbus server, gate and faults."""
+
+    def __init__(
+        self,
+        name: str,
+        image: SunSpecImage,
+        *,
+        host: str,
+        port: int = 0,
+        unit_id: int = 1,
+        faults: DeviceFaults,
+        writable: Iterable[str] = (),
+        on_write: WriteHandler | None = None,
+    ):
+        self.name = name
+        self.image = image
+        self.unit_id = unit_id
+        self.faults = faults
+        self._writable = {image.slot(path).index: image.slot(path) for path in writable}
+        self._on_write = on_write
+        self._served_generation = -1
+        self._device = SimDevice(
+            id=unit_id,
+            simdata=[
+                SimData(
+                    address=image.base_address,
+                    values=list(image.registers),
+                    datatype=DataType.REGISTERS,
+                )
+            ],
+            action=self._action,
+        )
+        self._host = host
+        self._port = port
+        self._server: ModbusTcpServer | None = None
+        self.gate: ListenerGate | None = None
+        self.write_log: list[tuple[str, float | int | str | None]] = []
+
+    @property
+    def port(self) -> int:
+        return self.gate.port if self.gate is not None else self._port
+
+    async def start(self) -> int:
+        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port."""
+        self._server = ModbusTcpServer(self._device, address=(self._host, self._port))
+        self.gate = ListenerGate(
+            self.name, self._server.handle_new_connection, self._host, self._port, self.faults
+        )
+        return await self.gate.open()
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.close()
+        if self._server is not None:
+            await self._server.shutdown()
+
+    def publish(self, values: PointValues) -> None:
+        """Encode new point values (skipped while the measurements are frozen)."""
+        if not self.faults.frozen:
+            self.image.update(values)
+
+    # -- request path ---------------------------------------------------------------------------
+    async def _action(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if self.faults.exception_code is not None:
+            return ExcCodes(self.faults.exception_code)
+        image = self.image
+        if self._served_generation != image.generation:
+            offset = image.base_address - start_address
+            registers[offset : offset + len(image.registers)] = image.registers
+            self._served_generation = image.generation
+        if function_code in _WRITE_FUNCTION_CODES and set_values is not None:
+            return self._write(address - image.base_address, [int(v) for v in set_values])
+        return None
+
+    def _write(self, index: int, values: list[int]) -> ExcCodes | None:
+        """Check a write of `values` at register `index`; apply it to the plant or refuse it."""
+        end = index + len(values)
+        changed: dict[str, float | int | str | None] = {}
+        covered = 0
+        for slot in self._slots_written(index, end):
+            if slot is None:
+                return ExcCodes.ILLEGAL_ADDRESS
+            if slot.index < index or slot.index + slot.length > end:
+                return ExcCodes.ILLEGAL_ADDRESS  # half of a multi-register point
+            covered += slot.length
+            regs = values[slot.index - index : slot.index - index + slot.length]
+            changed[slot.path] = slot.decode(regs)
+        if covered != len(values):
+            return ExcCodes.ILLEGAL_ADDRESS
+        try:
+            if self._on_write is not None:
+                self._on_write(changed)
+        except WriteRefused as exc:
+            log.info("%s refused write %s: %s", self.name, changed, exc)
+            return exc.code
+        except ValueError as exc:  # SetpointRejected from the plant
+            log.info("%s refused write %s: %s", self.name, changed, exc)
+            return ExcCodes.ILLEGAL_VALUE
+        # keep the image in step with what the client wrote until the next refresh
+        self.image.registers[index:end] = values
+        self.image.forget_cache()
+        self._served_generation = self.image.generation
+        self.write_log.extend(changed.items())
+        return None
+
+    def _slots_written(self, start: int, end: int) -> list[PointSlot | None]:
+        slots: list[PointSlot | None] = []
+        i = start
+        while i < end:
+            slot = self._writable.get(i)
+            if slot is None:
+                # a write that starts inside a writable point, or touches a read-only register
+                inside = next(
+                    (s for s in self._writable.values() if s.index < i < s.index + s.length), None
+                )
+                slots.append(inside)
+                if inside is None:
+                    return slots
+                i = inside.index + inside.length
+                continue
+            slots.append(slot)
+            i = slot.index + slot.length
+        return slots

@@ -1,0 +1,339 @@
+"""Peer B's bidirectional EV charger: an OPC UA server (asyncua) with the node set of
+`labspec.ev_charger`.
+
+Variables live under the object `ns=<idx>;s=EVCharger` of the namespace `NAMESPACE_URI`, with
+string node ids `EVCharger.<Var>`, a description and an `EngineeringUnits` property (UNECE codes).
+`PowerSetpointKw` and `Enabled` are writable; a write goes to the plant and a value the charger
+refuses answers `BadOutOfRange`. Values change once per plant advance (only those that moved are
+written, so subscriptions see the changes) and carry the plant time as their source timestamp.
+
+Security: "none" (anonymous, for tests) or "sign_and_encrypt" (Basic256Sha256 SignAndEncrypt with a
+user name and password); a self-signed server certificate is generated when none is given.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from asyncua import Server, ua
+from asyncua.crypto import cert_gen
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.address_space import NodeData
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from hil_sim.faults import DeviceFaults
+from hil_sim.plant import EvState, SetpointRejected
+from hil_sim.servers.gate import ListenerGate
+from labspec.ev_charger import (
+    NAMESPACE_URI,
+    OBJECT_BROWSE_NAME,
+    OBJECT_NODE_ID,
+    VARIABLES,
+    Var,
+    node_id,
+)
+
+log = logging.getLogger(__name__)
+
+APPLICATION_URI = "urn:p2p-testbed:hil-sim:ev-charger"
+SERVER_NAME = "P2P testbed EV charger (hil_sim)"
+URL_PATH = "/p2p-testbed/ev-charger"
+OPC_UA_NULL_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)  # OPC UA's "no date"
+
+SecurityMode = Literal["none", "sign_and_encrypt"]
+
+# EvState attribute behind each variable.
+_STATE_FIELDS: dict[Var, str] = {
+    Var.SOC_PCT: "soc_pct",
+    Var.PLUGGED: "plugged",
+    Var.DEPARTURE_TIME: "departure_time",
+    Var.POWER_KW: "power_kw",
+    Var.POWER_SETPOINT_KW: "setpoint_kw",
+    Var.ENABLED: "enabled",
+    Var.STATUS: "status",
+    Var.MAX_CHARGE_POWER_KW: "max_charge_kw",
+    Var.MAX_DISCHARGE_POWER_KW: "max_discharge_kw",
+    Var.MIN_POWER_KW: "min_power_kw",
+    Var.RAMP_RATE_KW_PER_S: "ramp_kw_per_s",
+    Var.RESERVE_SOC_PCT: "reserve_soc_pct",
+    Var.MIN_SOC_PCT: "soc_min_pct",
+    Var.MAX_SOC_PCT: "soc_max_pct",
+    Var.WATCHDOG_TIMEOUT_S: "watchdog_timeout_s",
+    Var.ENERGY_CHARGED_KWH: "energy_charged_kwh",
+    Var.ENERGY_DISCHARGED_KWH: "energy_discharged_kwh",
+    Var.CAPACITY_KWH: "capacity_kwh",
+}
+
+_VARIANT_TYPES = {
+    "Double": ua.VariantType.Double,
+    "Boolean": ua.VariantType.Boolean,
+    "DateTime": ua.VariantType.DateTime,
+    "String": ua.VariantType.String,
+}
+
+# UNECE Recommendation 20 codes (OPC UA Part 8, EUInformation).
+_UNECE_CODES = {"kW": ("KWT", "kilowatt"), "kWh": ("KWH", "kilowatt hour"), "%": ("P1", "percent"),
+                "s": ("SEC", "second"), "kW/s": ("KWT", "kilowatt per second")}  # fmt: skip
+_UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
+
+OUT_OF_RANGE_SOC_PCT = 250.0
+OUT_OF_RANGE_POWER_FACTOR = 9.0  # times the larger power limit
+
+
+def _eu_information(unit: str) -> ua.EUInformation | None:
+    if unit not in _UNECE_CODES:
+        return None
+    code, description = _UNECE_CODES[unit]
+    unit_id = 0
+    for ch in code:
+        unit_id = (unit_id << 8) | ord(ch)
+    return ua.EUInformation(
+        NamespaceUri=_UNECE_NAMESPACE,
+        UnitId=unit_id,
+        DisplayName=ua.LocalizedText(unit),
+        Description=ua.LocalizedText(description),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OpcUaSecurity:
+    """How the charger's endpoint is secured."""
+
+    mode: SecurityMode = "none"
+    username: str = "lab"
+    password: str | None = None  # required for "sign_and_encrypt"
+    certificate: Path | None = None  # DER or PEM; generated into cert_dir when None
+    private_key: Path | None = None
+    cert_dir: Path | None = None  # where a generated certificate goes (a temp folder if None)
+
+
+class _PasswordUserManager:
+    """One user name and password; everything else is refused."""
+
+    def __init__(self, username: str, password: str):
+        self._username = username
+        self._password = password.encode()
+
+    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                 certificate: Any = None) -> User | None:  # fmt: skip
+        if username is None or password is None:
+            return None
+        if username == self._username and hmac.compare_digest(password.encode(), self._password):
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+def generate_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
+    """Write a self-signed server certificate (DER) and its key (PEM) into cert_dir."""
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = cert_dir / "ev-charger-cert.der", cert_dir / "ev-charger-key.pem"
+    if cert_path.is_file() and key_path.is_file():
+        return cert_path, key_path
+    key = cert_gen.generate_private_key()
+    names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(APPLICATION_URI),
+        x509.DNSName(socket.gethostname()),
+        x509.DNSName("localhost"),
+    ]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        names.append(x509.DNSName(host))
+    cert = cert_gen.generate_self_signed_app_certificate(
+        key,
+        APPLICATION_URI,
+        {"commonName": "hil_sim EV charger", "organizationName": "P2P testbed"},
+        names,
+        extended=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+        days=3650,
+    )
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return cert_path, key_path
+
+
+class EvChargerOpcUaServer:
+    """The charger's OPC UA server over the plant's EV state, behind a `ListenerGate`."""
+
+    def __init__(
+        self,
+        plant: Any,
+        *,
+        host: str,
+        port: int = 0,
+        faults: DeviceFaults,
+        security: OpcUaSecurity | None = None,
+    ):
+        self.plant = plant
+        self._host = host
+        self._port = port
+        self.faults = faults
+        self.security = security or OpcUaSecurity()
+        self.server: Server | None = None
+        self.gate: ListenerGate | None = None
+        self.namespace_index = 0
+        self._nodes: dict[Var, ua.NodeId] = {}
+        self._published: dict[Var, Any] = {}
+        self._own_writes: set[int] = set()
+        self.certificate_path: Path | None = None  # the server certificate in use, when secured
+
+    @property
+    def port(self) -> int:
+        return self.gate.port if self.gate is not None else self._port
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://{self._host}:{self.port}{URL_PATH}"
+
+    async def start(self) -> str:
+        """Build the address space, listen; returns the endpoint URL."""
+        security = self.security
+        user_manager = None
+        if security.mode == "sign_and_encrypt":
+            if not security.password:
+                raise ValueError("OPC UA sign_and_encrypt needs a password (opcua.password_env)")
+            user_manager = _PasswordUserManager(security.username, security.password)
+        server = Server(user_manager=user_manager)
+        await server.init()
+        server.set_server_name(SERVER_NAME)
+        await server.set_application_uri(APPLICATION_URI)
+        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{URL_PATH}")
+        if security.mode == "sign_and_encrypt":
+            cert, key = security.certificate, security.private_key
+            if cert is None or key is None:
+                cert_dir = security.cert_dir
+                if cert_dir is None:
+                    raise ValueError("OPC UA sign_and_encrypt needs a certificate or a cert_dir")
+                cert, key = generate_certificate(cert_dir, self._host)
+            self.certificate_path = Path(cert)
+            await server.load_certificate(str(cert))
+            await server.load_private_key(str(key))
+            server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+            server.set_identity_tokens([ua.UserNameIdentityToken])
+        else:
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            server.set_identity_tokens([ua.AnonymousIdentityToken])
+        await self._build_address_space(server)
+        await server.start()
+        self.server = server
+        # Take the listening socket over: same port, with the gate's fault handling in front.
+        binary = server.bserver
+        listening_port = binary.port
+        if binary._server is not None:  # asyncua 2.1 keeps the asyncio server here
+            binary._server.close()
+            await binary._server.wait_closed()
+            binary._server = None
+        self.gate = ListenerGate("ev_charger", binary._make_protocol, self._host, listening_port,
+                                 self.faults)  # fmt: skip
+        await self.gate.open()
+        return self.url
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.close()
+        if self.server is not None:
+            await self.server.stop()
+
+    async def _build_address_space(self, server: Server) -> None:
+        idx = await server.register_namespace(NAMESPACE_URI)
+        self.namespace_index = idx
+        charger = await server.nodes.objects.add_object(
+            ua.NodeId(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
+        )
+        state: EvState = self.plant.ev
+        for spec in VARIABLES:
+            variant_type = _VARIANT_TYPES[spec.ua_type]
+            value = self._value(spec.name, state, out_of_range=False)
+            variable = await charger.add_variable(
+                ua.NodeId(node_id(spec.name), idx),
+                ua.QualifiedName(spec.name.value, idx),
+                value,
+                varianttype=variant_type,
+            )
+            await variable.write_attribute(
+                ua.AttributeIds.Description,
+                ua.DataValue(ua.Variant(ua.LocalizedText(spec.description))),
+            )
+            eu = _eu_information(spec.unit)
+            if eu is not None:
+                await variable.add_property(
+                    ua.NodeId(f"{node_id(spec.name)}.EngineeringUnits", idx),
+                    ua.QualifiedName("EngineeringUnits", 0),
+                    eu,
+                    datatype=ua.NodeId(ua.ObjectIds.EUInformation),
+                )
+            self._nodes[spec.name] = variable.nodeid
+            self._published[spec.name] = value
+            if spec.writable:
+                await variable.set_writable()
+                server.set_attribute_value_setter(variable.nodeid, self._make_setter(spec.name))
+
+    # -- values ---------------------------------------------------------------------------------
+    @staticmethod
+    def _value(var: Var, state: EvState, out_of_range: bool) -> Any:
+        value = getattr(state, _STATE_FIELDS[var])
+        if var is Var.DEPARTURE_TIME and value is None:
+            return OPC_UA_NULL_DATETIME
+        if out_of_range:
+            if var is Var.SOC_PCT:
+                return OUT_OF_RANGE_SOC_PCT
+            if var is Var.POWER_KW:
+                return OUT_OF_RANGE_POWER_FACTOR * max(state.max_charge_kw, state.max_discharge_kw)
+        if isinstance(value, float | int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+    async def publish(self, now: datetime) -> None:
+        """Write every value that changed since the last publish (skipped while frozen)."""
+        if self.faults.frozen or self.server is None:
+            return
+        state: EvState = self.plant.ev
+        out_of_range = self.faults.out_of_range
+        timestamp = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
+        for spec in VARIABLES:
+            value = self._value(spec.name, state, out_of_range)
+            if self._published.get(spec.name) == value:
+                continue
+            self._published[spec.name] = value
+            data_value = ua.DataValue(
+                ua.Variant(value, _VARIANT_TYPES[spec.ua_type]),
+                SourceTimestamp=timestamp,
+                ServerTimestamp=timestamp,
+            )
+            self._own_writes.add(id(data_value))
+            try:
+                await self.server.write_attribute_value(self._nodes[spec.name], data_value)
+            finally:
+                self._own_writes.discard(id(data_value))
+
+    def _make_setter(self, var: Var):
+        def setter(node: NodeData, attr: ua.AttributeIds, value: ua.DataValue) -> None:
+            if id(value) not in self._own_writes:
+                self._client_write(var, value)
+                self._published.pop(var, None)  # republish what the plant makes of it
+            node.attributes[attr].value = value
+
+        return setter
+
+    def _client_write(self, var: Var, value: ua.DataValue) -> None:
+        new = value.Value.Value if value.Value is not None else None
+        try:
+            if var is Var.POWER_SETPOINT_KW:
+                self.plant.write_ev_setpoint(float(new))
+            elif var is Var.ENABLED:
+                self.plant.write_ev_enabled(bool(new))
+            else:  # only writable variables get a setter
+                raise ua.UaStatusCodeError(ua.StatusCodes.BadNotWritable)
+        except (SetpointRejected, TypeError, ValueError) as exc:
+            log.info("EV charger refused %s = %r: %s", var.value, new, exc)
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadOutOfRange) from None

@@ -1,0 +1,70 @@
+"""How the emulated plant is served: the `[servers]` table of the plant's TOML file.
+
+Every port defaults to 0 (a free port picked at start); everything listens on `host` (loopback by
+default). Secrets are never in the file: the OPC UA password is read from the environment variable
+named by `ev_charger.password_env`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from labspec.sunspec_layout import DEFAULT_BASE_ADDRESS
+
+DEFAULT_PASSWORD_ENV = "HIL_SIM_OPCUA_PASSWORD"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class ModbusSettings(_Section):
+    """A SunSpec Modbus TCP device."""
+
+    port: int = Field(0, ge=0, le=65535)
+    unit_id: int = Field(1, ge=1, le=247)
+    base_address: int = Field(DEFAULT_BASE_ADDRESS, ge=0, le=65000)
+
+
+class OpcUaSettings(_Section):
+    """The EV charger's OPC UA endpoint."""
+
+    port: int = Field(0, ge=0, le=65535)
+    security: Literal["none", "sign_and_encrypt"] = "none"
+    username: str = Field("lab", min_length=1)
+    password_env: str = Field(DEFAULT_PASSWORD_ENV, min_length=1)
+    certificate: Path | None = None  # server certificate (DER or PEM); generated when absent
+    private_key: Path | None = None
+    cert_dir: Path | None = None  # where a generated certificate is kept (a temp folder if unset)
+
+
+class PortSettings(_Section):
+    port: int = Field(0, ge=0, le=65535)
+
+
+class ServersConfig(_Section):
+    """Every server of the emulated plant and how its clock runs."""
+
+    host: str = "127.0.0.1"
+    realtime: bool = False  # False: lockstep (time moves only by `advance`)
+    step_s: float = Field(1.0, gt=0, le=3600)  # realtime mode: plant step per wall-clock step
+    inverter: ModbusSettings = ModbusSettings()
+    meter_A: ModbusSettings = ModbusSettings()
+    meter_B: ModbusSettings = ModbusSettings()
+    meter_C: ModbusSettings = ModbusSettings()
+    ev_charger: OpcUaSettings = OpcUaSettings()
+    load: PortSettings = PortSettings()
+    control: PortSettings = PortSettings()
+
+    @field_validator("host")
+    @classmethod
+    def _ip_address(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            raise ValueError(f"must be an IP address such as 127.0.0.1, got {v!r}") from None
+        return v
