@@ -328,6 +328,8 @@ def _shown_value(error: dict[str, Any]) -> str:
     value = error.get("input")
     if isinstance(value, dict):
         return ""
+    if isinstance(value, datetime):
+        return f" = {value.isoformat()}"
     return f" = {value!r}" if isinstance(value, str) else f" = {_fmt(value)}"
 
 

@@ -157,10 +157,11 @@ class Plant:
     """The three-peer testbed stepped by one clock; see the module docstring for the contract.
 
     `advance(dt_s)` integrates in equal substeps of at most one second. In each substep every input
-    (PV, house loads, frequency) is sampled at the substep's start, every device's power is held for
-    the substep, and every energy (battery, EV, meters, losses) is integrated with that same dt, so
-    the balances close exactly. State attributes show the last substep's powers and the totals at
-    `now`; counters (WSet revert, EV watchdog) run on plant time.
+    (PV, house loads, frequency, plug state) is sampled at the substep's end, every device's power
+    is held for the substep, and every energy (battery, EV, meters, losses) is integrated with that
+    same dt, so the balances close exactly. State attributes are the state at `now`: the powers of
+    the substep that just ended and the totals up to `now`. Writes take effect from the next
+    substep; counters (WSet revert, EV watchdog) run on plant time.
     """
 
     def __init__(self, config: PlantConfig | None = None) -> None:
@@ -316,6 +317,8 @@ class Plant:
                 ev.departure_time = None
 
     def _substep(self, h: float, record: bool) -> None:
+        # Inputs are sampled at the substep's end, so the published state is the state at `now`.
+        self.elapsed_s += h
         local_s = self._t0_local_s + self.elapsed_s
         day_index = int(local_s // 86400.0)
         if day_index != self._day_index:
@@ -425,7 +428,6 @@ class Plant:
                     meter.export_kwh += p * hours
                 else:
                     meter.import_kwh -= p * hours
-            self.elapsed_s += h
 
         # Publish the substep's state.
         inv.pv_available_kw = pv_available

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
-from hil_sim.config import PlantConfig
+from hil_sim.config import HouseLoadConfig, PlantConfig, PvConfig, SiteConfig
 from hil_sim.physics.loads import frequency_day_hz, house_load_day_kw
 from hil_sim.physics.solar import pv_day_kw
 
 STEP_S = 10.0
-SAMPLES = (
-    int(86400 / STEP_S) + 1
-)  # both midnights included, so interpolation never runs off the end
+# Both midnights included, so interpolation never runs off the end.
+SAMPLES = int(86400 / STEP_S) + 1
 
 # Random streams, one per quantity, so changing one model does not reshuffle the others.
 STREAM_PV, STREAM_FREQUENCY = 1, 2
@@ -32,43 +32,55 @@ class DayProfiles:
     frequency_hz: list[float]
 
 
-def local_midnight_utc(config: PlantConfig, local_date: date) -> datetime:
+def local_midnight_utc(site: SiteConfig, local_date: date) -> datetime:
     """The UTC instant of local midnight starting `local_date`."""
-    offset = timedelta(minutes=config.site.utc_offset_minutes)
+    offset = timedelta(minutes=site.utc_offset_minutes)
     return datetime(local_date.year, local_date.month, local_date.day, tzinfo=UTC) - offset
 
 
 def build_day(config: PlantConfig, local_date: date) -> DayProfiles:
-    """Every profile of one local day; depends only on the config and the date."""
+    """Every profile of one local day; depends only on the config and the date.
 
-    def rng(stream: int) -> np.random.Generator:
-        return np.random.default_rng([config.seed, stream, local_date.toordinal()])
-
-    pv = pv_day_kw(
-        config.site,
-        config.pv,
-        local_midnight_utc(config, local_date),
-        SAMPLES,
-        STEP_S,
-        rng(STREAM_PV),
-    )
+    Each profile is cached under just the settings it depends on, so plants whose configs differ
+    only in device parameters share them (the lists are never written to).
+    """
     loads = {
-        peer: house_load_day_kw(getattr(config.house_loads, peer), rng(stream), SAMPLES, STEP_S)
+        peer: _house_load(getattr(config.house_loads, peer), config.seed, stream, local_date)
         for peer, stream in STREAM_LOAD.items()
     }
-    frequency = frequency_day_hz(
-        config.feeder.nominal_frequency_hz,
-        config.feeder.frequency_noise_hz,
-        rng(STREAM_FREQUENCY),
-        SAMPLES,
-        STEP_S,
-    )
     return DayProfiles(
         local_date=local_date,
-        pv_kw=pv.tolist(),
-        house_load_kw={peer: values.tolist() for peer, values in loads.items()},
-        frequency_hz=frequency.tolist(),
+        pv_kw=_pv(config.site, config.pv, config.seed, local_date),
+        house_load_kw=loads,
+        frequency_hz=_frequency(
+            config.feeder.nominal_frequency_hz,
+            config.feeder.frequency_noise_hz,
+            config.seed,
+            local_date,
+        ),
     )
+
+
+def _rng(seed: int, stream: int, local_date: date) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, local_date.toordinal()])
+
+
+@lru_cache(maxsize=16)
+def _pv(site: SiteConfig, pv: PvConfig, seed: int, local_date: date) -> list[float]:
+    start = local_midnight_utc(site, local_date)
+    return pv_day_kw(site, pv, start, SAMPLES, STEP_S, _rng(seed, STREAM_PV, local_date)).tolist()
+
+
+@lru_cache(maxsize=48)
+def _house_load(load: HouseLoadConfig, seed: int, stream: int, local_date: date) -> list[float]:
+    rng = _rng(seed, stream, local_date)
+    return house_load_day_kw(load, rng, SAMPLES, STEP_S).tolist()
+
+
+@lru_cache(maxsize=16)
+def _frequency(nominal_hz: float, noise_hz: float, seed: int, local_date: date) -> list[float]:
+    rng = _rng(seed, STREAM_FREQUENCY, local_date)
+    return frequency_day_hz(nominal_hz, noise_hz, rng, SAMPLES, STEP_S).tolist()
 
 
 class ProfileBook:
