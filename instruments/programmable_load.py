@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyvisa
 from pyvisa import constants as visa_constants
@@ -27,7 +28,7 @@ from pyvisa.errors import VisaIOError
 
 from instruments.config import ProgrammableLoadConfig
 from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
-from instruments.errors import ReadbackMismatch
+from instruments.errors import ReadbackMismatch, SetpointRefused
 from instruments.link import Link, StatusListener
 from instruments.scpi import (
     ON_OFF,
@@ -42,6 +43,22 @@ from instruments.scpi import (
 from labspec import programmable_load as spec
 
 T = TypeVar("T")
+
+
+def enable_nodelay(resource: Any) -> None:
+    """Switch Nagle's algorithm off on a pyvisa-py SOCKET session.
+
+    pyvisa-py 0.8.1 registers the wrong setter for VI_ATTR_TCPIP_NODELAY on SOCKET sessions
+    (setting it raises UnknownAttribute, reading it works), so on failure the option is set on the
+    session's socket directly; either way the attribute is read back to make sure.
+    """
+    try:
+        resource.set_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY, True)
+    except Exception:
+        session = resource.visalib.sessions[resource.session]
+        session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if resource.get_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY) != visa_constants.VI_TRUE:
+        raise OSError("could not switch TCP_NODELAY on for the SCPI session")
 
 
 class AcElectronicLoadScpi(ScpiInstrument):
@@ -84,6 +101,15 @@ class LoadSetpoint:
 
 
 _POW_RESOLUTION_KW = 0.05 / 1000  # "POW {:.1f}" in W
+_READ = (
+    "power_w",
+    "voltage_v",
+    "current_a",
+    "energy_wh",
+    "input_on",
+    "function",
+    "power_setpoint_w",
+)
 
 
 class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
@@ -158,7 +184,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             open_timeout=self.link.connect_timeout_s * 1000,
         )
         self._resource = resource
-        resource.set_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY, True)
+        enable_nodelay(resource)
         self.instrument = AcElectronicLoadScpi(resource, self.name)
 
     async def _close(self) -> None:
@@ -174,7 +200,12 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
 
     async def connect(self) -> None:
         await self.link.connect()
-        self.identity = await self._run(lambda load: load.identity, spec.IDN)
+
+        def identify(load: AcElectronicLoadScpi) -> str:
+            load.clear_status()
+            return load.identity
+
+        self.identity = await self._run(identify, spec.IDN)
         self.last_snapshot = await self.read()
 
     async def close(self) -> None:
@@ -184,23 +215,15 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             await self._in_thread(manager.close)
 
     async def read(self) -> LoadSnapshot:
-        def measure(load: AcElectronicLoadScpi) -> tuple:
-            return (
-                load.power_w,
-                load.voltage_v,
-                load.current_a,
-                load.energy_wh,
-                load.input_on,
-                load.function,
-                load.power_setpoint_w,
-            )
-
-        power_w, voltage, current, energy_wh, input_on, function, setpoint_w = await self._run(
-            measure, "measurements"
+        """Every measurement and setting in ONE program message (one round trip)."""
+        values = await self._run(lambda load: load.query_many(_READ), "measurements")
+        power_w, voltage, current, energy_wh, input_on, function, setpoint_w = (
+            values[name] for name in _READ
         )
         name, ranges = self.name, self.config.plausibility
         limit_w = ranges.power_rating_multiple * spec.MAX_POWER_W
         power_w = plausible(name, "power_kw", power_w, 0.0, limit_w)
+        setpoint_w = plausible(name, "power_setpoint_kw", setpoint_w, 0.0, limit_w)
         snapshot = LoadSnapshot(
             time=self.clock(),
             power_kw=-power_w / 1000,
@@ -209,8 +232,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             energy_kwh=plausible(name, "energy_kwh", energy_wh, 0.0, 1e12) / 1000,
             input_on=input_on,
             function=function,
-            power_setpoint_kw=-plausible(name, "power_setpoint_kw", setpoint_w, 0.0, limit_w)
-            / 1000,
+            power_setpoint_kw=-setpoint_w / 1000 + 0.0,
         )
         self.last_snapshot = snapshot
         self._function = function
@@ -228,7 +250,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         low, high = self.limits_kw()
         power = within(self.name, "power_kw", setpoint.power_kw, low, high, "kW")
         if not isinstance(setpoint.input_on, bool):
-            within(self.name, "input_on", setpoint.input_on, 0, 1, "(True or False)")
+            raise SetpointRefused(self.name, "input_on", setpoint.input_on, "True or False")
         step = self.config.max_step_kw
         if step is not None and self.last_confirmed is not None:
             last = self.last_confirmed.power_kw if self.last_confirmed.input_on else 0.0
@@ -246,15 +268,19 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         power_w = round(-setpoint.power_kw * 1000, 1) + 0.0  # + 0.0 turns -0.0 into 0.0
         need_function = self._function != "POW"
 
-        def exchange(load: AcElectronicLoadScpi) -> tuple[float, bool, str]:
-            if need_function:
-                load.function = "POW"
-            load.power_setpoint_w = power_w
-            load.input_on = setpoint.input_on
-            function = load.function if need_function else "POW"
-            return load.power_setpoint_w, load.input_on, function
+        settings: dict[str, object] = {"power_setpoint_w": power_w, "input_on": setpoint.input_on}
+        if need_function:
+            settings = {"function": "POW", **settings}
 
-        setpoint_w, input_on, function = await self._run(exchange, f"POW {power_w:.1f}")
+        def exchange(load: AcElectronicLoadScpi) -> dict:
+            return load.exchange(settings, ("power_setpoint_w", "input_on", "function"))
+
+        answers = await self._run(exchange, f"POW {power_w:.1f}")
+        setpoint_w, input_on, function = (
+            answers["power_setpoint_w"],
+            answers["input_on"],
+            answers["function"],
+        )
         confirm(self.name, "power_kw", -power_w / 1000, -setpoint_w / 1000, _POW_RESOLUTION_KW)
         confirm(self.name, "input_on", setpoint.input_on, input_on)
         if function != "POW":

@@ -15,7 +15,7 @@ drivers run it in their session's worker thread.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -86,6 +86,21 @@ def scpi_float(answer: str) -> float:
 
 def scpi_str(answer: str) -> str:
     return answer.strip().strip('"').upper()
+
+
+def split_answers(text: str) -> list[str]:
+    """Split a response message at ";" outside double-quoted strings."""
+    parts, current, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == ";" and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return [p.strip() for p in parts]
 
 
 # -- descriptors ---------------------------------------------------------------------------------
@@ -176,6 +191,10 @@ class ScpiInstrument:
         except ValueError:
             raise BadReading(self.name, quantity, answer, f"an answer to {query}") from None
 
+    def clear_status(self) -> None:
+        """*CLS: empty the error queue (so old errors are not blamed on new commands)."""
+        self.write("*CLS")
+
     def write_checked(self, command: str, check_errors: bool = True) -> None:
         """Send `command`, then raise DeviceError if the error queue holds an error."""
         self.write(command)
@@ -193,12 +212,56 @@ class ScpiInstrument:
         raise DeviceError(self.name, repr(command), code, message)
 
     def next_error(self) -> tuple[int, str]:
-        answer = self.ask(self.error_query)
+        return self._parse_error(self.ask(self.error_query))
+
+    def _parse_error(self, answer: str) -> tuple[int, str]:
         code_text, _, message = answer.partition(",")
         try:
             return int(code_text.strip()), message.strip().strip('"')
         except ValueError:
             raise BadReading(self.name, "error queue", answer, '<code>,"<message>"') from None
+
+    def query_many(self, names: Sequence[str]) -> dict[str, Any]:
+        """Read several declared properties with ONE program message (answers joined by ";")."""
+        declared = self.declarations()
+        queries = [declared[name] for name in names]
+        answers = self._ask_split(";".join(q.query for q in queries), len(queries))
+        return {q.name: self._parse(q, a) for q, a in zip(queries, answers, strict=True)}
+
+    def exchange(self, settings: Mapping[str, Any], names: Sequence[str] = ()) -> dict[str, Any]:
+        """Set several declared controls, check the error queue and read `names` back, all in ONE
+        program message: `<commands>;SYST:ERR?;<queries>`. Every value is validated before
+        anything is sent; an error in the queue raises DeviceError naming the commands."""
+        declared = self.declarations()
+        commands = []
+        for name, value in settings.items():
+            declaration = declared[name]
+            if not isinstance(declaration, control):
+                raise AttributeError(f"{name} is a measurement; it cannot be set")
+            commands.append(declaration.format(self.name, value))
+        queries = [declared[name] for name in names]
+        message = ";".join([*commands, self.error_query, *(q.query for q in queries)])
+        error, *answers = self._ask_split(message, 1 + len(queries))
+        code, text = self._parse_error(error)
+        if code != 0:
+            for _ in range(32):  # drain the rest so the next exchange starts clean
+                if self.next_error()[0] == 0:
+                    break
+            raise DeviceError(self.name, repr(";".join(commands)), code, text)
+        return {q.name: self._parse(q, a) for q, a in zip(queries, answers, strict=True)}
+
+    def _ask_split(self, message: str, expected: int) -> list[str]:
+        answer = self.ask(message)
+        parts = split_answers(answer)
+        if len(parts) != expected:
+            raise BadReading(self.name, f"answer to {message!r}", answer, f"{expected} answers")
+        return parts
+
+    def _parse(self, declaration: measurement, answer: str) -> Any:
+        try:
+            return declaration.parse(answer)
+        except ValueError:
+            raise BadReading(self.name, declaration.name, answer, declaration.query) from None
 
     @classmethod
     def declarations(cls) -> dict[str, measurement]:

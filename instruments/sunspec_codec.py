@@ -116,7 +116,9 @@ class RegisterImage:
             sf = self.raw(base, model.points[sf])
             if sf is None:
                 return None
-        return raw * 10.0**sf if sf else float(raw)
+        if not sf:
+            return float(raw)
+        return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf  # 2301 / 10, not 2301 * 0.1
 
 
 def scale_factors(image: RegisterImage, base: int, model: ModelLayout) -> Mapping[str, int | None]:

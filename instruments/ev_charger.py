@@ -1,0 +1,328 @@
+"""Bidirectional EV charger (peer B) over OPC UA (asyncua 2.1), node set in labspec.ev_charger.
+
+Measurements are polled: `read()` is ONE Read request for every variable (values and limits).
+A subscription was considered and not used: the plant may run in lockstep (time moves only when
+the controller advances it), while OPC UA subscriptions publish on the server's wall-clock
+publishing interval, so a notification can lag a lockstep advance by up to one interval and the
+step would act on stale values; one Read right after the advance is always current and costs one
+round trip (see docs/bench-instruments.md for the figures).
+
+`apply()` is one Write request (setpoint and enable together) and one Read of both for the
+confirmation. Security: "none", or Basic256Sha256 SignAndEncrypt with a user name, the password
+taken from the environment variable named in the config, and a client certificate (given, or
+generated once into the configured or a per-user cache path).
+
+Safe state: setpoint 0 kW and power transfer disabled. The charger's own watchdog
+(WatchdogTimeoutS) returns the setpoint to 0 when the controller stops writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+
+from instruments.config import EvChargerConfig
+from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.errors import BadReading, DeviceError, InstrumentError, SetpointRefused
+from instruments.link import Link, StatusListener
+from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
+
+_CLIENT_APPLICATION_URI = "urn:p2p-testbed:instruments:ev-charger-client"
+_NO_DATE_BEFORE = datetime(1601, 1, 2, tzinfo=UTC)  # OPC UA's null DateTime is 1601-01-01
+_READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
+
+
+@dataclass(frozen=True, slots=True)
+class EvChargerSnapshot:
+    """One reading of the charger and the vehicle; power in kW, + = V2G discharge to the grid."""
+
+    time: datetime
+    soc_pct: float
+    plugged: bool
+    departure_time: datetime | None
+    power_kw: float
+    setpoint_kw: float
+    enabled: bool
+    status: str
+    max_charge_kw: float
+    max_discharge_kw: float
+    min_power_kw: float
+    ramp_kw_per_s: float
+    reserve_soc_pct: float
+    soc_min_pct: float
+    soc_max_pct: float
+    watchdog_timeout_s: float
+    energy_charged_kwh: float
+    energy_discharged_kwh: float
+    capacity_kwh: float
+
+
+@dataclass(frozen=True, slots=True)
+class EvSetpoint:
+    """Charger AC power in kW (+ = discharge to the grid, - = charge) and power-transfer enable."""
+
+    power_kw: float
+    enabled: bool = True
+
+
+class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
+    """Driver of the OPC UA EV charger; see the module docstring."""
+
+    def __init__(
+        self,
+        config: EvChargerConfig,
+        *,
+        clock: Clock = utc_now,
+        on_status: StatusListener | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.client: Client | None = None
+        self._nodes: dict[Var, Any] = {}
+        self._namespace_index: int | None = None
+        self.last_snapshot: EvChargerSnapshot | None = None
+        self.last_confirmed: EvSetpoint | None = None
+        self.link = Link(
+            config.name,
+            self._open,
+            self._close,
+            timeout_s=config.timeout_s,
+            connect_timeout_s=max(5.0, config.timeout_s),  # secure handshakes take a while
+            backoff=config.backoff(),
+            connection_errors=(ConnectionError, ua.UaError),
+            on_status=on_status,
+        )
+
+    # -- session ---------------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        client = Client(self.config.url, timeout=self.config.timeout_s * 2)
+        client.application_uri = _CLIENT_APPLICATION_URI
+        client.name = client.description = f"p2p-testbed {self.name} driver"
+        self.client = client
+        if self.config.security == "Basic256Sha256":
+            await self._secure(client)
+        await client.connect()
+        index = await client.get_namespace_index(NAMESPACE_URI)
+        if index != self._namespace_index:
+            self._namespace_index = index
+            self._nodes = {var: client.get_node(f"ns={index};s={node_id(var)}") for var in Var}
+        else:
+            self._nodes = {var: client.get_node(node.nodeid) for var, node in self._nodes.items()}
+
+    async def _secure(self, client: Client) -> None:
+        config = self.config
+        env = config.password_env or ""
+        password = os.environ.get(env)
+        if password is None:
+            raise InstrumentError(self.name, f"environment variable {env!r} (password) is not set")
+        client.set_user(config.username or "")
+        client.set_password(password)
+        cert, key = config.certificate_path, config.private_key_path
+        if cert is None or key is None or not Path(cert).is_file() or not Path(key).is_file():
+            folder = Path(tempfile.gettempdir()) / "p2p-testbed-opcua" / self.name
+            cert = cert or folder / "client-cert.der"
+            key = key or folder / "client-key.pem"
+            await client.setup_self_signed_certificate(Path(key), Path(cert))
+        await client.set_security(
+            SecurityPolicyBasic256Sha256,
+            certificate=str(cert),
+            private_key=str(key),
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
+
+    async def _close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
+        except Exception:  # a dead connection cannot close its session: drop the socket
+            client.disconnect_socket()
+            for task in (client._supervisor_task, client._stale_watchdog_task):
+                if task is not None:
+                    task.cancel()
+
+    def _client(self) -> Client:
+        if self.client is None:
+            raise ConnectionResetError("session closed")
+        return self.client
+
+    # -- device shape ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.link.connect()
+        self.last_snapshot = await self.read()
+
+    async def read(self) -> EvChargerSnapshot:
+        nodes = [self._nodes[var] for var in _READ_VARS]
+
+        async def operation() -> list[ua.DataValue]:
+            return await self._client().read_attributes(nodes)
+
+        results = await self.link.run(operation, f"Read of {len(nodes)} variables")
+        values: dict[Var, Any] = {}
+        for var, result in zip(_READ_VARS, results, strict=True):
+            if not result.StatusCode.is_good():
+                raise DeviceError(self.name, f"Read {var.value}", result.StatusCode.name)
+            values[var] = result.Value.Value if result.Value is not None else None
+        snapshot = self._decode(values)
+        self.last_snapshot = snapshot
+        return snapshot
+
+    def _decode(self, v: dict[Var, Any]) -> EvChargerSnapshot:
+        name, ranges = self.name, self.config.plausibility
+
+        def number(var: Var, low: float, high: float) -> float:
+            return plausible(name, _quantity(var), v[var], low, high)
+
+        def flag(var: Var) -> bool:
+            if not isinstance(v[var], bool):
+                raise BadReading(name, _quantity(var), v[var], "True or False")
+            return v[var]
+
+        max_charge = number(Var.MAX_CHARGE_POWER_KW, 0.0, 1000.0)
+        max_discharge = number(Var.MAX_DISCHARGE_POWER_KW, 0.0, 1000.0)
+        power_limit = ranges.power_rating_multiple * max(max_charge, max_discharge, 0.1)
+        return EvChargerSnapshot(
+            time=self.clock(),
+            soc_pct=number(Var.SOC_PCT, 0.0, 100.0),
+            plugged=flag(Var.PLUGGED),
+            departure_time=_departure(v[Var.DEPARTURE_TIME]),
+            power_kw=number(Var.POWER_KW, -power_limit, power_limit),
+            setpoint_kw=number(Var.POWER_SETPOINT_KW, -power_limit, power_limit),
+            enabled=flag(Var.ENABLED),
+            status=str(v[Var.STATUS]),
+            max_charge_kw=max_charge,
+            max_discharge_kw=max_discharge,
+            min_power_kw=number(Var.MIN_POWER_KW, 0.0, power_limit),
+            ramp_kw_per_s=number(Var.RAMP_RATE_KW_PER_S, 0.0, 1e6),
+            reserve_soc_pct=number(Var.RESERVE_SOC_PCT, 0.0, 100.0),
+            soc_min_pct=number(Var.MIN_SOC_PCT, 0.0, 100.0),
+            soc_max_pct=number(Var.MAX_SOC_PCT, 0.0, 100.0),
+            watchdog_timeout_s=number(Var.WATCHDOG_TIMEOUT_S, 0.0, 1e9),
+            energy_charged_kwh=number(Var.ENERGY_CHARGED_KWH, 0.0, 1e9),
+            energy_discharged_kwh=number(Var.ENERGY_DISCHARGED_KWH, 0.0, 1e9),
+            capacity_kwh=number(Var.CAPACITY_KWH, 0.0, 1e6),
+        )
+
+    def limits_kw(self) -> tuple[float, float]:
+        """Allowed setpoint range (low, high) in kW: the charger's limits, capped by the config."""
+        snapshot = self._require_snapshot()
+        charge = snapshot.max_charge_kw
+        discharge = snapshot.max_discharge_kw
+        if self.config.max_charge_kw is not None:
+            charge = min(charge, self.config.max_charge_kw)
+        if self.config.max_discharge_kw is not None:
+            discharge = min(discharge, self.config.max_discharge_kw)
+        return -charge, discharge
+
+    def soc_window(self) -> tuple[float, float]:
+        """(lowest SoC to discharge from, highest SoC to charge to): device, then config."""
+        snapshot = self._require_snapshot()
+        low = max(snapshot.soc_min_pct, snapshot.reserve_soc_pct)
+        high = snapshot.soc_max_pct
+        if self.config.soc_min_pct is not None:
+            low = max(low, self.config.soc_min_pct)
+        if self.config.soc_max_pct is not None:
+            high = min(high, self.config.soc_max_pct)
+        return low, high
+
+    def _require_snapshot(self) -> EvChargerSnapshot:
+        if self.last_snapshot is None:
+            raise InstrumentError(self.name, "no reading yet: connect() first")
+        return self.last_snapshot
+
+    def check(self, setpoint: EvSetpoint) -> None:
+        """Refuse a setpoint outside the limits (SetpointRefused; nothing is sent)."""
+        snapshot = self._require_snapshot()
+        low, high = self.limits_kw()
+        power = within(self.name, "power_kw", setpoint.power_kw, low, high, "kW")
+        if not isinstance(setpoint.enabled, bool):
+            raise SetpointRefused(self.name, "enabled", setpoint.enabled, "True or False")
+        minimum = snapshot.min_power_kw
+        if power != 0 and abs(power) < minimum:
+            raise SetpointRefused(
+                self.name, "power_kw", power,
+                f"0 or {minimum:g} <= |power_kw| (the charger's deadband)",
+            )  # fmt: skip
+        if not setpoint.enabled or power == 0:
+            return
+        if not snapshot.plugged:
+            raise SetpointRefused(
+                self.name, "power_kw", power, "0 kW while no vehicle is plugged in"
+            )
+        soc_low, soc_high = self.soc_window()
+        if power > 0 and snapshot.soc_pct <= soc_low:
+            raise SetpointRefused(
+                self.name, "power_kw", power,
+                f"<= 0 kW (no discharge) while soc_pct {snapshot.soc_pct:g} <= {soc_low:g}",
+            )  # fmt: skip
+        if power < 0 and snapshot.soc_pct >= soc_high:
+            raise SetpointRefused(
+                self.name, "power_kw", power,
+                f">= 0 kW (no charging) while soc_pct {snapshot.soc_pct:g} >= {soc_high:g}",
+            )  # fmt: skip
+        step = self.config.max_step_kw
+        if step is not None and self.last_confirmed is not None:
+            last = self.last_confirmed.power_kw if self.last_confirmed.enabled else 0.0
+            within(self.name, "power_kw", power, last - step, last + step, "kW (ramp guard)")
+
+    async def apply(self, setpoint: EvSetpoint) -> Confirmation[EvSetpoint]:
+        self.check(setpoint)
+        return await self._write_and_confirm(setpoint)
+
+    async def safe_state(self) -> Confirmation[EvSetpoint]:
+        """Setpoint 0 kW and power transfer disabled."""
+        return await self._write_and_confirm(EvSetpoint(0.0, enabled=False))
+
+    async def _write_and_confirm(self, setpoint: EvSetpoint) -> Confirmation[EvSetpoint]:
+        power = float(setpoint.power_kw) + 0.0
+        nodes = [self._nodes[Var.POWER_SETPOINT_KW], self._nodes[Var.ENABLED]]
+        values = [
+            ua.DataValue(ua.Variant(power, ua.VariantType.Double)),
+            ua.DataValue(ua.Variant(setpoint.enabled, ua.VariantType.Boolean)),
+        ]
+
+        async def write() -> list[ua.StatusCode]:
+            return await self._client().uaclient.write_attributes(
+                [n.nodeid for n in nodes], values, ua.AttributeIds.Value
+            )
+
+        results = await self.link.run(write, "Write of PowerSetpointKw and Enabled")
+        for var, status in zip((Var.POWER_SETPOINT_KW, Var.ENABLED), results, strict=True):
+            if not status.is_good():
+                raise DeviceError(self.name, f"Write {var.value}", status.name, status.doc)
+
+        async def read_back() -> list[ua.DataValue]:
+            return await self._client().read_attributes(nodes)
+
+        answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
+        got_power, got_enabled = (a.Value.Value if a.Value is not None else None for a in answers)
+        confirm(self.name, "power_kw", power, got_power, 1e-9)
+        confirm(self.name, "enabled", setpoint.enabled, got_enabled)
+        self.last_confirmed = setpoint if setpoint.enabled else None
+        read = EvSetpoint(float(got_power), bool(got_enabled))
+        return Confirmation(self.name, setpoint, read, self.clock())
+
+
+def _quantity(var: Var) -> str:
+    """snake_case quantity name of a variable for error messages (SocPct -> soc_pct)."""
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in var.value).lstrip("_")
+
+
+def _departure(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return None if value < _NO_DATE_BEFORE else value.astimezone(UTC)
