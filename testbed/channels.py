@@ -43,6 +43,7 @@ class Channel:
     failures: int = 0
     lost: bool = False
     last_error: str = ""
+    refusing: str = ""  # the kind of refusal reported and not yet cleared
     events: list[ChannelEvent] = field(default_factory=list)
 
     @property
@@ -86,15 +87,20 @@ class Channel:
             return False
         try:
             await asyncio.wait_for(self.driver.apply(setpoint), timeout=self.io_timeout_s * 2)
-        except SetpointRefused as error:
-            self.events.append(ChannelEvent(self.device, "setpoint_refused", str(error), "held"))
-            return False
-        except ReadbackMismatch as error:
-            self.events.append(ChannelEvent(self.device, "readback_mismatch", str(error), "held"))
+        except (SetpointRefused, ReadbackMismatch) as error:
+            kind = "setpoint_refused" if isinstance(error, SetpointRefused) else "readback_mismatch"
+            if self.refusing != kind:
+                self.events.append(ChannelEvent(self.device, kind, str(error), "held"))
+            self.refusing = kind
             return False
         except (DeviceError, TimeoutError, OSError, ConnectionError) as error:
             self._failed(step, "write_failed", _describe(error))
             return False
+        if self.refusing:
+            self.events.append(
+                ChannelEvent(self.device, self.refusing, "setpoint accepted again", "cleared")
+            )
+            self.refusing = ""
         return True
 
     async def safe_state(self, reason: str) -> None:

@@ -15,3 +15,7 @@ app = typer.Typer(
 @app.callback()
 def main() -> None:
     """P2P energy-trading testbed controller."""
+
+
+from testbed import dashboard_cli as _dashboard_cli  # noqa: E402, F401  (registers `dashboard`)
+from testbed import run_cli as _run_cli  # noqa: E402, F401  (registers `run` and `demo`)

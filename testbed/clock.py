@@ -17,6 +17,8 @@ from hil_sim.control import PlantControl
 
 
 class Clock(Protocol):
+    now: datetime  # the latest time start() or advance() returned
+
     async def start(self) -> datetime: ...
 
     async def advance(self, dt_s: float) -> datetime: ...
@@ -29,16 +31,16 @@ class LockstepClock:
 
     def __init__(self, host: str, port: int, timeout_s: float = 5.0) -> None:
         self._control = PlantControl(host, port, timeout_s=timeout_s)
-        self._now: datetime | None = None
+        self.now = datetime.now(UTC)
 
     async def start(self) -> datetime:
-        await self._control.connect()
-        self._now = await self._control.time()
-        return self._now
+        await self._control.open()
+        self.now = (await self._control.time()).time
+        return self.now
 
     async def advance(self, dt_s: float) -> datetime:
-        self._now = await self._control.advance(dt_s)
-        return self._now
+        self.now = (await self._control.advance(dt_s)).time
+        return self.now
 
     async def close(self) -> None:
         await self._control.close()
@@ -53,6 +55,7 @@ class WallClock:
         self._origin: datetime | None = None
         self._elapsed_s = 0.0
         self.overruns = 0
+        self.now = datetime.now(UTC)
 
     async def start(self) -> datetime:
         now = datetime.now(UTC)
@@ -61,6 +64,7 @@ class WallClock:
             now = self._start
         self._origin = now
         self._origin_monotonic = time.monotonic()
+        self.now = now
         return now
 
     async def advance(self, dt_s: float) -> datetime:
@@ -71,7 +75,8 @@ class WallClock:
             await asyncio.sleep(delay)
         else:
             self.overruns += 1
-        return self._origin + timedelta(seconds=self._elapsed_s)
+        self.now = self._origin + timedelta(seconds=self._elapsed_s)
+        return self.now
 
     async def close(self) -> None:
         return None

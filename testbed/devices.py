@@ -236,7 +236,7 @@ class PeerDevices:
                     device.power_kw,
                     device.soc_pct,
                     self._last_command_kw,
-                    self._ev_limits(),
+                    self._ev_limits(device),
                     self.dt_s,
                     self._mobility(),
                     now,
@@ -294,16 +294,17 @@ class PeerDevices:
             ramp_kw_per_s=self._ramp_kw_per_s,
         )
 
-    def _ev_limits(self) -> StorageLimits:
+    def _ev_limits(self, snapshot: Any) -> StorageLimits:
+        """The stricter of the EV's assets and what the charger reports about itself."""
         ev = self.assets.ev
         assert ev is not None, f"peer {self.peer} has an EV charger but no EV in its assets"
         return StorageLimits(
-            max_charge_kw=ev.max_charge_kw,
-            max_discharge_kw=ev.max_discharge_kw,
-            soc_min_pct=ev.reserve_soc_pct,
-            soc_max_pct=ev.soc_max_pct,
-            ramp_kw_per_s=self._ramp_kw_per_s,
-            min_power_kw=ev.min_power_kw,
+            max_charge_kw=min(ev.max_charge_kw, snapshot.max_charge_kw),
+            max_discharge_kw=min(ev.max_discharge_kw, snapshot.max_discharge_kw),
+            soc_min_pct=max(ev.reserve_soc_pct, snapshot.reserve_soc_pct, snapshot.soc_min_pct),
+            soc_max_pct=min(ev.soc_max_pct, snapshot.soc_max_pct),
+            ramp_kw_per_s=min(self._ramp_kw_per_s, snapshot.ramp_kw_per_s),
+            min_power_kw=max(ev.min_power_kw, snapshot.min_power_kw),
         )
 
     def _mobility(self) -> MobilityNeed | None:

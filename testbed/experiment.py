@@ -1,0 +1,154 @@
+"""Set up and run one experiment from a configuration: clock, devices, agents, sinks, engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hil_sim.endpoints import PlantEndpoints
+from peers import make_agent
+from testbed.clock import Clock, LockstepClock, WallClock
+from testbed.config import ConfigError, TestbedConfig, parse_config
+from testbed.devices import PeerDevices
+from testbed.documents import RunFinished, Sink
+from testbed.engine import Engine, ProgressCallback
+from testbed.runstore import RunStore
+from testbed.telemetry.config import InfluxConfig
+from testbed.telemetry.sink import InfluxSink
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    run_dir: Path
+    finished: RunFinished
+    influx_backlog: Any = None
+
+
+def with_plant_endpoints(config: TestbedConfig, endpoints: PlantEndpoints) -> TestbedConfig:
+    """The configuration with every device endpoint taken from a running emulated plant."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["plant"] = {
+        **data.get("plant", {}),
+        "control_host": endpoints.control.host,
+        "control_port": endpoints.control.port,
+    }
+    for name, peer in data["peers"].items():
+        if name in ("A", "B", "C"):
+            meter = endpoints.meter(name)
+            peer["meter"].update(
+                host=meter.host,
+                port=meter.port,
+                device_id=meter.unit,
+                base_addresses=[meter.base_address],
+            )
+        if "inverter" in peer:
+            inv = endpoints.inverter
+            peer["inverter"].update(
+                host=inv.host, port=inv.port, device_id=inv.unit, base_addresses=[inv.base_address]
+            )
+        if "ev_charger" in peer:
+            peer["ev_charger"]["url"] = endpoints.ev_charger.url
+        if "load" in peer:
+            peer["load"].update(host=endpoints.load.host, port=endpoints.load.port)
+    return parse_config(data, "configuration with the plant's endpoints")
+
+
+def with_overrides(
+    config: TestbedConfig, hours: float | None = None, seed: int | None = None
+) -> TestbedConfig:
+    """The configuration with the command line's `--hours` and `--seed`."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    if hours is not None:
+        data["experiment"]["hours"] = hours
+    if seed is not None:
+        data["experiment"]["seed"] = seed
+    return parse_config(data, "configuration with the command line's options")
+
+
+def default_run_id(config: TestbedConfig) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{config.market.mechanism}-seed{config.experiment.seed}"
+
+
+def make_clock(config: TestbedConfig) -> Clock:
+    if config.clock.mode == "lockstep":
+        if not config.plant.control_port:
+            raise ConfigError(
+                "clock.mode = 'lockstep' needs the plant's control endpoint: set "
+                "plant.control_port or plant.endpoints_json"
+            )
+        return LockstepClock(config.plant.control_host, config.plant.control_port)
+    return WallClock(config.clock.start)
+
+
+def influx_config(config: TestbedConfig, override: InfluxConfig | None) -> InfluxConfig | None:
+    if override is not None:
+        return override
+    if config.sinks.influx is None:
+        return None
+    return InfluxConfig.model_validate(config.sinks.influx)
+
+
+async def run_experiment(
+    config: TestbedConfig,
+    run_dir: Path,
+    *,
+    run_id: str | None = None,
+    influx: InfluxConfig | None = None,
+    progress: ProgressCallback | None = None,
+    on_engine: Callable[[Engine], None] | None = None,
+) -> RunResult:
+    """Run the experiment into `run_dir`; a first Ctrl-C ends the current interval cleanly."""
+    run_id = run_id or run_dir.name
+    clock = make_clock(config)
+    peers = {
+        name: PeerDevices(name, peer, peer.peer_assets(name), config.control, lambda: clock.now)
+        for name, peer in config.peers.items()
+    }
+    agents = {
+        name: make_agent(
+            peer.agent,
+            name,
+            peer.peer_assets(name),
+            peer.agent_params,
+            seed=config.experiment.seed * 1000 + index,
+        )
+        for index, (name, peer) in enumerate(sorted(config.peers.items()))
+    }
+    store = RunStore(run_dir)
+    sinks: list[Sink] = [store]
+    influx_cfg = influx_config(config, influx)
+    influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
+    if influx_sink is not None:
+        sinks.append(influx_sink)
+
+    engine = Engine(config, run_id, clock, peers, agents, sinks, progress)
+    if on_engine is not None:
+        on_engine(engine)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_sigint() -> None:
+        """First Ctrl-C: finish the current interval, settle it, stop. Second: stop now."""
+        if engine.stop_requested and main is not None:
+            main.cancel()
+        engine.stop_requested = True
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    status = "failed"
+    try:
+        finished = await engine.run(config.experiment.hours)
+        status = finished.status
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+        store.close(status)
+        backlog = influx_sink.close() if influx_sink is not None else None
+    return RunResult(run_dir, finished, backlog)

@@ -1,0 +1,72 @@
+"""Start the emulated plant (`python -m hil_sim`) as a child process for `testbed demo`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from hil_sim.endpoints import PlantEndpoints
+
+
+class PlantStartError(RuntimeError):
+    """The emulated plant did not come up."""
+
+
+@contextlib.contextmanager
+def emulated_plant(seed: int, timeout_s: float = 60.0) -> Iterator[PlantEndpoints]:
+    """Serve a lockstep plant with `seed` on free loopback ports; stop it (by its pid) on exit."""
+    with tempfile.TemporaryDirectory(prefix="hil_sim-") as folder:
+        config = Path(folder) / "plant.toml"
+        config.write_text(f"[plant]\nseed = {int(seed)}\n", encoding="utf-8")
+        endpoints_file = Path(folder) / "endpoints.json"
+        log = Path(folder) / "plant.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hil_sim",
+                    "--config",
+                    str(config),
+                    "--endpoints-json",
+                    str(endpoints_file),
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            try:
+                yield _wait_for_endpoints(process, endpoints_file, log, timeout_s)
+            finally:
+                _stop(process)
+
+
+def _wait_for_endpoints(
+    process: subprocess.Popen, path: Path, log: Path, timeout_s: float
+) -> PlantEndpoints:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = log.read_text(encoding="utf-8", errors="replace").strip()
+            raise PlantStartError(f"the emulated plant exited at start: {output[-2000:]}")
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                return PlantEndpoints.model_validate_json(path.read_text(encoding="utf-8"))
+        time.sleep(0.05)
+    raise PlantStartError(f"the emulated plant wrote no endpoints within {timeout_s:.0f} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

@@ -1,0 +1,238 @@
+"""`testbed run` and `testbed demo`: run an experiment, show progress, end with a summary table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hil_sim.endpoints import PlantEndpoints
+from testbed.cli import app
+from testbed.config import ConfigError, TestbedConfig, load_config
+from testbed.engine import StartupError
+from testbed.experiment import (
+    RunResult,
+    default_run_id,
+    run_experiment,
+    with_overrides,
+    with_plant_endpoints,
+)
+from testbed.plant_process import PlantStartError, emulated_plant
+from testbed.telemetry.config import InfluxConfig, influx_config_from_cli
+
+DEFAULT_EMULATED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "emulated.toml"
+console = Console()
+
+Hours = Annotated[float | None, typer.Option(help="Length of the experiment in hours.")]
+Seed = Annotated[int | None, typer.Option(help="Seed of the plant's profiles and the agents.")]
+Out = Annotated[
+    Path | None,
+    typer.Option(help="Run directory to write (default: runs/<time>-<mechanism>-seed<N>)."),
+]
+InfluxUrl = Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL.")]
+InfluxApi = Annotated[str | None, typer.Option("--influx-api", help="v1 or v2.")]
+InfluxDb = Annotated[str | None, typer.Option("--influx-db", help="v1 database.")]
+InfluxBucket = Annotated[str | None, typer.Option("--influx-bucket", help="v2 bucket.")]
+InfluxOrg = Annotated[str | None, typer.Option("--influx-org", help="v2 organisation.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _influx(config: TestbedConfig, **flags: str | None) -> InfluxConfig | None:
+    base = InfluxConfig.model_validate(config.sinks.influx) if config.sinks.influx else None
+    try:
+        return influx_config_from_cli(base, **flags)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise _fail(f"InfluxDB settings: {problems}") from None
+
+
+def _run_dir(config: TestbedConfig, out: Path | None) -> Path:
+    run_dir = out if out is not None else config.sinks.run_store.root / default_run_id(config)
+    if (run_dir / "run.sqlite").exists():
+        raise _fail(f"{run_dir} already holds a run; choose another --out")
+    return run_dir
+
+
+class _ProgressBar:
+    """A rich progress bar fed by the engine, redrawn at most ten times a second."""
+
+    def __init__(self, progress: Progress, hours: float) -> None:
+        self.progress = progress
+        self.task = progress.add_task("experiment", total=1, plant_time="")
+        self.hours = hours
+        self._next_update = 0.0
+
+    def __call__(self, step: int, total: int, now: datetime) -> None:
+        wall = time.monotonic()
+        if wall < self._next_update and step + 1 < total:
+            return
+        self._next_update = wall + 0.1
+        self.progress.update(
+            self.task, total=total, completed=step + 1, plant_time=f"{now:%Y-%m-%d %H:%M} UTC"
+        )
+
+
+def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) -> RunResult:
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[plant_time]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = _ProgressBar(progress, config.experiment.hours)
+        try:
+            return asyncio.run(run_experiment(config, run_dir, influx=influx, progress=bar))
+        except StartupError as error:
+            raise _fail(f"the run did not start: {error}") from None
+        except ConfigError as error:
+            raise _fail(str(error)) from None
+
+
+def _money(value: float) -> str:
+    return f"{value:,.2f}"
+
+
+def print_summary(result: RunResult, started: float) -> None:
+    """The summary table of a finished (or interrupted) run."""
+    summary: dict[str, Any] = dict(result.finished.summary)
+    currency = summary.get("currency", "")
+    table = Table(title=f"Run {result.run_dir.name}: {result.finished.status}")
+    for header in (
+        "peer",
+        "P2P bought kWh",
+        "P2P sold kWh",
+        "grid import kWh",
+        "grid export kWh",
+        f"bill {currency}",
+        f"grid-only {currency}",
+        f"saving {currency}",
+    ):
+        table.add_column(header, justify="right")
+    for peer, totals in summary.get("peers", {}).items():
+        table.add_row(
+            peer,
+            f"{totals['p2p_bought_kwh']:.3f}",
+            f"{totals['p2p_sold_kwh']:.3f}",
+            f"{totals['grid_import_kwh']:.3f}",
+            f"{totals['grid_export_kwh']:.3f}",
+            _money(totals["bill"]),
+            _money(totals["bill_grid_only"]),
+            _money(totals["bill_grid_only"] - totals["bill"]),
+        )
+    console.print(table)
+    market = summary.get("market", {})
+    price = market.get("mean_clearing_price")
+    console.print(
+        f"market {market.get('mechanism')}: {market.get('traded_kwh', 0):.3f} kWh traded in "
+        f"{market.get('cleared_intervals', 0)} of {market.get('intervals', 0)} intervals, mean "
+        f"clearing price {'-' if price is None else f'{price:.3f} {currency}/kWh'}"
+    )
+    console.print(
+        f"energy balance error {summary.get('energy_balance_error_kwh', 0):.6f} kWh of "
+        f"{summary.get('energy_through_pcc_kwh', 0):.3f} kWh through the PCCs; interlocks "
+        f"{summary.get('interlocks') or 'none'}"
+    )
+    if result.influx_backlog is not None:
+        backlog = result.influx_backlog
+        console.print(f"InfluxDB: {backlog}")
+    console.print(
+        f"wall time {time.monotonic() - started:.1f} s; run directory {result.run_dir} "
+        f"(summary.json, run.sqlite)"
+    )
+
+
+@app.command("run")
+def run_command(
+    config_file: Annotated[Path, typer.Option("--config", help="Experiment TOML file.")],
+    hours: Hours = None,
+    seed: Seed = None,
+    out: Out = None,
+    endpoints_json: Annotated[
+        Path | None,
+        typer.Option(help="Take device endpoints from a running emulated plant's JSON file."),
+    ] = None,
+    influx_url: InfluxUrl = None,
+    influx_api: InfluxApi = None,
+    influx_db: InfluxDb = None,
+    influx_bucket: InfluxBucket = None,
+    influx_org: InfluxOrg = None,
+) -> None:
+    """Run an experiment on the devices the configuration names (the lab, or a running plant)."""
+    started = time.monotonic()
+    try:
+        config = with_overrides(load_config(config_file), hours, seed)
+        endpoints_path = endpoints_json or config.plant.endpoints_json
+        if endpoints_path is not None:
+            endpoints = PlantEndpoints.model_validate(
+                json.loads(Path(endpoints_path).read_text(encoding="utf-8"))
+            )
+            config = with_plant_endpoints(config, endpoints)
+    except (ConfigError, OSError, ValueError) as error:
+        raise _fail(str(error)) from None
+    influx = _influx(
+        config,
+        url=influx_url,
+        api=influx_api,
+        database=influx_db,
+        bucket=influx_bucket,
+        org=influx_org,
+    )
+    result = _execute(config, _run_dir(config, out), influx)
+    print_summary(result, started)
+
+
+@app.command("demo")
+def demo_command(
+    hours: Hours = 24.0,
+    seed: Seed = 1,
+    out: Out = None,
+    config_file: Annotated[
+        Path, typer.Option("--config", help="Experiment TOML file for the emulated plant.")
+    ] = DEFAULT_EMULATED_CONFIG,
+    influx_url: InfluxUrl = None,
+    influx_api: InfluxApi = None,
+    influx_db: InfluxDb = None,
+    influx_bucket: InfluxBucket = None,
+    influx_org: InfluxOrg = None,
+) -> None:
+    """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow)."""
+    started = time.monotonic()
+    try:
+        config = with_overrides(load_config(config_file), hours, seed)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    influx = _influx(
+        config,
+        url=influx_url,
+        api=influx_api,
+        database=influx_db,
+        bucket=influx_bucket,
+        org=influx_org,
+    )
+    run_dir = _run_dir(config, out)
+    console.print(f"starting the emulated plant (seed {config.experiment.seed}) ...")
+    try:
+        with emulated_plant(config.experiment.seed) as endpoints:
+            config = with_plant_endpoints(config, endpoints)
+            result = _execute(config, run_dir, influx)
+    except PlantStartError as error:
+        raise _fail(str(error)) from None
+    print_summary(result, started)
