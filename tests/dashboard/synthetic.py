@@ -38,6 +38,8 @@ from testbed.settlement import settle_interval
 DEFAULT_START = datetime(2024, 6, 1, 2, 30, tzinfo=UTC)
 BATTERY_KWH, BATTERY_MAX_KW = 7.5, 3.0
 EV_KWH, EV_MAX_KW = 4.59, 1.5
+EV_RESERVE_PCT = 30.0
+RAMP_LIMIT_KW = 0.6
 
 
 def synthetic_config(
@@ -156,12 +158,12 @@ def document_stream(
                 time=float(n) + float(rng.uniform(0, 1)),
             )
 
-        if surplus_a > 0.05:
-            orders.append(
-                order("A", Side.SELL, surplus_a * interval_h * 0.9, 4.2 + rng.uniform(0, 0.6), 0)
-            )
-        elif plant.battery_soc_pct > 40:
-            orders.append(order("A", Side.SELL, 0.8 * interval_h, 5.0 + rng.uniform(0, 0.5), 0))
+        if surplus_a > 0.05:  # PV surplus in two price tiers
+            pv_kwh = surplus_a * interval_h * 0.9
+            orders.append(order("A", Side.SELL, 0.6 * pv_kwh, 4.0 + rng.uniform(0, 0.5), 0))
+            orders.append(order("A", Side.SELL, 0.4 * pv_kwh, 4.8 + rng.uniform(0, 0.5), 4))
+        if plant.battery_soc_pct > 40:  # stored energy, dearer
+            orders.append(order("A", Side.SELL, 0.5 * interval_h, 5.6 + rng.uniform(0, 0.8), 5))
         if plant.ev_soc_pct > 60:
             orders.append(order("B", Side.SELL, 0.7 * interval_h, 4.6 + rng.uniform(0, 0.8), 1))
         else:
@@ -215,11 +217,32 @@ def document_stream(
                         "clamped",
                     )
                 battery_set = 0.0
+            if abs(battery_set - plant.battery_kw) > RAMP_LIMIT_KW:
+                yield Interlock(
+                    now,
+                    "A",
+                    "inverter",
+                    "ramp_limit",
+                    f"battery step {battery_set - plant.battery_kw:+.2f} kW exceeds "
+                    f"{RAMP_LIMIT_KW} kW per step",
+                    "clamped",
+                )
             plant.battery_kw += 0.5 * (battery_set - plant.battery_kw)  # inverter ramp
             plant.battery_soc_pct -= plant.battery_kw * dt_h / BATTERY_KWH * 100
-            # Peer B: the cart charges or discharges toward B's contract.
-            ev_set = contracted_kw["B"] + loads["B"]
+            # Peer B: the cart charges or discharges toward B's contract; idle without one.
+            ev_set = contracted_kw["B"] + loads["B"] if contracted_kw["B"] else 0.0
             ev_set = min(EV_MAX_KW, max(-EV_MAX_KW, ev_set))
+            if ev_set > 0 and plant.ev_soc_pct <= EV_RESERVE_PCT:
+                if n % 300 == 0:
+                    yield Interlock(
+                        now,
+                        "B",
+                        "ev_charger",
+                        "soc_limit",
+                        f"EV soc_pct = {plant.ev_soc_pct:.1f} at the reserve {EV_RESERVE_PCT} %",
+                        "clamped",
+                    )
+                ev_set = 0.0
             plant.ev_kw += 0.3 * (ev_set - plant.ev_kw)
             plant.ev_soc_pct -= plant.ev_kw * dt_h / EV_KWH * 100
             inverter_kw = pv + plant.battery_kw

@@ -1,0 +1,453 @@
+"""Plotly figures of the dashboard: DataFrames in, figures out, a unit on every value axis.
+
+Categorical axes (peers) are marked `type="category"`; every other axis title carries its unit in
+parentheses. Peers keep their palette colour in every figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboards.market_curves import Curves
+from dashboards.palette import (
+    CLEARING_COLOUR,
+    DEMAND_COLOUR,
+    GRID_COLOUR,
+    NETWORK_COLOUR,
+    PENALTY_COLOUR,
+    SUPPLY_COLOUR,
+    lighter,
+    peer_colour,
+)
+
+TIME_AXIS = "time (UTC)"
+NOMINAL_VOLTAGE_V = 230.0
+_FIELD_SHADES = (0.0, 0.35, 0.6, 0.8)
+
+
+def styled(fig: go.Figure, x_title: str, y_title: str, height: int = 320) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def _unit(field: str) -> str:
+    for suffix, unit in (("_kw", "kW"), ("_kwh", "kWh"), ("_pct", "%"), ("_v", "V"), ("_a", "A")):
+        if field.endswith(suffix):
+            return unit
+    if field.endswith("_hz"):
+        return "Hz"
+    return ""
+
+
+def _pretty(field: str) -> str:
+    """`battery_power_kw` -> `battery power`."""
+    unit = _unit(field)
+    stem = field[: -len(unit) - 1] if unit and field.lower().endswith(unit.lower()) else field
+    if field.endswith("_pct"):
+        stem = field[: -len("_pct")]
+    return stem.replace("_", " ")
+
+
+def power_fields(columns: Iterable[str]) -> list[str]:
+    """Measured power columns (`*_kw` that are not setpoints)."""
+    return [c for c in columns if c.endswith("_kw") and "setpoint" not in c]
+
+
+def setpoint_pairs(columns: Iterable[str]) -> list[tuple[str, str]]:
+    """(setpoint, read-back) pairs: `setpoint_kw`/`power_kw`, `x_setpoint_kw`/`x_power_kw`."""
+    columns = list(columns)
+    pairs = []
+    for column in columns:
+        if column.endswith("setpoint_kw"):
+            readback = column.replace("setpoint_kw", "power_kw")
+            if readback in columns:
+                pairs.append((column, readback))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# Live
+
+
+def pcc_power_figure(
+    meter: pd.DataFrame, contracted: pd.DataFrame | None = None, since: pd.Timestamp | None = None
+) -> go.Figure:
+    """PCC power per peer; the contracted power of each interval (from `since`) as a dashed step."""
+    fig = go.Figure()
+    for peer, rows in meter.groupby("peer", sort=True):
+        fig.add_trace(
+            go.Scatter(
+                x=rows["time"],
+                y=rows["power_kw"],
+                name=f"{peer} PCC",
+                mode="lines",
+                line={"color": peer_colour(str(peer)), "width": 1.5},
+            )
+        )
+    if contracted is not None and not contracted.empty:
+        for peer, rows in contracted.groupby("peer", sort=True):
+            x, y = [], []
+            for row in rows.itertuples():
+                begin = row.interval_start if since is None else max(row.interval_start, since)
+                x += [begin, row.interval_end, None]
+                y += [row.contracted_kw, row.contracted_kw, None]
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    name=f"{peer} contracted",
+                    mode="lines",
+                    line={"color": peer_colour(str(peer)), "dash": "dash", "width": 2},
+                )
+            )
+    fig.add_hline(y=0, line={"color": "#999", "width": 1})
+    return styled(fig, TIME_AXIS, "PCC power (kW, + = export)")
+
+
+def device_power_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
+    """Every device power of one peer (meter excluded), in the peer's colour."""
+    fig = go.Figure()
+    colour = peer_colour(peer)
+    rows = samples[(samples["peer"] == peer) & (samples["device"] != "meter")]
+    for device, device_rows in rows.groupby("device", sort=True):
+        fields = [f for f in power_fields(device_rows.columns) if device_rows[f].notna().any()]
+        for shade, field in zip(_FIELD_SHADES, fields, strict=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=device_rows["time"],
+                    y=device_rows[field],
+                    name=f"{device} {_pretty(field)}",
+                    mode="lines",
+                    line={"color": lighter(colour, shade) if shade else colour, "width": 1.5},
+                )
+            )
+    return styled(fig, TIME_AXIS, "power (kW, + = toward grid)", height=280)
+
+
+def setpoint_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
+    """Setpoints (dashed) against their read-backs (solid) for one peer's devices."""
+    fig = go.Figure()
+    colour = peer_colour(peer)
+    rows = samples[samples["peer"] == peer]
+    for device, device_rows in rows.groupby("device", sort=True):
+        for setpoint, readback in setpoint_pairs(device_rows.columns):
+            if device_rows[setpoint].isna().all():
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=device_rows["time"],
+                    y=device_rows[readback],
+                    name=f"{device} read-back",
+                    mode="lines",
+                    line={"color": colour, "width": 1.5},
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=device_rows["time"],
+                    y=device_rows[setpoint],
+                    name=f"{device} setpoint",
+                    mode="lines",
+                    line={"color": lighter(colour, 0.45), "width": 2, "dash": "dash"},
+                )
+            )
+    return styled(fig, TIME_AXIS, "power (kW)", height=280)
+
+
+def soc_figure(samples: pd.DataFrame) -> go.Figure:
+    """Battery and EV state of charge, per peer and device."""
+    fig = go.Figure()
+    if "soc_pct" in samples:
+        rows = samples.dropna(subset=["soc_pct"])
+        for (peer, device), group in rows.groupby(["peer", "device"], sort=True):
+            fig.add_trace(
+                go.Scatter(
+                    x=group["time"],
+                    y=group["soc_pct"],
+                    name=f"{peer} {device}",
+                    mode="lines",
+                    line={
+                        "color": peer_colour(str(peer)),
+                        "dash": "solid" if device == "inverter" else "dash",
+                    },
+                )
+            )
+    fig.update_yaxes(range=[0, 100])
+    return styled(fig, TIME_AXIS, "state of charge (%)", height=280)
+
+
+def voltage_figure(meter: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    if "voltage_v" in meter:
+        for peer, rows in meter.groupby("peer", sort=True):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["time"],
+                    y=rows["voltage_v"],
+                    name=f"{peer} PCC",
+                    mode="lines",
+                    line={"color": peer_colour(str(peer)), "width": 1.5},
+                )
+            )
+    fig.add_hline(
+        y=NOMINAL_VOLTAGE_V,
+        line={"color": "#999", "dash": "dot"},
+        annotation_text="230 V nominal",
+    )
+    return styled(fig, TIME_AXIS, "PCC voltage (V)", height=280)
+
+
+# --------------------------------------------------------------------------------------------
+# Market
+
+
+def supply_demand_figure(
+    curves: Curves, clearing_price: float | None, volume_kwh: float, currency: str
+) -> go.Figure:
+    """The interval's bids (demand) and asks (supply) as step curves, with the clearing point."""
+    fig = go.Figure()
+    for name, steps, colour in (
+        ("demand (bids)", curves.demand, DEMAND_COLOUR),
+        ("supply (asks)", curves.supply, SUPPLY_COLOUR),
+    ):
+        if steps.empty:
+            continue
+        x, y = [], []
+        for row in steps.itertuples():
+            x += [row.from_kwh, row.to_kwh]
+            y += [row.price, row.price]
+        fig.add_trace(
+            go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour, "width": 3})
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=(steps["from_kwh"] + steps["to_kwh"]) / 2,
+                y=steps["price"],
+                mode="markers",
+                name=f"{name.split()[0]} orders",
+                showlegend=False,
+                marker={
+                    "color": [peer_colour(p) for p in steps["peer"]],
+                    "size": 10,
+                    "line": {"color": colour, "width": 2},
+                },
+                customdata=steps[["peer", "order_id", "quantity_kwh"]].to_numpy(),
+                hovertemplate=(
+                    "peer %{customdata[0]}<br>order %{customdata[1]}<br>"
+                    "%{customdata[2]:.3f} kWh at %{y:.2f} " + currency + "/kWh<extra></extra>"
+                ),
+            )
+        )
+    if clearing_price is not None and volume_kwh > 0:
+        fig.add_trace(
+            go.Scatter(
+                x=[volume_kwh],
+                y=[clearing_price],
+                name=f"clearing: {volume_kwh:.3f} kWh at {clearing_price:.2f} {currency}/kWh",
+                mode="markers",
+                marker={"color": CLEARING_COLOUR, "size": 14, "symbol": "x"},
+            )
+        )
+        fig.add_hline(y=clearing_price, line={"color": CLEARING_COLOUR, "dash": "dot", "width": 1})
+        fig.add_vline(x=volume_kwh, line={"color": CLEARING_COLOUR, "dash": "dot", "width": 1})
+    return styled(fig, "cumulative energy (kWh)", f"price ({currency}/kWh)", height=420)
+
+
+def clearing_history_figure(
+    clearings: pd.DataFrame, currency: str, selected: pd.Timestamp | None = None
+) -> go.Figure:
+    """Clearing price (top) and cleared volume (bottom) per interval over the run."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig.add_trace(
+        go.Scatter(
+            x=clearings["interval_start"],
+            y=clearings["clearing_price"],
+            name="clearing price",
+            mode="lines+markers",
+            line={"color": CLEARING_COLOUR, "shape": "hv"},
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=clearings["interval_start"],
+            y=clearings["volume_kwh"],
+            name="cleared volume",
+            marker={"color": SUPPLY_COLOUR},
+        ),
+        row=2,
+        col=1,
+    )
+    if selected is not None:
+        fig.add_vline(x=selected, line={"color": DEMAND_COLOUR, "dash": "dot"})
+    styled(fig, TIME_AXIS, "", height=420)
+    fig.update_xaxes(title_text="", row=1, col=1)
+    fig.update_xaxes(title_text="interval start (UTC)", row=2, col=1)
+    fig.update_yaxes(title_text=f"price ({currency}/kWh)", row=1, col=1)
+    fig.update_yaxes(title_text="volume (kWh)", row=2, col=1)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Settlement
+
+
+def bills_figure(per_peer: pd.DataFrame, currency: str) -> go.Figure:
+    """Each peer's bill with the market next to its grid-only bill (negative = earned)."""
+    fig = go.Figure()
+    colours = [peer_colour(p) for p in per_peer["peer"]]
+    fig.add_trace(
+        go.Bar(
+            x=per_peer["peer"],
+            y=per_peer["bill"],
+            name="with P2P market",
+            marker={"color": colours},
+            text=[f"{v:.2f}" for v in per_peer["bill"]],
+            textposition="outside",
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=per_peer["peer"],
+            y=per_peer["bill_grid_only"],
+            name="grid only (baseline)",
+            marker={"color": [lighter(c, 0.6) for c in colours], "pattern": {"shape": "/"}},
+            text=[f"{v:.2f}" for v in per_peer["bill_grid_only"]],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    fig.add_hline(y=0, line={"color": "#999", "width": 1})
+    return styled(fig, "peer", f"bill ({currency}, − = earned)", height=360)
+
+
+def settlement_timeline_figure(settlements: pd.DataFrame, currency: str) -> go.Figure:
+    """Per interval and peer: deviation from the contract, penalty and network charge."""
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06)
+    for peer, rows in settlements.groupby("peer", sort=True):
+        colour = peer_colour(str(peer))
+        for row, column in enumerate(("deviation_kwh", "penalty", "network_charge"), start=1):
+            fig.add_trace(
+                go.Bar(
+                    x=rows["interval_start"],
+                    y=rows[column],
+                    name=str(peer),
+                    legendgroup=str(peer),
+                    showlegend=row == 1,
+                    marker={"color": colour},
+                ),
+                row=row,
+                col=1,
+            )
+    styled(fig, "", "", height=520)
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text="interval start (UTC)", row=3, col=1)
+    fig.update_yaxes(title_text="deviation (kWh)", row=1, col=1)
+    fig.update_yaxes(title_text=f"penalty ({currency})", row=2, col=1)
+    fig.update_yaxes(title_text=f"network charge ({currency})", row=3, col=1)
+    return fig
+
+
+def _actor_colour(name: str) -> str:
+    return {
+        "Grid retailer": GRID_COLOUR,
+        "Network operator": NETWORK_COLOUR,
+        "Penalties": PENALTY_COLOUR,
+    }.get(name, peer_colour(name))
+
+
+def money_sankey(flows: pd.DataFrame, currency: str) -> go.Figure:
+    """Money from payers (left) to payees (right): P2P energy, grid, network, penalties."""
+    flows = flows[flows["amount"] > 1e-9]
+    payers = sorted(flows["payer"].unique())
+    payees = sorted(flows["payee"].unique())
+    labels = [f"{p} pays" for p in payers] + [f"{p} receives" for p in payees]
+    colours = [_actor_colour(p) for p in payers] + [_actor_colour(p) for p in payees]
+    source = [payers.index(p) for p in flows["payer"]]
+    target = [len(payers) + payees.index(p) for p in flows["payee"]]
+    fig = go.Figure(
+        go.Sankey(
+            valueformat=".2f",
+            valuesuffix=f" {currency}",
+            node={"label": labels, "color": colours, "pad": 18, "thickness": 16},
+            textfont={"color": "#222", "size": 13},
+            link={
+                "source": source,
+                "target": target,
+                "value": flows["amount"].tolist(),
+                "label": flows["kind"].tolist(),
+                "color": [lighter(_actor_colour(p), 0.5) for p in flows["payer"]],
+            },
+        )
+    )
+    fig.update_layout(
+        template="plotly_white", height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20}
+    )
+    return fig
+
+
+def payment_matrix_figure(matrix: pd.DataFrame, energy: pd.DataFrame, currency: str) -> go.Figure:
+    """P2P money paid by each buyer (rows) to each seller (columns), with the kWh behind it."""
+    text = [
+        [
+            f"{matrix.iat[i, j]:.2f} {currency}<br>{energy.iat[i, j]:.3f} kWh"
+            for j in range(matrix.shape[1])
+        ]
+        for i in range(matrix.shape[0])
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=matrix.to_numpy(),
+            x=list(matrix.columns),
+            y=list(matrix.index),
+            text=text,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            colorbar={"title": {"text": f"paid ({currency})"}},
+            hovertemplate="buyer %{y} → seller %{x}: %{z:.2f} " + currency + "<extra></extra>",
+        )
+    )
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    return styled(fig, "seller (peer)", "buyer (peer)", height=360)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def compare_bills_figure(table: pd.DataFrame, names: tuple[str, str], currency: str) -> go.Figure:
+    """Bills per peer in two runs (columns `peer`, `bill_1`, `bill_2`)."""
+    fig = go.Figure()
+    colours = [peer_colour(p) for p in table["peer"]]
+    for column, name, pattern in (
+        ("bill_1", f"{names[0]} (plain)", ""),
+        ("bill_2", f"{names[1]} (hatched)", "x"),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=table["peer"],
+                y=table[column],
+                name=name,
+                marker={"color": colours, "pattern": {"shape": pattern}},
+                text=[f"{v:.2f}" for v in table[column]],
+                textposition="outside",
+            )
+        )
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    fig.add_hline(y=0, line={"color": "#999", "width": 1})
+    return styled(fig, "peer", f"bill ({currency}, − = earned)", height=360)

@@ -1,0 +1,101 @@
+"""Market: each interval's order book as supply and demand curves, prices and volumes, trades."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import charts, data
+from dashboards.market_curves import curves
+
+
+def _label(moment: pd.Timestamp) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _draw(run: data.Run) -> None:
+    data.status_banner(run)
+    clearings = data.table(run, "clearings")
+    if clearings.empty:
+        st.info("No interval has been cleared yet.")
+        return
+    currency = run.currency
+    orders = data.table(run, "orders")
+    trades = data.table(run, "trades")
+
+    priced = clearings.dropna(subset=["clearing_price"])
+    priced = priced[priced["volume_kwh"] > 0]
+    mean_price = priced["clearing_price"].mean() if len(priced) else None
+    cols = st.columns(4)
+    cols[0].metric("Intervals cleared", f"{len(clearings)}")
+    cols[1].metric("Traded energy", f"{clearings['volume_kwh'].sum():.3f} kWh")
+    cols[2].metric(
+        "Mean clearing price",
+        "—" if mean_price is None else f"{mean_price:.2f} {currency}/kWh",
+    )
+    cols[3].metric("Trades", f"{len(trades)}")
+
+    starts = list(clearings["interval_start"])
+    labels = [_label(s) for s in starts]
+    traded = clearings.loc[clearings["volume_kwh"] > 0, "interval_start"]
+    default = _label(traded.iloc[-1] if len(traded) else starts[-1])
+    chosen = st.select_slider("Interval", options=labels, value=default, key="market_interval")
+    start = starts[labels.index(chosen)]
+    clearing = clearings[clearings["interval_start"] == start].iloc[0]
+    price = None if pd.isna(clearing["clearing_price"]) else float(clearing["clearing_price"])
+    interval_orders = orders[orders["interval_start"] == start]
+    interval_trades = trades[trades["interval_start"] == start]
+
+    st.subheader(f"Order book of the interval from {chosen}")
+    cols = st.columns(4)
+    cols[0].metric("Clearing price", "—" if price is None else f"{price:.2f} {currency}/kWh")
+    cols[1].metric("Cleared volume", f"{clearing['volume_kwh']:.3f} kWh")
+    accepted = interval_orders[interval_orders["accepted"]]
+    cols[2].metric(
+        "Bids / asks",
+        f"{(accepted['side'] == 'buy').sum()} / {(accepted['side'] == 'sell').sum()}",
+    )
+    cols[3].metric("Rejected orders", f"{(~interval_orders['accepted']).sum()}")
+    book = curves(interval_orders)
+    st.plotly_chart(
+        charts.supply_demand_figure(book, price, float(clearing["volume_kwh"]), currency),
+        key="supply_demand",
+    )
+    st.caption(
+        f"Mechanism: {clearing['mechanism']}. Bids sorted from the highest price down (demand), "
+        "asks from the lowest price up (supply); each marker is one order, in its peer's colour."
+    )
+
+    st.subheader("Clearing price and volume over the run")
+    st.plotly_chart(
+        charts.clearing_history_figure(clearings, currency, start), key="clearing_history"
+    )
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Trades in this interval")
+        if interval_trades.empty:
+            st.caption("No trades in this interval.")
+        else:
+            shown = interval_trades.drop(columns=["interval_start"]).assign(
+                amount=interval_trades["quantity_kwh"] * interval_trades["price"]
+            )
+            st.dataframe(shown, hide_index=True, key="interval_trades")
+    with right:
+        st.subheader("Orders in this interval")
+        st.dataframe(
+            interval_orders.drop(columns=["interval_start"]), hide_index=True, key="interval_orders"
+        )
+    with st.expander(f"All {len(trades)} trades of the run"):
+        st.dataframe(trades, hide_index=True, key="all_trades")
+
+
+def render() -> None:
+    st.title("Market")
+    with data.page_guard():
+        run = data.current_run(data.settings())
+        if run is not None:
+            _draw(run)
+
+
+render()

@@ -1,0 +1,79 @@
+"""Settlement: bills against the grid-only baseline, deviations, penalties, money flows."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts, data
+from dashboards.flows import money_flows, payment_matrix, per_peer_totals
+
+TABLE_COLUMNS = [
+    "peer",
+    "p2p_bought_kwh",
+    "p2p_sold_kwh",
+    "p2p_paid",
+    "p2p_received",
+    "grid_import_kwh",
+    "grid_export_kwh",
+    "grid_cost",
+    "grid_revenue",
+    "deviation_kwh",
+    "penalty",
+    "network_charge",
+    "bill",
+    "bill_grid_only",
+    "saving",
+]
+
+
+def _draw(run: data.Run) -> None:
+    data.status_banner(run)
+    settlements = data.table(run, "settlements")
+    if settlements.empty:
+        st.info("No interval has been settled yet.")
+        return
+    currency = run.currency
+    trades = data.table(run, "trades")
+    totals = per_peer_totals(settlements)
+    st.caption(
+        f"{settlements['interval_start'].nunique()} settled intervals; money in {currency}, "
+        "a negative bill means the peer earned money."
+    )
+
+    for column, row in zip(st.columns(len(totals)), totals.itertuples(), strict=True):
+        column.metric(
+            f"Bill of {row.peer}",
+            f"{row.bill:.2f} {currency}",
+            f"{row.saving:+.2f} {currency} vs grid only ({row.bill_grid_only:.2f})",
+            help="bill with the P2P market; the delta is the saving against the grid-only bill",
+        )
+
+    st.subheader("Bill against the grid-only baseline")
+    st.plotly_chart(charts.bills_figure(totals, currency), key="bills")
+    st.dataframe(totals[TABLE_COLUMNS], hide_index=True, key="peer_totals")
+
+    st.subheader("Deviations, penalties and network charges per interval")
+    st.plotly_chart(charts.settlement_timeline_figure(settlements, currency), key="timeline")
+
+    st.subheader("Money flows")
+    left, right = st.columns([3, 2])
+    with left:
+        flows = money_flows(trades, settlements)
+        st.plotly_chart(charts.money_sankey(flows, currency), key="sankey")
+    with right:
+        peers = sorted(totals["peer"])
+        money, energy = payment_matrix(trades, peers)
+        st.plotly_chart(charts.payment_matrix_figure(money, energy, currency), key="payment_matrix")
+    with st.expander("Flows as a table"):
+        st.dataframe(flows, hide_index=True, key="flows")
+
+
+def render() -> None:
+    st.title("Settlement")
+    with data.page_guard():
+        run = data.current_run(data.settings())
+        if run is not None:
+            _draw(run)
+
+
+render()
