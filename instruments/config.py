@@ -37,6 +37,12 @@ class PlausibilityConfig(_Config):
     voltage_v: tuple[float, float] = (100.0, 300.0)
     frequency_hz: tuple[float, float] = (45.0, 65.0)
     power_rating_multiple: float = Field(1.5, gt=1, description="|power| <= this x rating")
+    frozen_after_kwh: float | None = Field(
+        0.05,
+        gt=0,
+        description="Reject readings when the energy register stands still although the "
+        "measured power implies this much energy (None: no check)",
+    )
 
 
 class _SocWindow(_Config):

@@ -110,6 +110,51 @@ def within(device: str, quantity: str, value: float, low: float, high: float, un
     return float(value)
 
 
+class FreezeGuard:
+    """Rejects a frozen measurement: the energy register stands still although the measured
+    power, integrated over the driver's clock, says it should have moved by `threshold_kwh`.
+
+    Works with any clock that follows the plant (wall clock in the lab, the lockstep plant time in
+    simulation): readings taken without the clock moving add nothing. A measurement frozen at zero
+    power cannot be told from an idle device and is not flagged.
+    """
+
+    def __init__(self, device: str, quantity: str, threshold_kwh: float | None) -> None:
+        self.device = device
+        self.quantity = quantity
+        self.threshold_kwh = threshold_kwh
+        self._energy_kwh: float | None = None
+        self._time: datetime | None = None
+        self._expected_kwh = 0.0
+        self._since: datetime | None = None
+
+    def check(self, time: datetime, power_kw: float, energy_kwh: float) -> None:
+        """Call once per reading (power and total energy register); BadReading if frozen."""
+        if self.threshold_kwh is None:
+            return
+        if self._energy_kwh is None or energy_kwh != self._energy_kwh or self._time is None:
+            self._energy_kwh, self._time, self._since = energy_kwh, time, time
+            self._expected_kwh = 0.0
+            return
+        elapsed_s = (time - self._time).total_seconds()
+        self._time = time
+        if elapsed_s > 0:
+            self._expected_kwh += abs(power_kw) * elapsed_s / 3600.0
+        if self._expected_kwh > self.threshold_kwh:
+            still_s = (time - self._since).total_seconds() if self._since else 0.0
+            raise BadReading(
+                self.device,
+                self.quantity,
+                energy_kwh,
+                f"a register that moves: the measured power implies "
+                f"{self._expected_kwh:.3f} kWh in {still_s:g} s (frozen measurement?)",
+            )
+
+    def reset(self) -> None:
+        self._energy_kwh = self._time = self._since = None
+        self._expected_kwh = 0.0
+
+
 def confirm(
     device: str, quantity: str, written: float | bool, read_back: float | bool, tolerance: float = 0
 ) -> None:

@@ -11,11 +11,12 @@ class InstrumentError(Exception):
         self.device = device
 
 
-class DeviceUnavailable(InstrumentError):
+class DeviceUnavailable(InstrumentError, ConnectionError):
     """The device cannot be reached now (connection refused, dropped or timed out).
 
     The driver retries with exponential backoff on later calls; `retry_in_s` says when the next
-    attempt is due (0 when the next call tries at once).
+    attempt is due (0 when the next call tries at once). Also a ConnectionError, so generic
+    handlers catch it.
     """
 
     def __init__(self, device: str, reason: str, retry_in_s: float = 0.0) -> None:
@@ -24,8 +25,9 @@ class DeviceUnavailable(InstrumentError):
         self.retry_in_s = retry_in_s
 
 
-class DeviceTimeout(DeviceUnavailable):
-    """A request got no answer within the driver's timeout; the session is dropped and reopened."""
+class DeviceTimeout(DeviceUnavailable, TimeoutError):
+    """A request got no answer within the driver's timeout; the session is dropped and reopened.
+    Also a TimeoutError."""
 
 
 class DeviceError(InstrumentError):

@@ -30,7 +30,16 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from instruments.config import EvChargerConfig
-from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.device import (
+    Actuator,
+    Clock,
+    Confirmation,
+    FreezeGuard,
+    confirm,
+    plausible,
+    utc_now,
+    within,
+)
 from instruments.errors import BadReading, DeviceError, InstrumentError, SetpointRefused
 from instruments.link import Link, StatusListener
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
@@ -91,6 +100,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self._namespace_index: int | None = None
         self.last_snapshot: EvChargerSnapshot | None = None
         self.last_confirmed: EvSetpoint | None = None
+        self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
         self.link = Link(
             config.name,
             self._open,
@@ -107,6 +117,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
     async def _open(self) -> None:
         client = Client(self.config.url, timeout=self.config.timeout_s * 2)
         client.application_uri = _CLIENT_APPLICATION_URI
+        client.session_timeout = 600_000  # ms; what servers commonly grant (asyncua asks for 1 h)
         client.name = client.description = f"p2p-testbed {self.name} driver"
         self.client = client
         if self.config.security == "Basic256Sha256":
@@ -176,6 +187,11 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                 raise DeviceError(self.name, f"Read {var.value}", result.StatusCode.name)
             values[var] = result.Value.Value if result.Value is not None else None
         snapshot = self._decode(values)
+        self._freeze.check(
+            snapshot.time,
+            snapshot.power_kw,
+            snapshot.energy_charged_kwh + snapshot.energy_discharged_kwh,
+        )
         self.last_snapshot = snapshot
         return snapshot
 

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from instruments.config import SunSpecInverterConfig
-from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.device import (
+    Actuator,
+    Clock,
+    Confirmation,
+    FreezeGuard,
+    confirm,
+    plausible,
+    utc_now,
+    within,
+)
 from instruments.errors import ProtocolMismatch, SetpointRefused
 from instruments.link import StatusListener
 from instruments.modbus_session import ModbusSession, ModelInstance, require_model
@@ -111,6 +120,9 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._read_plan: list[tuple[int, int]] = []
         self._ports: tuple[dict[str, PointLayout], ...] = ()
         self._wset_sf = 0  # 704 WSet_SF, refreshed by every read-back
+        self._freeze = FreezeGuard(
+            config.name, "ac_energy_kwh", config.plausibility.frozen_after_kwh
+        )
 
     # -- connect: scan, lay out, read the ratings -------------------------------------------
 
@@ -175,6 +187,16 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
     async def read(self) -> InverterSnapshot:
         image = await self.session.read_image(self._read_plan)
         snapshot = self._decode_snapshot(image)
+        model = self.models[701]
+        counters = [
+            image.raw(model.address, model.layout.point(n)) for n in ("TotWhInj", "TotWhAbs")
+        ]
+        if any(c is not None for c in counters):  # registers implemented: they must move
+            self._freeze.check(
+                snapshot.time,
+                snapshot.ac_power_kw,
+                snapshot.ac_injected_kwh + snapshot.ac_absorbed_kwh,
+            )
         self.last_snapshot = snapshot
         return snapshot
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from instruments.config import SunSpecMeterConfig
-from instruments.device import Clock, Instrument, plausible, utc_now
+from instruments.device import Clock, FreezeGuard, Instrument, plausible, utc_now
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
 from instruments.modbus_session import ModbusSession, ModelInstance
@@ -62,6 +62,7 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
         self.link = self.session.link
         self.model: ModelInstance | None = None
         self._read_plan: list[tuple[int, int]] = []
+        self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
 
     async def connect(self) -> None:
         await self.link.connect()
@@ -85,7 +86,11 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
     async def read(self) -> MeterSnapshot:
         assert self.model is not None, "connect() first"
         image = await self.session.read_image(self._read_plan)
-        return self._decode(image, self.model)
+        snapshot = self._decode(image, self.model)
+        self._freeze.check(
+            snapshot.time, snapshot.power_kw, snapshot.import_kwh + snapshot.export_kwh
+        )
+        return snapshot
 
     def _decode(self, image: RegisterImage, model: ModelInstance) -> MeterSnapshot:
         name, ranges = self.name, self.config.plausibility

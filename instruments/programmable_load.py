@@ -27,7 +27,16 @@ from pyvisa import constants as visa_constants
 from pyvisa.errors import VisaIOError
 
 from instruments.config import ProgrammableLoadConfig
-from instruments.device import Actuator, Clock, Confirmation, confirm, plausible, utc_now, within
+from instruments.device import (
+    Actuator,
+    Clock,
+    Confirmation,
+    FreezeGuard,
+    confirm,
+    plausible,
+    utc_now,
+    within,
+)
 from instruments.errors import ReadbackMismatch, SetpointRefused
 from instruments.link import Link, StatusListener
 from instruments.scpi import (
@@ -135,6 +144,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         self.last_snapshot: LoadSnapshot | None = None
         self.last_confirmed: LoadSetpoint | None = None
         self._function: str | None = None  # FUNC as last read or written
+        self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
         self.link = Link(
             config.name,
             self._open,
@@ -234,6 +244,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             function=function,
             power_setpoint_kw=-setpoint_w / 1000 + 0.0,
         )
+        self._freeze.check(snapshot.time, snapshot.power_kw, snapshot.energy_kwh)
         self.last_snapshot = snapshot
         self._function = function
         return snapshot
