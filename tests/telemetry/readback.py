@@ -6,7 +6,7 @@ from collections import Counter
 
 from testbed.telemetry import InfluxConfig, influxql_query
 from tests.fixtures.victoria import VictoriaServer
-from tests.telemetry.stream import COUNTED_FIELD
+from tests.telemetry.stream import COUNTED_FIELDS
 
 # Settings that make outages and recoveries take fractions of a second in tests.
 FAST = {
@@ -23,19 +23,19 @@ FAST = {
 def count_points(config: InfluxConfig, run_id: str) -> Counter[str]:
     """Points per measurement of one run in InfluxDB (one COUNT per measurement)."""
     counts: Counter[str] = Counter()
-    for measurement, field in COUNTED_FIELD.items():
-        statement = f'SELECT COUNT("{field}") FROM "{measurement}" WHERE "run" = \'{run_id}\''
-        for series in influxql_query(config, statement):
-            counts[measurement] += int(series.values[0][1])
+    for measurement, fields in COUNTED_FIELDS.items():
+        for field in fields:
+            statement = f'SELECT COUNT("{field}") FROM "{measurement}" WHERE "run" = \'{run_id}\''
+            for series in influxql_query(config, statement):
+                counts[measurement] += int(series.values[0][1])
     return counts
 
 
 def victoria_samples(server: VictoriaServer, run_id: str) -> dict[str, list[int]]:
     """Timestamps (ms) of every exported telemetry series of a run, keyed `metric{peer,device}`."""
     series = server.export(f'{{__name__=~"telemetry_.*",run="{run_id}"}}')
-    return {
-        f"{item['metric']['__name__']}{{{item['metric']['peer']},{item['metric']['device']}}}": item[
-            "timestamps"
-        ]
-        for item in series
-    }
+    samples = {}
+    for item in series:
+        labels = item["metric"]
+        samples[f"{labels['__name__']}{{{labels['peer']},{labels['device']}}}"] = item["timestamps"]
+    return samples

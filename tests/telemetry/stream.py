@@ -30,15 +30,16 @@ DEVICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("C", "meter"): ("power_kw", "voltage_v", "current_a", "frequency_hz", "energy_kwh"),
 }
 
-# Field that every point of a measurement carries (to COUNT points in InfluxQL).
-COUNTED_FIELD = {
-    "telemetry": "power_kw",
-    "order": "quantity_kwh",
-    "clearing": "volume_kwh",
-    "trade": "quantity_kwh",
-    "settlement": "bill",
-    "interlock": "count",
-    "run": "status",
+# Fields one of which every point of a measurement carries (to COUNT points in InfluxQL): a
+# synthetic Sample always has power_kw, unless every value was NaN (then only nonfinite_values).
+COUNTED_FIELDS = {
+    "telemetry": ("power_kw", "nonfinite_values"),
+    "order": ("quantity_kwh",),
+    "clearing": ("volume_kwh",),
+    "trade": ("quantity_kwh",),
+    "settlement": ("bill",),
+    "interlock": ("count",),
+    "run": ("status",),
 }
 
 
@@ -108,7 +109,9 @@ def synthetic_run(
 ) -> Iterator[Document]:
     """The documents of a run of `steps` control steps, in the order a controller emits them."""
     start = start or default_start(steps, step_s)
-    yield RunStarted(run_id, start, {"plant": "hil_sim", "step_s": step_s, "peers": ["A", "B", "C"]})
+    yield RunStarted(
+        run_id, start, {"plant": "hil_sim", "step_s": step_s, "peers": ["A", "B", "C"]}
+    )
     for step in range(steps):
         now = start + timedelta(seconds=step * step_s)
         if step % interval_steps == 0:
@@ -117,7 +120,9 @@ def synthetic_run(
             values = {field: reading(step, peer, device, field) for field in fields}
             yield Sample(now, peer, device, values)
         if interlock_every and step % interlock_every == interlock_every - 1:
-            yield Interlock(now, "A", "inverter", "power_limit", "setpoint 4.2 kW > 3.5 kW", "clamped")
+            yield Interlock(
+                now, "A", "inverter", "power_limit", "setpoint 4.2 kW > 3.5 kW", "clamped"
+            )
             yield Interlock(now, "A", "inverter", "power_limit", "read-back 3.6 kW", "clamped")
     if finish:
         end = start + timedelta(seconds=steps * step_s)

@@ -56,7 +56,7 @@ def test_every_document_of_a_run_is_stored_once_with_its_values(
     assert final.sent_points == sum(expected_points(documents).values())
     rows = influxql_records(
         config,
-        f"SELECT \"soc_pct\", \"setpoint_kw\" FROM \"telemetry\" WHERE \"run\" = '{run}' "
+        f'SELECT "soc_pct", "setpoint_kw" FROM "telemetry" WHERE "run" = \'{run}\' '
         "AND \"peer\" = 'B' AND \"device\" = 'ev_charger' ORDER BY time LIMIT 1 OFFSET 321",
     )
     assert rows[0]["soc_pct"] == pytest.approx(reading(321, "B", "ev_charger", "soc_pct"))
@@ -91,7 +91,7 @@ def test_server_killed_mid_run_then_restarted_loses_and_doubles_nothing(
     step = 800
     rows = influxql_records(
         config,
-        f"SELECT \"pv_power_kw\" FROM \"telemetry\" WHERE \"run\" = '{run}' AND \"peer\" = 'A' "
+        f'SELECT "pv_power_kw" FROM "telemetry" WHERE "run" = \'{run}\' AND "peer" = \'A\' '
         f"AND \"device\" = 'inverter' ORDER BY time LIMIT 1 OFFSET {step}",
     )
     assert rows[0]["pv_power_kw"] == pytest.approx(reading(step, "A", "inverter", "pv_power_kw"))
@@ -173,9 +173,9 @@ def test_controller_killed_with_a_backlog_resumes_after_restart(
     documents = list(synthetic_run(run, steps))
     start = documents[0].time.isoformat()  # type: ignore[union-attr]
     unreachable = f"http://127.0.0.1:{free_port()}"
+    arguments = [unreachable, influx_database, str(buffer_path), run, str(steps), start]
     crashed = subprocess.run(
-        [sys.executable, "-c", CRASHING_CONTROLLER, unreachable, influx_database]
-        + [str(buffer_path), run, str(steps), start],
+        [sys.executable, "-c", CRASHING_CONTROLLER, *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -252,7 +252,7 @@ def test_one_buffer_file_serves_one_sink_at_a_time(
 ) -> None:
     config = influx_config(influxd_server.url, influx_database)
     sink = InfluxSink(config, tmp_path / "buffer.sqlite")
-    with pytest.raises(BufferInUse, match="buffer.sqlite"):
+    with pytest.raises(BufferInUse, match=r"buffer\.sqlite"):
         InfluxSink(config, tmp_path / "buffer.sqlite")
     sink.close()
     InfluxSink(config, tmp_path / "buffer.sqlite").close()
