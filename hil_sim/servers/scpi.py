@@ -10,8 +10,10 @@ on); setpoint queries read back what was last accepted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import socket
 from typing import Any
 
 from hil_sim.faults import DeviceFaults
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 SERIAL_NUMBER = "HIL-LOAD-C-0001"
 FIRMWARE = "0.1.0"
 MAX_LINE_BYTES = 4096
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 # What the out-of-range fault reports.
 OUT_OF_RANGE_POWER_W = 10 * MAX_POWER_W
@@ -190,11 +193,19 @@ class _ScpiProtocol(asyncio.Protocol):
         self._instrument = instrument
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
+        self._socket: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
+        if _QUICKACK is not None and self._socket is not None:
+            # Acknowledge at once: a client with Nagle's algorithm on (pyvisa-py's SOCKET
+            # sessions) holds its next command until the previous one is acknowledged, which a
+            # delayed ACK would make 40 ms. Linux re-arms delayed ACKs, so set it every time.
+            with contextlib.suppress(OSError):
+                self._socket.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         self._buffer += data
         if b"\n" not in self._buffer:
             if len(self._buffer) > MAX_LINE_BYTES:

@@ -1,0 +1,126 @@
+"""The emulated EV charger over OPC UA, read and written by a stock asyncua client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from asyncua import Client, ua
+
+from hil_sim.control import PlantControl
+from hil_sim.endpoints import PlantEndpoints
+from labspec.ev_charger import NAMESPACE_URI, OBJECT_NODE_ID, VARIABLES, Var, node_id
+
+
+@pytest.fixture
+async def charger(fresh_plant: PlantEndpoints) -> AsyncIterator[tuple[Client, int]]:
+    async with Client(fresh_plant.ev_charger.url, timeout=10) as client:
+        yield client, await client.get_namespace_index(NAMESPACE_URI)
+
+
+@pytest.fixture
+async def control(fresh_plant: PlantEndpoints) -> AsyncIterator[PlantControl]:
+    async with await PlantControl.from_endpoints(fresh_plant) as client:
+        yield client
+
+
+def var(client: Client, idx: int, name: Var):
+    return client.get_node(ua.NodeId(node_id(name), idx))
+
+
+async def test_node_set_matches_the_shared_table(charger):
+    client, idx = charger
+    charger_object = client.get_node(ua.NodeId(OBJECT_NODE_ID, idx))
+    children = {
+        (await child.read_browse_name()).Name: child
+        for child in await charger_object.get_children()
+    }
+    assert set(children) == {spec.name.value for spec in VARIABLES}
+    for spec in VARIABLES:
+        node = children[spec.name.value]
+        assert node.nodeid == ua.NodeId(node_id(spec.name), idx)
+        data_value = await node.read_data_value()
+        assert data_value.Value.VariantType.name == spec.ua_type
+        access = await node.read_attribute(ua.AttributeIds.UserAccessLevel)
+        writable = bool(access.Value.Value & ua.AccessLevel.CurrentWrite.mask)
+        assert writable == spec.writable, spec.name
+    units = await var(client, idx, Var.POWER_KW).get_child("0:EngineeringUnits")
+    assert (await units.read_value()).DisplayName.Text == "kW"
+
+
+async def test_setpoint_written_reads_back_and_charges_the_cart_after_advance(charger, control):
+    client, idx = charger
+    before = (await control.state())["ev"]
+    assert before["plugged"]  # plant time starts at local midnight: the cart is plugged in
+
+    await var(client, idx, Var.POWER_SETPOINT_KW).write_value(-1.5)
+    assert await var(client, idx, Var.POWER_SETPOINT_KW).read_value() == -1.5
+    assert (await control.state())["ev"]["setpoint_kw"] == -1.5
+
+    await control.advance(10)  # the charger ramps at 0.5 kW/s
+    power_kw = await var(client, idx, Var.POWER_KW).read_value()
+    soc_pct = await var(client, idx, Var.SOC_PCT).read_value()
+    charged_kwh = await var(client, idx, Var.ENERGY_CHARGED_KWH).read_value()
+    assert power_kw == pytest.approx(-1.5, abs=1e-6)
+    assert soc_pct > before["soc_pct"]
+    assert charged_kwh > 0
+    assert await var(client, idx, Var.STATUS).read_value() == "charging"
+    value = await var(client, idx, Var.POWER_KW).read_data_value()
+    plant_time = (await control.time()).time
+    assert value.SourceTimestamp.replace(tzinfo=plant_time.tzinfo) == plant_time
+
+
+async def test_disabling_the_charger_stops_power_transfer(charger, control):
+    client, idx = charger
+    await var(client, idx, Var.POWER_SETPOINT_KW).write_value(-1.0)
+    await var(client, idx, Var.ENABLED).write_value(False)
+    assert await var(client, idx, Var.ENABLED).read_value() is False
+    await control.advance(10)
+    assert await var(client, idx, Var.POWER_KW).read_value() == 0.0
+
+
+@pytest.mark.parametrize("setpoint_kw", [-10.0, 5.0, 0.1])  # beyond charge, discharge, deadband
+async def test_out_of_range_setpoint_is_bad_out_of_range_and_the_plant_keeps_running(
+    charger, control, setpoint_kw
+):
+    client, idx = charger
+    setpoint = var(client, idx, Var.POWER_SETPOINT_KW)
+    await setpoint.write_value(-1.0)
+    with pytest.raises(ua.UaStatusCodeError) as refused:
+        await setpoint.write_value(setpoint_kw)
+    assert refused.value.code == ua.StatusCodes.BadOutOfRange
+    assert await setpoint.read_value() == -1.0
+    assert (await control.state())["ev"]["setpoint_kw"] == -1.0
+    assert (await control.advance(1.0)).elapsed_s == pytest.approx(1.0)
+    assert await var(client, idx, Var.SOC_PCT).read_value() > 0
+
+
+async def test_read_only_variables_refuse_writes(charger):
+    client, idx = charger
+    with pytest.raises(ua.UaStatusCodeError) as refused:
+        await var(client, idx, Var.SOC_PCT).write_value(99.0)
+    assert refused.value.code in (ua.StatusCodes.BadUserAccessDenied, ua.StatusCodes.BadNotWritable)
+
+
+async def test_a_subscription_sees_values_change_on_advance(charger, control):
+    client, idx = charger
+    changes: list[float] = []
+
+    class Handler:
+        def datachange_notification(self, node, value, data):
+            changes.append(value)
+
+    subscription = await client.create_subscription(20, Handler())
+    await subscription.subscribe_data_change(var(client, idx, Var.SOC_PCT))
+    await var(client, idx, Var.POWER_SETPOINT_KW).write_value(-2.0)
+    first = (await control.state())["ev"]["soc_pct"]
+    await control.advance(60)
+    last = (await control.state())["ev"]["soc_pct"]
+    for _ in range(200):  # notifications arrive with the next publish cycle
+        if changes and changes[-1] == pytest.approx(last):
+            break
+        await asyncio.sleep(0.05)
+    assert changes[0] == pytest.approx(first)
+    assert changes[-1] == pytest.approx(last)
+    await subscription.delete()
