@@ -92,6 +92,7 @@ class InfluxSink:
         self._dead_at_start = self._spool_buffer.dead_letter_count()
         self._spooled_points = 0
         self._unformattable = 0
+        self._in_hand = 0  # documents the spooler took from the queue and has not counted yet
         self._spool_error: str | None = None
         self._since_wake = self._pending_at_start
         self._stop_spooling = threading.Event()
@@ -134,11 +135,15 @@ class InfluxSink:
     # -- status --------------------------------------------------------------------------------
 
     def backlog(self) -> Backlog:
+        # Read order matters: queue, then what the spooler holds, then the counters. A document
+        # is always in at least one of them, so an empty backlog is never reported too early.
+        queued = len(self._queue)
+        queued += self._in_hand
         stats = self._forwarder.stats
         removed = stats.sent_points + stats.dead_lettered_points
         return Backlog(
-            queued_documents=len(self._queue),
-            pending_points=self._pending_at_start + self._spooled_points - removed,
+            queued_documents=queued,
+            pending_points=max(0, self._pending_at_start + self._spooled_points - removed),
             dead_letter_points=self._dead_at_start
             + stats.dead_lettered_points
             + self._unformattable,
@@ -225,14 +230,18 @@ class InfluxSink:
             lines: list[str] = []
             unformattable: list[tuple[str, str]] = []
             formatter = self._formatter
-            for _ in range(min(len(queue), MAX_DOCUMENTS_PER_TRANSACTION)):
+            taking = min(len(queue), MAX_DOCUMENTS_PER_TRANSACTION)
+            self._in_hand = taking
+            for _ in range(taking):
                 doc = queue.popleft()
                 if type(doc) is RawLines:
                     lines.extend(doc.lines)
                     continue
+                before = len(lines)
                 try:
                     formatter.lines(doc, lines)
                 except Exception as error:  # a bad document must not stop the others
+                    del lines[before:]  # all of a document's points, or none
                     unformattable.append((repr(doc)[:10_000], f"cannot format: {error}"))
             try:
                 self._spool_buffer.append(lines)
@@ -244,6 +253,7 @@ class InfluxSink:
             self._spooled_points += len(lines)
             self._unformattable += len(unformattable)
             self._since_wake += len(lines)
+            self._in_hand = 0
 
     # -- one sink per buffer file --------------------------------------------------------------
 
