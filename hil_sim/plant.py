@@ -203,10 +203,11 @@ class Plant:
         self._plug = PlugSchedule(evc)
         self.ev_drive_energy_kwh = 0.0  # drawn from the cart's battery while away
         self._feeder = RadialFeeder(config.feeder.lines, config.feeder.lv_bus_voltage_v, PEERS)
-        self._tan_phi = {
-            peer: math.tan(math.acos(getattr(config.house_loads, peer).power_factor))
-            for peer in PEERS
-        }
+        self._tan_phi_a, self._tan_phi_b, self._tan_phi_c = (
+            math.tan(math.acos(getattr(config.house_loads, peer).power_factor)) for peer in PEERS
+        )
+        self._ev_config = evc
+        self._plug_check_local_s = -math.inf
         v0 = config.feeder.lv_bus_voltage_v
         f0 = config.feeder.nominal_frequency_hz
         self.inverter = InverterState(
@@ -292,7 +293,7 @@ class Plant:
         """Step the plant by dt_s seconds of plant time (substeps of at most one second)."""
         if (
             isinstance(dt_s, bool)
-            or not isinstance(dt_s, (int, float))
+            or not isinstance(dt_s, Real)
             or not math.isfinite(dt_s)
             or dt_s <= 0
         ):
@@ -307,6 +308,7 @@ class Plant:
     def _update_plug(self, local_s: float) -> None:
         tod = local_s % 86400.0
         plugged = self._plug.plugged(tod)
+        self._plug_check_local_s = local_s + self._plug.seconds_to_next_boundary(tod)
         ev = self.ev
         if plugged != ev.plugged or (plugged and ev.departure_time is None):
             ev.plugged = plugged
@@ -338,20 +340,20 @@ class Plant:
         load_c_profile = lc[k] + frac * (lc[k + 1] - lc[k])
         fl = today.frequency_hz
         frequency = fl[k] + frac * (fl[k + 1] - fl[k])
-        self._update_plug(local_s)
+        if local_s >= self._plug_check_local_s:
+            self._update_plug(local_s)
 
         # Peer A: hybrid inverter.
         inv = self.inverter
         battery = self._battery
-        cfg_bat = self.config.battery
         pv, battery_kw = dispatch(
             pv_available,
             inv.wset_enabled,
             inv.wset_kw,
             inv.rated_power_kw,
             battery,
-            cfg_bat.max_charge_kw,
-            cfg_bat.max_discharge_kw,
+            inv.battery_max_charge_kw,
+            inv.battery_max_discharge_kw,
             h if h > 0.0 else 1.0,
         )
         ac = pv + battery_kw
@@ -364,7 +366,7 @@ class Plant:
             ev.setpoint_kw,
             ev.enabled,
             ev.plugged,
-            self.config.ev,
+            self._ev_config,
             ev_battery,
             self._ev_reserve_kwh,
             h if h > 0.0 else 1.0,
@@ -378,15 +380,14 @@ class Plant:
             load_c_w = load_c_profile * 1000.0
         else:
             load_c_w = lcs.power_setpoint_w
-        load_c_q_w = load_c_w * self._tan_phi["C"] if lcs.function == "LIST" else 0.0
+        load_c_q_w = load_c_w * self._tan_phi_c if lcs.function == "LIST" else 0.0
 
         # PCC powers (generator convention) and the feeder.
-        tan_phi = self._tan_phi
         p_a = ac - load_a
         p_b = ev_kw - load_b
         p_c = -load_c_w / 1000.0
-        q_a = -load_a * tan_phi["A"]
-        q_b = -load_b * tan_phi["B"]
+        q_a = -load_a * self._tan_phi_a
+        q_b = -load_b * self._tan_phi_b
         q_c = -load_c_q_w / 1000.0
         feeder = self._feeder
         feeder.solve(
@@ -396,9 +397,8 @@ class Plant:
                 complex(-p_c * 1000.0, -q_c * 1000.0),
             )
         )
-        voltage = feeder.voltage
-        index = feeder.load_index
-        v_a, v_b, v_c = abs(voltage[index[0]]), abs(voltage[index[1]]), abs(voltage[index[2]])
+        voltage = feeder.load_voltage
+        v_a, v_b, v_c = abs(voltage[0]), abs(voltage[1]), abs(voltage[2])
         losses = feeder.losses_kw
 
         # Integrate every energy with the same h.
@@ -406,7 +406,7 @@ class Plant:
             battery.apply(battery_kw, h)
             ev_battery.apply(ev_kw, h)
             if not ev.plugged:
-                self.ev_drive_energy_kwh += drive(ev_battery, self.config.ev.drive_power_kw, h)
+                self.ev_drive_energy_kwh += drive(ev_battery, self._ev_config.drive_power_kw, h)
             hours = h / 3600.0
             if ac >= 0.0:
                 inv.ac_injected_kwh += ac * hours

@@ -29,6 +29,11 @@ class PlugSchedule:
                 return True
         return False
 
+    def seconds_to_next_boundary(self, tod_s: float) -> float:
+        """Seconds from `tod_s` to the next arrival or departure (> 0; at most a day)."""
+        gaps = [(edge - tod_s) % 86400.0 for window in self.windows for edge in window]
+        return min((gap for gap in gaps if gap > 0.0), default=86400.0)
+
     def seconds_to_departure(self, tod_s: float) -> float:
         """Seconds from `tod_s` to the end of the window it lies in (call only when plugged)."""
         for arrive, leave in self.windows:

@@ -18,9 +18,13 @@ SLACK_BUS = "LV"
 class RadialFeeder:
     """A radial network rooted at the slack bus; `solve` takes the PCC loads and keeps the result.
 
-    Buses are ordered so that every bus comes after its parent: the backward sweep walks the order
-    in reverse, the forward sweep in order. The previous solution is the next starting point, so a
-    step with nearly unchanged loads converges in one or two sweeps.
+    The sweep in matrix form (Teng's BIBC/BCBV): the backward sweep sums load currents into branch
+    currents, the forward sweep subtracts branch drops along each path from the slack. Both are
+    linear in the load currents, so they collapse into one matrix `path_z[i][j]`, the impedance of
+    the path the loads i and j share towards the slack: V_i = V_slack - sum_j path_z[i][j] * I_j.
+    Each iteration updates the load currents from the last voltages, I_j = conj(S_j / V_j), then
+    the voltages. The previous solution is the next starting point, so a step with nearly unchanged
+    loads converges in one or two sweeps.
     """
 
     def __init__(
@@ -28,56 +32,60 @@ class RadialFeeder:
         lines: Sequence[LineConfig],
         slack_voltage_v: float,
         load_buses: Sequence[str],
-        tolerance_v: float = 1e-9,
-        max_iterations: int = 50,
+        tolerance_v: float = 1e-8,
+        max_iterations: int = 100,
     ) -> None:
-        children: dict[str, list[LineConfig]] = {}
+        parent: dict[str, str] = {}
+        impedance: dict[str, complex] = {}
         for line in lines:
-            children.setdefault(line.from_bus, []).append(line)
-        names = [SLACK_BUS]
-        parent: list[int] = [-1]
-        impedance: list[complex] = [0j]
-        stack = [SLACK_BUS]
-        while stack:  # breadth-first keeps parents before children
-            bus = stack.pop(0)
-            for line in children.get(bus, []):
-                names.append(line.to_bus)
-                parent.append(names.index(bus))
-                km = line.length_m / 1000.0
-                impedance.append(complex(line.r_ohm_per_km * km, line.x_ohm_per_km * km))
-                stack.append(line.to_bus)
-        self.bus_names = names
-        self.parent = parent
-        self.impedance_ohm = impedance
-        self.load_index = [names.index(bus) for bus in load_buses]
+            km = line.length_m / 1000.0
+            parent[line.to_bus] = line.from_bus
+            impedance[line.to_bus] = complex(line.r_ohm_per_km * km, line.x_ohm_per_km * km)
+        self.bus_names = [SLACK_BUS, *parent]
+        self.load_buses = list(load_buses)
+        self._path = {bus: self._path_to_slack(bus, parent) for bus in self.bus_names}
+        self._impedance = impedance
+
+        def shared(a: str, b: str) -> complex:
+            common = set(self._path[a]) & set(self._path[b])
+            return sum((impedance[bus] for bus in common), 0j)
+
+        self.path_z = [[shared(a, b) for b in self.load_buses] for a in self.load_buses]
         self.slack_voltage_v = slack_voltage_v
         self.tolerance_v = tolerance_v
         self.max_iterations = max_iterations
-        self.voltage = [complex(slack_voltage_v, 0.0)] * len(names)
-        self.branch_current = [0j] * len(names)  # current into bus i from its parent
+        self.load_voltage = [complex(slack_voltage_v, 0.0)] * len(self.load_buses)
+        self.load_current = [0j] * len(self.load_buses)
         self.losses_kw = 0.0
         self.iterations = 0
 
+    @staticmethod
+    def _path_to_slack(bus: str, parent: dict[str, str]) -> list[str]:
+        """The buses whose feeding line lies on the way from `bus` up to the slack."""
+        path = []
+        while bus != SLACK_BUS:
+            path.append(bus)
+            bus = parent[bus]
+        return path
+
     def solve(self, load_va: Sequence[complex]) -> None:
         """Solve for constant-power consumption `load_va` (P + jQ, VA) at the load buses."""
-        n = len(self.bus_names)
-        parent = self.parent
-        z = self.impedance_ohm
-        v = list(self.voltage)
-        v[0] = complex(self.slack_voltage_v, 0.0)
-        s = [0j] * n
-        for index, value in zip(self.load_index, load_va, strict=True):
-            s[index] += value
+        z = self.path_z
+        v = list(self.load_voltage)
+        slack = complex(self.slack_voltage_v, 0.0)
+        n = len(v)
+        rows = range(n)
         tolerance = self.tolerance_v
         current = [0j] * n
         for iteration in range(1, self.max_iterations + 1):  # noqa: B007 (kept after the loop)
-            for i in range(n):
-                current[i] = (s[i] / v[i]).conjugate() if s[i] else 0j
-            for i in range(n - 1, 0, -1):
-                current[parent[i]] += current[i]
+            for j in rows:
+                current[j] = (load_va[j] / v[j]).conjugate()
             change = 0.0
-            for i in range(1, n):
-                new = v[parent[i]] - z[i] * current[i]
+            for i in rows:
+                zi = z[i]
+                new = slack
+                for j in rows:
+                    new -= zi[j] * current[j]
                 delta = abs(new - v[i])
                 if delta > change:
                     change = delta
@@ -89,20 +97,51 @@ class RadialFeeder:
                 f"feeder power flow did not converge in {self.max_iterations} sweeps "
                 f"(loads {list(load_va)} VA): is the load beyond what the feeder can carry?"
             )
-        self.iterations = iteration
-        # Currents from the converged voltages, so losses match what pandapower reports.
-        for i in range(n):
-            current[i] = (s[i] / v[i]).conjugate() if s[i] else 0j
-        for i in range(n - 1, 0, -1):
-            current[parent[i]] += current[i]
+        for j in rows:  # currents consistent with the converged voltages
+            current[j] = (load_va[j] / v[j]).conjugate()
+        # Losses: the sum of R_b |I_b|^2 over branches equals Re(I^H Z I) over the load currents.
         losses_w = 0.0
-        for i in range(1, n):
-            c = current[i]
-            losses_w += (c.real * c.real + c.imag * c.imag) * z[i].real
-        self.voltage = v
-        self.branch_current = current
+        for i in rows:
+            zi = z[i]
+            drop = 0j
+            for j in rows:
+                drop += zi[j] * current[j]
+            losses_w += (current[i].conjugate() * drop).real
+        self.load_voltage = v
+        self.load_current = current
         self.losses_kw = losses_w / 1000.0
+        self.iterations = iteration
 
     def voltage_magnitudes(self) -> dict[str, float]:
-        """Every bus's voltage magnitude in V."""
-        return {name: abs(value) for name, value in zip(self.bus_names, self.voltage, strict=True)}
+        """Every bus's voltage magnitude in V (junctions from the last solution's currents)."""
+        slack = complex(self.slack_voltage_v, 0.0)
+        out = {}
+        for bus in self.bus_names:
+            drop = 0j
+            for branch in self._path[bus]:
+                downstream = sum(
+                    (
+                        current
+                        for load, current in zip(self.load_buses, self.load_current, strict=True)
+                        if branch in self._path[load]
+                    ),
+                    0j,
+                )
+                drop += self._impedance[branch] * downstream
+            out[bus] = abs(slack - drop)
+        return out
+
+    def branch_losses_kw(self) -> dict[str, float]:
+        """Each line's loss (kW), keyed by the bus it feeds."""
+        out = {}
+        for branch, z in self._impedance.items():
+            current = sum(
+                (
+                    c
+                    for load, c in zip(self.load_buses, self.load_current, strict=True)
+                    if branch in self._path[load]
+                ),
+                0j,
+            )
+            out[branch] = abs(current) ** 2 * z.real / 1000.0
+        return out

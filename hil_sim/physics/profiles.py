@@ -99,3 +99,9 @@ class ProfileBook:
             while len(self._days) > self.keep_days:
                 del self._days[next(iter(self._days))]  # the one built longest ago
         return profiles
+
+
+def clear_profile_caches() -> None:
+    """Forget every cached day (tests use it to show a day is rebuilt identically)."""
+    for cached in (_pv, _house_load, _frequency):
+        cached.cache_clear()
