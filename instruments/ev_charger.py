@@ -175,12 +175,11 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.last_snapshot = await self.read()
 
     async def read(self) -> EvChargerSnapshot:
-        nodes = [self._nodes[var] for var in _READ_VARS]
-
         async def operation() -> list[ua.DataValue]:
-            return await self._client().read_attributes(nodes)
+            # node ids are known once the session is open (namespace index)
+            return await self._client().read_attributes([self._nodes[v] for v in _READ_VARS])
 
-        results = await self.link.run(operation, f"Read of {len(nodes)} variables")
+        results = await self.link.run(operation, f"Read of {len(_READ_VARS)} variables")
         values: dict[Var, Any] = {}
         for var, result in zip(_READ_VARS, results, strict=True):
             if not result.StatusCode.is_good():
@@ -303,7 +302,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
 
     async def _write_and_confirm(self, setpoint: EvSetpoint) -> Confirmation[EvSetpoint]:
         power = float(setpoint.power_kw) + 0.0
-        nodes = [self._nodes[Var.POWER_SETPOINT_KW], self._nodes[Var.ENABLED]]
+        targets = (Var.POWER_SETPOINT_KW, Var.ENABLED)
         values = [
             ua.DataValue(ua.Variant(power, ua.VariantType.Double)),
             ua.DataValue(ua.Variant(setpoint.enabled, ua.VariantType.Boolean)),
@@ -311,16 +310,16 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
 
         async def write() -> list[ua.StatusCode]:
             return await self._client().uaclient.write_attributes(
-                [n.nodeid for n in nodes], values, ua.AttributeIds.Value
+                [self._nodes[var].nodeid for var in targets], values, ua.AttributeIds.Value
             )
 
         results = await self.link.run(write, "Write of PowerSetpointKw and Enabled")
-        for var, status in zip((Var.POWER_SETPOINT_KW, Var.ENABLED), results, strict=True):
+        for var, status in zip(targets, results, strict=True):
             if not status.is_good():
                 raise DeviceError(self.name, f"Write {var.value}", status.name, status.doc)
 
         async def read_back() -> list[ua.DataValue]:
-            return await self._client().read_attributes(nodes)
+            return await self._client().read_attributes([self._nodes[var] for var in targets])
 
         answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
         got_power, got_enabled = (a.Value.Value if a.Value is not None else None for a in answers)

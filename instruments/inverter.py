@@ -44,6 +44,7 @@ from labspec.sunspec_layout import (
     WSET_MOD_WATTS,
 )
 
+_MODELS = (1, 701, 702, 704, 713, 714)
 _AC_POINTS = ("W", "Hz", "LNV", "LLV", "A", "TotWhInj", "TotWhAbs")
 _AC_SFS = ("W_SF", "Hz_SF", "V_SF", "A_SF", "TotWh_SF")
 _RATING_POINTS = ("WMaxRtg", "WChaRteMaxRtg", "WDisChaRteMaxRtg", "W_SF")
@@ -111,6 +112,7 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             timeout_s=config.timeout_s,
             backoff=config.backoff(),
             on_status=on_status,
+            on_open=self._discover,
         )
         self.link = self.session.link
         self.models: dict[int, ModelInstance] = {}
@@ -127,23 +129,33 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
     # -- connect: scan, lay out, read the ratings -------------------------------------------
 
     async def connect(self) -> None:
+        """Open the session (which discovers the models) and take a first reading."""
         await self.link.connect()
-        found = await self.session.scan(self.config.base_addresses)
-        for model_id in (1, 701, 702, 704, 713, 714):
-            self.models[model_id] = require_model(self.name, found, model_id)
-        self._ports = self.models[714].layout.repeats.get("Prt", ())
-        if len(self._ports) <= max(DC_PORT_PV, DC_PORT_BATTERY):
+        self.last_snapshot = await self.read()
+
+    async def _discover(self) -> None:
+        """After every (re)connect: scan the models, lay them out, read the ratings (702) and
+        WSet_SF, and write the configured revert timeout. Unsupervised: the link is opening."""
+        session = self.session
+        found = await session.scan(self.config.base_addresses)
+        models = {model_id: require_model(self.name, found, model_id) for model_id in _MODELS}
+        ports = models[714].layout.repeats.get("Prt", ())
+        if len(ports) <= max(DC_PORT_PV, DC_PORT_BATTERY):
             raise ProtocolMismatch(
-                self.name, f"model 714 has {len(self._ports)} DC port(s); need PV and ESS ports"
+                self.name, f"model 714 has {len(ports)} DC port(s); need PV and ESS ports"
             )
+        self.models, self._ports = models, ports
         self._check_write_block()
-        ratings = await self.session.read_image(plan_reads(self._spans(702, _RATING_POINTS)))
+        ratings = await session.read_image(plan_reads(self._spans(702, _RATING_POINTS)), raw=True)
         self.ratings = self._decode_ratings(ratings)
         self._read_plan = plan_reads(self._step_spans())
         if self.config.revert_timeout_s is not None:
-            await self._write_points(704, {"WSetRvrtTms": self.config.revert_timeout_s})
-        await self._read_control()
-        self.last_snapshot = await self.read()
+            model = self.models[704]
+            point = model.layout.point("WSetRvrtTms")
+            await session.raw_write(
+                model.address + point.offset, encode_raw(point, self.config.revert_timeout_s)
+            )
+        await self._read_control(raw=True)
 
     def _spans(self, model_id: int, names: tuple[str, ...]) -> list[tuple[int, int]]:
         model = self.models[model_id]
@@ -185,6 +197,8 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
     # -- read ---------------------------------------------------------------------------------
 
     async def read(self) -> InverterSnapshot:
+        if not self._read_plan:  # never connected: open (and discover) first
+            await self.link.ensure()
         image = await self.session.read_image(self._read_plan)
         snapshot = self._decode_snapshot(image)
         model = self.models[701]
@@ -323,25 +337,20 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             self.last_confirmed = None
         return Confirmation(self.name, setpoint, read_back, self.clock())
 
-    async def _read_control(self) -> InverterSetpoint:
+    async def _read_control(self, raw: bool = False) -> InverterSetpoint:
         """Read back WSetEna .. WSet_SF of 704 (one request) and keep WSet_SF current."""
         model = self.models[704]
         layout = model.layout
         first, last = layout.point("WSetEna"), layout.point("WSet_SF")
         start = model.address + first.offset
+        read = self.session.raw_read if raw else self.session.read
         image = RegisterImage()
-        image.store(start, await self.session.read(start, last.offset + last.size - first.offset))
+        image.store(start, await read(start, last.offset + last.size - first.offset))
         sf = image.raw(model.address, last)
         self._wset_sf = int(sf) if isinstance(sf, int) else 0
         wset_w = image.scaled(model.address, layout, layout.point("WSet"))
         enabled = image.raw(model.address, layout.point("WSetEna")) == WSET_ENA_ENABLED
         return InverterSetpoint(0.0 if wset_w is None else wset_w / 1000, enabled)
-
-    async def _write_points(self, model_id: int, values: dict[str, float]) -> None:
-        model = self.models[model_id]
-        for name, value in values.items():
-            point = model.layout.point(name)
-            await self.session.write(model.address + point.offset, encode_raw(point, value))
 
 
 def _energy_kwh(device: str, quantity: str, wh: float | None) -> float:

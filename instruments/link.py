@@ -84,6 +84,11 @@ class Link:
         self._next_attempt = 0.0
         await self._ensure_open()
 
+    async def ensure(self) -> None:
+        """Open the session if it is not open (subject to the backoff delay)."""
+        if self.status is not LinkStatus.CONNECTED:
+            await self._ensure_open()
+
     async def run(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         """Run one network operation with the timeout; see the module docstring for failures."""
         if self.status is not LinkStatus.CONNECTED:

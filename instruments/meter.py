@@ -58,6 +58,7 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
             timeout_s=config.timeout_s,
             backoff=config.backoff(),
             on_status=on_status,
+            on_open=self._discover,
         )
         self.link = self.session.link
         self.model: ModelInstance | None = None
@@ -65,26 +66,33 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
 
     async def connect(self) -> None:
+        """Open the session (which finds the meter model) and check that it reads."""
         await self.link.connect()
+        await self.read()
+
+    async def _discover(self) -> None:
+        """After every (re)connect: find model 211 (or 201) and plan the one read."""
         found = await self.session.scan(self.config.base_addresses)
         for model_id in METER_MODELS_PREFERRED:
             if found.get(model_id):
-                self.model = found[model_id][0]
+                model = found[model_id][0]
                 break
         else:
             raise ProtocolMismatch(
                 self.name, f"no meter model {METER_MODELS_PREFERRED} (device has {sorted(found)})"
             )
-        points = self.model.layout.points
+        points = model.layout.points
         spans = [
-            (self.model.address + points[n].offset, points[n].size)
+            (model.address + points[n].offset, points[n].size)
             for n in _POINTS + _SFS
             if n in points
         ]
-        self._read_plan = plan_reads(spans)
+        self.model, self._read_plan = model, plan_reads(spans)
 
     async def read(self) -> MeterSnapshot:
-        assert self.model is not None, "connect() first"
+        if not self._read_plan:  # never connected: open (and discover) first
+            await self.link.ensure()
+        assert self.model is not None
         image = await self.session.read_image(self._read_plan)
         snapshot = self._decode(image, self.model)
         self._freeze.check(

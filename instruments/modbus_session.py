@@ -7,7 +7,7 @@ naming the device, the function and the exception code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -56,8 +56,10 @@ class ModbusSession:
         timeout_s: float = 0.5,
         backoff: Backoff | None = None,
         on_status: StatusListener | None = None,
+        on_open: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.device = device
+        self.on_open = on_open  # runs after every (re)connect, with raw_read / raw_write
         self.host = host
         self.port = port
         self.device_id = device_id
@@ -86,6 +88,8 @@ class ModbusSession:
         self._client = client
         if not await client.connect():
             raise ConnectionRefusedError(f"cannot connect to {self.host}:{self.port}")
+        if self.on_open is not None:
+            await self.on_open()
 
     def _on_connection_change(self, connected: bool) -> None:
         """A connection closed by the device fails the pending request at once (not at timeout)."""
@@ -105,56 +109,70 @@ class ModbusSession:
             raise ConnectionResetError("connection closed")
         return self._client
 
+    @staticmethod
+    def _what_read(address: int, count: int) -> str:
+        return f"read_holding_registers (function 3) of {count} at {address}"
+
+    @staticmethod
+    def _what_write(address: int, count: int) -> str:
+        return f"write_registers (function 16) of {count} at {address}"
+
+    async def raw_read(self, address: int, count: int) -> list[int]:
+        """Read holding registers without the link's supervision (while the session opens)."""
+        what = self._what_read(address, count)
+        client = self._require_client()
+        self.requests += 1
+        response = await client.read_holding_registers(
+            address, count=count, device_id=self.device_id
+        )
+        if response.isError():
+            code = getattr(response, "exception_code", -1)
+            raise DeviceError(self.device, what, code, exception_meaning(code))
+        if len(response.registers) < count:
+            raise ProtocolMismatch(self.device, f"{what}: got {len(response.registers)} registers")
+        return list(response.registers[:count])
+
+    async def raw_write(self, address: int, values: Sequence[int]) -> None:
+        """Write registers without the link's supervision (while the session opens)."""
+        client = self._require_client()
+        self.requests += 1
+        response = await client.write_registers(address, list(values), device_id=self.device_id)
+        if response.isError():
+            code = getattr(response, "exception_code", -1)
+            what = self._what_write(address, len(values))
+            raise DeviceError(self.device, what, code, exception_meaning(code))
+
     async def read(self, address: int, count: int) -> list[int]:
         """Read `count` holding registers (function 3) from `address`."""
-        what = f"read_holding_registers (function 3) of {count} at {address}"
-
-        async def operation() -> list[int]:
-            client = self._require_client()
-            self.requests += 1
-            response = await client.read_holding_registers(
-                address, count=count, device_id=self.device_id
-            )
-            if response.isError():
-                code = getattr(response, "exception_code", -1)
-                raise DeviceError(self.device, what, code, exception_meaning(code))
-            if len(response.registers) < count:
-                raise ProtocolMismatch(
-                    self.device, f"{what}: got {len(response.registers)} registers"
-                )
-            return list(response.registers[:count])
-
-        return await self.link.run(operation, what)
+        return await self.link.run(
+            lambda: self.raw_read(address, count), self._what_read(address, count)
+        )
 
     async def write(self, address: int, values: Sequence[int]) -> None:
         """Write registers (function 16) from `address`."""
-        what = f"write_registers (function 16) of {len(values)} at {address}"
+        await self.link.run(
+            lambda: self.raw_write(address, values), self._what_write(address, len(values))
+        )
 
-        async def operation() -> None:
-            client = self._require_client()
-            self.requests += 1
-            response = await client.write_registers(address, list(values), device_id=self.device_id)
-            if response.isError():
-                code = getattr(response, "exception_code", -1)
-                raise DeviceError(self.device, what, code, exception_meaning(code))
-
-        await self.link.run(operation, what)
-
-    async def read_image(self, reads: Sequence[tuple[int, int]]) -> RegisterImage:
+    async def read_image(
+        self, reads: Sequence[tuple[int, int]], *, raw: bool = False
+    ) -> RegisterImage:
         """Read every (address, count) block into one register image."""
+        read = self.raw_read if raw else self.read
         image = RegisterImage()
         for address, count in reads:
-            image.store(address, await self.read(address, count))
+            image.store(address, await read(address, count))
         return image
 
     async def scan(
         self, bases: Sequence[int] = CANDIDATE_BASE_ADDRESSES
     ) -> dict[int, list[ModelInstance]]:
-        """Find the `SunS` marker at one of `bases`, then walk the model headers to the end."""
+        """Find the `SunS` marker at one of `bases`, then walk the model headers to the end.
+        Unsupervised reads: call it while the session opens (from `on_open`)."""
         base = None
         for candidate in bases:
             try:
-                if await self.read(candidate, 2) == _MARKER_REGISTERS:
+                if await self.raw_read(candidate, 2) == _MARKER_REGISTERS:
                     base = candidate
                     break
             except DeviceError:  # no such address on this device: try the next base
@@ -166,7 +184,7 @@ class ModbusSession:
         models: dict[int, list[ModelInstance]] = {}
         address = base + 2
         for _ in range(1000):  # a device has far fewer models; guards a corrupt chain
-            model_id, length = await self.read(address, 2)
+            model_id, length = await self.raw_read(address, 2)
             if model_id == END_MODEL_ID:
                 return models
             try:

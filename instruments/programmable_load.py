@@ -195,7 +195,10 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         )
         self._resource = resource
         enable_nodelay(resource)
-        self.instrument = AcElectronicLoadScpi(resource, self.name)
+        instrument = AcElectronicLoadScpi(resource, self.name)
+        instrument.clear_status()  # old errors must not be blamed on our commands
+        self.identity = instrument.identity
+        self.instrument = instrument
 
     async def _close(self) -> None:
         await self._in_thread(self._close_blocking)
@@ -209,13 +212,8 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
     # -- device shape ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        """Open the session (*CLS, *IDN?) and take a first reading."""
         await self.link.connect()
-
-        def identify(load: AcElectronicLoadScpi) -> str:
-            load.clear_status()
-            return load.identity
-
-        self.identity = await self._run(identify, spec.IDN)
         self.last_snapshot = await self.read()
 
     async def close(self) -> None:
@@ -254,7 +252,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         largest = spec.MAX_POWER_W / 1000
         if self.config.max_power_kw is not None:
             largest = min(largest, self.config.max_power_kw)
-        return -largest, -spec.MIN_POWER_W / 1000
+        return -largest, -spec.MIN_POWER_W / 1000 + 0.0  # + 0.0: no "-0" in messages
 
     def check(self, setpoint: LoadSetpoint) -> None:
         """Refuse a setpoint outside the limits (SetpointRefused; nothing is sent)."""
