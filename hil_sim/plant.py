@@ -168,6 +168,7 @@ class Plant:
         self.config = config = config if config is not None else PlantConfig()
         self.start = config.start
         self.elapsed_s = 0.0
+        self._elapsed_error_s = 0.0  # compensated summation: 10 x advance(0.1) is exactly 1 s
         offset_s = config.site.utc_offset_minutes * 60.0
         local_start = config.start + timedelta(seconds=offset_s)
         self._day0 = local_start.date()
@@ -280,7 +281,7 @@ class Plant:
         }
         self.feeder = FeederState(transformer_power_kw=0.0, losses_kw=0.0, loss_kwh=0.0)
         self._update_plug(self._t0_local_s)
-        self._substep(0.0, record=False)  # the state at `start`, nothing integrated
+        self._substep(0.0, 0.0, record=False)  # the state at `start`, nothing integrated
 
     # -- time -------------------------------------------------------------------------------------
 
@@ -300,8 +301,13 @@ class Plant:
             raise ValueError(f"dt_s = {dt_s!r}: must be a finite number of seconds > 0")
         count = math.ceil(dt_s / MAX_SUBSTEP_S - 1e-12)
         h = dt_s / count
-        for _ in range(count):
-            self._substep(h, record=True)
+        base = self.elapsed_s
+        step = dt_s - self._elapsed_error_s
+        end = base + step
+        self._elapsed_error_s = (end - base) - step
+        for i in range(1, count):
+            self._substep(h, base + i * h, record=True)
+        self._substep(h, end, record=True)
 
     # -- one substep ------------------------------------------------------------------------------
 
@@ -318,9 +324,9 @@ class Plant:
             else:
                 ev.departure_time = None
 
-    def _substep(self, h: float, record: bool) -> None:
+    def _substep(self, h: float, elapsed_end_s: float, record: bool) -> None:
         # Inputs are sampled at the substep's end, so the published state is the state at `now`.
-        self.elapsed_s += h
+        self.elapsed_s = elapsed_end_s
         local_s = self._t0_local_s + self.elapsed_s
         day_index = int(local_s // 86400.0)
         if day_index != self._day_index:
