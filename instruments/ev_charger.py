@@ -46,6 +46,15 @@ from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
 _CLIENT_APPLICATION_URI = "urn:p2p-testbed:instruments:ev-charger-client"
 _NO_DATE_BEFORE = datetime(1601, 1, 2, tzinfo=UTC)  # OPC UA's null DateTime is 1601-01-01
+_ACCESS_DENIED = frozenset(
+    {
+        "BadUserAccessDenied",
+        "BadIdentityTokenInvalid",
+        "BadIdentityTokenRejected",
+        "BadCertificateInvalid",
+        "BadSecurityChecksFailed",
+    }
+)
 _READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
 
 
@@ -122,7 +131,15 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.client = client
         if self.config.security == "Basic256Sha256":
             await self._secure(client)
-        await client.connect()
+        try:
+            await client.connect()
+        except ua.UaStatusCodeError as exc:
+            if type(exc).__name__ in _ACCESS_DENIED:  # a wrong password is not a network problem
+                user = f" as {self.config.username!r}" if self.config.username else ""
+                raise DeviceError(
+                    self.name, f"ActivateSession{user}", type(exc).__name__, str(exc)
+                ) from None
+            raise
         index = await client.get_namespace_index(NAMESPACE_URI)
         if index != self._namespace_index:
             self._namespace_index = index
