@@ -90,3 +90,15 @@ def test_state_dict_is_the_whole_truth_as_json() -> None:
     assert state["meters"]["B"]["power_kw"] == plant.meters["B"].power_kw
     assert state["feeder"]["bus_voltage_v"]["LV"] == 232.0
     assert set(state["house_loads"]) == {"A", "B", "C"}
+
+
+def test_midnight_passes_without_a_jump() -> None:
+    plant = Plant(PlantConfig.from_mapping({"start": "2026-03-21T23:59:50+05:30"}))
+    before = dict(plant.house_loads)
+    plant.advance(20.0)
+    assert plant.now == datetime(2026, 3, 21, 18, 30, 10, tzinfo=UTC)
+    assert plant.ev.plugged  # the overnight window wraps midnight
+    assert plant.ev.departure_time == datetime(2026, 3, 22, 2, 30, tzinfo=UTC)
+    for peer, power in plant.house_loads.items():
+        assert abs(power - before[peer]) < 0.5  # days are drawn apart, but nights are quiet
+    assert plant.inverter.pv_available_kw == 0.0
