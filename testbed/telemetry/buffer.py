@@ -1,9 +1,12 @@
 """The on-disk point buffer: an SQLite file (WAL mode) in the run directory.
 
 `pending` holds line-protocol points in the order they were produced until the server acknowledges
-them; `dead_letter` holds points the server refused as malformed, with its answer; `state` keeps the
-last success and the last error so a CLI can report them while no sink runs. Each thread opens its
-own `PointBuffer` on the same file.
+them, as chunks: one row holds up to a batch of newline-separated points (one SQLite row per point
+would cost more than formatting the point). Chunk keys are spaced by 2**20, so a chunk the server
+refused can be split in place into one row per point, keeping the order, to isolate the bad ones.
+`dead_letter` holds points the server refused as malformed, with its answer; `state` keeps the last
+success and the last error so a CLI can report them while no sink runs. Each thread opens its own
+`PointBuffer` on the same file.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS pending (seq INTEGER PRIMARY KEY, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY,
+    points INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY,
     line TEXT NOT NULL,
@@ -24,6 +31,21 @@ CREATE TABLE IF NOT EXISTS dead_letter (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+SEQ_SPACING = 1 << 20  # room to split a chunk of up to a million points in place
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive pending points: `body` is `points` newline-separated line-protocol lines."""
+
+    seq: int
+    points: int
+    body: str
+
+    def lines(self) -> list[str]:
+        return self.body.split("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,14 +96,23 @@ class PointBuffer:
 
     # -- producer side -------------------------------------------------------------------------
 
-    def append(self, lines: list[str]) -> None:
-        """Store points at the end of the queue, in one transaction."""
+    def append(self, lines: list[str], chunk_points: int = 5000) -> None:
+        """Store points at the end of the queue, in one transaction, `chunk_points` per row."""
         if not lines:
             return
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO pending(line) VALUES (?)", [(line,) for line in lines])
+            last = db.execute("SELECT MAX(seq) FROM pending").fetchone()[0] or 0
+            first = (last // SEQ_SPACING + 1) * SEQ_SPACING
+            rows = [
+                (first + index * SEQ_SPACING, len(part), "\n".join(part))
+                for index, part in enumerate(
+                    lines[start : start + chunk_points]
+                    for start in range(0, len(lines), chunk_points)
+                )
+            ]
+            db.executemany("INSERT INTO pending(seq, points, body) VALUES (?, ?, ?)", rows)
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -89,14 +120,44 @@ class PointBuffer:
 
     # -- forwarder side ------------------------------------------------------------------------
 
-    def peek(self, limit: int) -> list[tuple[int, str]]:
-        """The oldest `limit` pending points as (seq, line), in order."""
-        return self._db.execute(
-            "SELECT seq, line FROM pending ORDER BY seq LIMIT ?", (limit,)
-        ).fetchall()
+    def peek(self, max_points: int) -> list[Chunk]:
+        """The oldest pending chunks, in order, up to `max_points` points (at least one chunk)."""
+        chunks: list[Chunk] = []
+        total = 0
+        cursor = self._db.execute("SELECT seq, points, body FROM pending ORDER BY seq")
+        try:
+            for seq, points, body in cursor:
+                if chunks and total + points > max_points:
+                    break
+                chunks.append(Chunk(seq, points, body))
+                total += points
+                if total >= max_points:
+                    break
+        finally:
+            cursor.close()
+        return chunks
+
+    def split(self, chunks: list[Chunk]) -> list[Chunk]:
+        """Replace these chunks by one row per point (same order); return the new rows."""
+        singles: list[Chunk] = []
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        for chunk in chunks:
+            if chunk.points == 1:
+                singles.append(chunk)
+                continue
+            parts = [Chunk(chunk.seq + i, 1, line) for i, line in enumerate(chunk.lines())]
+            db.execute("DELETE FROM pending WHERE seq = ?", (chunk.seq,))
+            db.executemany(
+                "INSERT INTO pending(seq, points, body) VALUES (?, 1, ?)",
+                [(part.seq, part.body) for part in parts],
+            )
+            singles.extend(parts)
+        db.execute("COMMIT")
+        return singles
 
     def acknowledge(self, first_seq: int, last_seq: int) -> None:
-        """Delete the points the server accepted (a contiguous run of the queue)."""
+        """Delete the chunks the server accepted (a contiguous run of the queue)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         db.execute("DELETE FROM pending WHERE seq BETWEEN ? AND ?", (first_seq, last_seq))
@@ -108,12 +169,12 @@ class PointBuffer:
         db.execute("COMMIT")
 
     def dead_letter(self, seq: int, http_status: int | None, error: str) -> None:
-        """Move one pending point to the dead-letter table with the server's answer."""
+        """Move one pending single-point row to the dead-letter table with the server's answer."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         db.execute(
             "INSERT INTO dead_letter(line, http_status, error, failed_at) "
-            "SELECT line, ?, ?, ? FROM pending WHERE seq = ?",
+            "SELECT body, ?, ?, ? FROM pending WHERE seq = ?",
             (http_status, error, _now_text(), seq),
         )
         db.execute("DELETE FROM pending WHERE seq = ?", (seq,))
@@ -142,7 +203,13 @@ class PointBuffer:
     # -- inspection ----------------------------------------------------------------------------
 
     def pending_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+        """Points not yet acknowledged."""
+        return self._db.execute("SELECT COALESCE(SUM(points), 0) FROM pending").fetchone()[0]
+
+    def pending_lines(self) -> list[str]:
+        """Every pending point, oldest first (for inspection and tests; loads them all)."""
+        rows = self._db.execute("SELECT body FROM pending ORDER BY seq").fetchall()
+        return [line for (body,) in rows for line in body.split("\n")]
 
     def dead_letter_count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
@@ -160,14 +227,18 @@ class PointBuffer:
 
     def requeue_dead_letters(self) -> int:
         """Put every dead-lettered point back at the end of the queue (after fixing the cause)."""
+        lines = [line for (line,) in self._db.execute("SELECT line FROM dead_letter ORDER BY id")]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
-        moved = db.execute(
-            "INSERT INTO pending(line) SELECT line FROM dead_letter ORDER BY id"
-        ).rowcount
+        last = db.execute("SELECT MAX(seq) FROM pending").fetchone()[0] or 0
+        first = (last // SEQ_SPACING + 1) * SEQ_SPACING
+        db.executemany(
+            "INSERT INTO pending(seq, points, body) VALUES (?, 1, ?)",
+            [(first + index * SEQ_SPACING, line) for index, line in enumerate(lines)],
+        )
         db.execute("DELETE FROM dead_letter")
         db.execute("COMMIT")
-        return moved
+        return len(lines)
 
     def state(self) -> BufferState:
         values = dict(self._db.execute("SELECT key, value FROM state").fetchall())

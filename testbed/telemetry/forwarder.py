@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from testbed.telemetry.buffer import PointBuffer
+from testbed.telemetry.buffer import Chunk, PointBuffer
 from testbed.telemetry.writers import PointsRejected, PointWriter, ServerUnavailable
 
 log = logging.getLogger(__name__)
@@ -94,12 +94,13 @@ class Forwarder(threading.Thread):
         partial_since: float | None = None
         while not self._halt.is_set():
             self.wake.clear()
-            rows = buffer.peek(self._batch_size)
-            if not rows:
+            chunks = buffer.peek(self._batch_size)
+            if not chunks:
                 partial_since = None
                 self.wake.wait(self._flush_interval_s)
                 continue
-            if len(rows) < self._batch_size and not self._eager.is_set():
+            points = sum(chunk.points for chunk in chunks)
+            if points < self._batch_size and not self._eager.is_set():
                 now = time.monotonic()
                 partial_since = partial_since if partial_since is not None else now
                 remaining_s = partial_since + self._flush_interval_s - now
@@ -108,7 +109,7 @@ class Forwarder(threading.Thread):
                     continue
             partial_since = None
             try:
-                self._deliver(buffer, rows)
+                self._deliver(buffer, chunks)
             except ServerUnavailable as error:
                 self._note_error(buffer, str(error))
                 self._halt.wait(backoff_s)
@@ -116,9 +117,10 @@ class Forwarder(threading.Thread):
                 continue
             backoff_s = self._retry_initial_s
 
-    def _deliver(self, buffer: PointBuffer, rows: list[tuple[int, str]]) -> None:
-        """Send rows; on rejection bisect to find the refused points. Raises ServerUnavailable."""
-        body = "\n".join(line for _, line in rows).encode()
+    def _deliver(self, buffer: PointBuffer, chunks: list[Chunk]) -> None:
+        """Send chunks; on rejection bisect to find the refused points. Raises ServerUnavailable."""
+        body = "\n".join(chunk.body for chunk in chunks).encode()
+        points = sum(chunk.points for chunk in chunks)
         self.stats.requests += 1
         try:
             self._writer.send(body)
@@ -127,19 +129,21 @@ class Forwarder(threading.Thread):
             raise
         except PointsRejected as rejection:
             self.stats.failed_requests += 1
-            if len(rows) == 1:
-                buffer.dead_letter(rows[0][0], rejection.status, rejection.message)
+            if points == 1:
+                buffer.dead_letter(chunks[0].seq, rejection.status, rejection.message)
                 self.stats.dead_lettered_points += 1
                 self.stats.last_error = f"dead-lettered a point: {rejection}"
                 self.stats.last_error_time = datetime.now(UTC)
-                log.warning("InfluxDB refused a point (%s): %s", rejection, rows[0][1][:200])
+                log.warning("InfluxDB refused a point (%s): %s", rejection, chunks[0].body[:200])
                 return
-            middle = len(rows) // 2
-            self._deliver(buffer, rows[:middle])
-            self._deliver(buffer, rows[middle:])
+            if len(chunks) == 1:
+                chunks = buffer.split(chunks)  # one row per point, so halves can be acknowledged
+            middle = len(chunks) // 2
+            self._deliver(buffer, chunks[:middle])
+            self._deliver(buffer, chunks[middle:])
             return
-        buffer.acknowledge(rows[0][0], rows[-1][0])
-        self.stats.sent_points += len(rows)
+        buffer.acknowledge(chunks[0].seq, chunks[-1].seq)
+        self.stats.sent_points += points
         self.stats.last_success_time = datetime.now(UTC)
 
     def _note_error(self, buffer: PointBuffer, error: str) -> None:

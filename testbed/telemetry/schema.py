@@ -93,7 +93,7 @@ class PointFormatter:
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id or "unknown"
         self._prefixes: dict[tuple[str, str], str] = {}
-        self._field_keys: dict[str, str] = {}
+        self._templates: dict[tuple[str, ...], str] = {}
         self._last_time: Any = None
         self._last_ns = 0
         self._repeats: dict[tuple[str, ...], tuple[int, int]] = {}
@@ -126,7 +126,7 @@ class PointFormatter:
         return self._last_ns
 
     def _repeat(self, key: tuple[str, ...], ns: int) -> str:
-        """`,seq=n` when this series already had a point at this time, else ''."""
+        """`,seq=n` when this series already had n points at this time, else ''."""
         last = self._repeats.get(key)
         count = last[1] + 1 if last is not None and last[0] == ns else 0
         self._repeats[key] = (ns, count)
@@ -144,17 +144,24 @@ class PointFormatter:
         if prefix is None:
             prefix = self._prefix(TELEMETRY, {"peer": doc.peer, "device": doc.device})
             self._prefixes[key] = prefix
-        field_keys = self._field_keys
-        parts = []
-        for name, value in doc.values.items():
-            number = float(value)
-            if number - number == 0.0:
-                escaped = field_keys.get(name)
-                if escaped is None:
-                    escaped = field_keys[name] = escape_tag(name)
-                parts.append(f"{escaped}={number!r}")
-        seq = self._repeat(key, ns)
-        out.append(f"{prefix}{seq} {_joined(parts)} {ns}")
+        values = doc.values
+        numbers = tuple(map(float, values.values()))
+        total = sum(numbers)
+        if total - total == 0.0:  # every value finite: one C-level format for all fields
+            names = tuple(values)
+            template = self._templates.get(names)
+            if template is None:
+                template = ",".join(f"{escape_tag(name)}=%r" for name in names)
+                self._templates[names] = template
+            fields = template % numbers
+        else:
+            parts = [
+                f"{escape_tag(name)}={number!r}"
+                for name, number in zip(values, numbers, strict=True)
+                if is_finite(number)
+            ]
+            fields = _joined(parts)
+        out.append(f"{prefix}{self._repeat(key, ns)} {fields} {ns}")
 
     def _order(self, order: Order, status: str, reason: str | None, out: list[str]) -> None:
         tags = {

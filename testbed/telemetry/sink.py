@@ -130,7 +130,8 @@ class InfluxSink:
         """Queue raw line-protocol points (nanosecond timestamps) to send as they are."""
         if self._closed:
             raise RuntimeError("InfluxSink is closed")
-        self._queue.append(RawLines(tuple(lines)))
+        points = (point for text in lines for point in text.split("\n") if point.strip())
+        self._queue.append(RawLines(tuple(points)))
 
     # -- status --------------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class InfluxSink:
                     del lines[before:]  # all of a document's points, or none
                     unformattable.append((repr(doc)[:10_000], f"cannot format: {error}"))
             try:
-                self._spool_buffer.append(lines)
+                self._spool_buffer.append(lines, self.config.batch_size)
                 self._spool_buffer.dead_letter_lines(unformattable)
             except Exception as error:
                 self._spool_error = f"cannot write the buffer file {self.buffer_path}: {error}"
