@@ -144,6 +144,7 @@ class ExperimentConfig(_Strict):
 
 
 class TestbedConfig(_Strict):
+    __test__ = False  # not a pytest test class, despite its name
     experiment: ExperimentConfig = ExperimentConfig()
     market: MarketConfig = MarketConfig()
     control: ControlConfig = ControlConfig()

@@ -1,0 +1,191 @@
+"""Whole experiments on the emulated plant, through the real protocol stack.
+
+The plant starts at 11:00 local time with a full battery, so that peer A's PV surplus gives the
+market something to clear. Market
+intervals are 5 minutes here (15 in the shipped configuration) to keep the runs short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hil_sim.control import SyncPlantControl
+from hil_sim.endpoints import PlantEndpoints
+from testbed.config import TestbedConfig, load_config, parse_config
+from testbed.engine import Engine
+from testbed.experiment import RunResult, run_experiment, with_plant_endpoints
+from testbed.runstore import RunReader
+
+REPO = Path(__file__).resolve().parents[2]
+PLANT_TOML = """
+[plant]
+seed = 7
+start = 2026-03-21T11:00:00+05:30
+[plant.battery]
+initial_soc_pct = 95.0
+"""
+
+
+@pytest.fixture(scope="module")
+def morning_plant(tmp_path_factory) -> PlantEndpoints:
+    """A plant of its own that starts at 11:00 IST (shared by this module's runs)."""
+    from tests.fixtures.plant import start_plant_process
+    from tests.fixtures.ports import stop_process
+
+    folder = tmp_path_factory.mktemp("morning_plant")
+    config = folder / "plant.toml"
+    config.write_text(PLANT_TOML)
+    plant = start_plant_process(folder, "--config", str(config))
+    yield plant.endpoints
+    stop_process(plant.proc)
+
+
+def experiment_config(endpoints: PlantEndpoints, hours: float, **market: object) -> TestbedConfig:
+    data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
+    data["experiment"]["hours"] = hours
+    data["market"].update({"interval_s": 300.0, "gate_closure_s": 30.0, **market})
+    return with_plant_endpoints(parse_config(data), endpoints)
+
+
+def run(
+    endpoints: PlantEndpoints,
+    run_dir: Path,
+    hours: float = 0.5,
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    with SyncPlantControl.from_endpoints(endpoints) as control:
+        control.request("reset")
+    config = experiment_config(endpoints, hours)
+
+    def progress(step: int, total: int, now) -> None:
+        if on_step is not None:
+            on_step(step)
+
+    return asyncio.run(run_experiment(config, run_dir, progress=progress))
+
+
+@pytest.fixture(scope="module")
+def morning_run(morning_plant, tmp_path_factory) -> RunResult:
+    return run(morning_plant, tmp_path_factory.mktemp("runs") / "morning")
+
+
+def test_run_writes_summary_with_every_peer(morning_run):
+    summary = json.loads((morning_run.run_dir / "summary.json").read_text())
+    assert morning_run.finished.status == "finished"
+    assert set(summary["peers"]) == {"A", "B", "C"}
+    for totals in summary["peers"].values():
+        for key in (
+            "p2p_bought_kwh",
+            "p2p_sold_kwh",
+            "grid_import_kwh",
+            "grid_export_kwh",
+            "bill",
+            "bill_grid_only",
+        ):
+            assert key in totals
+    assert summary["market"]["intervals"] == 6
+    assert summary["market"]["traded_kwh"] > 0, "PV surplus at 11:00 should clear some trades"
+
+
+def test_money_balances_to_the_paisa(morning_run):
+    reader = RunReader(morning_run.run_dir)
+    trades = reader.trades()
+    settlements = reader.settlements()
+    assert len(trades) > 0
+    paid = settlements["p2p_paid"].sum()
+    received = settlements["p2p_received"].sum()
+    value = (trades["quantity_kwh"] * trades["price"]).sum()
+    assert paid == pytest.approx(received, abs=0.005)
+    assert paid == pytest.approx(value, abs=0.005)
+    charges = settlements["network_charge"].sum()
+    assert charges == pytest.approx(0.5 * trades["quantity_kwh"].sum(), abs=0.005)
+    recomputed = (
+        settlements["p2p_paid"]
+        - settlements["p2p_received"]
+        + settlements["network_charge"]
+        + settlements["grid_cost"]
+        - settlements["grid_revenue"]
+        + settlements["penalty"]
+    )
+    assert (recomputed - settlements["bill"]).abs().max() < 0.005
+
+
+def test_energy_balance_within_a_tenth_of_a_percent(morning_run):
+    summary = morning_run.finished.summary
+    assert summary["energy_through_pcc_kwh"] > 0.5
+    assert summary["energy_balance_error_kwh"] <= 0.001 * summary["energy_through_pcc_kwh"]
+
+
+def test_sold_energy_is_delivered(morning_run):
+    """Peer A sells: it exports at least what it sold (a full battery exports the rest of the PV
+    surplus too, sold at the feed-in tariff, rather than curtailing it)."""
+    settlements = RunReader(morning_run.run_dir).settlements(peer="A")
+    sold = settlements[settlements["contracted_kwh"] > 0.01]
+    assert len(sold) > 0
+    assert (sold["deviation_kwh"] >= -0.02 * sold["contracted_kwh"]).all()
+    assert (sold["penalty"] == 0).all()
+
+
+def test_same_seed_gives_the_same_numbers(morning_plant, morning_run, tmp_path):
+    again = run(morning_plant, tmp_path / "again")
+    assert again.finished.summary == morning_run.finished.summary
+
+
+def test_device_killed_mid_run_goes_to_safe_state_and_run_finishes(morning_plant, tmp_path):
+    control = SyncPlantControl.from_endpoints(morning_plant)
+
+    def kill_charger(step: int) -> None:
+        if step == 400:
+            control.set_fault("ev_charger", kind="drop")
+
+    try:
+        result = run(morning_plant, tmp_path / "killed", hours=0.25, on_step=kill_charger)
+        state = control.state()
+    finally:
+        control.clear_faults()
+        control.close()
+    assert result.finished.status == "finished"
+    interlocks = RunReader(result.run_dir).interlocks()
+    lost = interlocks[
+        (interlocks["device"] == "ev_charger") & (interlocks["kind"] == "device_lost")
+    ]
+    assert len(lost) >= 1
+    assert lost.iloc[0]["action"] == "safe_state"
+    # the charger's own watchdog took the setpoint back to zero once the controller was gone
+    assert state["ev"]["setpoint_kw"] == 0.0
+    # the other peers went on: peer A's meter kept reporting until the end
+    samples = RunReader(result.run_dir).samples(peer="A", device="meter")
+    assert len(samples) == 900 + 1
+
+
+def test_interrupt_ends_the_interval_cleanly(morning_plant, tmp_path):
+    engines: list[Engine] = []
+
+    def stop_soon(step: int) -> None:
+        if step == 350 and engines:
+            engines[0].stop_requested = True
+
+    with SyncPlantControl.from_endpoints(morning_plant) as control:
+        control.request("reset")
+    config = experiment_config(morning_plant, 0.5)
+
+    def progress(step: int, total: int, now) -> None:
+        stop_soon(step)
+
+    result = asyncio.run(
+        run_experiment(config, tmp_path / "stopped", progress=progress, on_engine=engines.append)
+    )
+    assert result.finished.status == "interrupted"
+    reader = RunReader(result.run_dir)
+    settled = reader.settlements()
+    # stopped during the second interval: both started intervals are settled, nothing after
+    assert (
+        sorted(settled["interval_start"].unique())
+        == sorted(reader.clearings()["interval_start"])[:2]
+    )
+    assert reader.meta.status == "interrupted"
