@@ -32,7 +32,7 @@ class RadialFeeder:
         lines: Sequence[LineConfig],
         slack_voltage_v: float,
         load_buses: Sequence[str],
-        tolerance_v: float = 1e-8,
+        tolerance_v: float = 1e-6,
         max_iterations: int = 100,
     ) -> None:
         parent: dict[str, str] = {}
@@ -70,6 +70,9 @@ class RadialFeeder:
 
     def solve(self, load_va: Sequence[complex]) -> None:
         """Solve for constant-power consumption `load_va` (P + jQ, VA) at the load buses."""
+        if len(self.load_voltage) == 3:
+            self._solve_three(load_va)
+            return
         z = self.path_z
         v = list(self.load_voltage)
         slack = complex(self.slack_voltage_v, 0.0)
@@ -109,6 +112,41 @@ class RadialFeeder:
             losses_w += (current[i].conjugate() * drop).real
         self.load_voltage = v
         self.load_current = current
+        self.losses_kw = losses_w / 1000.0
+        self.iterations = iteration
+
+    def _solve_three(self, load_va: Sequence[complex]) -> None:
+        """`solve` written out for three load buses (the testbed's PCCs): the plant's hot path."""
+        (z00, z01, z02), (z10, z11, z12), (z20, z21, z22) = self.path_z
+        s0, s1, s2 = load_va
+        v0, v1, v2 = self.load_voltage
+        slack = complex(self.slack_voltage_v, 0.0)
+        tolerance = self.tolerance_v
+        for iteration in range(1, self.max_iterations + 1):  # noqa: B007 (kept after the loop)
+            i0 = (s0 / v0).conjugate()
+            i1 = (s1 / v1).conjugate()
+            i2 = (s2 / v2).conjugate()
+            n0 = slack - z00 * i0 - z01 * i1 - z02 * i2
+            n1 = slack - z10 * i0 - z11 * i1 - z12 * i2
+            n2 = slack - z20 * i0 - z21 * i1 - z22 * i2
+            change = max(abs(n0 - v0), abs(n1 - v1), abs(n2 - v2))
+            v0, v1, v2 = n0, n1, n2
+            if change < tolerance:
+                break
+        else:
+            raise ArithmeticError(
+                f"feeder power flow did not converge in {self.max_iterations} sweeps "
+                f"(loads {list(load_va)} VA): is the load beyond what the feeder can carry?"
+            )
+        i0 = (s0 / v0).conjugate()
+        i1 = (s1 / v1).conjugate()
+        i2 = (s2 / v2).conjugate()
+        d0 = z00 * i0 + z01 * i1 + z02 * i2
+        d1 = z10 * i0 + z11 * i1 + z12 * i2
+        d2 = z20 * i0 + z21 * i1 + z22 * i2
+        losses_w = (i0.conjugate() * d0 + i1.conjugate() * d1 + i2.conjugate() * d2).real
+        self.load_voltage = [v0, v1, v2]
+        self.load_current = [i0, i1, i2]
         self.losses_kw = losses_w / 1000.0
         self.iterations = iteration
 

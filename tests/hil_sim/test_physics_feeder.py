@@ -107,3 +107,16 @@ def test_a_custom_radial_feeder_matches_pandapower() -> None:
     for name, voltage in sweep.voltage_magnitudes().items():
         assert voltage == pytest.approx(expected_v[name], abs=1e-6), name
     assert sweep.losses_kw == pytest.approx(expected_loss_kw, rel=1e-7)
+
+
+def test_the_general_sweep_with_a_load_at_a_junction_matches_pandapower() -> None:
+    feeder = PlantConfig().feeder
+    buses = ("A", "B", "C", "J2")  # four load buses: the general code path, not the 3-PCC one
+    loads = {"A": 1800 + 500j, "B": -1500 + 0j, "C": 2500 + 300j, "J2": 900 + 400j}
+    sweep = RadialFeeder(feeder.lines, feeder.lv_bus_voltage_v, buses)
+    sweep.solve([loads[bus] for bus in buses])
+    expected_v, expected_loss_kw = pandapower_solution(feeder, loads)
+    for name, voltage in sweep.voltage_magnitudes().items():
+        assert voltage == pytest.approx(expected_v[name], abs=1e-6), name
+    assert sweep.losses_kw == pytest.approx(expected_loss_kw, rel=1e-7)
+    assert sum(sweep.branch_losses_kw().values()) == pytest.approx(sweep.losses_kw, rel=1e-12)
