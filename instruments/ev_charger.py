@@ -347,9 +347,16 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         return Confirmation(self.name, setpoint, read, self.clock())
 
 
+def _snake_case(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+_QUANTITIES = {var: _snake_case(var.value) for var in Var}  # SocPct -> soc_pct
+
+
 def _quantity(var: Var) -> str:
-    """snake_case quantity name of a variable for error messages (SocPct -> soc_pct)."""
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in var.value).lstrip("_")
+    """snake_case quantity name of a variable for error messages."""
+    return _QUANTITIES[var]
 
 
 def _departure(value: Any) -> datetime | None:

@@ -55,6 +55,23 @@ async def test_the_inverter_safe_state_idles_the_battery(inverter, clock):
     assert snapshot.battery_power_kw == pytest.approx(0.0, abs=0.01)
 
 
+async def test_the_inverter_reverts_by_itself_when_the_controller_goes_quiet(fresh_plant, clock):
+    from instruments.inverter import SunSpecInverter
+    from tests.instruments.plant_drivers import inverter_config
+
+    inverter = SunSpecInverter(inverter_config(fresh_plant, revert_timeout_s=5), clock=clock)
+    await inverter.connect()
+    try:
+        assert inverter.last_snapshot.wset_revert_timeout_s == 5  # written at connect
+        await inverter.apply(InverterSetpoint(-2.0))
+        await clock.advance(10)  # no write for longer than WSetRvrtTms
+        snapshot = await inverter.read()
+    finally:
+        await inverter.close()
+    assert not snapshot.wset_enabled
+    assert snapshot.battery_power_kw == pytest.approx(0.0, abs=0.01)
+
+
 async def test_an_ev_setpoint_is_confirmed_and_charges_the_cart(ev_charger, clock):
     before = await ev_charger.read()
     confirmation = await ev_charger.apply(EvSetpoint(-1.5))

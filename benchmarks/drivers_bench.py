@@ -1,0 +1,197 @@
+"""Driver speed against the emulated plant on loopback: apply-to-confirmed latency and full reads.
+
+    python3 benchmarks/drivers_bench.py [--n 1000] [--endpoints-json FILE]
+
+Without --endpoints-json it starts `python -m hil_sim` (lockstep) and stops it at the end. For each
+device it times `apply()` (write, then the read-back that confirms it) and `read()`; then whole
+dispatches: inverter WSet, EV setpoint + enable, load power + input applied concurrently
+(asyncio.gather; the SCPI session runs in its own thread). Setpoints alternate between two values
+so every write changes something. Prints p50 / p99 / max in ms, the protocol requests per call and
+the machine's load average (the machine is shared: note it with the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hil_sim.control import PlantControl, SyncPlantControl  # noqa: E402  (the harness only)
+from hil_sim.endpoints import PlantEndpoints  # noqa: E402
+from instruments.config import (  # noqa: E402
+    EvChargerConfig,
+    ProgrammableLoadConfig,
+    SunSpecInverterConfig,
+    SunSpecMeterConfig,
+)
+from instruments.ev_charger import EvCharger, EvSetpoint  # noqa: E402
+from instruments.inverter import InverterSetpoint, SunSpecInverter  # noqa: E402
+from instruments.meter import SunSpecMeter  # noqa: E402
+from instruments.programmable_load import LoadSetpoint, ProgrammableLoad  # noqa: E402
+
+
+def start_plant(workdir: Path) -> tuple[subprocess.Popen, PlantEndpoints]:
+    endpoints_file = workdir / "endpoints.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hil_sim", "--endpoints-json", str(endpoints_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hil_sim exited with {proc.returncode}")
+        if endpoints_file.is_file():
+            endpoints = PlantEndpoints.read(endpoints_file)
+            try:
+                with SyncPlantControl.from_endpoints(endpoints, timeout_s=5) as control:
+                    control.ping()
+                return proc, endpoints
+            except Exception:
+                pass
+        time.sleep(0.1)
+    proc.terminate()
+    raise TimeoutError("hil_sim did not start")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def report(label: str, samples_s: list[float], requests: float | None = None) -> str:
+    ms = [s * 1000 for s in samples_s]
+    per_call = f"  {requests:4.1f} req/call" if requests is not None else ""
+    return (
+        f"{label:<34} n={len(ms):5d}  p50 {statistics.median(ms):6.3f}  "
+        f"p99 {percentile(ms, 99):6.3f}  max {max(ms):7.3f} ms{per_call}"
+    )
+
+
+async def timed(n: int, call: Callable[[int], Awaitable], warmup: int = 50) -> list[float]:
+    for i in range(warmup):
+        await call(i)
+    samples = []
+    clock = time.perf_counter
+    for i in range(n):
+        start = clock()
+        await call(i)
+        samples.append(clock() - start)
+    return samples
+
+
+async def run(endpoints: PlantEndpoints, n: int) -> None:
+    control = await PlantControl.from_endpoints(endpoints)
+    plant_now = (await control.time()).time
+    clock = lambda: plant_now  # noqa: E731  lockstep: plant time does not move during the bench
+    inv_ep, meter_ep, load_ep = endpoints.inverter, endpoints.meter("A"), endpoints.load
+    inverter = SunSpecInverter(
+        SunSpecInverterConfig(host=inv_ep.host, port=inv_ep.port, device_id=inv_ep.unit),
+        clock=clock,
+    )
+    meter = SunSpecMeter(
+        SunSpecMeterConfig(host=meter_ep.host, port=meter_ep.port, device_id=meter_ep.unit),
+        clock=clock,
+    )
+    ev = EvCharger(EvChargerConfig(url=endpoints.ev_charger.url), clock=clock)
+    load = ProgrammableLoad(
+        ProgrammableLoadConfig(host=load_ep.host, port=load_ep.port), clock=clock
+    )
+    for driver in (inverter, meter, ev, load):
+        await driver.connect()
+
+    print(f"load average before: {os.getloadavg()}  (cores: {os.cpu_count()})")
+    lines = []
+
+    def modbus_requests(session, samples_before):  # requests per call over the timed calls
+        return (session.requests - samples_before) / (n + 50)
+
+    before = inverter.session.requests
+    samples = await timed(n, lambda i: inverter.apply(InverterSetpoint(1.0 + 0.1 * (i % 2))))
+    lines.append(
+        report("apply inverter (Modbus)", samples, modbus_requests(inverter.session, before))
+    )
+    samples = await timed(n, lambda i: ev.apply(EvSetpoint(-1.0 - 0.1 * (i % 2))))
+    lines.append(report("apply EV charger (OPC UA)", samples, 2))
+    samples = await timed(n, lambda i: load.apply(LoadSetpoint(-1.0 - 0.1 * (i % 2))))
+    lines.append(report("apply load (SCPI)", samples, 1))
+
+    async def dispatch(i: int) -> None:
+        step = 0.1 * (i % 2)
+        await asyncio.gather(
+            inverter.apply(InverterSetpoint(1.0 + step)),
+            ev.apply(EvSetpoint(-1.0 - step)),
+            load.apply(LoadSetpoint(-1.0 - step)),
+        )
+
+    lines.append(report("whole dispatch (concurrent)", await timed(n, dispatch)))
+
+    async def sequential(i: int) -> None:
+        step = 0.1 * (i % 2)
+        await inverter.apply(InverterSetpoint(1.0 + step))
+        await ev.apply(EvSetpoint(-1.0 - step))
+        await load.apply(LoadSetpoint(-1.0 - step))
+
+    lines.append(report("whole dispatch (one after another)", await timed(n, sequential)))
+
+    before = inverter.session.requests
+    samples = await timed(n, lambda i: inverter.read())
+    lines.append(
+        report("read inverter (Modbus)", samples, modbus_requests(inverter.session, before))
+    )
+    before = meter.session.requests
+    samples = await timed(n, lambda i: meter.read())
+    lines.append(report("read meter (Modbus)", samples, modbus_requests(meter.session, before)))
+    lines.append(report("read EV charger (OPC UA)", await timed(n, lambda i: ev.read()), 1))
+    lines.append(report("read load (SCPI)", await timed(n, lambda i: load.read()), 1))
+
+    async def read_all(i: int) -> None:
+        await asyncio.gather(inverter.read(), meter.read(), ev.read(), load.read())
+
+    lines.append(report("read all four (concurrent)", await timed(n, read_all)))
+
+    for driver in (inverter, ev, load):
+        await driver.safe_state()
+    for driver in (inverter, meter, ev, load):
+        await driver.close()
+    await control.close()
+    print("\n".join(lines))
+    print(f"load average after: {os.getloadavg()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="timed calls per figure")
+    parser.add_argument("--endpoints-json", type=Path, help="use a running plant")
+    args = parser.parse_args()
+    if args.endpoints_json:
+        asyncio.run(run(PlantEndpoints.read(args.endpoints_json), args.n))
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        proc, endpoints = start_plant(Path(workdir))
+        try:
+            asyncio.run(run(endpoints, args.n))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    main()
