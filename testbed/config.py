@@ -22,6 +22,7 @@ from instruments.config import (
     SunSpecMeterConfig,
 )
 from peers.assets import PeerAssets, default_assets
+from testbed.telemetry.config import InfluxConfig
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
@@ -171,6 +172,11 @@ class TestbedConfig(_Strict):
                 raise ValueError(f"peers.{name}.assets: {_describe(error)}") from None
             except ValueError as error:
                 raise ValueError(f"peers.{name}.assets: {error}") from None
+        if self.sinks.influx is not None:
+            try:
+                InfluxConfig.model_validate(self.sinks.influx)
+            except ValidationError as error:
+                raise ValueError(f"sinks.influx: {_describe(error)}") from None
         if self.market.gate_closure_s >= self.market.interval_s:
             raise ValueError(
                 f"market.gate_closure_s = {self.market.gate_closure_s} must be shorter than "

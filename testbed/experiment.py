@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
 from testbed.documents import RunFinished, Sink
-from testbed.engine import Engine, ProgressCallback
+from testbed.engine import Engine, ProgressCallback, StartupError
 from testbed.runstore import RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
@@ -121,6 +122,7 @@ async def run_experiment(
         )
         for index, (name, peer) in enumerate(sorted(config.peers.items()))
     }
+    created = not run_dir.exists()
     store = RunStore(run_dir)
     sinks: list[Sink] = [store]
     influx_cfg = influx_config(config, influx)
@@ -143,12 +145,21 @@ async def run_experiment(
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     status = "failed"
+    started = False
     try:
         finished = await engine.run(config.experiment.hours)
+        started = True
         status = finished.status
+    except StartupError:
+        raise
+    except BaseException:
+        started = True
+        raise
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
         store.close(status)
         backlog = influx_sink.close() if influx_sink is not None else None
+        if not started and created:  # nothing was recorded: leave no half-made run directory
+            shutil.rmtree(run_dir, ignore_errors=True)
     return RunResult(run_dir, finished, backlog)
