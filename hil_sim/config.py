@@ -146,6 +146,19 @@ class EvConfig(_Section):
             )
         return v
 
+    @field_validator("plug_windows", mode="before")
+    @classmethod
+    def _window_shape(cls, v: Any) -> Any:
+        pair = isinstance(v, (list, tuple)) and all(
+            isinstance(w, (list, tuple)) and len(w) == 2 and all(isinstance(t, str) for t in w)
+            for w in v
+        )
+        if not pair:
+            raise PydanticCustomError(
+                "windows", 'must be a list of ["HH:MM", "HH:MM"] pairs (arrival, departure)'
+            )
+        return v
+
     @field_validator("plug_windows")
     @classmethod
     def _windows(cls, v: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -375,6 +388,8 @@ def _allowed(error: dict[str, Any], model: type[BaseModel]) -> str:
         return f"must be one of {ctx.get('expected')}"
     if kind in ("datetime_type", "datetime_parsing", "datetime_from_date_parsing"):
         return "must be a datetime with a UTC offset, e.g. 2026-03-21T00:00:00+05:30"
+    if kind in ("tuple_type", "list_type"):
+        return "must be a list"
     if kind == "model_type" or kind == "dict_type":
         return "must be a table"
     return error["msg"]

@@ -80,6 +80,10 @@ def test_a_good_file_is_read_and_its_start_stored_as_utc(tmp_path: Path) -> None
             "plant.ev.plug_windows = [['09:00', '25:00']]: '25:00' is not a time of day",
         ),
         (
+            '[plant.ev]\nplug_windows = [["09:00"]]',
+            'plant.ev.plug_windows = [[\'09:00\']]: must be a list of ["HH:MM", "HH:MM"] pairs',
+        ),
+        (
             '[plant.ev]\nplug_windows = [["09:00", "17:00"], ["16:00", "20:00"]]',
             "must not overlap",
         ),
