@@ -1,1 +1,65 @@
-"""Peers and their smart agents: assets, forecasting, scheduling, bidding."""
+"""Peers and their smart agents: assets, forecasting, scheduling, bidding.
+
+The orchestrator needs only this surface (see docs/agents.md):
+
+    from peers import make_agent, PeerAssets, IntervalObservation, MarketContext, DeviceState
+    agent = make_agent("optimising", "A", assets, params={}, seed=0)
+    agent.observe(IntervalObservation(...))          # after each interval
+    decision = agent.decide(MarketContext(...), DeviceState(...))   # before gate closure
+    agent.learn(MarketOutcome(...))                  # after clearing
+"""
+
+from peers.agents import BaselineAgent, OptimisingAgent, agent_kinds, make_agent, register_agent
+from peers.assets import (
+    BatteryAsset,
+    EvAsset,
+    PeerAssets,
+    PvAsset,
+    default_assets,
+    peer_a_assets,
+    peer_b_assets,
+    peer_c_assets,
+)
+from peers.bill import Bill, plan_bill
+from peers.interface import (
+    Agent,
+    AgentDecision,
+    DeviceState,
+    Fill,
+    ForecastStep,
+    IntervalObservation,
+    MarketContext,
+    MarketOutcome,
+    OrderIntent,
+    OrderSide,
+    PlanStep,
+)
+
+__all__ = [
+    "Agent",
+    "AgentDecision",
+    "BaselineAgent",
+    "BatteryAsset",
+    "Bill",
+    "DeviceState",
+    "EvAsset",
+    "Fill",
+    "ForecastStep",
+    "IntervalObservation",
+    "MarketContext",
+    "MarketOutcome",
+    "OptimisingAgent",
+    "OrderIntent",
+    "OrderSide",
+    "PeerAssets",
+    "PlanStep",
+    "PvAsset",
+    "agent_kinds",
+    "default_assets",
+    "make_agent",
+    "peer_a_assets",
+    "peer_b_assets",
+    "peer_c_assets",
+    "plan_bill",
+    "register_agent",
+]

@@ -1,0 +1,363 @@
+"""The peers' smart agents (seed paper, Fig. 4 and sections 3.2-3.3) and their registry.
+
+Both agents share one cycle: forecast load and PV from metered history, plan the horizon, turn the
+plan's first step into orders. They differ in how they plan and price:
+
+- `baseline`: seasonal-persistence forecast, rule-based schedule (`peers.rules`), tariff-band
+  prices.
+- `optimising`: a configurable forecaster (EWMA profile by default), the cvxpy/HiGHS MILP HEMS
+  (`peers.hems`), and limit prices from the plan's marginal value (`bidding="marginal"`) or from ZIP
+  margin adaptation (`bidding="zip"`).
+
+Nothing here raises on bad data: with no history, an unknown SoC, an EV that cannot reach its
+plug-out energy, or a solver failure, `decide` returns the safe plan (battery and EV idle, no
+orders) with `fallback_reason` saying why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from peers.assets import PeerAssets
+from peers.bidding import (
+    ZipMargins,
+    position_orders,
+    reservation_prices,
+    tariff_band_prices,
+)
+from peers.forecast import Forecast, Forecaster, make_forecaster
+from peers.hems import Hems, HemsError, HemsSettings
+from peers.history import MeterHistory
+from peers.horizon import PlanningError, horizon_inputs
+from peers.interface import (
+    AgentDecision,
+    DeviceState,
+    ForecastStep,
+    IntervalObservation,
+    MarketContext,
+    MarketOutcome,
+    OrderIntent,
+    OrderSide,
+    PlanStep,
+)
+from peers.rules import rule_based_schedule
+from peers.schedule import Schedule, plan_steps
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_history_intervals: int = Field(
+        default=1, ge=0, description="Below this many metered intervals the agent stays idle"
+    )
+    min_order_kwh: float = Field(default=0.01, gt=0)
+    history_days: float = Field(default=28.0, gt=0)
+
+
+class BaselineParams(_Params):
+    forecast_method: Literal["persistence", "ewma", "gbm"] = "persistence"
+    bid_fraction: float = Field(default=0.75, ge=0, le=1)
+    ask_fraction: float = Field(default=0.25, ge=0, le=1)
+    evening_peak_start_local: time = time(18, 0)
+    evening_peak_end_local: time = time(22, 0)
+
+
+class OptimisingParams(_Params):
+    forecast_method: Literal["persistence", "ewma", "gbm"] = "ewma"
+    bidding: Literal["marginal", "zip"] = "marginal"
+    value_of_lost_load: float = Field(default=100.0, gt=0)
+    terminal_value_per_kwh: float | None = Field(default=None, ge=0)
+    p2p_limit_kw: float | None = Field(default=None, ge=0)
+    solver_time_limit_s: float = Field(default=2.0, gt=0)
+    mip_rel_gap: float = Field(default=1e-4, gt=0, lt=1)
+    zip_learning_rate: float = Field(default=0.3, gt=0, le=1)
+    zip_momentum: float = Field(default=0.05, ge=0, lt=1)
+
+
+def _finite(values: np.ndarray | None) -> bool:
+    return values is None or bool(np.all(np.isfinite(values)))
+
+
+class _AgentBase:
+    kind = "base"
+    Params: type[_Params] = _Params
+
+    def __init__(self, peer: str, assets: PeerAssets, params: _Params, seed: int = 0) -> None:
+        self.peer = peer
+        self.assets = assets
+        self.params = params
+        self.seed = seed
+        self.history = MeterHistory(max_days=params.history_days)
+        self._forecasters: dict[tuple[str, float], Forecaster] = {}
+
+    # --- the Agent protocol -------------------------------------------------------------------
+    def observe(self, obs: IntervalObservation) -> None:
+        if self.history.interval_s != obs.interval_s:
+            self.history = MeterHistory(obs.interval_s, self.params.history_days)
+            self._forecasters.clear()
+        self.history.add(obs)
+
+    def learn(self, outcome: MarketOutcome) -> None:
+        """Non-learning agents ignore the outcome."""
+
+    def decide(self, ctx: MarketContext, state: DeviceState) -> AgentDecision:
+        load_kw = np.full(ctx.horizon, self.assets.typical_load_kw)
+        pv_kw = np.zeros(ctx.horizon)
+        forecast: tuple[ForecastStep, ...] = ()
+        try:
+            load_fc, pv_fc = self._forecast(ctx)
+            load_kw, pv_kw = load_fc.mean_kw, pv_fc.mean_kw
+            forecast = _forecast_steps(ctx, load_fc, pv_fc)
+            if len(self.history) < self.params.min_history_intervals:
+                raise PlanningError(
+                    f"missing history: {len(self.history)} metered intervals, "
+                    f"{self.params.min_history_intervals} needed"
+                )
+            inputs = horizon_inputs(self.assets, ctx, state, load_kw, pv_kw)
+            schedule = self._schedule(inputs, ctx)
+            if not all(
+                _finite(v)
+                for v in (schedule.net_kw, schedule.battery_kw, schedule.ev_kw, schedule.pv_used_kw)
+            ):
+                raise PlanningError("the plan has non-finite powers")
+            plan = plan_steps(inputs, schedule, self.assets)
+            orders = self._orders(ctx, schedule)
+        except (PlanningError, HemsError) as exc:
+            return self._fallback(ctx, state, load_kw, pv_kw, forecast, str(exc))
+        except Exception as exc:  # an agent must never stop the trading cycle
+            return self._fallback(
+                ctx, state, load_kw, pv_kw, forecast, f"{type(exc).__name__}: {exc}"
+            )
+        diagnostics = {"forecast_method": self.params.forecast_method, **schedule.info}
+        return AgentDecision(ctx.interval_start, forecast, plan, orders, None, diagnostics)
+
+    # --- steps the kinds fill in --------------------------------------------------------------
+    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+        raise NotImplementedError
+
+    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+        raise NotImplementedError
+
+    # --- shared helpers -----------------------------------------------------------------------
+    def _forecaster(self, quantity: str, interval_s: float) -> Forecaster:
+        key = (quantity, interval_s)
+        if key not in self._forecasters:
+            if quantity == "load":
+                fallback, cap = self.assets.typical_load_kw, 1.5 * self.assets.peak_load_kw
+            else:
+                peak = self.assets.pv.peak_power_kw if self.assets.pv is not None else 0.0
+                fallback, cap = 0.0, peak
+            self._forecasters[key] = make_forecaster(
+                self.params.forecast_method,
+                interval_s=interval_s,
+                fallback_kw=fallback,
+                max_kw=cap,
+                timezone=self.assets.timezone,
+                seed=self.seed,
+            )
+        return self._forecasters[key]
+
+    def _forecast(self, ctx: MarketContext) -> tuple[Forecast, Forecast]:
+        load = self._forecaster("load", ctx.interval_s)
+        load.fit(self.history.load_kw(before=ctx.interval_start))
+        load_fc = load.predict(ctx.interval_start, ctx.horizon)
+        if self.assets.pv is None:
+            pv_fc = Forecast(ctx.interval_start, ctx.interval_s, np.zeros(ctx.horizon))
+        else:
+            pv = self._forecaster("pv", ctx.interval_s)
+            pv.fit(self.history.pv_kw(before=ctx.interval_start))
+            pv_fc = pv.predict(ctx.interval_start, ctx.horizon)
+        return load_fc, pv_fc
+
+    def _fallback(
+        self,
+        ctx: MarketContext,
+        state: DeviceState,
+        load_kw: np.ndarray,
+        pv_kw: np.ndarray,
+        forecast: tuple[ForecastStep, ...],
+        reason: str,
+    ) -> AgentDecision:
+        """The safe plan: storage idle at its present SoC, no orders."""
+        load_kw = np.nan_to_num(np.asarray(load_kw, dtype=float), nan=self.assets.typical_load_kw)
+        pv_kw = np.nan_to_num(np.asarray(pv_kw, dtype=float), nan=0.0)
+        if self.assets.pv is None:
+            pv_kw = np.zeros(ctx.horizon)
+        soc = state.battery_soc_pct if self.assets.battery is not None else None
+        ev_soc = state.ev_soc_pct if self.assets.ev is not None else None
+        plugged = bool(state.ev_plugged) if self.assets.ev is not None else False
+        plan = tuple(
+            PlanStep(
+                start=start,
+                load_kw=float(load_kw[k]),
+                pv_kw=float(pv_kw[k]),
+                battery_kw=0.0,
+                ev_kw=0.0,
+                net_kw=float(pv_kw[k] - load_kw[k]),
+                soc_pct=soc,
+                ev_soc_pct=ev_soc,
+                ev_plugged=plugged and k == 0,
+            )
+            for k, start in enumerate(ctx.step_starts())
+        )
+        diagnostics = {"forecast_method": self.params.forecast_method, "planner": "fallback"}
+        return AgentDecision(ctx.interval_start, forecast, plan, (), reason, diagnostics)
+
+
+def _forecast_steps(ctx: MarketContext, load: Forecast, pv: Forecast) -> tuple[ForecastStep, ...]:
+    steps = []
+    for k, start in enumerate(ctx.step_starts()):
+        steps.append(
+            ForecastStep(
+                start=start,
+                load_kw=float(load.mean_kw[k]),
+                pv_kw=float(pv.mean_kw[k]),
+                load_quantiles_kw={q: float(v[k]) for q, v in load.quantiles_kw.items()},
+                pv_quantiles_kw={q: float(v[k]) for q, v in pv.quantiles_kw.items()},
+            )
+        )
+    return tuple(steps)
+
+
+class BaselineAgent(_AgentBase):
+    """Seasonal persistence, rules, tariff-band prices: the orchestrator's default agent."""
+
+    kind = "baseline"
+    Params = BaselineParams
+    params: BaselineParams
+
+    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+        peak = (self.params.evening_peak_start_local, self.params.evening_peak_end_local)
+        return rule_based_schedule(inputs, self.assets, evening_peak=peak)
+
+    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+        retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
+        bid, ask = tariff_band_prices(
+            retail, feed_in, self.params.bid_fraction, self.params.ask_fraction
+        )
+        net_kwh = float(schedule.net_kw[0]) * ctx.dt_h
+        return position_orders(net_kwh, bid, ask, self.params.min_order_kwh)
+
+
+class OptimisingAgent(_AgentBase):
+    """Forecast, MILP HEMS, and prices from the plan's marginal value (or ZIP margins)."""
+
+    kind = "optimising"
+    Params = OptimisingParams
+    params: OptimisingParams
+
+    def __init__(self, peer: str, assets: PeerAssets, params: OptimisingParams, seed: int = 0):
+        super().__init__(peer, assets, params, seed)
+        self._hems: dict[tuple[int, float], Hems] = {}
+        self.zip = (
+            ZipMargins(seed, params.zip_learning_rate, params.zip_momentum)
+            if params.bidding == "zip"
+            else None
+        )
+
+    def hems(self, steps: int, interval_s: float) -> Hems:
+        """The compiled HEMS for this horizon (built on first use, then re-solved)."""
+        key = (steps, interval_s)
+        if key not in self._hems:
+            settings = HemsSettings(
+                value_of_lost_load=self.params.value_of_lost_load,
+                terminal_value_per_kwh=self.params.terminal_value_per_kwh,
+                p2p_limit_kw=self.params.p2p_limit_kw,
+                time_limit_s=self.params.solver_time_limit_s,
+                mip_rel_gap=self.params.mip_rel_gap,
+                seed=self.seed,
+            )
+            self._hems[key] = Hems(self.assets, steps, interval_s / 3600.0, settings)
+        return self._hems[key]
+
+    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+        return self.hems(ctx.horizon, ctx.interval_s).solve(inputs)
+
+    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+        retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
+        net_kwh = float(schedule.net_kw[0]) * ctx.dt_h
+        value = None
+        if schedule.value_per_kwh is not None and math.isfinite(schedule.value_per_kwh[0]):
+            value = float(schedule.value_per_kwh[0])
+        if value is None:  # no dual: the grid alternative of the planned direction
+            value = feed_in if net_kwh > 0 else retail
+            schedule.info["price_source"] = "tariff (no marginal value)"
+        bid, ask = reservation_prices(value, retail, feed_in, ctx.network_charge)
+        schedule.info["reservation_bid"] = bid
+        schedule.info["reservation_ask"] = ask
+        if self.zip is not None:
+            side = OrderSide.SELL if net_kwh > 0 else OrderSide.BUY
+            reservation = ask if side == OrderSide.SELL else bid
+            price = self.zip.price(side, reservation, retail, feed_in)
+            bid = ask = price
+            orders = position_orders(net_kwh, bid, ask, self.params.min_order_kwh)
+            if orders:
+                self.zip.record(side, price, reservation)
+            else:
+                self.zip.clear_record()
+            return orders
+        return position_orders(net_kwh, bid, ask, self.params.min_order_kwh)
+
+    def decide(self, ctx: MarketContext, state: DeviceState) -> AgentDecision:
+        decision = super().decide(ctx, state)
+        if decision.fallback_reason is not None and self.zip is not None:
+            self.zip.clear_record()
+        return decision
+
+    def learn(self, outcome: MarketOutcome) -> None:
+        if self.zip is not None:
+            self.zip.learn(outcome)
+
+
+_REGISTRY: dict[str, type[_AgentBase]] = {}
+
+
+def register_agent(kind: str, cls: type[_AgentBase]) -> None:
+    """Make `kind` buildable by `make_agent` (cls(peer, assets, cls.Params(**params), seed))."""
+    _REGISTRY[kind] = cls
+
+
+def agent_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_agent(
+    kind: str,
+    peer: str,
+    assets: PeerAssets,
+    params: Mapping[str, Any] | None = None,
+    seed: int = 0,
+):
+    """Build the agent of `kind` for `peer`; bad params raise ValueError naming key and value.
+
+    Kinds: `baseline`, `optimising`, and `zip` (the optimising agent with `bidding="zip"`).
+    """
+    try:
+        cls = _REGISTRY[kind]
+    except KeyError:
+        raise ValueError(f"unknown agent kind {kind!r}; choose one of {agent_kinds()}") from None
+    options = dict(params or {})
+    if kind == "zip":
+        options.setdefault("bidding", "zip")
+    try:
+        validated = cls.Params(**options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"invalid params for {kind} agent of peer {peer}: {problems}") from None
+    agent = cls(peer, assets, validated, seed)
+    agent.kind = kind
+    return agent
+
+
+register_agent("baseline", BaselineAgent)
+register_agent("optimising", OptimisingAgent)
+register_agent("zip", OptimisingAgent)

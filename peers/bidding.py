@@ -1,0 +1,126 @@
+"""From a planned net position to bids and asks: quantities and limit prices.
+
+Every limit price lies in [feed-in tariff, retail tariff] of the interval: no peer should pay more
+for P2P energy than the grid charges, nor accept less than the grid pays.
+
+- Tariff band (baseline): a bid's limit is `feed_in + bid_fraction x (retail - feed_in)`, an
+  ask's `feed_in + ask_fraction x (retail - feed_in)`; with the defaults (0.75, 0.25) bids sit at
+  3/4 of the band and asks at 1/4, so a buyer and a seller always cross.
+- Marginal value (optimising agent): the plan's value of one kWh at the PCC in the coming interval
+  with the grid as the alternative (the dual of the power balance; see `peers.hems`), less the
+  network charge for a bid and plus it for an ask: the peer's reservation price, bid truthfully.
+- ZIP (Cliff 1997, zero-intelligence-plus): each side keeps a profit margin over its reservation
+  price and moves it after every clearing with a Widrow-Hoff rule with momentum toward a target
+  just beyond the clearing price (raise after a trade, lower after a miss).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from peers.interface import MarketOutcome, OrderIntent, OrderSide
+
+
+def clip_price(price: float, feed_in: float, retail: float) -> float:
+    """Clamp a price into [feed_in, retail] (feed_in when the price is not a number)."""
+    if not math.isfinite(price):
+        return feed_in
+    return float(min(max(price, feed_in), retail))
+
+
+def position_orders(
+    net_kwh: float, bid_price: float, ask_price: float, min_quantity_kwh: float = 0.01
+) -> tuple[OrderIntent, ...]:
+    """One ask for a planned export, one bid for a planned import, none below the minimum."""
+    if not math.isfinite(net_kwh) or abs(net_kwh) < min_quantity_kwh:
+        return ()
+    if net_kwh > 0:
+        return (OrderIntent(OrderSide.SELL, round(net_kwh, 6), ask_price),)
+    return (OrderIntent(OrderSide.BUY, round(-net_kwh, 6), bid_price),)
+
+
+def tariff_band_prices(
+    retail: float, feed_in: float, bid_fraction: float = 0.75, ask_fraction: float = 0.25
+) -> tuple[float, float]:
+    """(bid limit, ask limit) at fixed positions in the band between feed-in and retail."""
+    spread = retail - feed_in
+    return feed_in + bid_fraction * spread, feed_in + ask_fraction * spread
+
+
+def reservation_prices(
+    value_per_kwh: float, retail: float, feed_in: float, network_charge: float = 0.0
+) -> tuple[float, float]:
+    """(highest bid, lowest ask) a peer should accept, from its marginal value of energy."""
+    bid = clip_price(value_per_kwh - network_charge, feed_in, retail)
+    ask = clip_price(value_per_kwh + network_charge, feed_in, retail)
+    return bid, ask
+
+
+class ZipMargins:
+    """ZIP margin adaptation for one peer, both sides; deterministic given its seed.
+
+    A seller asks `reservation x (1 + margin)`, a buyer bids `reservation x (1 - margin)`, both
+    clamped into the tariff band and never past the reservation price.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        learning_rate: float = 0.3,
+        momentum: float = 0.05,
+        initial_margin: tuple[float, float] = (0.05, 0.3),
+    ) -> None:
+        self._rng = np.random.default_rng(seed)
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.margin = {
+            OrderSide.SELL: float(self._rng.uniform(*initial_margin)),
+            OrderSide.BUY: float(self._rng.uniform(*initial_margin)),
+        }
+        self._velocity = {OrderSide.SELL: 0.0, OrderSide.BUY: 0.0}
+        self._last: dict[OrderSide, tuple[float, float]] = {}  # side -> (price, reservation)
+
+    def price(self, side: OrderSide, reservation: float, retail: float, feed_in: float) -> float:
+        reservation = clip_price(reservation, feed_in, retail)
+        if side == OrderSide.SELL:
+            price = min(max(reservation * (1 + self.margin[side]), reservation), retail)
+        else:
+            price = max(min(reservation * (1 - self.margin[side]), reservation), feed_in)
+        return price
+
+    def record(self, side: OrderSide, price: float, reservation: float) -> None:
+        """Remember the order placed this interval, so `learn` knows what it is judging."""
+        self._last = {side: (price, reservation)}
+
+    def clear_record(self) -> None:
+        self._last = {}
+
+    def learn(self, outcome: MarketOutcome) -> None:
+        for side, (price, reservation) in self._last.items():
+            traded = outcome.traded_kwh(side) > 0
+            reference = outcome.clearing_price
+            if reference is None:
+                reference = (
+                    outcome.best_bid_price if side == OrderSide.SELL else outcome.best_ask_price
+                )
+            if reference is None:
+                reference = price
+            up = reference * self._rng.uniform(1.0, 1.05) + self._rng.uniform(0.0, 0.05)
+            down = reference * self._rng.uniform(0.95, 1.0) - self._rng.uniform(0.0, 0.05)
+            raise_price = traded if side == OrderSide.SELL else not traded
+            target = up if raise_price else down
+            delta = self.learning_rate * (target - price)
+            self._velocity[side] = (
+                self.momentum * self._velocity[side] + (1 - self.momentum) * delta
+            )
+            new_price = price + self._velocity[side]
+            if reservation <= 0:
+                continue
+            if side == OrderSide.SELL:
+                margin = new_price / reservation - 1.0
+            else:
+                margin = 1.0 - new_price / reservation
+            self.margin[side] = float(min(max(margin, 0.0), 1.0))
+        self._last = {}

@@ -1,0 +1,121 @@
+"""A peer's bill for a plan under a tariff: the value side of comparing agents.
+
+Per step, the PCC energy is `net_kw x dt` (+ = export). P2P volumes (kWh per step, from the trades
+the orchestrator cleared) are settled at the P2P price; the rest of the metered energy goes to the
+grid at retail (import) or feed-in (export). In a step with a P2P contract, the difference between
+metered and contracted energy also pays the deviation penalty. Network charges are per kWh of P2P
+energy bought or sold. Battery depreciation and levelised PV cost are the remaining terms of the
+seed's objective (7); `total` is the cash bill, `objective` adds those two.
+
+The orchestrator's settlement is authoritative for what peers pay; this function lets a plan be
+valued the same way before or after a run (e.g. to compare baseline and optimising agents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from peers.assets import PeerAssets
+from peers.interface import PlanStep
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    grid_import_kwh: float
+    grid_export_kwh: float
+    grid_cost: float
+    grid_revenue: float
+    p2p_bought_kwh: float
+    p2p_sold_kwh: float
+    p2p_cost: float
+    p2p_revenue: float
+    network_charge: float
+    deviation_kwh: float
+    penalty: float
+    storage_depreciation: float
+    pv_cost: float
+
+    @property
+    def total(self) -> float:
+        """Net cash paid by the peer (negative = earned)."""
+        return (
+            self.grid_cost
+            - self.grid_revenue
+            + self.p2p_cost
+            - self.p2p_revenue
+            + self.network_charge
+            + self.penalty
+        )
+
+    @property
+    def objective(self) -> float:
+        """The seed's objective (7) for this peer: the cash bill plus depreciation and PV cost."""
+        return self.total + self.storage_depreciation + self.pv_cost
+
+
+def _per_step(value, steps: int, name: str) -> np.ndarray:
+    array = np.broadcast_to(np.asarray(value, dtype=float), (steps,)).copy()
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite")
+    return array
+
+
+def plan_bill(
+    plan: Sequence[PlanStep],
+    assets: PeerAssets,
+    interval_s: float,
+    retail_tariff: float | Sequence[float],
+    feed_in_tariff: float | Sequence[float],
+    p2p_bought_kwh: float | Sequence[float] = 0.0,
+    p2p_sold_kwh: float | Sequence[float] = 0.0,
+    p2p_price: float | Sequence[float] = 0.0,
+    network_charge: float = 0.0,
+    deviation_penalty: float = 0.0,
+) -> Bill:
+    """The bill of `plan` (as executed) with the given P2P volumes per step."""
+    steps = len(plan)
+    dt = interval_s / 3600.0
+    net = np.array([s.net_kw for s in plan], dtype=float) * dt
+    retail = _per_step(retail_tariff, steps, "retail_tariff")
+    feed_in = _per_step(feed_in_tariff, steps, "feed_in_tariff")
+    bought = _per_step(p2p_bought_kwh, steps, "p2p_bought_kwh")
+    sold = _per_step(p2p_sold_kwh, steps, "p2p_sold_kwh")
+    price = _per_step(p2p_price, steps, "p2p_price")
+    if np.any(bought < 0) or np.any(sold < 0):
+        raise ValueError("p2p_bought_kwh and p2p_sold_kwh must be >= 0")
+    contracted = sold - bought
+    residual = net - contracted  # what the grid takes (+) or gives (-)
+    grid_export = np.maximum(residual, 0.0)
+    grid_import = np.maximum(-residual, 0.0)
+    has_contract = (bought > 0) | (sold > 0)
+    deviation = np.where(has_contract, np.abs(residual), 0.0)
+
+    depreciation = 0.0
+    if assets.battery is not None:
+        throughput = np.abs([s.battery_kw for s in plan]).sum() * dt
+        depreciation += assets.battery.depreciation_per_kwh * throughput
+    if assets.ev is not None:
+        throughput = np.abs([s.ev_kw for s in plan]).sum() * dt
+        depreciation += assets.ev.depreciation_per_kwh * throughput
+    pv_cost = 0.0
+    if assets.pv is not None:
+        pv_cost = assets.pv.levelised_cost_per_kwh * sum(s.pv_kw for s in plan) * dt
+
+    return Bill(
+        grid_import_kwh=float(grid_import.sum()),
+        grid_export_kwh=float(grid_export.sum()),
+        grid_cost=float(retail @ grid_import),
+        grid_revenue=float(feed_in @ grid_export),
+        p2p_bought_kwh=float(bought.sum()),
+        p2p_sold_kwh=float(sold.sum()),
+        p2p_cost=float(price @ bought),
+        p2p_revenue=float(price @ sold),
+        network_charge=float(network_charge * (bought.sum() + sold.sum())),
+        deviation_kwh=float(deviation.sum()),
+        penalty=float(deviation_penalty * deviation.sum()),
+        storage_depreciation=float(depreciation),
+        pv_cost=float(pv_cost),
+    )

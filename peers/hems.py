@@ -1,0 +1,381 @@
+"""Home energy management: a rolling-horizon mixed-integer schedule in cvxpy, solved by HiGHS.
+
+Objective, the seed paper's (7) for one peer, summed over the horizon steps t (energy = kW x dt):
+    grid purchase cost - grid sale revenue + P2P purchase cost - P2P sale revenue
+    + battery (and EV) depreciation + levelised PV cost
+    (+ a value-of-lost-load penalty on unserved load, - the value of energy left stored at the end)
+subject to: power balance at the PCC; battery and EV energy dynamics with charge and discharge
+efficiencies; SoC windows; power limits; no simultaneous charge and discharge (binaries); EV
+availability, charger deadband, reserve SoC (no discharge below it) and plug-out energy; grid
+connection limits; P2P volume limits.
+
+Every number that changes between intervals is a cvxpy Parameter, so each problem is compiled once
+(DPP) and re-solved every interval. Marginal values (the duals of the power balance) come from an
+LP re-solve with the binaries fixed at the MILP's values and no P2P market: the value of one more
+kWh at the PCC when the grid is the alternative, i.e. the peer's reservation price.
+"""
+
+from __future__ import annotations
+
+import time as clock
+from dataclasses import dataclass
+
+import cvxpy as cp
+import numpy as np
+
+from peers.assets import PeerAssets
+from peers.horizon import HorizonInputs
+from peers.schedule import Schedule
+
+BIG_KW = 1e3
+
+
+class HemsError(RuntimeError):
+    """The solver gave no usable plan; the message says what happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class HemsSettings:
+    value_of_lost_load: float = 100.0  # currency per kWh of unserved load (keeps plans feasible)
+    terminal_value_per_kwh: float | None = (
+        None  # stored energy at horizon end; None = feed-in x eta
+    )
+    p2p_limit_kw: float | None = None  # largest P2P trade either way; None = connection limits
+    time_limit_s: float = 2.0
+    mip_rel_gap: float = 1e-4
+    relaxation_first: bool = True  # skip branch and bound when the LP relaxation is integral
+    seed: int = 0
+
+
+class _Model:
+    """One cvxpy problem. `modes` says what the operating-mode indicators are: `binary` (the MILP),
+    `relaxed` (continuous in [0, 1]: the LP relaxation) or `fixed` (parameters: the LP for duals).
+    """
+
+    def __init__(self, assets: PeerAssets, steps: int, dt_h: float, modes: str) -> None:
+        fixed_modes = modes == "fixed"
+        T = steps
+        self.assets = assets
+        self.dt = dt_h
+        self.par: dict[str, cp.Parameter] = {}
+        self.var: dict[str, cp.Variable] = {}
+
+        def par(name: str, shape=(), nonneg: bool = False) -> cp.Parameter:
+            self.par[name] = cp.Parameter(shape, name=name, nonneg=nonneg)
+            return self.par[name]
+
+        def var(name: str, shape=T, **kw) -> cp.Variable:
+            self.var[name] = cp.Variable(shape, name=name, **kw)
+            return self.var[name]
+
+        def mode(name: str):
+            if modes == "fixed":
+                return par(name, T, nonneg=True)
+            if modes == "relaxed":
+                indicator = var(name, nonneg=True)
+                cons.append(indicator <= 1)
+                return indicator
+            return var(name, boolean=True)
+
+        cons: list = []
+        load = par("load_kw", T, nonneg=True)
+        retail = par("retail", T)
+        feed_in = par("feed_in", T)
+        p2p_buy_price = par("p2p_buy_price", T)
+        p2p_sell_price = par("p2p_sell_price", T)
+        p2p_buy_cap = par("p2p_buy_cap_kw", T, nonneg=True)
+        p2p_sell_cap = par("p2p_sell_cap_kw", T, nonneg=True)
+        voll = par("voll", nonneg=True)
+
+        grid_buy = var("grid_buy_kw", nonneg=True)
+        grid_sell = var("grid_sell_kw", nonneg=True)
+        p2p_buy = var("p2p_buy_kw", nonneg=True)
+        p2p_sell = var("p2p_sell_kw", nonneg=True)
+        unserved = var("unserved_kw", nonneg=True)
+
+        cons += [
+            grid_buy + p2p_buy <= assets.grid_import_limit_kw,
+            grid_sell + p2p_sell <= assets.grid_export_limit_kw,
+            p2p_buy <= p2p_buy_cap,
+            p2p_sell <= p2p_sell_cap,
+            unserved <= load,
+        ]
+        cost = (
+            retail @ grid_buy
+            - feed_in @ grid_sell
+            + p2p_buy_price @ p2p_buy
+            - p2p_sell_price @ p2p_sell
+            + voll * cp.sum(unserved)
+        ) * self.dt
+        supply = grid_buy + p2p_buy - grid_sell - p2p_sell + unserved  # into the house, kW
+
+        if assets.pv is not None:
+            pv_available = par("pv_kw", T, nonneg=True)
+            pv_used = var("pv_used_kw", nonneg=True)
+            cons.append(pv_used <= pv_available)
+            cost += assets.pv.levelised_cost_per_kwh * cp.sum(pv_used) * self.dt
+            supply = supply + pv_used
+
+        battery = assets.battery
+        if battery is not None:
+            ch = var("battery_charge_kw", nonneg=True)
+            dis = var("battery_discharge_kw", nonneg=True)
+            charging = mode("battery_charging")
+            energy = var("battery_kwh", T + 1)
+            energy0 = par("battery_kwh0", nonneg=True)
+            low = par("battery_kwh_min", nonneg=True)
+            high = par("battery_kwh_max", nonneg=True)
+            terminal = par("battery_terminal_value", nonneg=True)
+            cons += [
+                ch <= battery.max_charge_kw * charging,
+                dis <= battery.max_discharge_kw * (1 - charging),
+                energy[0] == energy0,
+                energy[1:]
+                == energy[:-1]
+                + self.dt * (battery.charge_efficiency * ch - dis / battery.discharge_efficiency),
+                energy[1:] >= low,
+                energy[1:] <= high,
+            ]
+            cost += battery.depreciation_per_kwh * cp.sum(ch + dis) * self.dt
+            cost -= terminal * energy[T]
+            supply = supply + dis - ch
+
+        ev = assets.ev
+        if ev is not None:
+            ch = var("ev_charge_kw", nonneg=True)
+            dis = var("ev_discharge_kw", nonneg=True)
+            charging = mode("ev_charging")
+            discharging = mode("ev_discharging")
+            energy = var("ev_kwh", T + 1)
+            available = par("ev_available", T, nonneg=True)
+            required = par("ev_required_kwh", T, nonneg=True)
+            drive = par("ev_drive_kwh", T, nonneg=True)
+            energy0 = par("ev_kwh0", nonneg=True)
+            low = par("ev_kwh_min", nonneg=True)
+            high = par("ev_kwh_max", nonneg=True)
+            terminal = par("ev_terminal_value", nonneg=True)
+            cons += [
+                ch <= ev.max_charge_kw * charging,
+                ch >= ev.min_power_kw * charging,
+                dis <= ev.max_discharge_kw * discharging,
+                dis >= ev.min_power_kw * discharging,
+                energy[0] == energy0,
+                energy[1:]
+                == energy[:-1]
+                + self.dt * (ev.charge_efficiency * ch - dis / ev.discharge_efficiency)
+                - drive,
+                energy[1:] >= low,
+                energy[1:] <= high,
+                energy[1:] >= required,
+                # no discharge that ends below the reserve
+                energy[1:] >= ev.energy_kwh(ev.reserve_soc_pct) * discharging,
+            ]
+            if not fixed_modes:
+                cons += [
+                    charging + discharging <= 1,
+                    charging <= available,
+                    discharging <= available,
+                ]
+            cost += ev.depreciation_per_kwh * cp.sum(ch + dis) * self.dt
+            cost -= terminal * energy[T]
+            supply = supply + dis - ch
+
+        self.balance = supply == load
+        cons.append(self.balance)
+        self.problem = cp.Problem(cp.Minimize(cost), cons)
+        if not self.problem.is_dcp(dpp=True):
+            raise HemsError("HEMS model is not DPP; it would recompile on every solve")
+
+    def set(self, name: str, value) -> None:
+        self.par[name].value = value
+
+
+class Hems:
+    """A peer's HEMS for a fixed horizon length and step; `solve` re-uses the compiled problems."""
+
+    def __init__(
+        self, assets: PeerAssets, steps: int, dt_h: float, settings: HemsSettings | None = None
+    ) -> None:
+        self.assets = assets
+        self.steps = steps
+        self.dt_h = dt_h
+        self.settings = settings or HemsSettings()
+        self.has_modes = assets.battery is not None or assets.ev is not None
+        self.milp = _Model(assets, steps, dt_h, modes="binary")
+        self.relaxed = _Model(assets, steps, dt_h, modes="relaxed") if self.has_modes else None
+        self.lp = _Model(assets, steps, dt_h, modes="fixed") if self.has_modes else self.milp
+        self.solves = 0
+
+    def _solver_options(self, milp: bool) -> dict:
+        options = {
+            "time_limit": float(self.settings.time_limit_s),
+            "random_seed": self.settings.seed,
+        }
+        if milp:
+            options["mip_rel_gap"] = float(self.settings.mip_rel_gap)
+        return options
+
+    def _load(self, model: _Model, inputs: HorizonInputs, p2p: bool) -> None:
+        a = self.assets
+        T = self.steps
+        model.set("load_kw", np.maximum(inputs.load_kw, 0.0))
+        model.set("retail", inputs.retail)
+        model.set("feed_in", inputs.feed_in)
+        model.set("p2p_buy_price", inputs.p2p_price + inputs.network_charge)
+        model.set("p2p_sell_price", inputs.p2p_price - inputs.network_charge)
+        cap = self.settings.p2p_limit_kw
+        buy_cap = a.grid_import_limit_kw if cap is None else cap
+        sell_cap = a.grid_export_limit_kw if cap is None else cap
+        model.set("p2p_buy_cap_kw", np.full(T, buy_cap if p2p else 0.0))
+        model.set("p2p_sell_cap_kw", np.full(T, sell_cap if p2p else 0.0))
+        model.set("voll", self.settings.value_of_lost_load)
+        if a.pv is not None:
+            model.set("pv_kw", np.maximum(inputs.pv_kw, 0.0))
+        terminal_fraction = self.settings.terminal_value_per_kwh
+        if a.battery is not None:
+            e0 = float(inputs.battery_kwh)
+            model.set("battery_kwh0", max(e0, 0.0))
+            model.set("battery_kwh_min", min(a.battery.energy_min_kwh, max(e0, 0.0)))
+            model.set("battery_kwh_max", max(a.battery.energy_max_kwh, e0))
+            value = terminal_fraction
+            if value is None:
+                value = float(np.min(inputs.feed_in)) * a.battery.discharge_efficiency
+            model.set("battery_terminal_value", max(value, 0.0))
+        if a.ev is not None:
+            horizon = inputs.ev
+            e0 = float(horizon.initial_kwh)
+            model.set("ev_available", horizon.available.astype(float))
+            model.set("ev_required_kwh", horizon.required_kwh)
+            model.set("ev_drive_kwh", horizon.drive_kwh)
+            model.set("ev_kwh0", max(e0, 0.0))
+            # a valid bound that tightens the relaxation of the reserve rule: discharge never
+            # takes the battery below the reserve, driving never below the arrival energy
+            reserve_floor = min(
+                a.ev.energy_kwh(a.ev.reserve_soc_pct), a.ev.energy_kwh(a.ev.arrival_soc_pct), e0
+            )
+            model.set("ev_kwh_min", max(min(a.ev.energy_min_kwh, max(e0, 0.0)), reserve_floor))
+            model.set("ev_kwh_max", max(a.ev.energy_max_kwh, e0))
+            value = terminal_fraction
+            if value is None:
+                value = float(np.min(inputs.feed_in)) * a.ev.discharge_efficiency
+            model.set("ev_terminal_value", max(value, 0.0))
+
+    def _solve(self, model: _Model, milp: bool) -> float:
+        started = clock.perf_counter()
+        try:
+            model.problem.solve(solver=cp.HIGHS, warm_start=False, **self._solver_options(milp))
+        except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
+            raise HemsError(f"HiGHS failed: {exc}") from exc
+        status = model.problem.status
+        if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE, cp.USER_LIMIT):
+            raise HemsError(f"HiGHS status {status}")
+        if any(v.value is None for v in model.var.values()):
+            raise HemsError(f"HiGHS status {status} without a solution")
+        return clock.perf_counter() - started
+
+    def _integral(self, v: dict) -> bool:
+        """Whether a relaxed solution already satisfies every rule the binaries enforce."""
+        tol = 1e-6
+        battery = self.assets.battery
+        if battery is not None and np.any(
+            np.minimum(v["battery_charge_kw"], v["battery_discharge_kw"]) > tol
+        ):
+            return False
+        ev = self.assets.ev
+        if ev is not None:
+            ch, dis = v["ev_charge_kw"], v["ev_discharge_kw"]
+            if np.any(np.minimum(ch, dis) > tol):
+                return False
+            for power in (ch, dis):
+                if np.any((power > tol) & (power < ev.min_power_kw - tol)):
+                    return False
+            reserve_kwh = ev.energy_kwh(ev.reserve_soc_pct)
+            if np.any((dis > tol) & (v["ev_kwh"][1:] < reserve_kwh - tol)):
+                return False
+        return True
+
+    def _modes(self, v: dict) -> dict[str, np.ndarray]:
+        """Binary operating modes implied by a solution's powers."""
+        tol = 1e-6
+        modes = {}
+        if self.assets.battery is not None:
+            modes["battery_charging"] = (v["battery_charge_kw"] > tol).astype(float)
+        if self.assets.ev is not None:
+            modes["ev_charging"] = (v["ev_charge_kw"] > tol).astype(float)
+            modes["ev_discharging"] = (v["ev_discharge_kw"] > tol).astype(float)
+        return modes
+
+    def solve(self, inputs: HorizonInputs, with_values: bool = True) -> Schedule:
+        """Plan the horizon; raise HemsError when no plan can be had.
+
+        With `relaxation_first`, the LP relaxation is solved first; when its solution already obeys
+        every rule the binaries encode (no simultaneous charge and discharge, deadband, reserve),
+        it is optimal for the MILP too and branch and bound is skipped.
+        """
+        if inputs.steps != self.steps:
+            raise HemsError(
+                f"inputs have {inputs.steps} steps, the HEMS was built for {self.steps}"
+            )
+        info: dict[str, float | str] = {"planner": "hems"}
+        model = None
+        if self.relaxed is not None and self.settings.relaxation_first:
+            self._load(self.relaxed, inputs, p2p=True)
+            info["relaxation_solve_s"] = self._solve(self.relaxed, milp=False)
+            v = {name: variable.value for name, variable in self.relaxed.var.items()}
+            if self._integral(v):
+                model = self.relaxed
+                info["method"] = "relaxation integral"
+        if model is None:
+            model = self.milp
+            self._load(self.milp, inputs, p2p=True)
+            info["milp_solve_s"] = self._solve(self.milp, milp=True)
+            info["method"] = "branch and bound" if self.has_modes else "lp"
+            v = {name: variable.value for name, variable in self.milp.var.items()}
+        info["status"] = model.problem.status
+        info["unserved_kwh"] = float(np.sum(v["unserved_kw"]) * self.dt_h)
+        v.update(self._modes(v))
+        zeros = np.zeros(self.steps)
+        battery_kw = v.get("battery_discharge_kw", zeros) - v.get("battery_charge_kw", zeros)
+        ev_kw = v.get("ev_discharge_kw", zeros) - v.get("ev_charge_kw", zeros)
+        net_kw = v["grid_sell_kw"] + v["p2p_sell_kw"] - v["grid_buy_kw"] - v["p2p_buy_kw"]
+        values = None
+        if with_values:
+            values = self._marginal_values(inputs, v, info)
+        self.solves += 1
+        return Schedule(
+            pv_used_kw=v.get("pv_used_kw", zeros),
+            battery_kw=_clean(battery_kw),
+            ev_kw=_clean(ev_kw),
+            net_kw=_clean(net_kw),
+            battery_kwh=v.get("battery_kwh"),
+            ev_kwh=v.get("ev_kwh"),
+            p2p_kw=_clean(v["p2p_sell_kw"] - v["p2p_buy_kw"]),
+            value_per_kwh=values,
+            objective=float(model.problem.value),
+            info=info,
+        )
+
+    def _marginal_values(self, inputs: HorizonInputs, v: dict, info: dict) -> np.ndarray | None:
+        """Cost of one more kWh of load in each step, with the grid as the only counterpart."""
+        lp = self.lp
+        self._load(lp, inputs, p2p=False)
+        if self.has_modes and lp is not self.milp:
+            for name in ("battery_charging", "ev_charging", "ev_discharging"):
+                if name in lp.par:
+                    lp.set(name, v[name])
+        try:
+            info["lp_solve_s"] = self._solve(lp, milp=False)
+        except HemsError as exc:
+            info["values_error"] = str(exc)
+            return None
+        dual = lp.balance.dual_value
+        if dual is None:
+            info["values_error"] = "no dual from the LP"
+            return None
+        # cvxpy's dual of `supply == load` is minus the cost of one more kW over the step
+        return -np.asarray(dual, dtype=float) / self.dt_h
+
+
+def _clean(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.where(np.abs(values) < 1e-7, 0.0, values)
