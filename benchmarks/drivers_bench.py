@@ -72,25 +72,31 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def report(label: str, samples_s: list[float], requests: float | None = None) -> str:
+def report(label: str, timing: tuple[list[float], float], requests: float | None = None) -> str:
+    samples_s, cpu_s = timing
     ms = [s * 1000 for s in samples_s]
     per_call = f"  {requests:4.1f} req/call" if requests is not None else ""
     return (
         f"{label:<34} n={len(ms):5d}  p50 {statistics.median(ms):6.3f}  "
-        f"p99 {percentile(ms, 99):6.3f}  max {max(ms):7.3f} ms{per_call}"
+        f"p99 {percentile(ms, 99):6.3f}  max {max(ms):7.3f} ms  "
+        f"client CPU {cpu_s / len(ms) * 1000:5.3f} ms/call{per_call}"
     )
 
 
-async def timed(n: int, call: Callable[[int], Awaitable], warmup: int = 50) -> list[float]:
+async def timed(
+    n: int, call: Callable[[int], Awaitable], warmup: int = 50
+) -> tuple[list[float], float]:
+    """Wall-clock duration of each call, and the client process's CPU time over all of them."""
     for i in range(warmup):
         await call(i)
     samples = []
     clock = time.perf_counter
+    cpu_start = time.process_time()
     for i in range(n):
         start = clock()
         await call(i)
         samples.append(clock() - start)
-    return samples
+    return samples, time.process_time() - cpu_start
 
 
 async def run(endpoints: PlantEndpoints, n: int) -> None:
