@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
 from hil_sim.endpoints import PlantEndpoints
-from hil_sim.servers.settings import ServersConfig
+from hil_sim.servers.settings import ServersConfig, check_secrets, load_config
 
 EXIT_CONFIG_ERROR = 2
 
@@ -45,8 +45,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> tuple[PlantConfig, ServersConfig]:
-    from hil_sim.runner import load_config
-
     if args.config is not None:
         plant, servers = load_config(args.config)
     else:
@@ -66,6 +64,7 @@ def _settings(args: argparse.Namespace) -> tuple[PlantConfig, ServersConfig]:
             for key, option in (("servers.step_s", "--step"), ("servers.host", "--host")):
                 message = message.replace(key, option)
             raise ConfigError(message) from None
+    check_secrets(servers)
     return plant, servers
 
 

@@ -19,14 +19,11 @@ import logging
 import math
 import os
 import tempfile
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
+from hil_sim.config import PlantConfig
 from hil_sim.endpoints import (
     ControlEndpoint,
     ModbusEndpoint,
@@ -40,7 +37,7 @@ from hil_sim.servers.control import CommandError, ControlServer
 from hil_sim.servers.modbus import SunSpecModbusServer
 from hil_sim.servers.opcua import EvChargerOpcUaServer, OpcUaSecurity
 from hil_sim.servers.scpi import ScpiLoadServer
-from hil_sim.servers.settings import ModbusSettings, ServersConfig
+from hil_sim.servers.settings import ModbusSettings, ServersConfig, check_secrets, load_config
 from hil_sim.servers.sunspec_devices import (
     INVERTER_WRITABLE,
     InverterRatings,
@@ -54,34 +51,9 @@ from labspec.ev_charger import NAMESPACE_URI
 
 log = logging.getLogger(__name__)
 
+__all__ = ["HilSim", "load_config"]
+
 MAX_ADVANCE_S = 7 * 86400.0
-
-
-def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
-    """Read `[plant]` and `[servers]` from one TOML file; problems raise one ConfigError."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"plant", "servers"})
-    if unknown:
-        raise ConfigError(f"{path}: {unknown[0]}: unknown key; allowed: plant, servers")
-    for table in ("plant", "servers"):
-        if not isinstance(data.get(table, {}), dict):
-            raise ConfigError(f"{path}: {table} = {data[table]!r}: must be a table")
-    try:
-        plant = PlantConfig.from_mapping(data.get("plant", {}))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    try:
-        servers = ServersConfig.model_validate(data.get("servers", {}))
-    except ValidationError as exc:
-        message = describe_validation_error(exc, "servers", ServersConfig)
-        raise ConfigError(f"{path}: {message}") from None
-    return plant, servers
 
 
 class HilSim:
@@ -147,12 +119,8 @@ class HilSim:
         ev = self.config.ev_charger
         if ev.security == "none":
             return OpcUaSecurity()
-        password = password if password is not None else os.environ.get(ev.password_env)
-        if not password:
-            raise ConfigError(
-                f"servers.ev_charger.security = 'sign_and_encrypt' needs a password in the "
-                f"environment variable {ev.password_env}"
-            )
+        check_secrets(self.config, password)
+        password = password or os.environ[ev.password_env]
         cert_dir = ev.cert_dir
         if cert_dir is None and (ev.certificate is None or ev.private_key is None):
             self._temp_dir = tempfile.TemporaryDirectory(prefix="hil_sim-opcua-")

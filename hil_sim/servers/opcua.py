@@ -16,12 +16,17 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import os
+import shutil
 import socket
+import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncua
 from asyncua import Server, ua
 from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
@@ -132,6 +137,55 @@ class _PasswordUserManager:
         return None
 
 
+def address_space_cache_dir() -> Path:
+    """Where the shelf of asyncua's standard address space is kept ($HIL_SIM_CACHE_DIR, else
+    $XDG_CACHE_HOME/hil_sim, else ~/.cache/hil_sim), one folder per asyncua and Python version."""
+    root = os.environ.get("HIL_SIM_CACHE_DIR")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    base = base if root else base / "hil_sim"
+    version = getattr(asyncua, "__version__", "unknown")
+    return base / f"opcua-aspace-asyncua{version}-py{sys.version_info[0]}{sys.version_info[1]}"
+
+
+_SHELF_NAME = "aspace"  # the shelf's base name; an empty file of this name marks a complete cache
+
+
+async def initialised_server(user_manager: Any = None) -> Server:
+    """A new `Server` after `init()`, its standard address space loaded from a cached shelf.
+
+    Building the standard address space takes seconds (tens on a busy machine); the first start
+    writes it as a shelf (pickled nodes, loaded lazily) and later starts take half a second. The
+    shelf is built in a temporary folder and renamed into place, so concurrent starts are safe.
+    """
+    final_dir = address_space_cache_dir()
+    marker = final_dir / _SHELF_NAME
+    if marker.is_file():
+        server = Server(user_manager=user_manager)
+        try:
+            await server.init(shelf_file=marker)
+            return server
+        except Exception:  # a damaged cache: drop it and build a new one
+            log.warning("OPC UA address-space cache %s unusable; rebuilding it", final_dir)
+            shutil.rmtree(final_dir, ignore_errors=True)
+    server = Server(user_manager=user_manager)
+    try:
+        final_dir.parent.mkdir(parents=True, exist_ok=True)
+        build_dir = Path(tempfile.mkdtemp(dir=final_dir.parent, prefix=".building-"))
+    except OSError as exc:
+        log.info("no OPC UA address-space cache (%s); building it in memory", exc)
+        await server.init()
+        return server
+    try:
+        await server.init(shelf_file=build_dir / _SHELF_NAME)
+        (build_dir / _SHELF_NAME).touch()
+        os.rename(build_dir, final_dir)
+    except OSError:
+        pass  # another process got there first, or the folder is read-only: ours is not needed
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)
+    return server
+
+
 def generate_certificate(cert_dir: Path, host: str) -> tuple[Path, Path]:
     """Write a self-signed server certificate (DER) and its key (PEM) into cert_dir."""
     cert_dir.mkdir(parents=True, exist_ok=True)
@@ -203,8 +257,7 @@ class EvChargerOpcUaServer:
             if not security.password:
                 raise ValueError("OPC UA sign_and_encrypt needs a password (opcua.password_env)")
             user_manager = _PasswordUserManager(security.username, security.password)
-        server = Server(user_manager=user_manager)
-        await server.init()
+        server = await initialised_server(user_manager)
         server.set_server_name(SERVER_NAME)
         await server.set_application_uri(APPLICATION_URI)
         server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{URL_PATH}")

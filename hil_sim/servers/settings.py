@@ -8,11 +8,14 @@ named by `ev_charger.password_env`.
 from __future__ import annotations
 
 import ipaddress
+import os
+import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
 from labspec.sunspec_layout import DEFAULT_BASE_ADDRESS
 
 DEFAULT_PASSWORD_ENV = "HIL_SIM_OPCUA_PASSWORD"
@@ -68,3 +71,40 @@ class ServersConfig(_Section):
         except ValueError:
             raise ValueError(f"must be an IP address such as 127.0.0.1, got {v!r}") from None
         return v
+
+
+def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
+    """Read `[plant]` and `[servers]` from one TOML file; problems raise one ConfigError."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - {"plant", "servers"})
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]}: unknown key; allowed: plant, servers")
+    for table in ("plant", "servers"):
+        if not isinstance(data.get(table, {}), dict):
+            raise ConfigError(f"{path}: {table} = {data[table]!r}: must be a table")
+    try:
+        plant = PlantConfig.from_mapping(data.get("plant", {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        servers = ServersConfig.model_validate(data.get("servers", {}))
+    except ValidationError as exc:
+        message = describe_validation_error(exc, "servers", ServersConfig)
+        raise ConfigError(f"{path}: {message}") from None
+    return plant, servers
+
+
+def check_secrets(servers: ServersConfig, opcua_password: str | None = None) -> None:
+    """Fail early when a secured OPC UA endpoint has no password in its environment variable."""
+    ev = servers.ev_charger
+    if ev.security != "none" and not (opcua_password or os.environ.get(ev.password_env)):
+        raise ConfigError(
+            f"servers.ev_charger.security = {ev.security!r} needs a password in the "
+            f"environment variable {ev.password_env}"
+        )

@@ -1,0 +1,1 @@
+"""Protocol servers of the emulated plant: SunSpec Modbus TCP, OPC UA, SCPI, simulation control."""
