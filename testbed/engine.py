@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -106,6 +107,9 @@ class Engine:
         self._interlocks = _ActiveInterlocks()
         self._accounts = {peer: _IntervalAccount() for peer in self.peers}
         self._markets: dict[int, IntervalMarket] = {}
+        self.timings: dict[str, float] = dict.fromkeys(
+            ("read_s", "record_s", "trade_settle_s", "dispatch_s", "advance_s", "steps"), 0.0
+        )
 
     # -- documents ----------------------------------------------------------------------------
 
@@ -159,10 +163,15 @@ class Engine:
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
         spi = self.steps_per_interval
         interval = 0
+        timings = self.timings
+        clock = time.perf_counter
         for step in range(n_steps + 1):
             self.now = start + timedelta(seconds=step * self.dt_s)
+            t0 = clock()
             await self._read_all(step)
+            t1 = clock()
             self._record(step)
+            t2 = clock()
             if step % spi == 0:
                 if step > 0:
                     self._settle(interval, start)
@@ -172,17 +181,23 @@ class Engine:
                 if interval not in self._markets:
                     self._trade(interval, start, step)
                 self._open_interval()
-            next_interval = interval + 1
-            if (
-                next_interval < n_intervals
-                and step == next_interval * spi - self.gate_closure_steps
-            ):
-                self._trade(next_interval, start, step)
+            following = interval + 1
+            if following < n_intervals and step == following * spi - self.gate_closure_steps:
+                self._trade(following, start, step)
+            t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
             if self.progress is not None:
                 self.progress(step, n_steps, self.now)
+            t4 = clock()
             self.now = await self.clock.advance(self.dt_s)
+            t5 = clock()
+            timings["read_s"] += t1 - t0
+            timings["record_s"] += t2 - t1
+            timings["trade_settle_s"] += t3 - t2
+            timings["dispatch_s"] += t4 - t3
+            timings["advance_s"] += t5 - t4
+            timings["steps"] += 1
         return interval
 
     async def _finish(self, status: str) -> RunFinished:

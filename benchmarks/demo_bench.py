@@ -1,0 +1,80 @@
+"""Benchmark: a demo day on the emulated plant through the real protocol stack.
+
+    python benchmarks/demo_bench.py [--hours 24] [--seed 1] [--profile FILE]
+
+Starts `python -m hil_sim` (lockstep), runs `configs/emulated.toml` for the given hours with a 1 s
+control step, and prints the wall time, the real-time factor and where a control step's time goes
+(reading every device, recording, trading and settling, dispatching setpoints, advancing the plant).
+With --profile the controller process is profiled with cProfile (the plant is not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from testbed.config import load_config  # noqa: E402
+from testbed.engine import Engine  # noqa: E402
+from testbed.experiment import run_experiment, with_overrides, with_plant_endpoints  # noqa: E402
+from testbed.plant_process import emulated_plant  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the controller here")
+    args = parser.parse_args()
+
+    config = with_overrides(load_config(REPO / "configs" / "emulated.toml"), args.hours, args.seed)
+    out = Path(tempfile.mkdtemp(prefix="demo-bench-")) / "run"
+    engines: list[Engine] = []
+    load_before = os.getloadavg()
+    with emulated_plant(config.experiment.seed) as endpoints:
+        config = with_plant_endpoints(config, endpoints)
+        profiler = cProfile.Profile() if args.profile else None
+        started = time.perf_counter()
+        if profiler:
+            profiler.enable()
+        result = asyncio.run(run_experiment(config, out, on_engine=engines.append))
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        wall_s = time.perf_counter() - started
+    timings = engines[0].timings
+    steps = int(timings["steps"])
+    simulated_s = steps * config.control.step_s
+    print(
+        f"hours simulated      {args.hours:g} h ({steps} control steps of {config.control.step_s:g} s)"
+    )
+    print(f"wall time            {wall_s:.1f} s")
+    print(f"real-time factor     {simulated_s / wall_s:.0f}x")
+    print(f"per control step     {1000 * wall_s / max(steps, 1):.3f} ms")
+    for key in ("read_s", "record_s", "trade_settle_s", "dispatch_s", "advance_s"):
+        share = timings[key] / wall_s
+        print(f"  {key[:-2]:<18} {1000 * timings[key] / max(steps, 1):.3f} ms/step  ({share:.0%})")
+    summary = result.finished.summary
+    print(f"status               {result.finished.status}")
+    print(f"traded               {summary['market']['traded_kwh']:.3f} kWh")
+    print(
+        f"energy balance error {summary['energy_balance_error_kwh']:.6f} kWh of "
+        f"{summary['energy_through_pcc_kwh']:.3f} kWh"
+    )
+    print(
+        f"machine load         {load_before[0]:.2f} (1-min average before the run), {os.cpu_count()} cores"
+    )
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
