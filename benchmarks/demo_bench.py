@@ -54,9 +54,8 @@ def main() -> None:
     timings = engines[0].timings
     steps = int(timings["steps"])
     simulated_s = steps * config.control.step_s
-    print(
-        f"hours simulated      {args.hours:g} h ({steps} control steps of {config.control.step_s:g} s)"
-    )
+    step_s = config.control.step_s
+    print(f"hours simulated      {args.hours:g} h ({steps} control steps of {step_s:g} s)")
     print(f"wall time            {wall_s:.1f} s")
     print(f"real-time factor     {simulated_s / wall_s:.0f}x")
     print(f"per control step     {1000 * wall_s / max(steps, 1):.3f} ms")
@@ -70,9 +69,7 @@ def main() -> None:
         f"energy balance error {summary['energy_balance_error_kwh']:.6f} kWh of "
         f"{summary['energy_through_pcc_kwh']:.3f} kWh"
     )
-    print(
-        f"machine load         {load_before[0]:.2f} (1-min average before the run), {os.cpu_count()} cores"
-    )
+    print(f"machine load         {load_before[0]:.2f} before the run, {os.cpu_count()} cores")
     shutil.rmtree(out.parent, ignore_errors=True)
 
 
