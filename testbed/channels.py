@@ -44,6 +44,7 @@ class Channel:
     lost: bool = False
     last_error: str = ""
     refusing: str = ""  # the kind of refusal reported and not yet cleared
+    newly_lost: bool = False  # lost since the engine last looked: it asks for the safe state
     events: list[ChannelEvent] = field(default_factory=list)
 
     @property
@@ -123,6 +124,7 @@ class Channel:
         self.last_error = message
         if not self.lost and self.failures >= self.lost_after_failures:
             self.lost = True
+            self.newly_lost = True
             self.events.append(
                 ChannelEvent(
                     self.device,

@@ -228,6 +228,10 @@ class Engine:
     async def _read_all(self, step: int) -> None:
         channels: list[Channel] = [c for p in self.peers.values() for c in p.channels]
         await asyncio.gather(*(channel.read(step) for channel in channels))
+        for channel in channels:
+            if channel.newly_lost:
+                channel.newly_lost = False
+                await channel.safe_state("device lost")
 
     def _record(self, step: int) -> None:
         assert self.now is not None
