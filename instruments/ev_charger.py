@@ -310,6 +310,8 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             within(self.name, "power_kw", power, last - step, last + step, "kW (ramp guard)")
 
     async def apply(self, setpoint: EvSetpoint) -> Confirmation[EvSetpoint]:
+        if self.last_snapshot is None:  # the limits come from the charger
+            await self.read()
         self.check(setpoint)
         return await self._write_and_confirm(setpoint)
 

@@ -309,11 +309,15 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             )  # fmt: skip
 
     async def apply(self, setpoint: InverterSetpoint) -> Confirmation[InverterSetpoint]:
+        if self.ratings is None:  # never connected: the limits come from the device
+            await self.link.ensure()
         self.check(setpoint)
         return await self._write_and_confirm(setpoint)
 
     async def safe_state(self) -> Confirmation[InverterSetpoint]:
         """WSetEna off and WSet 0: the battery idles, the PV output passes through."""
+        if not self.models:
+            await self.link.ensure()
         return await self._write_and_confirm(InverterSetpoint(0.0, enabled=False))
 
     async def _write_and_confirm(
