@@ -94,7 +94,8 @@ class Link:
         if self.status is not LinkStatus.CONNECTED:
             await self._ensure_open()
         try:
-            return await asyncio.wait_for(operation(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+                return await operation()
         except TimeoutError:
             reason = f"no answer to {what} within {self.timeout_s * 1000:.0f} ms"
             await self._lose(reason)
