@@ -193,8 +193,10 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        message = item["msg"]
-        if item["type"] == "extra_forbidden":
+        message = item["msg"].removeprefix("Value error, ")
+        if not key:
+            lines.append(message)
+        elif item["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key (check its spelling)")
         elif item["type"] == "missing":
             lines.append(f"{key}: required key is missing")
