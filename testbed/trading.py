@@ -25,6 +25,8 @@ from testbed.documents import Clearing, OrderBook
 from testbed.market import get_mechanism, validate_orders
 from testbed.market.book import Order, Side, Trade
 
+NO_MARKET = "none"  # the mechanism name of a grid-only run: orders are recorded, nothing clears
+
 
 @dataclass(frozen=True, slots=True)
 class IntervalMarket:
@@ -55,7 +57,11 @@ class TradingDesk:
     def __init__(self, config: TestbedConfig, agents: Mapping[str, Agent]) -> None:
         self._config = config
         self._agents = agents
-        self._mechanism = get_mechanism(config.market.mechanism, **config.market.params)
+        self._mechanism = (
+            None
+            if config.market.mechanism == NO_MARKET
+            else get_mechanism(config.market.mechanism, **config.market.params)
+        )
         self._order_count = 0
 
     @property
@@ -93,18 +99,25 @@ class TradingDesk:
                     )
                 )
         valid, rejected = validate_orders(orders, set(self._agents), interval_start)
-        result = self._mechanism.clear(valid)
-        trades = tuple(result.trades)
+        if self._mechanism is None:
+            rejected = [
+                *rejected,
+                *((order, "no P2P market in this run (grid only)") for order in valid),
+            ]
+            valid, trades, price, report = [], (), None, {"mechanism": NO_MARKET}
+        else:
+            result = self._mechanism.clear(valid)
+            trades, price, report = tuple(result.trades), result.clearing_price, dict(result.report)
         book = OrderBook(interval_start, tuple(valid), tuple(rejected))
         clearing = Clearing(
             interval_start=interval_start,
             mechanism=self.mechanism_name,
-            clearing_price=result.clearing_price,
+            clearing_price=price,
             volume_kwh=sum(t.quantity_kwh for t in trades),
             trades=trades,
-            report=dict(result.report),
+            report=report,
         )
-        self._tell_agents(interval_start, valid, trades, result.clearing_price)
+        self._tell_agents(interval_start, valid, trades, price)
         return IntervalMarket(
             interval_start=interval_start,
             decisions=decisions,
