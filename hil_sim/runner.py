@@ -39,13 +39,15 @@ from hil_sim.servers.opcua import EvChargerOpcUaServer, OpcUaSecurity
 from hil_sim.servers.scpi import ScpiLoadServer
 from hil_sim.servers.settings import ModbusSettings, ServersConfig, check_secrets, load_config
 from hil_sim.servers.sunspec_devices import (
+    INVERTER_POINTS,
     INVERTER_WRITABLE,
+    METER_POINTS,
     InverterRatings,
     inverter_image,
-    inverter_points,
+    inverter_values,
     inverter_write_handler,
     meter_image,
-    meter_points,
+    meter_values,
 )
 from labspec.ev_charger import NAMESPACE_URI
 
@@ -89,6 +91,7 @@ class HilSim:
             faults=self.faults["inverter"],
             writable=INVERTER_WRITABLE,
             on_write=inverter_write_handler(lambda: self.plant),
+            published=INVERTER_POINTS,
         )
         self.meters: dict[str, SunSpecModbusServer] = {}
         for peer in PEERS:
@@ -100,6 +103,7 @@ class HilSim:
                 port=settings.port,
                 unit_id=settings.unit_id,
                 faults=self.faults[f"meter_{peer}"],
+                published=METER_POINTS,
             )
         ev = servers.ev_charger
         self.ev_charger = EvChargerOpcUaServer(
@@ -236,9 +240,9 @@ class HilSim:
 
     def _publish_modbus(self) -> None:
         plant = self.plant
-        self.inverter.publish(inverter_points(plant.inverter, self.inverter.faults.out_of_range))
+        self.inverter.publish(inverter_values(plant.inverter, self.inverter.faults.out_of_range))
         for peer, server in self.meters.items():
-            server.publish(meter_points(plant.meters[peer], server.faults.out_of_range))
+            server.publish(meter_values(plant.meters[peer], server.faults.out_of_range))
 
     async def _run_realtime(self) -> None:
         """Free-running clock: one plant step of step_s every step_s seconds of wall time."""

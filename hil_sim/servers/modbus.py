@@ -9,7 +9,7 @@ slice copy), checks writes against the writable points, and applies the Modbus f
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
@@ -23,8 +23,6 @@ log = logging.getLogger(__name__)
 
 # Function codes that write holding registers.
 _WRITE_FUNCTION_CODES = frozenset({6, 16, 22, 23})
-
-PointValues = Iterable[tuple[str, float | int | str | None]]
 
 
 class WriteRefused(ValueError):
@@ -52,12 +50,14 @@ class SunSpecModbusServer:
         faults: DeviceFaults,
         writable: Iterable[str] = (),
         on_write: WriteHandler | None = None,
+        published: Sequence[str] = (),
     ):
         self.name = name
         self.image = image
         self.unit_id = unit_id
         self.faults = faults
         self._writable = {image.slot(path).index: image.slot(path) for path in writable}
+        self._points = image.writer(published)
         self._on_write = on_write
         self._served_generation = -1
         self._device = SimDevice(
@@ -65,7 +65,7 @@ class SunSpecModbusServer:
             simdata=[
                 SimData(
                     address=image.base_address,
-                    values=list(image.registers),
+                    values=list(image.registers),  # copied; refreshed by _action
                     datatype=DataType.REGISTERS,
                 )
             ],
@@ -95,10 +95,10 @@ class SunSpecModbusServer:
         if self._server is not None:
             await self._server.shutdown()
 
-    def publish(self, values: PointValues) -> None:
-        """Encode new point values (skipped while the measurements are frozen)."""
+    def publish(self, values: Sequence[float | int | str | None]) -> None:
+        """Encode new values of the `published` points (skipped while measurements are frozen)."""
         if not self.faults.frozen:
-            self.image.update(values)
+            self._points.write(values)
 
     # -- request path ---------------------------------------------------------------------------
     async def _action(
@@ -115,7 +115,8 @@ class SunSpecModbusServer:
         image = self.image
         if self._served_generation != image.generation:
             offset = image.base_address - start_address
-            registers[offset : offset + len(image.registers)] = image.registers
+            served = image.registers
+            registers[offset : offset + len(served)] = served
             self._served_generation = image.generation
         if function_code in _WRITE_FUNCTION_CODES and set_values is not None:
             return self._write(address - image.base_address, [int(v) for v in set_values])
@@ -146,9 +147,7 @@ class SunSpecModbusServer:
             log.info("%s refused write %s: %s", self.name, changed, exc)
             return ExcCodes.ILLEGAL_VALUE
         # keep the image in step with what the client wrote until the next refresh
-        self.image.registers[index:end] = values
-        self.image.forget_cache()
-        self._served_generation = self.image.generation
+        self.image.write_registers(index, values)
         self.write_log.extend(changed.items())
         return None
 

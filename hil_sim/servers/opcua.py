@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import operator
 import os
 import shutil
 import socket
@@ -86,12 +87,27 @@ _VARIANT_TYPES = {
 }
 
 # UNECE Recommendation 20 codes (OPC UA Part 8, EUInformation).
-_UNECE_CODES = {"kW": ("KWT", "kilowatt"), "kWh": ("KWH", "kilowatt hour"), "%": ("P1", "percent"),
-                "s": ("SEC", "second"), "kW/s": ("KWT", "kilowatt per second")}  # fmt: skip
+_UNECE_CODES = {
+    "kW": ("KWT", "kilowatt"),
+    "kWh": ("KWH", "kilowatt hour"),
+    "%": ("P1", "percent"),
+    "s": ("SEC", "second"),
+}  # kW/s has no UNECE code: RampRateKwPerS carries no EngineeringUnits
 _UNECE_NAMESPACE = "http://www.opcfoundation.org/UA/units/un/cefact"
 
 OUT_OF_RANGE_SOC_PCT = 250.0
 OUT_OF_RANGE_POWER_FACTOR = 9.0  # times the larger power limit
+
+
+_READ_STATE = operator.attrgetter(*(_STATE_FIELDS[spec.name] for spec in VARIABLES))
+_POSITION = {spec.name: i for i, spec in enumerate(VARIABLES)}
+_DOUBLE_POSITIONS = tuple(i for i, spec in enumerate(VARIABLES) if spec.ua_type == "Double")
+_DEPARTURE, _SOC, _POWER = (
+    _POSITION[Var.DEPARTURE_TIME],
+    _POSITION[Var.SOC_PCT],
+    _POSITION[Var.POWER_KW],
+)
+_UNPUBLISHED = object()
 
 
 def _eu_information(unit: str) -> ua.EUInformation | None:
@@ -236,8 +252,8 @@ class EvChargerOpcUaServer:
         self.server: Server | None = None
         self.gate: ListenerGate | None = None
         self.namespace_index = 0
-        self._nodes: dict[Var, ua.NodeId] = {}
-        self._published: dict[Var, Any] = {}
+        self._node_ids: list[ua.NodeId] = []
+        self._published: list[Any] = [_UNPUBLISHED] * len(VARIABLES)
         self._own_writes: set[int] = set()
         self.certificate_path: Path | None = None  # the server certificate in use, when secured
 
@@ -303,10 +319,10 @@ class EvChargerOpcUaServer:
         charger = await server.nodes.objects.add_object(
             ua.NodeId(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
         )
-        state: EvState = self.plant.ev
-        for spec in VARIABLES:
+        values = self._values(self.plant.ev, out_of_range=False)
+        for position, spec in enumerate(VARIABLES):
             variant_type = _VARIANT_TYPES[spec.ua_type]
-            value = self._value(spec.name, state, out_of_range=False)
+            value = values[position]
             variable = await charger.add_variable(
                 ua.NodeId(node_id(spec.name), idx),
                 ua.QualifiedName(spec.name.value, idx),
@@ -325,47 +341,49 @@ class EvChargerOpcUaServer:
                     eu,
                     datatype=ua.NodeId(ua.ObjectIds.EUInformation),
                 )
-            self._nodes[spec.name] = variable.nodeid
-            self._published[spec.name] = value
+            self._node_ids.append(variable.nodeid)
+            self._published[position] = value
             if spec.writable:
                 await variable.set_writable()
                 server.set_attribute_value_setter(variable.nodeid, self._make_setter(spec.name))
 
     # -- values ---------------------------------------------------------------------------------
     @staticmethod
-    def _value(var: Var, state: EvState, out_of_range: bool) -> Any:
-        value = getattr(state, _STATE_FIELDS[var])
-        if var is Var.DEPARTURE_TIME and value is None:
-            return OPC_UA_NULL_DATETIME
+    def _values(state: EvState, out_of_range: bool) -> list[Any]:
+        """Every variable's value, in VARIABLES order."""
+        values = list(_READ_STATE(state))
+        for i in _DOUBLE_POSITIONS:
+            values[i] = float(values[i])
+        if values[_DEPARTURE] is None:
+            values[_DEPARTURE] = OPC_UA_NULL_DATETIME
         if out_of_range:
-            if var is Var.SOC_PCT:
-                return OUT_OF_RANGE_SOC_PCT
-            if var is Var.POWER_KW:
-                return OUT_OF_RANGE_POWER_FACTOR * max(state.max_charge_kw, state.max_discharge_kw)
-        if isinstance(value, float | int) and not isinstance(value, bool):
-            return float(value)
-        return value
+            values[_SOC] = OUT_OF_RANGE_SOC_PCT
+            values[_POWER] = OUT_OF_RANGE_POWER_FACTOR * max(
+                state.max_charge_kw, state.max_discharge_kw
+            )
+        return values
 
     async def publish(self, now: datetime) -> None:
         """Write every value that changed since the last publish (skipped while frozen)."""
         if self.faults.frozen or self.server is None:
             return
-        state: EvState = self.plant.ev
-        out_of_range = self.faults.out_of_range
-        timestamp = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
-        for spec in VARIABLES:
-            value = self._value(spec.name, state, out_of_range)
-            if self._published.get(spec.name) == value:
+        values = self._values(self.plant.ev, self.faults.out_of_range)
+        published = self._published
+        timestamp: datetime | None = None
+        for i, value in enumerate(values):
+            if published[i] == value:
                 continue
-            self._published[spec.name] = value
+            published[i] = value
+            if timestamp is None:  # asyncua encodes naive datetimes as UTC
+                timestamp = now.astimezone(UTC).replace(tzinfo=None)
             data_value = ua.DataValue(
-                ua.Variant(value, _VARIANT_TYPES[spec.ua_type]),
+                ua.Variant(value, _VARIANT_TYPES[VARIABLES[i].ua_type]),
                 SourceTimestamp=timestamp,
                 ServerTimestamp=timestamp,
             )
             self._own_writes.add(id(data_value))
             try:
-                await self.server.write_attribute_value(self._nodes[spec.name], data_value)
+                await self.server.write_attribute_value(self._node_ids[i], data_value)
             finally:
                 self._own_writes.discard(id(data_value))
 
@@ -373,7 +391,7 @@ class EvChargerOpcUaServer:
         def setter(node: NodeData, attr: ua.AttributeIds, value: ua.DataValue) -> None:
             if id(value) not in self._own_writes:
                 self._client_write(var, value)
-                self._published.pop(var, None)  # republish what the plant makes of it
+                self._published[_POSITION[var]] = _UNPUBLISHED  # republish the plant's view
             node.attributes[attr].value = value
 
         return setter

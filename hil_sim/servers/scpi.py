@@ -3,8 +3,9 @@
 The command set is `labspec.programmable_load`. Answers to several queries in one program message
 are joined with ";" on one line, as SCPI instruments do. Errors go to a FIFO error queue read with
 `SYST:ERR?` (-113 undefined header, -222 data out of range, -104 data type, -350 overflow).
-Measurements come from a snapshot taken at every plant advance (kept while the "freeze" fault is
-on); setpoint queries read back what was last accepted.
+Answers read the plant's state, which changes only at an advance or a write; while the "freeze"
+fault is on, measurements come from a snapshot taken when it was set (setpoints still read back
+what was last accepted).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class ProgrammableLoadInstrument:
     def __init__(self, plant: Any, faults: DeviceFaults):
         self.plant = plant
         self.faults = faults
-        self.state: ProgrammableLoadState = dataclasses.replace(plant.load_c)
+        self._frozen: ProgrammableLoadState | None = None  # measurements while "freeze" is on
+        faults.subscribe(self._faults_changed)
         self.tree = tree = CommandTree()
         tree.add("*IDN?", self._idn)
         tree.add("*RST", self._reset)
@@ -79,15 +81,25 @@ class ProgrammableLoadInstrument:
         tree.add("SYSTem:ERRor[:NEXT]?", self._next_error)
 
     def bind(self, plant: Any) -> None:
-        """Serve a new plant (after a reset): error queue cleared, state taken from it."""
+        """Serve a new plant (after a reset), with an empty error queue."""
         self.plant = plant
         self.tree.errors.clear()
-        self.state = dataclasses.replace(plant.load_c)
 
-    def publish(self) -> None:
-        """Take the plant's new state as the measurements (not while frozen)."""
-        if not self.faults.frozen:
-            self.state = dataclasses.replace(self.plant.load_c)
+    async def _faults_changed(self, faults: DeviceFaults) -> None:
+        if faults.frozen and self._frozen is None:
+            self._frozen = dataclasses.replace(self.plant.load_c)
+        elif not faults.frozen:
+            self._frozen = None
+
+    @property
+    def measured(self) -> ProgrammableLoadState:
+        """Where measurements come from: the plant, or the snapshot while frozen."""
+        return self._frozen if self._frozen is not None else self.plant.load_c
+
+    @property
+    def state(self) -> ProgrammableLoadState:
+        """Setpoints: always the plant's (a write reads back at once)."""
+        return self.plant.load_c
 
     def execute(self, line: str) -> str | None:
         return self.tree.execute(line)
@@ -100,9 +112,6 @@ class ProgrammableLoadInstrument:
     def _reset(self, params: list[str]) -> None:
         no_parameters(params)
         self.plant.reset_load()
-        self.state = dataclasses.replace(
-            self.state, input_on=False, function="POW", power_setpoint_w=0.0
-        )
 
     def _operation_complete(self, params: list[str]) -> str:
         no_parameters(params)
@@ -123,7 +132,6 @@ class ProgrammableLoadInstrument:
     def _set_input(self, params: list[str]) -> None:
         on = parse_boolean(one_parameter(params))
         self._write(self.plant.write_load_input, on)
-        self.state = dataclasses.replace(self.state, input_on=on)
 
     def _set_function(self, params: list[str]) -> None:
         text = one_parameter(params).upper()
@@ -134,7 +142,6 @@ class ProgrammableLoadInstrument:
         else:
             raise ScpiError(ERROR_DATA_TYPE, f"{text!r} is not POWer or LIST")
         self._write(self.plant.write_load_function, function)
-        self.state = dataclasses.replace(self.state, function=function)
 
     def _set_power(self, params: list[str]) -> None:
         text = one_parameter(params)
@@ -148,7 +155,6 @@ class ProgrammableLoadInstrument:
         if not MIN_POWER_W <= power_w <= MAX_POWER_W:
             raise out_of_range(f"{power_w:g} W outside [{MIN_POWER_W:g}, {MAX_POWER_W:g}] W")
         self._write(self.plant.write_load_power, power_w)
-        self.state = dataclasses.replace(self.state, power_setpoint_w=power_w)
 
     def _query_power(self, params: list[str]) -> str:
         if params:
@@ -168,10 +174,10 @@ class ProgrammableLoadInstrument:
                     "power_w": OUT_OF_RANGE_POWER_W,
                     "voltage_v": OUT_OF_RANGE_VOLTAGE_V,
                     "current_a": OUT_OF_RANGE_CURRENT_A,
-                    "energy_wh": self.state.energy_wh,
+                    "energy_wh": self.measured.energy_wh,
                 }[quantity]
             )
-        return _number(getattr(self.state, quantity))
+        return _number(getattr(self.measured, quantity))
 
     def _next_error(self, params: list[str]) -> str:
         no_parameters(params)
@@ -252,4 +258,4 @@ class ScpiLoadServer:
         await self.gate.close()
 
     def publish(self) -> None:
-        self.instrument.publish()
+        """Nothing to encode: answers read the plant's state (or the frozen snapshot)."""

@@ -161,8 +161,47 @@ def inverter_write_handler(get_plant: Callable[[], Any]) -> Callable[[dict[str, 
     return on_write
 
 
-def inverter_points(state: InverterState, out_of_range: bool = False) -> list[tuple[str, Any]]:
-    """Point values (engineering units, SunSpec signs) for the inverter's current state."""
+# Points refreshed after every plant step, in the order inverter_values gives them.
+INVERTER_POINTS = (
+    "701.InvSt",
+    "701.W",
+    "701.VA",
+    "701.Var",
+    "701.PF",
+    "701.A",
+    "701.LNV",
+    "701.Hz",
+    "701.TotWhInj",
+    "701.TotWhAbs",
+    "701.WL1",
+    "701.AL1",
+    "701.VL1",
+    "704.WSetEna",
+    "704.WSet",
+    "704.WSetRvrtTms",
+    "704.WSetRvrtRem",
+    "713.WHAvail",
+    "713.SoC",
+    "714.DCW",
+    "714.DCWhInj",
+    "714.DCWhAbs",
+    f"714.Prt[{DC_PORT_PV}].DCW",
+    f"714.Prt[{DC_PORT_PV}].DCV",
+    f"714.Prt[{DC_PORT_PV}].DCA",
+    f"714.Prt[{DC_PORT_PV}].DCWhInj",
+    f"714.Prt[{DC_PORT_PV}].DCWhAbs",
+    f"714.Prt[{DC_PORT_PV}].DCSta",
+    f"714.Prt[{DC_PORT_BATTERY}].DCW",
+    f"714.Prt[{DC_PORT_BATTERY}].DCV",
+    f"714.Prt[{DC_PORT_BATTERY}].DCA",
+    f"714.Prt[{DC_PORT_BATTERY}].DCWhInj",
+    f"714.Prt[{DC_PORT_BATTERY}].DCWhAbs",
+    f"714.Prt[{DC_PORT_BATTERY}].DCSta",
+)
+
+
+def inverter_values(state: InverterState, out_of_range: bool = False) -> tuple[Any, ...]:
+    """Values of INVERTER_POINTS (engineering units, SunSpec signs) for the inverter's state."""
     ac_w = state.ac_power_kw * 1000.0
     voltage_v = state.voltage_v
     soc_pct = state.soc_pct
@@ -178,42 +217,42 @@ def inverter_points(state: InverterState, out_of_range: bool = False) -> list[tu
     available_wh = (
         max(0.0, (soc_pct - state.soc_min_pct) / 100.0) * state.battery_capacity_kwh * 1000
     )
-    return [
-        ("701.InvSt", _INV_ST_THROTTLED if curtailed else _INV_ST_RUNNING),
-        ("701.W", ac_w),
-        ("701.VA", abs(ac_w)),
-        ("701.Var", 0),
-        ("701.PF", 1.0),
-        ("701.A", current_a),
-        ("701.LNV", voltage_v),
-        ("701.Hz", state.frequency_hz),
-        ("701.TotWhInj", state.ac_injected_kwh * 1000.0),
-        ("701.TotWhAbs", state.ac_absorbed_kwh * 1000.0),
-        ("701.WL1", ac_w),
-        ("701.AL1", current_a),
-        ("701.VL1", voltage_v),
-        ("704.WSetEna", WSET_ENA_ENABLED if state.wset_enabled else WSET_ENA_DISABLED),
-        ("704.WSet", state.wset_kw * 1000.0),
-        ("704.WSetRvrtTms", state.wset_revert_timeout_s),
-        ("704.WSetRvrtRem", state.wset_revert_remaining_s),
-        ("713.WHAvail", available_wh),
-        ("713.SoC", soc_pct),
-        ("714.DCW", pv_w + battery_w),
-        ("714.DCWhInj", (state.pv_energy_kwh + state.battery_discharged_kwh) * 1000.0),
-        ("714.DCWhAbs", state.battery_charged_kwh * 1000.0),
-        (f"714.Prt[{DC_PORT_PV}].DCW", pv_w),
-        (f"714.Prt[{DC_PORT_PV}].DCV", PV_DC_VOLTAGE_V if pv_w > 0 else 0.0),
-        (f"714.Prt[{DC_PORT_PV}].DCA", pv_w / PV_DC_VOLTAGE_V),
-        (f"714.Prt[{DC_PORT_PV}].DCWhInj", state.pv_energy_kwh * 1000.0),
-        (f"714.Prt[{DC_PORT_PV}].DCWhAbs", 0),
-        (f"714.Prt[{DC_PORT_PV}].DCSta", _DC_STA_ON if pv_w > 0 else _DC_STA_OFF),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCW", battery_w),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCV", BATTERY_DC_VOLTAGE_V),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCA", battery_w / BATTERY_DC_VOLTAGE_V),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCWhInj", state.battery_discharged_kwh * 1000.0),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCWhAbs", state.battery_charged_kwh * 1000.0),
-        (f"714.Prt[{DC_PORT_BATTERY}].DCSta", _DC_STA_ON),
-    ]
+    return (
+        _INV_ST_THROTTLED if curtailed else _INV_ST_RUNNING,
+        ac_w,
+        abs(ac_w),
+        0,
+        1.0,
+        current_a,
+        voltage_v,
+        state.frequency_hz,
+        state.ac_injected_kwh * 1000.0,
+        state.ac_absorbed_kwh * 1000.0,
+        ac_w,
+        current_a,
+        voltage_v,
+        WSET_ENA_ENABLED if state.wset_enabled else WSET_ENA_DISABLED,
+        state.wset_kw * 1000.0,
+        state.wset_revert_timeout_s,
+        state.wset_revert_remaining_s,
+        available_wh,
+        soc_pct,
+        pv_w + battery_w,
+        (state.pv_energy_kwh + state.battery_discharged_kwh) * 1000.0,
+        state.battery_charged_kwh * 1000.0,
+        pv_w,
+        PV_DC_VOLTAGE_V if pv_w > 0 else 0.0,
+        pv_w / PV_DC_VOLTAGE_V,
+        state.pv_energy_kwh * 1000.0,
+        0,
+        _DC_STA_ON if pv_w > 0 else _DC_STA_OFF,
+        battery_w,
+        BATTERY_DC_VOLTAGE_V,
+        battery_w / BATTERY_DC_VOLTAGE_V,
+        state.battery_discharged_kwh * 1000.0,
+        state.battery_charged_kwh * 1000.0,
+        _DC_STA_ON,
+    )
 
 
 # -- PCC meters ---------------------------------------------------------------------------------
@@ -226,28 +265,48 @@ def meter_image(peer: str, base_address: int, unit_id: int) -> SunSpecImage:
     return SunSpecImage(base_address, [(mid, models[mid]) for mid in METER_MODELS])
 
 
-def meter_points(state: MeterState, out_of_range: bool = False) -> list[tuple[str, Any]]:
-    """Model 211 values: W positive = imported (the plant's power_kw is + = export)."""
+# Model 211 points refreshed after every plant step, in the order meter_values gives them.
+METER_POINTS = (
+    "211.A",
+    "211.AphA",
+    "211.PhV",
+    "211.PhVphA",
+    "211.Hz",
+    "211.W",
+    "211.WphA",
+    "211.VA",
+    "211.VAphA",
+    "211.VAR",
+    "211.VARphA",
+    "211.PF",
+    "211.PFphA",
+    "211.TotWhExp",
+    "211.TotWhImp",
+)
+
+
+def meter_values(state: MeterState, out_of_range: bool = False) -> tuple[Any, ...]:
+    """Values of METER_POINTS; model 211 W is positive when importing (plant: + = export)."""
     import_w = -state.power_kw * 1000.0
     voltage_v = state.voltage_v
     current_a = state.current_a
     if out_of_range:
         import_w = 1.0e6  # 1 MW through a house connection
         voltage_v = OUT_OF_RANGE_VOLTAGE_V
-    return [
-        ("211.A", current_a),
-        ("211.AphA", current_a),
-        ("211.PhV", voltage_v),
-        ("211.PhVphA", voltage_v),
-        ("211.Hz", state.frequency_hz),
-        ("211.W", import_w),
-        ("211.WphA", import_w),
-        ("211.VA", abs(import_w)),
-        ("211.VAphA", abs(import_w)),
-        ("211.VAR", 0.0),
-        ("211.VARphA", 0.0),
-        ("211.PF", 1.0),
-        ("211.PFphA", 1.0),
-        ("211.TotWhExp", state.export_kwh * 1000.0),
-        ("211.TotWhImp", state.import_kwh * 1000.0),
-    ]
+    return (
+        current_a,
+        current_a,
+        voltage_v,
+        voltage_v,
+        state.frequency_hz,
+        import_w,
+        import_w,
+        abs(import_w),
+        abs(import_w),
+        0.0,
+        0.0,
+        1.0,
+        1.0,
+        state.export_kwh * 1000.0,
+        state.import_kwh * 1000.0,
+    )

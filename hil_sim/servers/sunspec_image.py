@@ -8,7 +8,6 @@ type codecs, so the request path never touches pysunspec2 and an update costs a 
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,16 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def _bytes_to_registers(data: bytes) -> list[int]:
+# struct codes of the numeric SunSpec types (big-endian, as on the wire)
+_STRUCT_CODES: dict[str, str] = {
+    "int16": "h", "uint16": "H", "count": "H", "acc16": "H", "enum16": "H", "bitfield16": "H",
+    "sunssf": "h", "pad": "H", "int32": "i", "uint32": "I", "acc32": "I", "enum32": "I",
+    "bitfield32": "I", "ipaddr": "I", "int64": "q", "uint64": "Q", "acc64": "Q",
+    "float32": "f", "float64": "d",
+}  # fmt: skip
+
+
+def _bytes_to_registers(data: bytes | bytearray) -> list[int]:
     return list(struct.unpack(f">{len(data) // 2}H", data))
 
 
@@ -59,23 +67,31 @@ class PointSlot:
     scale_exponent: int | None  # engineering value = raw * 10**scale_exponent
     writable: bool  # "RW" in the model definition
     info: Any = field(repr=False)  # pysunspec2 PointInfo: its codecs
+    packer: struct.Struct | None = field(default=None, repr=False)  # numeric types only
+    divisor: float = 1.0  # 10**scale_exponent
+    low: int = 0  # raw-integer range (unimplemented sentinels excluded)
+    high: int = 0
+
+    def raw(self, value: float | int) -> float | int:
+        """The raw number stored for an engineering value (scaled, rounded, clamped to the type)."""
+        if self.point_type in ("float32", "float64"):
+            return float(value)
+        number = value / self.divisor if self.divisor != 1.0 else value
+        if number != number:  # NaN
+            return self.low
+        return min(max(round(number), self.low), self.high)
+
+    def encode_bytes(self, value: float | int | str | None) -> bytes:
+        """Wire bytes for an engineering value (None = the type's "not implemented" pattern)."""
+        if value is None:
+            return sunspec_mb.create_unimpl_value(self.point_type, len=self.length * 2)
+        if self.packer is not None:
+            return self.packer.pack(self.raw(value))
+        return self.info.to_data(str(value), self.length * 2)
 
     def encode(self, value: float | int | str | None) -> list[int]:
-        """Registers for an engineering value (None = the type's "not implemented" pattern)."""
-        if value is None:
-            data = sunspec_mb.create_unimpl_value(self.point_type, len=self.length * 2)
-        elif self.point_type in ("float32", "float64"):
-            data = self.info.to_data(float(value), self.length * 2)
-        elif self.point_type == "string":
-            data = self.info.to_data(str(value), self.length * 2)
-        else:
-            raw = float(value)
-            if self.scale_exponent:
-                raw = raw / 10.0**self.scale_exponent
-            low, high = _INT_RANGES.get(self.point_type, (-(2**63), 2**64))
-            raw_int = low if math.isnan(raw) else int(min(max(round(raw), low), high))
-            data = self.info.to_data(raw_int, self.length * 2)
-        return _bytes_to_registers(data)
+        """Registers for an engineering value."""
+        return _bytes_to_registers(self.encode_bytes(value))
 
     def decode(self, registers: Sequence[int]) -> float | int | str | None:
         """The engineering value held by `registers` (None when not implemented)."""
@@ -92,25 +108,30 @@ class SunSpecImage:
 
     `models` lists (model id, raw point values) in device order; raw values are what pysunspec2's
     `Model(data=...)` takes (scale factors, enum values, group lists such as `{"Prt": [{...}]}`).
-    Points absent from a model's data read as "not implemented".
+    Points absent from a model's data read as "not implemented". The image is kept as wire bytes;
+    `set` packs one point in place and skips values whose raw number did not change.
     """
 
     def __init__(self, base_address: int, models: Sequence[tuple[int, Mapping[str, Any]]]):
         self.base_address = base_address
-        self.registers: list[int] = _bytes_to_registers(SUNSPEC_MARKER)
+        image = bytearray(SUNSPEC_MARKER)
         self._slots: dict[str, PointSlot] = {}
         self._model_ranges: dict[int, tuple[int, int]] = {}
-        self._last_values: dict[str, Any] = {}
+        self._last_raw: dict[str, float | int] = {}
         for model_id, data in models:
             model = Model(model_id=model_id, data=dict(data))
             if model.error_info:
                 raise ValueError(f"SunSpec model {model_id}: {model.error_info.strip()}")
-            start = len(self.registers)
-            self.registers.extend(_bytes_to_registers(model.get_mb()))
-            self._model_ranges[model_id] = (start, len(self.registers))
+            start = len(image) // 2
+            image.extend(model.get_mb())
+            self._model_ranges[model_id] = (start, len(image) // 2)
             self._index_group(model, model, f"{model_id}", start)
-        self.registers.extend([END_MODEL_ID, 0])
+        image.extend(struct.pack(">HH", END_MODEL_ID, 0))
+        self._buf = image
+        self._writers: list[PointWriter] = []
         self.generation = 0  # bumped by every change, so servers copy the image only when needed
+        self._registers_generation = -1
+        self._registers: list[int] = []
 
     # -- layout ---------------------------------------------------------------------------------
     def _index_group(self, model: Model, group: Group, prefix: str, model_start: int) -> None:
@@ -134,14 +155,21 @@ class SunSpecImage:
                 raise ValueError(f"SunSpec point {path}: scale factor {point.sf} has no value")
             exponent = int(sf_point.value)
         access = point.pdef.get(sunspec_mdef.ACCESS, sunspec_mdef.ACCESS_R)
+        point_type = point.pdef[sunspec_mdef.TYPE]
+        code = _STRUCT_CODES.get(point_type)
+        low, high = _INT_RANGES.get(point_type, (0, 0))
         return PointSlot(
             path=path,
             index=model_start + point.offset,
             length=int(point.len),
-            point_type=point.pdef[sunspec_mdef.TYPE],
+            point_type=point_type,
             scale_exponent=exponent,
             writable=access == sunspec_mdef.ACCESS_RW,
             info=point.info,
+            packer=struct.Struct(f">{code}") if code else None,
+            divisor=10.0**exponent if exponent else 1.0,
+            low=low,
+            high=high,
         )
 
     def slot(self, path: str) -> PointSlot:
@@ -159,40 +187,120 @@ class SunSpecImage:
         """Every slot that overlaps the register indexes [start, end)."""
         return [s for s in self._slots.values() if s.index < end and s.index + s.length > start]
 
+    def __len__(self) -> int:
+        """Registers in the image, from the SunS marker to the end model."""
+        return len(self._buf) // 2
+
     @property
     def end_address(self) -> int:
         """First Modbus address after the image."""
-        return self.base_address + len(self.registers)
+        return self.base_address + len(self)
+
+    @property
+    def registers(self) -> list[int]:
+        """The image as register values (rebuilt only after a change)."""
+        if self._registers_generation != self.generation:
+            self._registers = _bytes_to_registers(self._buf)
+            self._registers_generation = self.generation
+        return self._registers
 
     # -- values ---------------------------------------------------------------------------------
     def set(self, path: str, value: float | int | str | None) -> bool:
-        """Encode one engineering value into the image; returns whether any register changed."""
-        if self._last_values.get(path, _UNSET) == value:
-            return False
+        """Encode one engineering value into the image; returns whether it changed."""
         slot = self._slots[path]
-        encoded = slot.encode(value)
-        self._last_values[path] = value
-        if self.registers[slot.index : slot.index + slot.length] == encoded:
+        if slot.packer is not None and value is not None:
+            raw = slot.raw(value)
+            if self._last_raw.get(path) == raw:
+                return False
+            slot.packer.pack_into(self._buf, slot.index * 2, raw)
+            self._last_raw[path] = raw
+            self.generation += 1
+            return True
+        data = slot.encode_bytes(value)
+        start = slot.index * 2
+        self._last_raw.pop(path, None)
+        if self._buf[start : start + len(data)] == data:
             return False
-        self.registers[slot.index : slot.index + slot.length] = encoded
+        self._buf[start : start + len(data)] = data
         self.generation += 1
         return True
 
     def update(self, values: Iterable[tuple[str, float | int | str | None]]) -> bool:
-        """Set several points; returns whether any register changed."""
+        """Set several points; returns whether any changed."""
         changed = False
         for path, value in values:
-            changed = self.set(path, value) or changed
+            if self.set(path, value):
+                changed = True
         return changed
 
     def get(self, path: str) -> float | int | str | None:
         """Decode one point from the image."""
         slot = self._slots[path]
-        return slot.decode(self.registers[slot.index : slot.index + slot.length])
+        start = slot.index * 2
+        return slot.decode(_bytes_to_registers(self._buf[start : start + slot.length * 2]))
+
+    def write_registers(self, index: int, values: Sequence[int]) -> None:
+        """Store registers written from outside (a client's accepted write)."""
+        self._buf[index * 2 : (index + len(values)) * 2] = _registers_to_bytes(values)
+        self._last_raw.clear()
+        self.generation += 1
 
     def forget_cache(self) -> None:
-        """Re-encode every point on the next `set` (the registers were written from outside)."""
-        self._last_values.clear()
+        """Re-encode every point on the next `set`, even if its value did not change."""
+        self._last_raw.clear()
+        for writer in self._writers:
+            writer.forget()
+
+    def writer(self, paths: Sequence[str]) -> PointWriter:
+        """A fast writer for a fixed list of points (values given in the same order)."""
+        writer = PointWriter(self, [self.slot(path) for path in paths])
+        self._writers.append(writer)
+        return writer
+
+
+class PointWriter:
+    """Encodes a fixed sequence of points into an image; skips values that did not change.
+
+    The refresh after every plant step goes through here: one comparison per unchanged value,
+    one scale-round-pack for a changed one.
+    """
+
+    def __init__(self, image: SunSpecImage, slots: list[PointSlot]):
+        self._image = image
+        self._slots = slots
+        self._last_values: list[Any] = [_UNSET] * len(slots)
+        self._last_raw: list[Any] = [_UNSET] * len(slots)
+
+    def forget(self) -> None:
+        self._last_values = [_UNSET] * len(self._slots)
+        self._last_raw = [_UNSET] * len(self._slots)
+
+    def write(self, values: Sequence[float | int | str | None]) -> bool:
+        """Encode `values` (in the writer's point order); returns whether the image changed."""
+        if len(values) != len(self._slots):
+            raise ValueError(f"{len(values)} values for {len(self._slots)} points")
+        image = self._image
+        buf = image._buf
+        last_values, last_raw = self._last_values, self._last_raw
+        changed = False
+        for i, value in enumerate(values):
+            if value == last_values[i]:
+                continue
+            last_values[i] = value
+            slot = self._slots[i]
+            if slot.packer is None or value is None:
+                changed = image.set(slot.path, value) or changed
+                last_raw[i] = _UNSET
+                continue
+            raw = slot.raw(value)
+            if raw == last_raw[i]:
+                continue
+            last_raw[i] = raw
+            slot.packer.pack_into(buf, slot.index * 2, raw)
+            changed = True
+        if changed:
+            image.generation += 1
+        return changed
 
 
 _UNSET = object()
