@@ -98,11 +98,12 @@ class OrderColumns:
         bad_qty = ~np.isfinite(self.quantity_kwh) | ~(self.quantity_kwh > 0)
         for row in np.flatnonzero(bad_qty):
             reasons[int(row)] = (
-                f"quantity_kwh {self.quantity_kwh[row]!r} must be a finite number > 0"
+                f"quantity_kwh {float(self.quantity_kwh[row])!r} must be a finite number > 0"
             )
         for row in np.flatnonzero(~np.isfinite(self.price)):
             reasons.setdefault(
-                int(row), f"price {self.price[row]!r} must be a finite number (currency per kWh)"
+                int(row),
+                f"price {float(self.price[row])!r} must be a finite number (currency per kWh)",
             )
         for row in np.flatnonzero(~np.isfinite(self.time)):
             reasons.setdefault(

@@ -131,7 +131,7 @@ def _parse(source: Source, interval_start: datetime | None):
     columns = OrderColumns(
         order_id=order_id.to_numpy(dtype=object)[ok],
         peer=frame["peer"].str.strip().to_numpy(dtype=object)[ok],
-        is_buy=side_text.map(_SIDES).fillna(False).to_numpy(dtype=bool)[ok],
+        is_buy=side_text.isin([name for name, buy in _SIDES.items() if buy]).to_numpy()[ok],
         quantity_kwh=quantity.to_numpy(dtype=np.float64)[ok],
         price=price.to_numpy(dtype=np.float64)[ok],
         time=time.to_numpy(dtype=np.float64)[ok],

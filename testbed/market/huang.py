@@ -30,6 +30,15 @@ class HuangAuction(CallAuction):
     def params(self) -> dict[str, Any]:
         return {}
 
+    def no_trade_report(self) -> dict[str, Any]:
+        return {
+            "buyer_price": None,
+            "seller_price": None,
+            "rationed_side": None,
+            "excluded_bid": None,
+            "excluded_ask": None,
+        }
+
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:

@@ -37,12 +37,10 @@ class SideBook:
 def priority_rows(price: np.ndarray, time: np.ndarray, order_id: np.ndarray, best_high: bool):
     """Rows sorted by price (highest first when `best_high`), then time, then order_id."""
     price_key = -price if best_high else price
-    rows = np.lexsort((time, price_key))
+    rows = np.argsort(price_key, kind="stable")
     sorted_price = price_key[rows]
-    sorted_time = time[rows]
-    tied = (sorted_price[1:] == sorted_price[:-1]) & (sorted_time[1:] == sorted_time[:-1])
-    if not tied.any():
-        return rows
+    if not np.any(sorted_price[1:] == sorted_price[:-1]):
+        return rows  # no equal prices: price alone decides
     id_rank = np.empty(len(order_id), dtype=np.int64)
     id_rank[np.argsort(order_id.astype(str), kind="stable")] = np.arange(len(order_id))
     return np.lexsort((id_rank, time, price_key))
@@ -51,15 +49,27 @@ def priority_rows(price: np.ndarray, time: np.ndarray, order_id: np.ndarray, bes
 def side_books(book: OrderColumns) -> tuple[SideBook, SideBook]:
     """(bids, asks) in priority order."""
     sides = []
-    for is_buy in (True, False):
-        members = np.flatnonzero(book.is_buy == is_buy)
-        order = priority_rows(
-            book.price[members], book.time[members], book.order_id[members], best_high=is_buy
-        )
+    for members in (np.flatnonzero(book.is_buy), np.flatnonzero(~book.is_buy)):
+        is_buy = len(sides) == 0
+        price = book.price[members]
+        order = priority_rows(price, book.time[members], _Lazy(book.order_id, members), is_buy)
         rows = members[order]
         quantity = book.quantity_kwh[rows]
-        sides.append(SideBook(rows, book.price[rows], quantity, np.cumsum(quantity)))
+        sides.append(SideBook(rows, price[order], quantity, np.cumsum(quantity)))
     return sides[0], sides[1]
+
+
+class _Lazy:
+    """order_id[members], taken only when a tie needs it."""
+
+    def __init__(self, values: np.ndarray, members: np.ndarray) -> None:
+        self.values, self.members = values, members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def astype(self, dtype):
+        return self.values[self.members].astype(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,24 +91,28 @@ def merge_cumulative(bid_cum: np.ndarray, ask_cum: np.ndarray) -> Segments:
     """Merge two cumulative-quantity ladders into segments up to the smaller total.
 
     Segment t covers (x[t-1], x[t]] on the quantity axis, where x is the union of both ladders'
-    breakpoints; its bid (ask) is the one whose cumulative interval contains the segment.
+    breakpoints; its bid (ask) is the one whose cumulative interval contains the segment. A segment
+    shorter than QUANTITY_TOLERANCE_KWH is folded into the next one.
     """
     if len(bid_cum) == 0 or len(ask_cum) == 0:
         empty = np.empty(0, dtype=np.int64)
         return Segments(empty, empty, np.empty(0))
     total = min(bid_cum[-1], ask_cum[-1])
     ends = np.concatenate((bid_cum, ask_cum))
-    ends = ends[ends < total - QUANTITY_TOLERANCE_KWH]
-    ends.sort(kind="mergesort")
-    ends = np.append(ends, total)
-    starts = np.concatenate(([0.0], ends[:-1]))
-    keep = ends - starts > QUANTITY_TOLERANCE_KWH
-    ends = ends[keep]
-    starts = np.concatenate(([0.0], ends[:-1]))
-    middles = 0.5 * (starts + ends)
-    bid = np.searchsorted(bid_cum, middles)
-    ask = np.searchsorted(ask_cum, middles)
-    return Segments(bid, ask, ends - starts)
+    merged = np.argsort(ends, kind="stable")  # two sorted runs: a linear merge
+    ends = ends[merged]
+    from_bid = merged < len(bid_cum)
+    bids_before = np.cumsum(from_bid) - from_bid  # bid ladders ended before each breakpoint
+    asks_before = np.arange(len(ends)) - bids_before
+    cut = int(np.searchsorted(ends, total - QUANTITY_TOLERANCE_KWH, side="left"))
+    ends = np.append(ends[:cut], total)
+    bid, ask = bids_before[: cut + 1], asks_before[: cut + 1]
+    length = np.diff(ends, prepend=0.0)
+    keep = length > QUANTITY_TOLERANCE_KWH
+    if not keep.all():
+        ends, bid, ask = ends[keep], bid[keep], ask[keep]
+        length = np.diff(ends, prepend=0.0)
+    return Segments(bid, ask, length)
 
 
 def pair_fills(bid_fill: np.ndarray, ask_fill: np.ndarray) -> Segments:

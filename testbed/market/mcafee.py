@@ -34,6 +34,14 @@ class McAfeeAuction(CallAuction):
     def params(self) -> dict[str, Any]:
         return {}
 
+    def no_trade_report(self) -> dict[str, Any]:
+        return {
+            "candidate_price": None,
+            "case": "no_trade",
+            "buyer_price": None,
+            "seller_price": None,
+        }
+
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:

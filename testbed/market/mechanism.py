@@ -81,6 +81,10 @@ class CallAuction:
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:
         raise NotImplementedError
 
+    def no_trade_report(self) -> dict[str, Any]:
+        """The mechanism's own report keys when the curves do not cross."""
+        return {}
+
     def clear(self, orders: Book) -> ClearingResult:
         book, rejected = prepare_book(orders)
         bids, asks = side_books(book)
@@ -88,7 +92,7 @@ class CallAuction:
         if crossing.volume_kwh > 0:
             table, clearing_price, extra = self.allocate(crossing, book)
         else:
-            table, clearing_price, extra = TradeTable.empty(), None, {}
+            table, clearing_price, extra = TradeTable.empty(), None, self.no_trade_report()
         if len(table) == 0:
             clearing_price = None
         report = build_report(

@@ -9,6 +9,8 @@ from testbed.market.matching import Crossing
 from testbed.market.mechanism import CallAuction, average_buyer_price, check_fraction, segment_table
 from testbed.market.result import TradeTable
 
+_PRICE_RULE = "each pair at k * bid + (1 - k) * ask"
+
 
 class PayAsBid(CallAuction):
     """The uniform auction's efficient volume, paired in priority order, each pair at its price.
@@ -30,6 +32,9 @@ class PayAsBid(CallAuction):
     def params(self) -> dict[str, Any]:
         return {"k": self.k}
 
+    def no_trade_report(self) -> dict[str, Any]:
+        return {"price_rule": _PRICE_RULE, "min_trade_price": None, "max_trade_price": None}
+
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:
@@ -39,7 +44,7 @@ class PayAsBid(CallAuction):
         )
         table = segment_table(crossing, seg, price, price)
         extra = {
-            "price_rule": "each pair at k * bid + (1 - k) * ask",
+            "price_rule": _PRICE_RULE,
             "min_trade_price": float(price.min()),
             "max_trade_price": float(price.max()),
         }

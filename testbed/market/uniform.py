@@ -9,6 +9,8 @@ from testbed.market.matching import Crossing
 from testbed.market.mechanism import CallAuction, check_fraction, segment_table
 from testbed.market.result import TradeTable
 
+_PRICE_RULE = "k * high + (1 - k) * low of the competitive interval"
+
 
 class UniformPriceAuction(CallAuction):
     """Bids descending, asks ascending; the curves' intersection gives volume and price.
@@ -31,10 +33,13 @@ class UniformPriceAuction(CallAuction):
     def params(self) -> dict[str, Any]:
         return {"k": self.k}
 
+    def no_trade_report(self) -> dict[str, Any]:
+        return {"price_rule": _PRICE_RULE}
+
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:
         low, high = crossing.competitive_price_range  # type: ignore[misc]
         price = self.k * high + (1.0 - self.k) * low
         table = segment_table(crossing, crossing.segments, price, price)
-        return table, price, {"price_rule": "k * high + (1 - k) * low of the competitive interval"}
+        return table, price, {"price_rule": _PRICE_RULE}

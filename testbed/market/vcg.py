@@ -37,6 +37,9 @@ class VCGAuction(CallAuction):
     def params(self) -> dict[str, Any]:
         return {}
 
+    def no_trade_report(self) -> dict[str, Any]:
+        return {"vcg_deficit": 0.0, "buyers_paid_vcg": 0.0}
+
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:
