@@ -79,11 +79,25 @@ def start_plant(folder: Path) -> tuple[subprocess.Popen, PlantEndpoints]:
     return proc, PlantEndpoints.read(endpoints_file)
 
 
+async def in_process_step(n: int) -> list[tuple[str, list[float]]]:
+    """Plant-side cost of one advance: the physics alone, then physics + refreshing every server."""
+    from hil_sim.runner import HilSim
+
+    async with HilSim() as sim:
+        await sim.advance(10.5 * 3600)
+        physics = timed(lambda: sim.plant.advance(1.0), n)
+        full = await timed_async(lambda: sim.advance(1.0), n)
+    return [
+        ("in-process: plant.advance(1 s), physics only", physics),
+        ("in-process: HilSim.advance(1 s), physics + refresh", full),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="exchanges per measurement")
     n = parser.parse_args().n
-    rows: list[tuple[str, list[float]]] = []
+    rows: list[tuple[str, list[float]]] = asyncio.run(in_process_step(n))
     with tempfile.TemporaryDirectory(prefix="bench-hil_sim-") as folder:
         proc, endpoints = start_plant(Path(folder))
         try:
@@ -159,7 +173,7 @@ def main() -> None:
     for name, samples in rows:
         p50, p99 = percentiles(samples)
         print(f"{name:<52} {p50:8.3f} {p99:8.3f}")
-    advance_p50, _ = percentiles(rows[1][1])
+    advance_p50, _ = percentiles(rows[3][1])
     print(f"\n24 h in 1 s lockstep steps: 86,400 advances x {advance_p50:.3f} ms = "
           f"{86400 * advance_p50 / 1000:.1f} s of advance round trips")  # fmt: skip
 
