@@ -210,7 +210,8 @@ def main() -> None:
             assert sink.flush(timeout_s=600), "throughput run did not drain"
             elapsed, cpu = time.perf_counter() - begin, time.process_time() - cpu_begin
             server_cpu = process_cpu_s(server.pid) - server_cpu  # type: ignore[arg-type]
-            points = sink.close().sent_points
+            sink.close()
+            points = sink.backlog().sent_points
             report.append(
                 f"| sustained emit → influxd, batch {batch_size} ({points:,} points) | "
                 f"{points / elapsed:,.0f} points/s; CPU per point: controller "
@@ -222,7 +223,8 @@ def main() -> None:
         sink = InfluxSink(config, workdir / "replay.sqlite", run_id="replay")
         for doc in documents:
             sink.emit(doc)
-        left = sink.close(timeout_s=0.5).pending_points
+        sink.close(timeout_s=0.5)
+        left = sink.backlog().pending_points
         server.start()
         begin = time.perf_counter()
         sink = InfluxSink(config, workdir / "replay.sqlite")

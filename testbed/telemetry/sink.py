@@ -86,7 +86,15 @@ class InfluxSink:
         self.config = config
         self.buffer_path = Path(buffer_path)
         self.buffer_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = writer if writer is not None else make_writer(config)
         self._lock_file = self._take_lock(self.buffer_path)
+        try:
+            self._start(config, run_id, writer)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _start(self, config: InfluxConfig, run_id: str | None, writer: PointWriter) -> None:
         self._queue: collections.deque[Document | RawLines] = collections.deque()
         self._closed = False
         self._formatter = PointFormatter(run_id)
@@ -105,7 +113,7 @@ class InfluxSink:
         )
         self._forwarder = Forwarder(
             self.buffer_path,
-            writer if writer is not None else make_writer(config),
+            writer,
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
             retry_initial_s=config.retry_initial_s,
@@ -182,12 +190,12 @@ class InfluxSink:
             if not self._closed:
                 self._forwarder.send_when_full()
 
-    def close(self, timeout_s: float = 5.0) -> Backlog:
+    def close(self, timeout_s: float = 5.0) -> None:
         """Write every queued document to the buffer file, send what can be sent within
-        `timeout_s`, and leave the rest in the file for the next sink. Returns the final backlog.
+        `timeout_s`, and leave the rest in the file for the next sink (`backlog()` tells).
         """
         if self._closed:
-            return self.backlog()
+            return
         self._closed = True
         deadline = time.monotonic() + timeout_s
         self._stop_spooling.set()
@@ -210,7 +218,6 @@ class InfluxSink:
                 self.buffer_path,
             )
         self._release_lock()
-        return final
 
     # -- spooler thread ------------------------------------------------------------------------
 

@@ -116,7 +116,8 @@ def test_wrong_password_keeps_points_until_an_operator_fixes_it(
     sink = InfluxSink(config, buffer_path, run_id="r")
     sink.emit(sample)
     wait_until(lambda: sink.backlog().last_error is not None, 10, "a refused write")
-    refused = sink.close(timeout_s=0.2)
+    sink.close(timeout_s=0.2)
+    refused = sink.backlog()
     assert refused.pending_points == 1 and refused.dead_letter_points == 0
     assert "HTTP 401" in (refused.last_error or "") and "password" in (refused.last_error or "")
     state = read_buffer_state(buffer_path)

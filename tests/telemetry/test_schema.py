@@ -64,7 +64,8 @@ def stored_run(influxd_server: InfluxServer, tmp_path_factory: pytest.TempPathFa
     sink = InfluxSink(config, tmp_path_factory.mktemp("schema") / "buffer.sqlite")
     for doc in documents:
         sink.emit(doc)
-    final = sink.close(timeout_s=20)
+    sink.close(timeout_s=20)
+    final = sink.backlog()
     assert final.pending_points == 0 and final.dead_letter_points == 0
     return config, run, documents
 
@@ -160,7 +161,8 @@ def test_tag_values_with_separators_arrive_unchanged(
     moment = datetime(2026, 6, 1, 12, 0, 0, 654321, tzinfo=UTC)
     sink = InfluxSink(config, tmp_path / "buffer.sqlite", run_id="run 7, rev=2")
     sink.emit(Sample(moment, "Peer A,1", "meter=main bus", {"power kw": -1.25, "soc,pct": 40.0}))
-    assert sink.close(timeout_s=10).sent_points == 1
+    sink.close(timeout_s=10)
+    assert sink.backlog().sent_points == 1
     rows = influxql_records(config, 'SELECT * FROM "telemetry"')
     assert rows == [
         {
@@ -185,7 +187,8 @@ def test_document_that_cannot_be_formatted_is_dead_lettered_and_the_run_goes_on(
     sink.emit(good)
     assert sink.flush(timeout_s=10)
     letters = sink.dead_letters()
-    final = sink.close()
+    sink.close()
+    final = sink.backlog()
     assert (final.sent_points, final.dead_letter_points) == (1, 1)
     assert "timezone-aware" in letters[0].error and "Sample(" in letters[0].line
     assert [row["power_kw"] for row in influxql_records(config, 'SELECT * FROM "telemetry"')] == [

@@ -49,7 +49,8 @@ def test_every_document_of_a_run_is_stored_once_with_its_values(
     documents = list(synthetic_run(run, 600))
     sink = InfluxSink(config, tmp_path / "buffer.sqlite")
     emit_all(sink, documents)
-    final = sink.close(timeout_s=20)
+    sink.close(timeout_s=20)
+    final = sink.backlog()
 
     assert final.pending_points == 0 and final.dead_letter_points == 0
     assert count_points(config, run) == expected_points(documents)
@@ -83,7 +84,8 @@ def test_server_killed_mid_run_then_restarted_loses_and_doubles_nothing(
     influxd_server.start()
     emit_all(sink, documents[2 * third :], pace_every=50)
     assert sink.flush(timeout_s=30)
-    final = sink.close()
+    sink.close()
+    final = sink.backlog()
 
     assert final.dead_letter_points == 0
     assert count_points(config, run) == expected_points(documents)
@@ -129,7 +131,8 @@ def test_new_sink_on_the_same_buffer_sends_what_the_closed_one_left(
     influxd_server.stop()
     first = InfluxSink(config, buffer_path)
     emit_all(first, documents)
-    left = first.close(timeout_s=0.3)
+    first.close(timeout_s=0.3)
+    left = first.backlog()
     assert left.pending_points == total
 
     # The buffer keeps the emission order: the run starts first and finishes last.
@@ -142,7 +145,8 @@ def test_new_sink_on_the_same_buffer_sends_what_the_closed_one_left(
     influxd_server.start()
     second = InfluxSink(config, buffer_path)
     assert second.flush(timeout_s=30)
-    final = second.close()
+    second.close()
+    final = second.backlog()
     assert final.sent_points == total and final.pending_points == 0
     assert count_points(config, run) == expected_points(documents)
 
@@ -233,7 +237,8 @@ def test_dead_letters_can_be_sent_again_once_the_cause_is_fixed(
     sink = InfluxSink(config, buffer_path)
     sink.emit_lines(first.splitlines())
     assert sink.flush(timeout_s=10)
-    assert sink.close().dead_letter_points == 1
+    sink.close()
+    assert sink.backlog().dead_letter_points == 1
 
     fixed_database = f"{influx_database}_fixed"  # a database where `value` may be a string
     influxd_server.create_database(fixed_database)
@@ -243,7 +248,8 @@ def test_dead_letters_can_be_sent_again_once_the_cause_is_fixed(
     fixed = config.model_copy(update={"database": fixed_database})
     sink = InfluxSink(fixed, buffer_path)
     assert sink.flush(timeout_s=10)
-    assert sink.close().dead_letter_points == 0
+    sink.close()
+    assert sink.backlog().dead_letter_points == 0
     rows = influxql_records(fixed, 'SELECT "value" FROM "clash"')
     assert [row["value"] for row in rows] == ["text"]
 

@@ -44,7 +44,8 @@ def test_v2_write_api_delivers_every_field_of_every_step(
     sink = InfluxSink(v2_config(victoria_server), tmp_path / "buffer.sqlite")
     for doc in synthetic_run(run, steps):
         sink.emit(doc)
-    final = sink.close(timeout_s=20)
+    sink.close(timeout_s=20)
+    final = sink.backlog()
     assert final.pending_points == 0 and final.dead_letter_points == 0
     assert_each_sample_once(victoria_server, run, steps)
     series = victoria_server.export(f'telemetry_soc_pct{{run="{run}",peer="A",device="inverter"}}')[
@@ -71,7 +72,8 @@ def test_v2_outage_mid_run_loses_and_doubles_nothing(
         if index % 50 == 0:
             time.sleep(0.002)
     assert sink.flush(timeout_s=30)
-    final = sink.close()
+    sink.close()
+    final = sink.backlog()
     assert final.dead_letter_points == 0
     assert_each_sample_once(victoria_server, run, steps)
 
@@ -96,7 +98,8 @@ def test_v2_point_the_server_refuses_is_dead_lettered_with_its_answer(
         sink.emit(doc)
     assert sink.flush(timeout_s=30)
     letters = sink.dead_letters()
-    final = sink.close()
+    sink.close()
+    final = sink.backlog()
     assert final.dead_letter_points == 1 and final.pending_points == 0
     assert [letter.line for letter in letters] == [oversized]
     assert letters[0].http_status == 400 and "too long line" in letters[0].error
