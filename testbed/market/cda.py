@@ -159,13 +159,15 @@ class ContinuousDoubleAuctionMechanism:
             crossing=crossing,
             extra=extra,
         )
+        curves = SupplyDemandCurves.from_sides(crossing, clearing_price)
+        report["curves"] = curves.to_dict()
         return ClearingResult(
             mechanism=self.name,
             book=book,
             table=table,
             clearing_price=clearing_price,
             report=report,
-            curves=SupplyDemandCurves.from_sides(crossing, clearing_price),
+            curves=curves,
         )
 
     def __repr__(self) -> str:

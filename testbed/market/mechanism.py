@@ -104,13 +104,15 @@ class CallAuction:
             crossing=crossing,
             extra={"clearing_price": clearing_price, **extra},
         )
+        curves = SupplyDemandCurves.from_sides(crossing, clearing_price)
+        report["curves"] = curves.to_dict()
         return ClearingResult(
             mechanism=self.name,
             book=book,
             table=table,
             clearing_price=clearing_price,
             report=report,
-            curves=SupplyDemandCurves.from_sides(crossing, clearing_price),
+            curves=curves,
         )
 
     def __repr__(self) -> str:

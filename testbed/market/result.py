@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from testbed.documents import Clearing
     from testbed.market.matching import Crossing
 
+CURVE_POINTS = 2000  # points per curve kept in the report (thinned evenly beyond that)
 TRADE_COLUMNS = ("buy_order_id", "sell_order_id", "buyer", "seller", "quantity_kwh", "price")
 
 
@@ -85,7 +86,7 @@ class SupplyDemandCurves:
             crossing.competitive_price_range,
         )
 
-    def to_dict(self, max_points: int | None = 2000) -> dict[str, Any]:
+    def to_dict(self, max_points: int | None = CURVE_POINTS) -> dict[str, Any]:
         """JSON-ready; each curve is thinned to at most `max_points` points (None = all)."""
         demand_kwh, demand_price, thin_d = _thin(self.demand_kwh, self.demand_price, max_points)
         supply_kwh, supply_price, thin_s = _thin(self.supply_kwh, self.supply_price, max_points)
@@ -216,8 +217,8 @@ class ClearingResult:
             columns=list(TRADE_COLUMNS),
         )
 
-    def report_json(self, max_curve_points: int | None = 2000) -> dict[str, Any]:
-        """The report plus the curves, JSON-ready."""
+    def report_json(self, max_curve_points: int | None = CURVE_POINTS) -> dict[str, Any]:
+        """The report with the curves at another resolution (None = every step)."""
         out = dict(self.report)
         out["curves"] = self.curves.to_dict(max_curve_points) if self.curves else None
         return out
@@ -232,7 +233,7 @@ class ClearingResult:
             clearing_price=self.clearing_price,
             volume_kwh=self.volume_kwh,
             trades=tuple(self.trades),
-            report=self.report_json(),
+            report=dict(self.report),
         )
 
 
