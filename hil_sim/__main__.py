@@ -109,7 +109,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):
+        print(f"hil_sim: --log-level = {args.log_level!r}: must be one of DEBUG, INFO, WARNING, "
+              "ERROR", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG_ERROR
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         plant, servers = _settings(args)

@@ -121,6 +121,10 @@ class PlantControl:
     async def state(self) -> dict[str, Any]:
         return (await self.request("state"))["state"]
 
+    async def reset(self) -> PlantTime:
+        """A fresh plant from the same configuration (time back to its start, faults cleared)."""
+        return _time(await self.request("reset"))
+
     async def set_fault(self, device: str, **fault: Any) -> dict[str, Any]:
         """E.g. set_fault("meter_A", kind="exception", code=6); returns the fault set."""
         return (await self.request("fault", device=device, **fault))["fault"]
@@ -188,6 +192,9 @@ class SyncPlantControl:
 
     def state(self) -> dict[str, Any]:
         return self.request("state")["state"]
+
+    def reset(self) -> PlantTime:
+        return _time(self.request("reset"))
 
     def set_fault(self, device: str, **fault: Any) -> dict[str, Any]:
         return self.request("fault", device=device, **fault)["fault"]

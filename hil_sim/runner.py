@@ -252,9 +252,12 @@ class HilSim:
         while True:
             deadline += step_s
             await asyncio.sleep(max(0.0, deadline - loop.time()))
-            async with self._lock:
-                self.plant.advance(step_s)
-                await self.publish()
+            try:
+                async with self._lock:
+                    self.plant.advance(step_s)
+                    await self.publish()
+            except Exception:  # keep the clock running; the log says what went wrong
+                log.exception("realtime step failed")
             if loop.time() - deadline > 10 * step_s:
                 log.warning(
                     "realtime clock is %.1f s behind; skipping ahead", loop.time() - deadline

@@ -75,7 +75,6 @@ class SunSpecModbusServer:
         self._port = port
         self._server: ModbusTcpServer | None = None
         self.gate: ListenerGate | None = None
-        self.write_log: list[tuple[str, float | int | str | None]] = []
 
     @property
     def port(self) -> int:
@@ -148,7 +147,6 @@ class SunSpecModbusServer:
             return ExcCodes.ILLEGAL_VALUE
         # keep the image in step with what the client wrote until the next refresh
         self.image.write_registers(index, values)
-        self.write_log.extend(changed.items())
         return None
 
     def _slots_written(self, start: int, end: int) -> list[PointSlot | None]:
