@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,6 +76,11 @@ def best_of(run: Callable[[], object], repeats: int) -> tuple[float, float, floa
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
     return min(walls), statistics.median(walls), min(cpus), result
+
+
+def reference_loop_us() -> float:
+    """Best time of a tiny pure-Python loop: about 0.3 us on this machine when idle."""
+    return 1e6 * min(timeit.repeat("x=0\nfor i in range(10): x+=i", number=20000, repeat=5)) / 20000
 
 
 def repeats_for(size: int) -> int:
@@ -131,6 +137,7 @@ def main() -> None:
         f"{os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
     )
     print(f"# load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    print(f"# reference loop before: {reference_loop_us():.2f} us")
     rows: list[dict] = []
     python = None if args.no_pymarket else ensure_pymarket()
     for size in sizes:
@@ -175,6 +182,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     load_after = os.getloadavg()
     print(f"# load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print(f"# reference loop after: {reference_loop_us():.2f} us")
     print()
     print(render_table(rows))
     if args.json:

@@ -6,7 +6,13 @@
 from testbed.market.book import Order, Side, Trade
 from testbed.market.cda import ContinuousDoubleAuction, ContinuousDoubleAuctionMechanism
 from testbed.market.columns import OrderColumns
-from testbed.market.csv_io import read_orders_csv, write_orders_csv, write_trades_csv
+from testbed.market.csv_io import (
+    read_order_columns,
+    read_orders_csv,
+    read_trades_csv,
+    write_orders_csv,
+    write_trades_csv,
+)
 from testbed.market.huang import HuangAuction
 from testbed.market.mcafee import McAfeeAuction
 from testbed.market.mechanism import Mechanism
@@ -40,7 +46,9 @@ __all__ = [
     "ZipTrader",
     "get_mechanism",
     "mechanism_names",
+    "read_order_columns",
     "read_orders_csv",
+    "read_trades_csv",
     "simulate_zip_market",
     "validate_orders",
     "write_orders_csv",
