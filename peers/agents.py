@@ -74,8 +74,10 @@ class OptimisingParams(_Params):
     value_of_lost_load: float = Field(default=100.0, gt=0)
     terminal_value_per_kwh: float | None = Field(default=None, ge=0)
     p2p_limit_kw: float | None = Field(default=None, ge=0)
-    solver_time_limit_s: float = Field(default=2.0, gt=0)
-    mip_rel_gap: float = Field(default=1e-4, gt=0, lt=1)
+    solver_time_limit_s: float = Field(default=1.0, gt=0)
+    mip_rel_gap: float = Field(default=1e-3, gt=0, lt=1)
+    relaxation_first: bool = True
+    ev_integer_steps: int | None = Field(default=48, ge=1)
     zip_learning_rate: float = Field(default=0.3, gt=0, le=1)
     zip_momentum: float = Field(default=0.05, ge=0, lt=1)
 
@@ -271,6 +273,8 @@ class OptimisingAgent(_AgentBase):
                 p2p_limit_kw=self.params.p2p_limit_kw,
                 time_limit_s=self.params.solver_time_limit_s,
                 mip_rel_gap=self.params.mip_rel_gap,
+                relaxation_first=self.params.relaxation_first,
+                ev_integer_steps=self.params.ev_integer_steps,
                 seed=self.seed,
             )
             self._hems[key] = Hems(self.assets, steps, interval_s / 3600.0, settings)

@@ -76,28 +76,28 @@ class BatteryAsset(_Model):
 class EvAsset(_Model):
     """A vehicle on a bidirectional (V2G/G2V) charger, plugged in only some hours of the day.
 
-    The daily plug window runs from `plug_in_local` to `plug_out_local` (local time; a window that
-    crosses midnight is allowed). At plug-out the vehicle needs `departure_soc_pct`. Below
-    `reserve_soc_pct` the charger does not discharge. A non-zero power below `min_power_kw` is not
-    possible (deadband).
+    `plug_windows_local` lists the daily (arrival, departure) local times (a window may cross
+    midnight). At each departure the vehicle needs `departure_soc_pct`; while away it draws
+    `drive_kw` from its battery. Below `reserve_soc_pct` the charger does not discharge, and a
+    non-zero power below `min_power_kw` is not possible (deadband). Powers are AC at the charger;
+    the efficiencies lie between AC and stored energy.
     """
 
     capacity_kwh: float = Field(gt=0)
     max_charge_kw: float = Field(gt=0)
     max_discharge_kw: float = Field(ge=0)
-    min_power_kw: float = Field(default=0.2, ge=0)
+    min_power_kw: float = Field(default=0.3, ge=0)
     soc_min_pct: float = Field(default=10.0, ge=0, le=100)
-    soc_max_pct: float = Field(default=100.0, ge=0, le=100)
+    soc_max_pct: float = Field(default=95.0, ge=0, le=100)
     reserve_soc_pct: float = Field(default=30.0, ge=0, le=100)
     departure_soc_pct: float = Field(default=80.0, ge=0, le=100)
-    arrival_soc_pct: float = Field(
-        default=40.0, ge=0, le=100, description="Expected SoC when the vehicle comes back"
-    )
     charge_efficiency: float = Field(default=0.95, gt=0, le=1)
     discharge_efficiency: float = Field(default=0.95, gt=0, le=1)
     depreciation_per_kwh: float = Field(default=0.5, ge=0)
-    plug_in_local: time = Field(default=time(17, 0))
-    plug_out_local: time = Field(default=time(8, 0))
+    drive_kw: float = Field(default=0.6, ge=0, description="Drawn from the battery while away")
+    plug_windows_local: tuple[tuple[time, time], ...] = Field(
+        default=((time(9, 0), time(17, 30)), (time(19, 0), time(8, 0))), min_length=1
+    )
 
     @model_validator(mode="after")
     def _window(self) -> EvAsset:
@@ -105,18 +105,32 @@ class EvAsset(_Model):
             raise ValueError(
                 f"soc_min_pct ({self.soc_min_pct}) must be below soc_max_pct ({self.soc_max_pct})"
             )
-        for name in ("reserve_soc_pct", "departure_soc_pct", "arrival_soc_pct"):
+        for name in ("reserve_soc_pct", "departure_soc_pct"):
             value = getattr(self, name)
             if not self.soc_min_pct <= value <= self.soc_max_pct:
                 raise ValueError(
                     f"{name} ({value}) must lie in the SoC window "
                     f"[{self.soc_min_pct}, {self.soc_max_pct}]"
                 )
-        if self.min_power_kw > min(self.max_charge_kw, self.max_discharge_kw or self.max_charge_kw):
-            raise ValueError(f"min_power_kw ({self.min_power_kw}) must not exceed the power limits")
-        if self.plug_in_local == self.plug_out_local:
-            raise ValueError("plug_in_local and plug_out_local must differ")
+        limit = min(self.max_charge_kw, self.max_discharge_kw or self.max_charge_kw)
+        if self.min_power_kw > limit:
+            raise ValueError(f"min_power_kw ({self.min_power_kw}) must not exceed {limit} kW")
+        for arrival, departure in self.plug_windows_local:
+            if arrival == departure:
+                raise ValueError(
+                    f"plug window ({arrival}, {departure}): arrival and departure must differ"
+                )
         return self
+
+    def plugged_at(self, local_time: time) -> bool:
+        """Whether the daily schedule has the vehicle plugged in at this local time."""
+        for arrival, departure in self.plug_windows_local:
+            if arrival < departure:
+                if arrival <= local_time < departure:
+                    return True
+            elif local_time >= arrival or local_time < departure:
+                return True
+        return False
 
     def energy_kwh(self, soc_pct: float) -> float:
         return self.capacity_kwh * soc_pct / 100.0
@@ -131,6 +145,14 @@ class EvAsset(_Model):
     @property
     def energy_max_kwh(self) -> float:
         return self.energy_kwh(self.soc_max_pct)
+
+    @property
+    def reserve_kwh(self) -> float:
+        return self.energy_kwh(self.reserve_soc_pct)
+
+    @property
+    def departure_kwh(self) -> float:
+        return min(self.energy_kwh(self.departure_soc_pct), self.energy_max_kwh)
 
 
 class PeerAssets(_Model):
@@ -168,7 +190,7 @@ class PeerAssets(_Model):
 
 
 def peer_a_assets() -> PeerAssets:
-    """Peer A: prosumer, 3.5 kWp PV, 7.5 kWh battery behind a ~3 kW hybrid inverter, ~2 kW load."""
+    """Peer A: prosumer, 3.5 kWp PV, 7.5 kWh battery (3.5 kW each way), ~2 kW peak house load."""
     return PeerAssets(
         peer="A",
         role="prosumer",
@@ -177,7 +199,13 @@ def peer_a_assets() -> PeerAssets:
         grid_import_limit_kw=7.0,
         grid_export_limit_kw=5.0,
         pv=PvAsset(peak_power_kw=3.5),
-        battery=BatteryAsset(capacity_kwh=7.5, max_charge_kw=3.0, max_discharge_kw=3.0),
+        battery=BatteryAsset(
+            capacity_kwh=7.5,
+            max_charge_kw=3.5,
+            max_discharge_kw=3.5,
+            charge_efficiency=0.96,
+            discharge_efficiency=0.96,
+        ),
     )
 
 
@@ -192,9 +220,9 @@ def peer_b_assets() -> PeerAssets:
         grid_export_limit_kw=5.0,
         ev=EvAsset(
             capacity_kwh=90 * 51.2 / 1000.0,
-            max_charge_kw=1.5,
+            max_charge_kw=2.0,
             max_discharge_kw=1.5,
-            min_power_kw=0.2,
+            min_power_kw=0.3,
             reserve_soc_pct=30.0,
             departure_soc_pct=80.0,
         ),

@@ -8,7 +8,7 @@ for P2P energy than the grid charges, nor accept less than the grid pays.
   3/4 of the band and asks at 1/4, so a buyer and a seller always cross.
 - Marginal value (optimising agent): the plan's value of one kWh at the PCC in the coming interval
   with the grid as the alternative (the dual of the power balance; see `peers.hems`), less the
-  network charge for a bid and plus it for an ask: the peer's reservation price, bid truthfully.
+  network charge for a bid (the buyer pays it): the peer's reservation price, bid truthfully.
 - ZIP (Cliff 1997, zero-intelligence-plus): each side keeps a profit margin over its reservation
   price and moves it after every clearing with a Widrow-Hoff rule with momentum toward a target
   just beyond the clearing price (raise after a trade, lower after a miss).
@@ -52,9 +52,12 @@ def tariff_band_prices(
 def reservation_prices(
     value_per_kwh: float, retail: float, feed_in: float, network_charge: float = 0.0
 ) -> tuple[float, float]:
-    """(highest bid, lowest ask) a peer should accept, from its marginal value of energy."""
+    """(highest bid, lowest ask) a peer should accept, from its marginal value of energy.
+
+    The buyer pays the network charge on top of the P2P price, so its bid is lower by that much.
+    """
     bid = clip_price(value_per_kwh - network_charge, feed_in, retail)
-    ask = clip_price(value_per_kwh + network_charge, feed_in, retail)
+    ask = clip_price(value_per_kwh, feed_in, retail)
     return bid, ask
 
 

@@ -1,11 +1,11 @@
 """A peer's bill for a plan under a tariff: the value side of comparing agents.
 
-Per step, the PCC energy is `net_kw x dt` (+ = export). P2P volumes (kWh per step, from the trades
-the orchestrator cleared) are settled at the P2P price; the rest of the metered energy goes to the
-grid at retail (import) or feed-in (export). In a step with a P2P contract, the difference between
-metered and contracted energy also pays the deviation penalty. Network charges are per kWh of P2P
-energy bought or sold. Battery depreciation and levelised PV cost are the remaining terms of the
-seed's objective (7); `total` is the cash bill, `objective` adds those two.
+Per step, the PCC energy is `net_kw x dt` (+ = export). The rules are those of
+`testbed.settlement`: P2P volumes (kWh per step, from cleared trades) are paid at the P2P price;
+the deviation (metered minus contracted) is bought at retail (shortfall) or sold at feed-in
+(surplus); the deviation penalty applies to sold energy not delivered, min(shortfall, sold); the
+buyer pays the network charge on every P2P kWh. Battery depreciation and levelised PV cost are the
+remaining terms of the seed's objective (7); `total` is the cash bill, `objective` adds those two.
 
 The orchestrator's settlement is authoritative for what peers pay; this function lets a plan be
 valued the same way before or after a run (e.g. to compare baseline and optimising agents).
@@ -33,10 +33,11 @@ class Bill:
     p2p_cost: float
     p2p_revenue: float
     network_charge: float
-    deviation_kwh: float
+    undelivered_kwh: float  # sold P2P energy the peer did not deliver
     penalty: float
     storage_depreciation: float
     pv_cost: float
+    grid_only_total: float  # the same metered energy settled with the grid alone
 
     @property
     def total(self) -> float:
@@ -90,8 +91,7 @@ def plan_bill(
     residual = net - contracted  # what the grid takes (+) or gives (-)
     grid_export = np.maximum(residual, 0.0)
     grid_import = np.maximum(-residual, 0.0)
-    has_contract = (bought > 0) | (sold > 0)
-    deviation = np.where(has_contract, np.abs(residual), 0.0)
+    undelivered = np.minimum(grid_import, sold)
 
     depreciation = 0.0
     if assets.battery is not None:
@@ -113,9 +113,10 @@ def plan_bill(
         p2p_sold_kwh=float(sold.sum()),
         p2p_cost=float(price @ bought),
         p2p_revenue=float(price @ sold),
-        network_charge=float(network_charge * (bought.sum() + sold.sum())),
-        deviation_kwh=float(deviation.sum()),
-        penalty=float(deviation_penalty * deviation.sum()),
+        network_charge=float(network_charge * bought.sum()),
+        undelivered_kwh=float(undelivered.sum()),
+        penalty=float(deviation_penalty * undelivered.sum()),
         storage_depreciation=float(depreciation),
         pv_cost=float(pv_cost),
+        grid_only_total=float(retail @ np.maximum(-net, 0.0) - feed_in @ np.maximum(net, 0.0)),
     )

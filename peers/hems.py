@@ -41,9 +41,12 @@ class HemsSettings:
         None  # stored energy at horizon end; None = feed-in x eta
     )
     p2p_limit_kw: float | None = None  # largest P2P trade either way; None = connection limits
-    time_limit_s: float = 2.0
-    mip_rel_gap: float = 1e-4
+    time_limit_s: float = 1.0
+    mip_rel_gap: float = 1e-3
     relaxation_first: bool = True  # skip branch and bound when the LP relaxation is integral
+    # EV mode binaries (deadband, no simultaneous charge and discharge) only in the first steps;
+    # later steps are re-planned before they run. None = binaries over the whole horizon.
+    ev_integer_steps: int | None = 48
     seed: int = 0
 
 
@@ -52,7 +55,14 @@ class _Model:
     `relaxed` (continuous in [0, 1]: the LP relaxation) or `fixed` (parameters: the LP for duals).
     """
 
-    def __init__(self, assets: PeerAssets, steps: int, dt_h: float, modes: str) -> None:
+    def __init__(
+        self,
+        assets: PeerAssets,
+        steps: int,
+        dt_h: float,
+        modes: str,
+        ev_integer_steps: int | None = None,
+    ) -> None:
         fixed_modes = modes == "fixed"
         T = steps
         self.assets = assets
@@ -68,14 +78,21 @@ class _Model:
             self.var[name] = cp.Variable(shape, name=name, **kw)
             return self.var[name]
 
-        def mode(name: str):
+        def mode(name: str, integer_steps: int | None = None):
             if modes == "fixed":
                 return par(name, T, nonneg=True)
             if modes == "relaxed":
                 indicator = var(name, nonneg=True)
                 cons.append(indicator <= 1)
                 return indicator
-            return var(name, boolean=True)
+            whole = T if integer_steps is None else min(max(integer_steps, 1), T)
+            if whole == T:
+                return var(name, boolean=True)
+            # binaries for the first steps only; later steps are re-planned before they run
+            head = var(name + "_int", whole, boolean=True)
+            tail = var(name + "_rel", T - whole, nonneg=True)
+            cons.append(tail <= 1)
+            return cp.hstack([head, tail])
 
         cons: list = []
         load = par("load_kw", T, nonneg=True)
@@ -144,21 +161,26 @@ class _Model:
         if ev is not None:
             ch = var("ev_charge_kw", nonneg=True)
             dis = var("ev_discharge_kw", nonneg=True)
-            charging = mode("ev_charging")
-            discharging = mode("ev_discharging")
+            charging = mode("ev_charging", ev_integer_steps)
+            discharging = mode("ev_discharging", ev_integer_steps)
+            if fixed_modes:  # deadband and reserve only where the plan obeys them (see _modes)
+                charging_floor = par("ev_charging_floor", T, nonneg=True)
+                discharging_floor = par("ev_discharging_floor", T, nonneg=True)
+            else:
+                charging_floor, discharging_floor = charging, discharging
             energy = var("ev_kwh", T + 1)
             available = par("ev_available", T, nonneg=True)
             required = par("ev_required_kwh", T, nonneg=True)
             drive = par("ev_drive_kwh", T, nonneg=True)
             energy0 = par("ev_kwh0", nonneg=True)
-            low = par("ev_kwh_min", nonneg=True)
+            low = par("ev_kwh_min", T, nonneg=True)
             high = par("ev_kwh_max", nonneg=True)
             terminal = par("ev_terminal_value", nonneg=True)
             cons += [
                 ch <= ev.max_charge_kw * charging,
-                ch >= ev.min_power_kw * charging,
+                ch >= ev.min_power_kw * charging_floor,
                 dis <= ev.max_discharge_kw * discharging,
-                dis >= ev.min_power_kw * discharging,
+                dis >= ev.min_power_kw * discharging_floor,
                 energy[0] == energy0,
                 energy[1:]
                 == energy[:-1]
@@ -168,7 +190,7 @@ class _Model:
                 energy[1:] <= high,
                 energy[1:] >= required,
                 # no discharge that ends below the reserve
-                energy[1:] >= ev.energy_kwh(ev.reserve_soc_pct) * discharging,
+                energy[1:] >= ev.reserve_kwh * discharging_floor,
             ]
             if not fixed_modes:
                 cons += [
@@ -201,7 +223,9 @@ class Hems:
         self.dt_h = dt_h
         self.settings = settings or HemsSettings()
         self.has_modes = assets.battery is not None or assets.ev is not None
-        self.milp = _Model(assets, steps, dt_h, modes="binary")
+        self.milp = _Model(
+            assets, steps, dt_h, modes="binary", ev_integer_steps=self.settings.ev_integer_steps
+        )
         self.relaxed = _Model(assets, steps, dt_h, modes="relaxed") if self.has_modes else None
         self.lp = _Model(assets, steps, dt_h, modes="fixed") if self.has_modes else self.milp
         self.solves = 0
@@ -222,7 +246,7 @@ class Hems:
         model.set("retail", inputs.retail)
         model.set("feed_in", inputs.feed_in)
         model.set("p2p_buy_price", inputs.p2p_price + inputs.network_charge)
-        model.set("p2p_sell_price", inputs.p2p_price - inputs.network_charge)
+        model.set("p2p_sell_price", inputs.p2p_price)  # the buyer pays the network charge
         cap = self.settings.p2p_limit_kw
         buy_cap = a.grid_import_limit_kw if cap is None else cap
         sell_cap = a.grid_export_limit_kw if cap is None else cap
@@ -248,12 +272,8 @@ class Hems:
             model.set("ev_required_kwh", horizon.required_kwh)
             model.set("ev_drive_kwh", horizon.drive_kwh)
             model.set("ev_kwh0", max(e0, 0.0))
-            # a valid bound that tightens the relaxation of the reserve rule: discharge never
-            # takes the battery below the reserve, driving never below the arrival energy
-            reserve_floor = min(
-                a.ev.energy_kwh(a.ev.reserve_soc_pct), a.ev.energy_kwh(a.ev.arrival_soc_pct), e0
-            )
-            model.set("ev_kwh_min", max(min(a.ev.energy_min_kwh, max(e0, 0.0)), reserve_floor))
+            # a bound every valid schedule obeys; it tightens the relaxation of the reserve rule
+            model.set("ev_kwh_min", np.maximum(horizon.floor_kwh, 0.0))
             model.set("ev_kwh_max", max(a.ev.energy_max_kwh, e0))
             value = terminal_fraction
             if value is None:
@@ -283,26 +303,37 @@ class Hems:
             return False
         ev = self.assets.ev
         if ev is not None:
-            ch, dis = v["ev_charge_kw"], v["ev_discharge_kw"]
+            head = self.settings.ev_integer_steps or self.steps
+            ch, dis = v["ev_charge_kw"][:head], v["ev_discharge_kw"][:head]
             if np.any(np.minimum(ch, dis) > tol):
                 return False
             for power in (ch, dis):
                 if np.any((power > tol) & (power < ev.min_power_kw - tol)):
                     return False
-            reserve_kwh = ev.energy_kwh(ev.reserve_soc_pct)
-            if np.any((dis > tol) & (v["ev_kwh"][1:] < reserve_kwh - tol)):
+            if np.any((dis > tol) & (v["ev_kwh"][1 : head + 1] < ev.reserve_kwh - tol)):
                 return False
         return True
 
     def _modes(self, v: dict) -> dict[str, np.ndarray]:
-        """Binary operating modes implied by a solution's powers."""
+        """Operating modes implied by a solution's powers, for the LP that prices energy.
+
+        `*_floor` marks the steps where the plan obeys the EV deadband (and, discharging, the
+        reserve); only there does the LP enforce them (a relaxed tail step may not).
+        """
         tol = 1e-6
         modes = {}
         if self.assets.battery is not None:
             modes["battery_charging"] = (v["battery_charge_kw"] > tol).astype(float)
-        if self.assets.ev is not None:
-            modes["ev_charging"] = (v["ev_charge_kw"] > tol).astype(float)
-            modes["ev_discharging"] = (v["ev_discharge_kw"] > tol).astype(float)
+        ev = self.assets.ev
+        if ev is not None:
+            ch, dis = v["ev_charge_kw"], v["ev_discharge_kw"]
+            modes["ev_charging"] = (ch > tol).astype(float)
+            modes["ev_discharging"] = (dis > tol).astype(float)
+            modes["ev_charging_floor"] = (ch >= ev.min_power_kw - tol).astype(float)
+            above_reserve = v["ev_kwh"][1:] >= ev.reserve_kwh - tol
+            modes["ev_discharging_floor"] = ((dis >= ev.min_power_kw - tol) & above_reserve).astype(
+                float
+            )
         return modes
 
     def solve(self, inputs: HorizonInputs, with_values: bool = True) -> Schedule:
@@ -333,7 +364,6 @@ class Hems:
             v = {name: variable.value for name, variable in self.milp.var.items()}
         info["status"] = model.problem.status
         info["unserved_kwh"] = float(np.sum(v["unserved_kw"]) * self.dt_h)
-        v.update(self._modes(v))
         zeros = np.zeros(self.steps)
         battery_kw = v.get("battery_discharge_kw", zeros) - v.get("battery_charge_kw", zeros)
         ev_kw = v.get("ev_discharge_kw", zeros) - v.get("ev_charge_kw", zeros)
@@ -353,6 +383,7 @@ class Hems:
             value_per_kwh=values,
             objective=float(model.problem.value),
             info=info,
+            detail={name: np.asarray(value, dtype=float) for name, value in v.items()},
         )
 
     def _marginal_values(self, inputs: HorizonInputs, v: dict, info: dict) -> np.ndarray | None:
@@ -360,9 +391,8 @@ class Hems:
         lp = self.lp
         self._load(lp, inputs, p2p=False)
         if self.has_modes and lp is not self.milp:
-            for name in ("battery_charging", "ev_charging", "ev_discharging"):
-                if name in lp.par:
-                    lp.set(name, v[name])
+            for name, value in self._modes(v).items():
+                lp.set(name, value)
         try:
             info["lp_solve_s"] = self._solve(lp, milp=False)
         except HemsError as exc:

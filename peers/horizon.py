@@ -15,33 +15,32 @@ class PlanningError(ValueError):
     """The inputs admit no plan (e.g. the EV cannot reach its plug-out energy); says why."""
 
 
-def _in_window(local_time: time, plug_in: time, plug_out: time) -> bool:
-    if plug_in < plug_out:
-        return plug_in <= local_time < plug_out
-    return local_time >= plug_in or local_time < plug_out  # window crosses midnight
-
-
-def _next_local(after: datetime, at: time, zone) -> datetime:
-    """The first instant strictly after `after` whose local wall-clock time is `at` (as UTC)."""
+def _next_local(after: datetime, times: list[time], zone) -> datetime:
+    """The first instant strictly after `after` whose local wall-clock time is one of `times`."""
     local = after.astimezone(zone)
-    candidate = datetime.combine(local.date(), at, tzinfo=zone)
-    while candidate <= local:
-        candidate = datetime.combine(candidate.date() + timedelta(days=1), at, tzinfo=zone)
-    return candidate.astimezone(after.tzinfo)
+    best = None
+    for at in times:
+        candidate = datetime.combine(local.date(), at, tzinfo=zone)
+        while candidate <= local:
+            candidate = datetime.combine(candidate.date() + timedelta(days=1), at, tzinfo=zone)
+        best = candidate if best is None or candidate < best else best
+    return best.astimezone(after.tzinfo)
 
 
 @dataclass(frozen=True, slots=True)
 class EvHorizon:
-    """Per-step EV availability and energy targets over a horizon.
+    """Per-step EV availability, energy targets and bounds over a horizon.
 
     `required_kwh[k]` is the energy the battery must hold at the end of step k (0 = no target);
-    `drive_kwh[k]` is the energy used on the road, taken off at the first unplugged step after a
-    plug-out (departure energy minus expected arrival energy).
+    `drive_kwh[k]` is the energy drawn on the road in step k (unplugged steps). `floor_kwh[k]` is a
+    lower bound on the energy at the end of step k that every valid schedule obeys (discharge
+    stops at the reserve, driving only lowers it): the HEMS uses it to tighten its relaxation.
     """
 
     available: np.ndarray
     required_kwh: np.ndarray
     drive_kwh: np.ndarray
+    floor_kwh: np.ndarray
     initial_kwh: float
     departures: tuple[datetime, ...]
 
@@ -49,61 +48,73 @@ class EvHorizon:
 def ev_horizon(
     ev: EvAsset, zone, starts: list[datetime], interval_s: float, state: DeviceState
 ) -> EvHorizon:
-    """Where the vehicle is over the horizon, from the charger's state and the daily window."""
+    """Where the vehicle is over the horizon, from the charger's state and the daily windows."""
     steps = len(starts)
+    dt_h = interval_s / 3600.0
     step = timedelta(seconds=interval_s)
     start = starts[0]
-    scheduled = np.array(
-        [_in_window(s.astimezone(zone).time(), ev.plug_in_local, ev.plug_out_local) for s in starts]
-    )
+    scheduled = np.array([ev.plugged_at(s.astimezone(zone).time()) for s in starts])
     plugged_now = bool(scheduled[0]) if state.ev_plugged is None else bool(state.ev_plugged)
+    arrivals = [arrival for arrival, _ in ev.plug_windows_local]
+    departures_local = [departure for _, departure in ev.plug_windows_local]
     available = scheduled.copy()
     if plugged_now:
         departure = state.ev_departure_time
         if departure is None or departure <= start:
-            departure = _next_local(start, ev.plug_out_local, zone)
-        next_plug_in = _next_local(departure, ev.plug_in_local, zone)
+            departure = _next_local(start, departures_local, zone)
+        next_arrival = _next_local(departure - timedelta(seconds=1), arrivals, zone)
         for k, s in enumerate(starts):
             if s < departure:
-                available[k] = s + step <= departure or s == start
+                available[k] = s + step <= departure or k == 0
             else:
-                available[k] = scheduled[k] and s >= next_plug_in
+                available[k] = scheduled[k] and s >= next_arrival
     else:
         available[0] = False
 
-    arrival_kwh = ev.energy_kwh(ev.arrival_soc_pct)
-    departure_kwh = min(ev.energy_kwh(ev.departure_soc_pct), ev.energy_max_kwh)
-    if plugged_now and state.ev_soc_pct is not None:
+    if state.ev_soc_pct is not None and np.isfinite(state.ev_soc_pct):
         initial_kwh = ev.energy_kwh(state.ev_soc_pct)
     else:
-        initial_kwh = arrival_kwh  # the vehicle's energy matters from its arrival on
+        initial_kwh = ev.departure_kwh  # away with no reading: assume it left as planned
     required = np.zeros(steps)
-    drive = np.zeros(steps)
+    drive = np.where(available, 0.0, ev.drive_kw * dt_h)
     departures = []
     for k in range(steps - 1):
         if available[k] and not available[k + 1]:
-            required[k] = departure_kwh
-            drive[k + 1] = max(departure_kwh - arrival_kwh, 0.0)
+            required[k] = ev.departure_kwh
             departures.append(starts[k] + step)
-    return EvHorizon(available, required, drive, initial_kwh, tuple(departures))
+    floor = np.empty(steps)
+    level = initial_kwh
+    for k in range(steps):
+        if available[k]:
+            level = min(level, ev.reserve_kwh)
+        level -= drive[k]
+        level = max(level, required[k])
+        floor[k] = level
+    return EvHorizon(available, required, drive, floor, initial_kwh, tuple(departures))
 
 
 def check_ev_reachable(ev: EvAsset, horizon: EvHorizon, dt_h: float) -> None:
     """Raise PlanningError when even charging flat out cannot meet a plug-out target."""
     energy = horizon.initial_kwh
+    departure_index = 0
     for k in range(len(horizon.available)):
         if horizon.available[k]:
-            energy = min(ev.energy_max_kwh, energy + ev.max_charge_kw * ev.charge_efficiency * dt_h)
+            energy = min(
+                max(ev.energy_max_kwh, horizon.initial_kwh),
+                energy + ev.max_charge_kw * ev.charge_efficiency * dt_h,
+            )
         energy -= horizon.drive_kwh[k]
         needed = horizon.required_kwh[k]
-        if needed > 0 and energy + 1e-9 < needed:
-            departure = horizon.departures[int(np.count_nonzero(horizon.required_kwh[:k]))]
-            raise PlanningError(
-                f"EV cannot reach its plug-out energy: needs {needed:.2f} kWh "
-                f"({ev.departure_soc_pct:.0f} %) at {departure.isoformat()}, "
-                f"at most {energy:.2f} kWh reachable from {horizon.initial_kwh:.2f} kWh "
-                f"at {ev.max_charge_kw} kW"
-            )
+        if needed > 0:
+            if energy + 1e-9 < needed:
+                departure = horizon.departures[departure_index]
+                raise PlanningError(
+                    f"EV cannot reach its plug-out energy: needs {needed:.2f} kWh "
+                    f"({ev.departure_soc_pct:g} %) at {departure.isoformat()}, "
+                    f"at most {energy:.2f} kWh reachable from {horizon.initial_kwh:.2f} kWh "
+                    f"at {ev.max_charge_kw:g} kW"
+                )
+            departure_index += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +156,7 @@ def horizon_inputs(
         battery_kwh = assets.battery.energy_kwh(state.battery_soc_pct)
     ev = None
     if assets.ev is not None:
-        if state.ev_plugged and state.ev_soc_pct is None:
+        if state.ev_plugged and (state.ev_soc_pct is None or not np.isfinite(state.ev_soc_pct)):
             raise PlanningError("EV plugged but its SoC is unknown (DeviceState.ev_soc_pct)")
         ev = ev_horizon(assets.ev, assets.zone, starts, ctx.interval_s, state)
         check_ev_reachable(assets.ev, ev, ctx.dt_h)

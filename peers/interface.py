@@ -96,7 +96,7 @@ class MarketContext:
     `horizon` is the number of intervals planned from `interval_start` on (96 = 24 h at 15 min).
     Optional per-step profiles (length `horizon`) override the flat tariffs (time-of-use pricing).
     `expected_p2p_price` is the price the HEMS assumes for P2P energy; None = midpoint of feed-in
-    and retail. The network charge is taken per kWh of P2P energy a peer buys or sells.
+    and retail. The buyer pays the network charge on every P2P kWh (as `testbed.settlement` does).
     """
 
     interval_start: datetime

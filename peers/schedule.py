@@ -30,6 +30,7 @@ class Schedule:
     value_per_kwh: np.ndarray | None = None
     objective: float | None = None
     info: dict[str, float | str] = field(default_factory=dict)
+    detail: dict[str, np.ndarray] = field(default_factory=dict)  # the planner's own variables
 
 
 def idle_schedule(inputs: HorizonInputs, assets: PeerAssets) -> Schedule:
