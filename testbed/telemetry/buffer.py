@@ -86,6 +86,9 @@ class PointBuffer:
         self._db = sqlite3.connect(
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
         )
+        # Chunks are large texts: bigger pages halve the cost of storing and deleting them
+        # (takes effect when the file is created).
+        self._db.execute("PRAGMA page_size=16384")
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed point survives a crash of the process (not of the OS).
         self._db.execute("PRAGMA synchronous=NORMAL")
