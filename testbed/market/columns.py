@@ -46,7 +46,7 @@ class OrderColumns:
         return cls(
             order_id=np.array([o.order_id for o in orders], dtype=object),
             peer=np.array([o.peer for o in orders], dtype=object),
-            is_buy=np.array([Side(o.side) is Side.BUY for o in orders], dtype=bool),
+            is_buy=np.array([o.side == Side.BUY for o in orders], dtype=bool),
             quantity_kwh=np.array([o.quantity_kwh for o in orders], dtype=np.float64),
             price=np.array([o.price for o in orders], dtype=np.float64),
             time=np.array([o.time for o in orders], dtype=np.float64),

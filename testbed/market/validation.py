@@ -70,6 +70,8 @@ def validate_orders(
 
 
 def _is_finite_number(value: object) -> bool:
+    if type(value) is float:  # the common case, without the slower ABC check
+        return math.isfinite(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     return math.isfinite(value)

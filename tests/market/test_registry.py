@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from testbed.market import MECHANISMS, Mechanism, get_mechanism
@@ -57,3 +59,10 @@ def test_to_document_carries_trades_report_and_curves():
     assert document.volume_kwh == pytest.approx(2.0)
     assert document.trades == tuple(result.trades)
     assert document.report["curves"]["clearing_point"]["kwh"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("name", list(MECHANISMS))
+def test_report_is_plain_json(name):
+    book = [*unit_book([10, 9, 8], [1, 2, 9]), *unit_book([], [])]
+    report = get_mechanism(name).clear(book).report
+    assert json.loads(json.dumps(report, allow_nan=False)) == report
