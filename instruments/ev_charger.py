@@ -56,6 +56,16 @@ _ACCESS_DENIED = frozenset(
     }
 )
 _READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
+_SETPOINT_VARS = (Var.POWER_SETPOINT_KW, Var.ENABLED)
+
+
+def _read_parameters(node_ids: list[ua.NodeId]) -> ua.ReadParameters:
+    """One Read of the Value of `node_ids`, fresh (MaxAge 0), without timestamps (not used)."""
+    return ua.ReadParameters(
+        MaxAge=0,
+        TimestampsToReturn=ua.TimestampsToReturn.Neither,
+        NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.Value) for n in node_ids],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +115,8 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.name = config.name
         self.clock = clock
         self.client: Client | None = None
-        self._nodes: dict[Var, Any] = {}
-        self._namespace_index: int | None = None
+        self._node_ids: dict[Var, ua.NodeId] = {}
+        self._read_all = self._read_setpoint = ua.ReadParameters()
         self.last_snapshot: EvChargerSnapshot | None = None
         self.last_confirmed: EvSetpoint | None = None
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
@@ -141,11 +151,9 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                 ) from None
             raise
         index = await client.get_namespace_index(NAMESPACE_URI)
-        if index != self._namespace_index:
-            self._namespace_index = index
-            self._nodes = {var: client.get_node(f"ns={index};s={node_id(var)}") for var in Var}
-        else:
-            self._nodes = {var: client.get_node(node.nodeid) for var, node in self._nodes.items()}
+        self._node_ids = {var: ua.NodeId(node_id(var), index) for var in Var}
+        self._read_all = _read_parameters([self._node_ids[v] for v in _READ_VARS])
+        self._read_setpoint = _read_parameters([self._node_ids[v] for v in _SETPOINT_VARS])
 
     async def _secure(self, client: Client) -> None:
         config = self.config
@@ -193,8 +201,8 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
 
     async def read(self) -> EvChargerSnapshot:
         async def operation() -> list[ua.DataValue]:
-            # node ids are known once the session is open (namespace index)
-            return await self._client().read_attributes([self._nodes[v] for v in _READ_VARS])
+            # the parameters are built when the session opens (they need the namespace index)
+            return await self._client().uaclient.read(self._read_all)
 
         results = await self.link.run(operation, f"Read of {len(_READ_VARS)} variables")
         values: dict[Var, Any] = {}
@@ -321,24 +329,31 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
 
     async def _write_and_confirm(self, setpoint: EvSetpoint) -> Confirmation[EvSetpoint]:
         power = float(setpoint.power_kw) + 0.0
-        targets = (Var.POWER_SETPOINT_KW, Var.ENABLED)
-        values = [
-            ua.DataValue(ua.Variant(power, ua.VariantType.Double)),
-            ua.DataValue(ua.Variant(setpoint.enabled, ua.VariantType.Boolean)),
-        ]
+        values = (
+            ua.Variant(power, ua.VariantType.Double),
+            ua.Variant(setpoint.enabled, ua.VariantType.Boolean),
+        )
 
         async def write() -> list[ua.StatusCode]:
-            return await self._client().uaclient.write_attributes(
-                [self._nodes[var].nodeid for var in targets], values, ua.AttributeIds.Value
+            parameters = ua.WriteParameters(
+                NodesToWrite=[
+                    ua.WriteValue(
+                        NodeId=self._node_ids[var],
+                        AttributeId=ua.AttributeIds.Value,
+                        Value=ua.DataValue(value),
+                    )
+                    for var, value in zip(_SETPOINT_VARS, values, strict=True)
+                ]
             )
+            return await self._client().uaclient.write(parameters)
 
         results = await self.link.run(write, "Write of PowerSetpointKw and Enabled")
-        for var, status in zip(targets, results, strict=True):
+        for var, status in zip(_SETPOINT_VARS, results, strict=True):
             if not status.is_good():
                 raise DeviceError(self.name, f"Write {var.value}", status.name, status.doc)
 
         async def read_back() -> list[ua.DataValue]:
-            return await self._client().read_attributes([self._nodes[var] for var in targets])
+            return await self._client().uaclient.read(self._read_setpoint)
 
         answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
         got_power, got_enabled = (a.Value.Value if a.Value is not None else None for a in answers)

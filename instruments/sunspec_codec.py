@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from instruments.sunspec_models import ModelLayout, PointLayout
 
@@ -58,13 +58,18 @@ def decode_raw(point: PointLayout, registers: Sequence[int]) -> int | float | st
     """The raw (unscaled) value of `point` from exactly its registers; None if not implemented."""
     if len(registers) != point.size:
         raise ValueError(f"{point.name}: expected {point.size} registers, got {len(registers)}")
-    data = _to_bytes(registers)
+    return decode_from(point, _to_bytes(registers), 0)
+
+
+def decode_from(point: PointLayout, data: bytes, offset: int) -> int | float | str | None:
+    """The raw value of `point` whose first register is at byte `offset` of `data`."""
     if point.type == "string":
-        return data.split(b"\0", 1)[0].decode("ascii", errors="replace").strip() or None
+        text = data[offset : offset + 2 * point.size].split(b"\0", 1)[0]
+        return text.decode("ascii", errors="replace").strip() or None
     fmt = _FORMATS.get(point.type)
     if fmt is None:
         raise ValueError(f"{point.name}: point type {point.type!r} is not supported")
-    (value,) = struct.unpack(fmt, data)
+    (value,) = struct.unpack_from(fmt, data, offset)
     if point.type in ("float32", "float64"):
         return None if math.isnan(value) else value
     if _UNIMPLEMENTED.get(point.type) == value:
@@ -87,24 +92,31 @@ def encode_raw(point: PointLayout, value: int | float) -> list[int]:
 
 
 class RegisterImage:
-    """Registers read from a device, by absolute address, with SunSpec decoding on top."""
+    """Register blocks read from a device, by absolute address, with SunSpec decoding on top.
+
+    Each block is kept as big-endian bytes; a point is decoded in place with `struct.unpack_from`.
+    """
 
     def __init__(self) -> None:
-        self._registers: dict[int, int] = {}
+        self._blocks: list[tuple[int, int, bytes]] = []  # (first address, end address, bytes)
 
     def store(self, address: int, registers: Sequence[int]) -> None:
-        for i, value in enumerate(registers):
-            self._registers[address + i] = value
+        self._blocks.append((address, address + len(registers), _to_bytes(registers)))
+
+    def _locate(self, address: int, count: int) -> tuple[bytes, int]:
+        for start, end, data in self._blocks:
+            if start <= address and address + count <= end:
+                return data, 2 * (address - start)
+        raise KeyError(f"registers {address}..{address + count - 1} were not read")
 
     def registers(self, address: int, count: int) -> list[int]:
-        try:
-            return [self._registers[address + i] for i in range(count)]
-        except KeyError as exc:
-            raise KeyError(f"register {exc.args[0]} was not read") from None
+        data, offset = self._locate(address, count)
+        return list(struct.unpack_from(f">{count}H", data, offset))
 
     def raw(self, base: int, point: PointLayout) -> int | float | str | None:
         """Raw value of `point` of the model starting at register `base`."""
-        return decode_raw(point, self.registers(base + point.offset, point.size))
+        data, offset = self._locate(base + point.offset, point.size)
+        return decode_from(point, data, offset)
 
     def scaled(self, base: int, model: ModelLayout, point: PointLayout) -> float | None:
         """Value of `point` times 10**(its scale factor); None if the point or its SF is unset."""
@@ -119,12 +131,3 @@ class RegisterImage:
         if not sf:
             return float(raw)
         return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf  # 2301 / 10, not 2301 * 0.1
-
-
-def scale_factors(image: RegisterImage, base: int, model: ModelLayout) -> Mapping[str, int | None]:
-    """Every scale-factor point of a model, by name (handy in error messages and tests)."""
-    return {
-        name: image.raw(base, point)  # type: ignore[misc]
-        for name, point in model.points.items()
-        if point.type == "sunssf"
-    }
