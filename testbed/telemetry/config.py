@@ -45,7 +45,7 @@ class InfluxConfig(BaseModel):
     retry_initial_s: float = Field(0.5, gt=0, le=600, description="first wait after a failure")
     retry_max_s: float = Field(10.0, gt=0, le=3600, description="longest wait between retries")
     spool_interval_s: float = Field(
-        0.05, gt=0, le=5, description="how often queued documents are written to the buffer file"
+        0.1, gt=0, le=5, description="how often queued documents are written to the buffer file"
     )
     buffer_file: str = Field(
         "influx-buffer.sqlite", description="buffer file, relative to the run directory"

@@ -37,9 +37,6 @@ from testbed.telemetry.writers import PointWriter, make_writer
 log = logging.getLogger(__name__)
 
 MAX_DOCUMENTS_PER_TRANSACTION = 50_000
-# The spooler lets other threads take the GIL after this many documents, so a control loop that
-# wakes from I/O does not wait behind a long formatting run.
-YIELD_EVERY_DOCUMENTS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +242,7 @@ class InfluxSink:
             append = lines.append
             taking = min(len(queue), MAX_DOCUMENTS_PER_TRANSACTION)
             self._in_hand = taking
-            for index in range(taking):
-                if index % YIELD_EVERY_DOCUMENTS == YIELD_EVERY_DOCUMENTS - 1:
-                    time.sleep(0)
+            for _ in range(taking):
                 doc = queue.popleft()
                 kind = type(doc)
                 if kind is Sample:
