@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -169,6 +170,8 @@ async def run(endpoints: PlantEndpoints, n: int) -> None:
 
     lines.append(report("read all four (concurrent)", await timed(n, read_all)))
 
+    lines += await subscription_versus_read(ev, control, max(50, n // 5))
+
     for driver in (inverter, ev, load):
         await driver.safe_state()
     for driver in (inverter, meter, ev, load):
@@ -176,6 +179,60 @@ async def run(endpoints: PlantEndpoints, n: int) -> None:
     await control.close()
     print("\n".join(lines))
     print(f"load average after: {os.getloadavg()}")
+
+
+async def subscription_versus_read(ev: EvCharger, control: PlantControl, n: int) -> list[str]:
+    """After each lockstep `advance`: how long until the new state of charge is known, by one
+    Read, or by a data-change notification of a subscription (publishing interval 0 = as fast as
+    the server allows, and 100 ms, a common minimum of real servers)."""
+    from asyncua import ua
+
+    from labspec.ev_charger import Var, node_id
+
+    client = ev.client
+    assert client is not None
+    index = await client.get_namespace_index("urn:p2p-testbed:ev-charger")
+    soc_node = client.get_node(ua.NodeId(node_id(Var.SOC_PCT), index))
+    lines = []
+    await ev.apply(EvSetpoint(-1.5))  # charging: the state of charge moves every step
+
+    async def step() -> None:
+        await ev.apply(EvSetpoint(-1.5))  # feeds the charger's watchdog
+        await control.advance(1.0)
+
+    samples = []
+    for _ in range(n):
+        await step()
+        start = time.perf_counter()
+        await ev.read()
+        samples.append(time.perf_counter() - start)
+    lines.append(report("after advance: one Read", (samples, 0.0)))
+
+    for interval_ms in (0, 100):
+        changed = asyncio.Event()
+
+        class Handler:
+            def __init__(self, event: asyncio.Event) -> None:
+                self.event = event
+
+            def datachange_notification(self, node, value, data) -> None:
+                self.event.set()
+
+        subscription = await client.create_subscription(interval_ms, Handler(changed))
+        await subscription.subscribe_data_change(soc_node)
+        await asyncio.sleep(0.3)
+        samples = []
+        for _ in range(n):
+            await step()
+            changed.clear()
+            start = time.perf_counter()
+            with contextlib.suppress(TimeoutError):  # counted as 2 s
+                await asyncio.wait_for(changed.wait(), 2.0)
+            samples.append(time.perf_counter() - start)
+        await subscription.delete()
+        label = f"after advance: notification ({interval_ms} ms)"
+        lines.append(report(label, (samples, 0.0)))
+    return lines
 
 
 def main() -> None:
