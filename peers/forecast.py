@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 DAY_S = 86400.0
 
@@ -196,7 +197,7 @@ class GradientBoosted(_Base):
         quantiles: Sequence[float] = (0.1, 0.9),
         refit_every: int = 96,
         min_train_days: float = 2.0,
-        max_iter: int = 100,
+        max_iter: int = 50,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -206,6 +207,7 @@ class GradientBoosted(_Base):
         self.max_iter = max_iter
         self._models: dict[str, HistGradientBoostingRegressor] = {}
         self._fitted_on: pd.Timestamp | None = None
+        self._columns = np.ones(3 + len(self.LAG_DAYS), dtype=bool)
         self._persistence = SeasonalPersistence(
             interval_s=self.interval_s, fallback_kw=self.fallback_kw, max_kw=self.max_kw
         )
@@ -224,7 +226,7 @@ class GradientBoosted(_Base):
         return HistGradientBoostingRegressor(
             loss=loss,
             max_iter=self.max_iter,
-            learning_rate=0.1,
+            learning_rate=0.15,
             max_leaf_nodes=15,
             min_samples_leaf=10,
             early_stopping=False,
@@ -246,12 +248,16 @@ class GradientBoosted(_Base):
             if new_intervals < self.refit_every:
                 return
         features = self._features(observed.index, self.history)
+        # a lag with no data at all yet (e.g. 7 days on a 3-day history) is left out
+        self._columns = np.isfinite(features).any(axis=0)
+        features = features[:, self._columns]
         targets = observed.to_numpy(dtype=float)
         models = {"mean": self._new_model("squared_error")}
         for q in self.quantiles:
             models[f"q{q}"] = self._new_model("quantile", q)
-        for model in models.values():
-            model.fit(features, targets)
+        with threadpool_limits(1):  # OpenMP threads thrash on a busy machine; one is faster
+            for model in models.values():
+                model.fit(features, targets)
         self._models = models
         self._fitted_on = newest
 
@@ -259,11 +265,13 @@ class GradientBoosted(_Base):
         if not self._models:
             return self._persistence.predict(start, steps)
         index = _step_index(start, steps, self.interval_s)
-        features = self._features(index, self.history)
-        mean = self._clip(self._models["mean"].predict(features))
+        features = self._features(index, self.history)[:, self._columns]
         levels = sorted(self.quantiles)
+        with threadpool_limits(1):
+            mean = self._clip(self._models["mean"].predict(features))
+            predicted = [self._models[f"q{q}"].predict(features) for q in levels]
         if levels:
-            stacked = np.vstack([self._models[f"q{q}"].predict(features) for q in levels])
+            stacked = np.vstack(predicted)
             stacked = np.sort(np.clip(stacked, 0.0, self.max_kw), axis=0)  # no crossing
             quantiles = {q: stacked[i] for i, q in enumerate(levels)}
         else:
