@@ -63,6 +63,13 @@ class Backlog:
         """Everything emitted so far was acknowledged or dead-lettered."""
         return self.queued_documents == 0 and self.pending_points == 0
 
+    @property
+    def healthy(self) -> bool:
+        """No error yet, or a successful write after the last error."""
+        if self.last_error_time is None:
+            return True
+        return self.last_success_time is not None and self.last_success_time > self.last_error_time
+
 
 class BufferInUse(RuntimeError):
     """Another sink (in this or another process) is using the buffer file."""
@@ -129,7 +136,8 @@ class InfluxSink:
     # -- the control loop's side ---------------------------------------------------------------
 
     def emit(self, doc: Document) -> None:
-        """Queue a document (O(1), no I/O). Documents must not be changed after they are emitted."""
+        """Queue a document (O(1), no I/O, thread-safe). Documents must not be changed after they
+        are emitted, and emitting must have stopped when `close()` is called."""
         if self._closed:
             raise RuntimeError("InfluxSink is closed")
         self._queue.append(doc)

@@ -80,6 +80,7 @@ def test_server_killed_mid_run_then_restarted_loses_and_doubles_nothing(
     wait_until(lambda: sink.backlog().queued_documents == 0, 10, "points spooled to disk")
     down = sink.backlog()
     assert down.pending_points > 0  # the backlog grows on disk while the server is down
+    assert not down.healthy and "Connection" in (down.last_error or "")
 
     influxd_server.start()
     emit_all(sink, documents[2 * third :], pace_every=50)
@@ -87,7 +88,7 @@ def test_server_killed_mid_run_then_restarted_loses_and_doubles_nothing(
     sink.close()
     final = sink.backlog()
 
-    assert final.dead_letter_points == 0
+    assert final.healthy and final.dead_letter_points == 0
     assert count_points(config, run) == expected_points(documents)
     # A reading emitted while the server was down arrived with its value.
     step = 800
