@@ -168,7 +168,7 @@ class PointFormatter:
         values = doc.values
         numbers = tuple(map(float, values.values()))
         total = sum(numbers)
-        if total - total == 0.0:  # every value finite: one C-level format for all fields
+        if numbers and total - total == 0.0:  # all finite: one C-level format for all fields
             names = tuple(values)
             template = self._templates.get(names)
             if template is None:

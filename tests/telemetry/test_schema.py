@@ -45,6 +45,7 @@ def edge_documents(run: str, start: datetime) -> list[Document]:
         Sample(moment, "A", "meter", {"power_kw": 1.5, "voltage_v": math.nan}),
         Sample(moment, "A", "meter", {"power_kw": 1.6}),
         Sample(moment, "B", "meter", {"power_kw": math.inf, "voltage_v": math.nan}),
+        Sample(moment, "C", "meter", {}),
         Clearing(moment, "pay_as_bid", None, 0.0, ()),
         Interlock(
             moment, "C", "load", "stale_measurement", 'meter said "0"\nthen \\ nothing', "held"
@@ -134,6 +135,12 @@ def test_edge_values_come_back_as_documented(stored_run) -> None:
         f"AND \"peer\" = 'B' AND time = {ns}",
     )
     assert [(row["nonfinite_values"], row["power_kw"]) for row in meter_b] == [(1.0, None)]
+    meter_c = influxql_records(
+        config,
+        f'SELECT "nonfinite_values" FROM "telemetry" WHERE "run" = \'{run}\' '
+        f"AND \"peer\" = 'C' AND \"device\" = 'meter' AND time = {ns}",
+    )
+    assert [row["nonfinite_values"] for row in meter_c] == [1.0]
     clearing = influxql_records(
         config, f'SELECT * FROM "clearing" WHERE "run" = \'{run}\' AND "mechanism" = \'pay_as_bid\''
     )
