@@ -7,27 +7,19 @@ import json
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hil_sim.endpoints import PlantEndpoints
 from testbed.cli import app
-from testbed.config import ConfigError, TestbedConfig, load_config
-from testbed.engine import StartupError
-from testbed.experiment import (
-    RunResult,
-    default_run_id,
-    run_experiment,
-    with_overrides,
-    with_plant_endpoints,
-)
-from testbed.plant_process import PlantStartError, emulated_plant
-from testbed.telemetry.config import InfluxConfig, influx_config_from_cli
+
+if TYPE_CHECKING:  # the experiment stack (cvxpy, asyncua, pymodbus) loads only when a run starts
+    from testbed.config import TestbedConfig
+    from testbed.experiment import RunResult
+    from testbed.telemetry.config import InfluxConfig
 
 DEFAULT_EMULATED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "emulated.toml"
 console = Console()
@@ -51,6 +43,10 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _influx(config: TestbedConfig, **flags: str | None) -> InfluxConfig | None:
+    from pydantic import ValidationError
+
+    from testbed.telemetry.config import InfluxConfig, influx_config_from_cli
+
     base = InfluxConfig.model_validate(config.sinks.influx) if config.sinks.influx else None
     try:
         return influx_config_from_cli(base, **flags)
@@ -62,6 +58,8 @@ def _influx(config: TestbedConfig, **flags: str | None) -> InfluxConfig | None:
 
 
 def _run_dir(config: TestbedConfig, out: Path | None) -> Path:
+    from testbed.experiment import default_run_id
+
     run_dir = out if out is not None else config.sinks.run_store.root / default_run_id(config)
     if (run_dir / "run.sqlite").exists():
         raise _fail(f"{run_dir} already holds a run; choose another --out")
@@ -88,6 +86,10 @@ class _ProgressBar:
 
 
 def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) -> RunResult:
+    from testbed.config import ConfigError
+    from testbed.engine import StartupError
+    from testbed.experiment import run_experiment
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -176,6 +178,10 @@ def run_command(
     influx_org: InfluxOrg = None,
 ) -> None:
     """Run an experiment on the devices the configuration names (the lab, or a running plant)."""
+    from hil_sim.endpoints import PlantEndpoints
+    from testbed.config import ConfigError, load_config
+    from testbed.experiment import with_overrides, with_plant_endpoints
+
     started = time.monotonic()
     try:
         config = with_overrides(load_config(config_file), hours, seed)
@@ -214,6 +220,10 @@ def demo_command(
     influx_org: InfluxOrg = None,
 ) -> None:
     """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow)."""
+    from testbed.config import ConfigError, load_config
+    from testbed.experiment import with_overrides, with_plant_endpoints
+    from testbed.plant_process import PlantStartError, emulated_plant
+
     started = time.monotonic()
     try:
         config = with_overrides(load_config(config_file), hours, seed)

@@ -7,8 +7,10 @@ Rules per interval and peer (energy in kWh, generator convention; money in the c
   (d > 0) is sold to the grid at the feed-in tariff.
 - Deviation penalty: on sold energy that was not delivered, i.e. on min(shortfall, sold energy).
   A buyer who consumes more than it bought buys the rest at retail, as it would without a market.
-- P2P money: the buyer pays the trade price, the seller receives it; the buyer also pays the network
-  usage charge on every P2P kWh. So buyers' payments = sellers' receipts + network charges.
+- P2P money: the buyer pays the trade price, the seller receives it (or the seller's own price,
+  for mechanisms that are not budget balanced: the difference is the market operator's surplus or
+  deficit); the buyer also pays the network usage charge on every P2P kWh. So buyers' payments =
+  sellers' receipts + operator surplus, and the network charges go to the network operator.
 - Grid-only baseline: the same metered position settled with the grid alone (import at retail,
   export at feed-in), i.e. the bill the peer would have had for the same energy without the market.
 """
@@ -46,7 +48,7 @@ def settle_interval(
         bought[trade.buyer] += trade.quantity_kwh
         sold[trade.seller] += trade.quantity_kwh
         paid[trade.buyer] += trade.quantity_kwh * trade.price
-        received[trade.seller] += trade.quantity_kwh * trade.price
+        received[trade.seller] += trade.quantity_kwh * trade.received_price
 
     settlements = []
     for peer, metered in metered_kwh.items():

@@ -115,6 +115,12 @@ class RunTotals:
                 if self.traded_kwh
                 else None,
                 "traded_kwh": round(self.traded_kwh, 6),
+                "operator_surplus": round(
+                    sum(t["p2p_paid"] - t["p2p_received"] for t in self.per_peer.values()), 6
+                ),
+                "network_charges": round(
+                    sum(t["network_charge"] for t in self.per_peer.values()), 6
+                ),
             },
             "energy_balance_error_kwh": round(error, 9),
             "energy_through_pcc_kwh": round(through, 6),

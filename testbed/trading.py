@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from peers.interface import (
@@ -107,7 +107,11 @@ class TradingDesk:
             valid, trades, price, report = [], (), None, {"mechanism": NO_MARKET}
         else:
             result = self._mechanism.clear(valid)
-            trades, price, report = tuple(result.trades), result.clearing_price, dict(result.report)
+            trades = tuple(
+                trade if seller_price == trade.price else replace(trade, seller_price=seller_price)
+                for trade, seller_price in zip(result.trades, result.seller_prices, strict=True)
+            )
+            price, report = result.clearing_price, dict(result.report)
         book = OrderBook(interval_start, tuple(valid), tuple(rejected))
         clearing = Clearing(
             interval_start=interval_start,

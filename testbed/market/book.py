@@ -34,4 +34,10 @@ class Trade:
     buyer: str
     seller: str
     quantity_kwh: float
-    price: float
+    price: float  # what the buyer pays per kWh
+    seller_price: float | None = None  # what the seller receives, when not the same
+
+    @property
+    def received_price(self) -> float:
+        """The price the seller receives per kWh."""
+        return self.price if self.seller_price is None else self.seller_price
