@@ -19,13 +19,9 @@ st.set_page_config(page_title="P2P testbed", page_icon=":material/bolt:", layout
 app_settings = data.settings()
 data.sidebar_run_picker(app_settings)
 pages = [
-    st.Page("views/live.py", title="Live", icon=":material/bolt:", url_path="live", default=True),
-    st.Page(
-        "views/market.py", title="Market", icon=":material/candlestick_chart:", url_path="market"
-    ),
-    st.Page(
-        "views/settlement.py", title="Settlement", icon=":material/payments:", url_path="settlement"
-    ),
-    st.Page("views/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
+    st.Page("views/live.py", title="Live", icon=":material/bolt:", default=True),
+    st.Page("views/market.py", title="Market", icon=":material/candlestick_chart:"),
+    st.Page("views/settlement.py", title="Settlement", icon=":material/payments:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/folder_open:"),
 ]
 st.navigation(pages).run()

@@ -6,12 +6,11 @@ parentheses. Peers keep their palette colour in every figure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.fields import CONTRACT_FIELD, is_power, setpoint_pairs
 from dashboards.market_curves import Curves
 from dashboards.palette import (
     CLEARING_COLOUR,
@@ -31,7 +30,6 @@ _FIELD_SHADES = (0.0, 0.35, 0.6, 0.8)
 
 def styled(fig: go.Figure, x_title: str, y_title: str, height: int = 320) -> go.Figure:
     fig.update_layout(
-        template="plotly_white",
         height=height,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
@@ -59,23 +57,6 @@ def _pretty(field: str) -> str:
     return stem.replace("_", " ")
 
 
-def power_fields(columns: Iterable[str]) -> list[str]:
-    """Measured power columns (`*_kw` that are not setpoints)."""
-    return [c for c in columns if c.endswith("_kw") and "setpoint" not in c]
-
-
-def setpoint_pairs(columns: Iterable[str]) -> list[tuple[str, str]]:
-    """(setpoint, read-back) pairs: `setpoint_kw`/`power_kw`, `x_setpoint_kw`/`x_power_kw`."""
-    columns = list(columns)
-    pairs = []
-    for column in columns:
-        if column.endswith("setpoint_kw"):
-            readback = column.replace("setpoint_kw", "power_kw")
-            if readback in columns:
-                pairs.append((column, readback))
-    return pairs
-
-
 # --------------------------------------------------------------------------------------------
 # Live
 
@@ -83,8 +64,13 @@ def setpoint_pairs(columns: Iterable[str]) -> list[tuple[str, str]]:
 def pcc_power_figure(
     meter: pd.DataFrame, contracted: pd.DataFrame | None = None, since: pd.Timestamp | None = None
 ) -> go.Figure:
-    """PCC power per peer; the contracted power of each interval (from `since`) as a dashed step."""
+    """PCC power per peer with the contracted power as a dashed line.
+
+    The contract comes from the meter samples' `contract_kw` (what the controller tracked) when
+    they carry it, else from the interval's trades (`contracted`, drawn from `since`).
+    """
     fig = go.Figure()
+    tracked = CONTRACT_FIELD in meter and meter[CONTRACT_FIELD].notna().any()
     for peer, rows in meter.groupby("peer", sort=True):
         fig.add_trace(
             go.Scatter(
@@ -95,7 +81,17 @@ def pcc_power_figure(
                 line={"color": peer_colour(str(peer)), "width": 1.5},
             )
         )
-    if contracted is not None and not contracted.empty:
+        if tracked:
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["time"],
+                    y=rows[CONTRACT_FIELD],
+                    name=f"{peer} contracted",
+                    mode="lines",
+                    line={"color": peer_colour(str(peer)), "dash": "dash", "width": 2},
+                )
+            )
+    if not tracked and contracted is not None and not contracted.empty:
         for peer, rows in contracted.groupby("peer", sort=True):
             x, y = [], []
             for row in rows.itertuples():
@@ -121,7 +117,7 @@ def device_power_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
     colour = peer_colour(peer)
     rows = samples[(samples["peer"] == peer) & (samples["device"] != "meter")]
     for device, device_rows in rows.groupby("device", sort=True):
-        fields = [f for f in power_fields(device_rows.columns) if device_rows[f].notna().any()]
+        fields = [f for f in device_rows.columns if is_power(f) and device_rows[f].notna().any()]
         for shade, field in zip(_FIELD_SHADES, fields, strict=False):
             fig.add_trace(
                 go.Scatter(
@@ -393,9 +389,7 @@ def money_sankey(flows: pd.DataFrame, currency: str) -> go.Figure:
             },
         )
     )
-    fig.update_layout(
-        template="plotly_white", height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20}
-    )
+    fig.update_layout(height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20})
     return fig
 
 

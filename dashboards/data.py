@@ -78,10 +78,12 @@ def page_guard() -> Iterator[None]:
 # Choosing a run
 
 
-def _status_label(item: RunListing) -> str:
+def _status(item: RunListing) -> str:
     if item.reader is None:
-        return f"{item.name} (unreadable)"
-    return f"{item.name} ({item.reader.meta.status})"
+        return "unreadable"
+    if item.reader.meta.status == "running" and not item.reader.writer_alive():
+        return "stopped without finishing"
+    return item.reader.meta.status
 
 
 def listings(root: Path) -> list[RunListing]:
@@ -103,10 +105,9 @@ def sidebar_run_picker(app: Settings) -> None:
     if st.session_state.get("run") not in by_name:
         readable = [item.name for item in items if item.reader]
         st.session_state["run"] = wanted if wanted in by_name else (readable or list(by_name))[0]
-    st.sidebar.selectbox(
-        "Run", list(by_name), key="run", format_func=lambda name: _status_label(by_name[name])
-    )
-    st.query_params["run"] = st.session_state["run"]
+    name = st.sidebar.selectbox("Run", list(by_name), key="run")
+    st.sidebar.caption(f"Status: {_status(by_name[name])}")
+    st.query_params["run"] = name
 
 
 @dataclass(frozen=True)

@@ -605,7 +605,9 @@ class RunReader:
         fields: Sequence[str] | None = None,
         every_s: float | None = None,
     ) -> pd.DataFrame:
-        """Samples with start <= time < end, optionally averaged into `every_s` buckets.
+        """Samples with start <= time < end, optionally averaged over `every_s` buckets.
+
+        Averaged rows carry the mean time of the samples in their bucket.
 
         Columns: time_s, time (UTC timestamps), peer, device, then the value fields.
         """
@@ -631,13 +633,12 @@ class RunReader:
         if every_s:
             if every_s <= 0:
                 raise ValueError(f"every_s = {every_s}: must be positive")
-            bucket = f"CAST(time_s / {float(every_s)!r} AS INTEGER) * {float(every_s)!r}"
-            select = ", ".join(
-                [f"{bucket} AS time_s", "peer", "device"] + [f"AVG({q}) AS {q}" for q in quoted]
-            )
+            bucket = f"CAST(time_s / {float(every_s)!r} AS INTEGER)"
+            averages = [f"AVG({q}) AS {q}" for q in quoted]
+            select = ", ".join(["AVG(time_s) AS time_s", "peer", "device", *averages])
             sql = (
                 f"SELECT {select} FROM samples WHERE {' AND '.join(where)} "
-                "GROUP BY 1, peer, device ORDER BY 1, peer, device"
+                f"GROUP BY {bucket}, peer, device ORDER BY 1, peer, device"
             )
         else:
             select = ", ".join(["time_s", "peer", "device", *quoted])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data
+from dashboards.fields import CONTRACT_FIELD, live_fields, setpoint_pairs
 from dashboards.flows import contracted_by_interval
 from dashboards.palette import peer_colour
 
@@ -42,8 +44,14 @@ def _peer_cards(run: data.Run, latest: pd.DataFrame, contracted_now: pd.DataFram
                 f"{peer} PCC voltage", _fmt(_value(latest, peer, "meter", "voltage_v"), "V", 1)
             )
             row = contracted_now[contracted_now["peer"] == peer]
-            if not row.empty:
+            tracked = _value(latest, peer, "meter", CONTRACT_FIELD)
+            if tracked is not None and not pd.isna(tracked):
+                contracted_kw = float(tracked)
+            elif not row.empty:
                 contracted_kw = float(row["contracted_kw"].iloc[0])
+            else:
+                contracted_kw = None
+            if contracted_kw is not None:
                 delta = None if pcc is None else f"{pcc - contracted_kw:+.3f} kW off contract"
                 st.metric(f"{peer} contracted", _fmt(contracted_kw, "kW", 3), delta, "off")
             for device in sorted(latest[latest["peer"] == peer]["device"].unique()):
@@ -80,15 +88,22 @@ def _draw(run: data.Run, app: data.Settings) -> None:
         )
     _peer_cards(run, latest, now)
 
-    window_name = st.radio("Window", list(WINDOWS_S), index=1, horizontal=True, key="live_window")
+    window_name = st.radio(
+        "Window",
+        list(WINDOWS_S),
+        index=0 if run.is_live() else len(WINDOWS_S) - 1,
+        horizontal=True,
+        key="live_window",
+    )
     window_s = WINDOWS_S[window_name]
     first = run.reader.time_range()
     start = None if window_s is None else last_time - timedelta(seconds=window_s)
     span_s = window_s or ((first[1] - first[0]).total_seconds() if first else 0.0)
     every_s = None
     if span_s / run.step_s > MAX_POINTS_PER_TRACE:
-        every_s = span_s / MAX_POINTS_PER_TRACE
-    samples = source.samples(start=start, every_s=every_s)
+        every_s = run.step_s * math.ceil(span_s / run.step_s / MAX_POINTS_PER_TRACE)
+    fields = live_fields(run.reader.sample_fields())
+    samples = source.samples(start=start, fields=fields, every_s=every_s)
     meter = samples[samples["device"] == "meter"]
     shown = contracted if start is None else contracted[contracted["interval_end"] > start]
 
@@ -107,7 +122,7 @@ def _draw(run: data.Run, app: data.Settings) -> None:
         for peer in peers
         if any(
             samples.loc[samples["peer"] == peer, s].notna().any()
-            for s, _ in charts.setpoint_pairs(samples.columns)
+            for s, _ in setpoint_pairs(samples.columns)
         )
     ]
     if with_setpoints:
@@ -135,7 +150,9 @@ def _draw(run: data.Run, app: data.Settings) -> None:
     if active.empty:
         st.success(f"No interlock fired in the current interval ({total} in the whole run).")
     else:
-        st.error(f"{len(active)} interlock(s) fired in the current interval ({total} in the run).")
+        st.warning(
+            f"{len(active)} interlock(s) fired in the current interval ({total} in the run)."
+        )
         st.dataframe(active, hide_index=True, key="active_interlocks")
 
 

@@ -258,8 +258,9 @@ def document_stream(
                 "A",
                 "inverter",
                 {
-                    "power_kw": inverter_kw,
-                    "setpoint_kw": pv + battery_set,
+                    "ac_power_kw": inverter_kw,
+                    "wset_kw": pv + battery_set,
+                    "rated_power_kw": 5.0,
                     "pv_power_kw": pv,
                     "battery_power_kw": plant.battery_kw,
                     "soc_pct": plant.battery_soc_pct,
@@ -275,7 +276,9 @@ def document_stream(
                     "soc_pct": plant.ev_soc_pct,
                 },
             )
-            yield Sample(now, "C", "load", {"power_kw": -loads["C"], "setpoint_kw": -loads["C"]})
+            yield Sample(
+                now, "C", "load", {"power_kw": -loads["C"], "power_setpoint_kw": -loads["C"]}
+            )
             for peer in "ABC":
                 voltage = 230.0 + 0.9 * pcc[peer] + rng.normal(0, 0.15)
                 yield Sample(
