@@ -5,8 +5,7 @@ from testbed.telemetry import InfluxConfig, InfluxSink
 sink = InfluxSink.in_run_dir(InfluxConfig(database="testbed"), run_dir)
 sink.emit(doc)            # O(1), never blocks on the network
 sink.backlog()            # pending / dead-lettered points, last error, last success
-sink.close(timeout_s=5)   # sends what it can; the rest stays in the buffer file
-sink.backlog()            # still answers after close
+sink.close(timeout_s=5)   # sends what it can, leaves the rest in the file, returns backlog()
 """
 
 from testbed.telemetry.buffer import BufferState, DeadLetter, PointBuffer, read_buffer_state

@@ -96,6 +96,7 @@ class InfluxSink:
             self._start(config, run_id, writer)
         except BaseException:
             self._release_lock()
+        return final
             raise
 
     def _start(self, config: InfluxConfig, run_id: str | None, writer: PointWriter) -> None:
@@ -195,12 +196,13 @@ class InfluxSink:
             if not self._closed:
                 self._forwarder.send_when_full()
 
-    def close(self, timeout_s: float = 5.0) -> None:
+    def close(self, timeout_s: float = 5.0) -> Backlog:
         """Write every queued document to the buffer file, send what can be sent within
-        `timeout_s`, and leave the rest in the file for the next sink (`backlog()` tells).
+        `timeout_s`, and leave the rest in the file for the next sink. Returns the final backlog
+        (`backlog()` keeps answering after close).
         """
         if self._closed:
-            return
+            return self.backlog()
         self._closed = True
         deadline = time.monotonic() + timeout_s
         self._stop_spooling.set()
