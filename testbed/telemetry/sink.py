@@ -96,7 +96,6 @@ class InfluxSink:
             self._start(config, run_id, writer)
         except BaseException:
             self._release_lock()
-        return final
             raise
 
     def _start(self, config: InfluxConfig, run_id: str | None, writer: PointWriter) -> None:
@@ -225,6 +224,7 @@ class InfluxSink:
                 self.buffer_path,
             )
         self._release_lock()
+        return final
 
     # -- spooler thread ------------------------------------------------------------------------
 
