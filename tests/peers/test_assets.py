@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import time
 
 import pytest
@@ -40,3 +41,21 @@ def test_plug_windows_cross_midnight():
     )
     assert ev.plugged_at(time(23, 0)) and ev.plugged_at(time(7, 59))
     assert not ev.plugged_at(time(8, 0)) and not ev.plugged_at(time(12, 0))
+
+
+def test_toml_table_as_in_the_docs():
+    table = tomllib.loads(
+        """
+        typical_load_kw = 0.35
+        peak_load_kw = 1.0
+        [ev]
+        capacity_kwh = 4.608
+        max_charge_kw = 2.0
+        max_discharge_kw = 1.5
+        departure_soc_pct = 80
+        plug_windows_local = [["09:00", "17:30"], ["19:00", "08:00"]]
+        """
+    )
+    assets = PeerAssets.model_validate({"peer": "B", **table})
+    assert assets.ev.plug_windows_local[1] == (time(19, 0), time(8, 0))
+    assert assets.ev.plugged_at(time(6, 0)) and not assets.ev.plugged_at(time(18, 0))
