@@ -13,6 +13,7 @@ import pytest
 
 from testbed.documents import Clearing, Document, Interlock, RunStarted, Sample
 from testbed.telemetry import InfluxConfig, InfluxSink, PointFormatter, influxql_records
+from testbed.telemetry.line_protocol import timestamp_ns
 from tests.fixtures.influx import InfluxServer
 from tests.telemetry.readback import FAST, count_points
 from tests.telemetry.stream import DEVICES, expected_points, synthetic_run
@@ -212,3 +213,27 @@ def test_every_point_of_a_long_run_has_its_own_series_and_time() -> None:
     keys = Counter((line.split(" ")[0], line.rsplit(" ", 1)[1]) for line in lines)
     assert len(lines) == sum(expected_points(documents).values())
     assert keys.most_common(1)[0][1] == 1
+
+
+def documented_queries() -> list[str]:
+    """The InfluxQL statements of docs/telemetry.md's Grafana section, one per SELECT."""
+    text = SCHEMA_DOC.read_text()
+    statements: list[str] = []
+    for line in text.split("```sql")[1].split("```")[0].splitlines():
+        if line.startswith("SELECT"):
+            statements.append(line)
+        elif line.strip() and not line.startswith("--"):
+            statements[-1] += " " + line.strip()
+    return [*statements, *re.findall(r"`(SHOW TAG VALUES[^`]*)`", text)]
+
+
+def test_every_grafana_query_of_the_docs_answers_with_rows(stored_run) -> None:
+    config, run, documents = stored_run
+    first, last = documents[0].time, documents[-1].time  # type: ignore[union-attr]
+    time_filter = f"time >= {timestamp_ns(first)} AND time <= {timestamp_ns(last)}"
+    queries = documented_queries()
+    assert len(queries) >= 10
+    for query in queries:
+        statement = query.replace("$run", run).replace("$timeFilter", time_filter)
+        rows = influxql_records(config, statement.replace("$__interval", "60s"))
+        assert rows, query
