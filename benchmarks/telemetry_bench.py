@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -286,6 +287,7 @@ def main() -> None:
             bench.replay(documents)
     finally:
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     load_after = os.getloadavg()[0]
     print(f"# InfluxDB sink benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(
