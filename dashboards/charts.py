@@ -362,6 +362,7 @@ def _actor_colour(name: str) -> str:
         "Grid retailer": GRID_COLOUR,
         "Network operator": NETWORK_COLOUR,
         "Penalties": PENALTY_COLOUR,
+        "Market operator": PENALTY_COLOUR,
     }.get(name, peer_colour(name))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 GRID = "Grid retailer"
+OPERATOR = "Market operator"
 NETWORK = "Network operator"
 PENALTIES = "Penalties"
 
@@ -20,13 +21,22 @@ def money_flows(trades: pd.DataFrame, settlements: pd.DataFrame) -> pd.DataFrame
     """Rows of (payer, payee, amount, kind), summed over the run."""
     rows: list[dict[str, object]] = []
     if not trades.empty:
-        paid = (
-            (trades["quantity_kwh"] * trades["price"])
-            .groupby([trades["buyer"], trades["seller"]])
-            .sum()
+        received_price = trades["price"]
+        if "seller_price" in trades:
+            received_price = trades["seller_price"].fillna(trades["price"])
+        quantity = trades["quantity_kwh"]
+        direct = (quantity * received_price.clip(upper=trades["price"])).groupby(
+            [trades["buyer"], trades["seller"]]
         )
-        for (buyer, seller), amount in paid.items():
+        for (buyer, seller), amount in direct.sum().items():
             rows.append({"payer": buyer, "payee": seller, "amount": amount, "kind": "P2P energy"})
+        # Mechanisms that are not budget balanced: the operator keeps what buyers pay above the
+        # sellers' price, and pays sellers what they get above the buyers' price.
+        margin = quantity * (trades["price"] - received_price)
+        for buyer, amount in margin.clip(lower=0).groupby(trades["buyer"]).sum().items():
+            rows.append({"payer": buyer, "payee": OPERATOR, "amount": amount, "kind": "margin"})
+        for seller, amount in (-margin).clip(lower=0).groupby(trades["seller"]).sum().items():
+            rows.append({"payer": OPERATOR, "payee": seller, "amount": amount, "kind": "deficit"})
     if not settlements.empty:
         totals = settlements.groupby("peer")[
             ["network_charge", "grid_cost", "grid_revenue", "penalty"]

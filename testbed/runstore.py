@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE TABLE IF NOT EXISTS trades (
     interval_start REAL NOT NULL, buy_order_id TEXT, sell_order_id TEXT, buyer TEXT NOT NULL,
-    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL
+    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL, seller_price REAL
 );
 CREATE TABLE IF NOT EXISTS clearings (
     interval_start REAL NOT NULL, mechanism TEXT NOT NULL, clearing_price REAL,
@@ -365,7 +365,16 @@ class RunStore:
             )
         )
         self._rows["trades"].extend(
-            (start, t.buy_order_id, t.sell_order_id, t.buyer, t.seller, t.quantity_kwh, t.price)
+            (
+                start,
+                t.buy_order_id,
+                t.sell_order_id,
+                t.buyer,
+                t.seller,
+                t.quantity_kwh,
+                t.price,
+                getattr(t, "seller_price", None),  # None: the seller gets the buyer's price
+            )
             for t in doc.trades
         )
         self._n_buffered += 1 + len(doc.trades)

@@ -79,6 +79,7 @@ def _clear(orders: list[Order], mechanism: str) -> tuple[float | None, list[Trad
     if not matched:
         return None, []
     uniform = round((matched[-1][0].price + matched[-1][1].price) / 2, 4)
+    pay_as_bid = mechanism == "pay_as_bid"  # each side settles at its own price
     trades = [
         Trade(
             buy_order_id=bid.order_id,
@@ -86,7 +87,8 @@ def _clear(orders: list[Order], mechanism: str) -> tuple[float | None, list[Trad
             buyer=bid.peer,
             seller=ask.peer,
             quantity_kwh=round(quantity, 6),
-            price=uniform if mechanism == "uniform" else round((bid.price + ask.price) / 2, 4),
+            price=bid.price if pay_as_bid else uniform,
+            seller_price=ask.price if pay_as_bid else None,
         )
         for bid, ask, quantity in matched
     ]

@@ -130,13 +130,14 @@ def test_market_page_shows_the_cleared_prices_and_volumes(
     )
 
 
+@pytest.mark.parametrize("run", [UNIFORM, PAY_AS_BID])
 def test_settlement_page_shows_each_bill_and_the_money_flows(
-    monkeypatch: pytest.MonkeyPatch, synthetic_runs: Path
+    monkeypatch: pytest.MonkeyPatch, synthetic_runs: Path, run: str
 ) -> None:
-    reader = RunReader(synthetic_runs / UNIFORM)
+    reader = RunReader(synthetic_runs / run)
     settlements = reader.settlements()
     sums = settlements.groupby("peer").sum(numeric_only=True)
-    at = open_page(monkeypatch, synthetic_runs, "settlement", UNIFORM)
+    at = open_page(monkeypatch, synthetic_runs, "settlement", run)
     shown = metrics(at)
     for peer in "ABC":
         assert shown[f"Bill of {peer}"] == f"{sums.loc[peer, 'bill']:.2f} INR"
@@ -153,6 +154,8 @@ def test_settlement_page_shows_each_bill_and_the_money_flows(
         out = flows.loc[flows["payer"] == peer, "amount"].sum()
         into = flows.loc[flows["payee"] == peer, "amount"].sum()
         assert out - into == pytest.approx(sums.loc[peer, "bill"], abs=1e-9)
+    operator = flows[(flows["payee"] == "Market operator") | (flows["payer"] == "Market operator")]
+    assert (len(operator) > 0) == (run == PAY_AS_BID)  # pay-as-bid leaves the operator a margin
     sankey = next(f for f in figures(at) if f["data"][0]["type"] == "sankey")
     assert sum(sankey["data"][0]["link"]["value"]) == pytest.approx(flows["amount"].sum())
 
