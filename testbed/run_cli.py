@@ -154,7 +154,12 @@ def print_summary(result: RunResult, started: float) -> None:
     )
     if result.influx_backlog is not None:
         backlog = result.influx_backlog
-        console.print(f"InfluxDB: {backlog}")
+        state = "all acknowledged" if backlog.drained else "backlog left in the run directory"
+        console.print(
+            f"InfluxDB: {backlog.sent_points} points sent, {backlog.pending_points} pending, "
+            f"{backlog.dead_letter_points} dead-lettered ({state})"
+            + (f"; last error: {backlog.last_error}" if backlog.last_error else "")
+        )
     console.print(
         f"wall time {time.monotonic() - started:.1f} s; run directory {result.run_dir} "
         f"(summary.json, run.sqlite)"

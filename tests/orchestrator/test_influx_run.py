@@ -1,0 +1,54 @@
+"""An experiment with InfluxDB configured leaves in the database exactly what it recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from hil_sim.control import SyncPlantControl
+from testbed.config import load_config, parse_config
+from testbed.experiment import run_experiment, with_plant_endpoints
+from testbed.runstore import RunReader
+from testbed.telemetry.config import InfluxConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def count(server, database: str, measurement: str, field: str) -> int:
+    answer = server.query(f'SELECT count("{field}") FROM "{measurement}"', database)
+    series = answer["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def test_every_sample_trade_and_settlement_reaches_influxdb(
+    fresh_plant, influxd_server, influx_database, tmp_path
+):
+    data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
+    data["experiment"]["hours"] = 0.2
+    data["market"].update(interval_s=240.0, gate_closure_s=30.0)
+    config = with_plant_endpoints(parse_config(data), fresh_plant)
+    with SyncPlantControl.from_endpoints(fresh_plant) as control:
+        control.request("reset")
+    influx = InfluxConfig(api="v1", url=influxd_server.url, database=influx_database)
+
+    result = asyncio.run(run_experiment(config, tmp_path / "run", influx=influx))
+
+    assert result.finished.status == "finished"
+    assert result.influx_backlog.drained
+    assert result.influx_backlog.pending_points == 0
+    assert result.influx_backlog.dead_letter_points == 0
+    reader = RunReader(result.run_dir)
+    samples = reader.samples()
+    meters = samples[samples["device"] == "meter"]
+    assert count(influxd_server, influx_database, "telemetry", "power_kw") == len(
+        samples.dropna(subset=["power_kw"])
+    )
+    assert count(influxd_server, influx_database, "telemetry", "import_kwh") == len(meters)
+    settlements = reader.settlements()
+    assert count(influxd_server, influx_database, "settlement", "bill") == len(settlements)
+    assert count(influxd_server, influx_database, "order", "quantity_kwh") == len(reader.orders())
+    assert count(influxd_server, influx_database, "trade", "quantity_kwh") == len(reader.trades())
+    assert count(influxd_server, influx_database, "interlock", "count") == len(reader.interlocks())
+    # the bills add up to the same money in both places
+    answer = influxd_server.query('SELECT sum("bill") FROM "settlement"', influx_database)
+    assert abs(answer["results"][0]["series"][0]["values"][0][1] - settlements["bill"].sum()) < 1e-6
