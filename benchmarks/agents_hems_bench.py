@@ -51,7 +51,7 @@ class Stopwatch:
         self.cpu = time.process_time() - self.cpu
 
 
-def run_peer(peer: str, intervals: int) -> dict[str, object]:
+def run_peer(peer: str, intervals: int, ev_integer_steps: int | None) -> dict[str, object]:
     assets = default_assets(peer)
     days = intervals / 96 + 2
     load = synthetic_load_kw(START, days, 900, assets.typical_load_kw, assets.peak_load_kw, 3)
@@ -60,8 +60,10 @@ def run_peer(peer: str, intervals: int) -> dict[str, object]:
         pv = pv * 0.0
 
     t0 = time.perf_counter()
-    hems = Hems(assets, 96, 0.25)
-    milp_only = Hems(assets, 96, 0.25, HemsSettings(relaxation_first=False))
+    hems = Hems(assets, 96, 0.25, HemsSettings(ev_integer_steps=ev_integer_steps))
+    milp_only = Hems(
+        assets, 96, 0.25, HemsSettings(relaxation_first=False, ev_integer_steps=ev_integer_steps)
+    )
     build_s = (time.perf_counter() - t0) / 2
 
     soc, ev_soc = 50.0, 60.0
@@ -101,7 +103,9 @@ def run_peer(peer: str, intervals: int) -> dict[str, object]:
         if assets.ev is not None:
             ev_soc = float(assets.ev.soc_pct(plan.ev_kwh[1]))
 
-    agent = make_agent("optimising", peer, assets, seed=1)
+    agent = make_agent(
+        "optimising", peer, assets, params={"ev_integer_steps": ev_integer_steps}, seed=1
+    )
     for k in range(2 * 96):
         t = START - timedelta(days=2) + timedelta(minutes=15 * k)
         agent.observe(
@@ -152,7 +156,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--intervals", type=int, default=96, help="re-solves per peer")
     parser.add_argument("--peers", default="A,B,C")
+    parser.add_argument(
+        "--ev-integer-steps",
+        default="48",
+        help="steps with EV mode binaries ('all' = the whole horizon)",
+    )
     args = parser.parse_args()
+    ev_integer_steps = None if args.ev_integer_steps == "all" else int(args.ev_integer_steps)
     warnings.simplefilter("ignore")  # cvxpy's "solution may be inaccurate" on time-limited MILPs
 
     reference_us = min(timeit.repeat("x=0\nfor i in range(10): x+=i", number=100000, repeat=5))
@@ -163,7 +173,7 @@ def main() -> None:
     print("peer  binaries  build  compile+first solve (solve / milp)")
     print("      figure       wall ms: p50     p99     max   cpu ms: p50     p99     max")
     for peer in args.peers.split(","):
-        r = run_peer(peer, args.intervals)
+        r = run_peer(peer, args.intervals, ev_integer_steps)
         print(
             f"{peer:4} {r['binaries']:9d} {1000 * r['build_s']:6.0f} ms "
             f"{1000 * r['first_solve_s']:8.0f} ms / {1000 * r['first_milp_s']:5.0f} ms   "
