@@ -52,3 +52,52 @@ def test_every_sample_trade_and_settlement_reaches_influxdb(
     # the bills add up to the same money in both places
     answer = influxd_server.query('SELECT sum("bill") FROM "settlement"', influx_database)
     assert abs(answer["results"][0]["series"][0]["values"][0][1] - settlements["bill"].sum()) < 1e-6
+
+
+def test_backlog_of_a_run_made_while_influxdb_was_down_is_replayed(
+    fresh_plant, influxd_server, influx_database, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+
+    data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
+    data["experiment"]["hours"] = 0.1
+    data["market"].update(interval_s=180.0, gate_closure_s=30.0)
+    config = with_plant_endpoints(parse_config(data), fresh_plant)
+    influx = InfluxConfig(
+        api="v1", url=influxd_server.url, database=influx_database, retry_max_s=0.5
+    )
+    influxd_server.stop()
+    try:
+        result = asyncio.run(run_experiment(config, tmp_path / "run", influx=influx))
+    finally:
+        influxd_server.start()
+    assert result.finished.status == "finished"
+    pending = result.influx_backlog.pending_points
+    assert pending > 0
+    assert count(influxd_server, influx_database, "telemetry", "power_kw") == 0
+
+    runner = CliRunner()
+    status = runner.invoke(app, ["telemetry", "status", str(result.run_dir)])
+    assert f"{pending} points pending" in status.output
+    replay = runner.invoke(
+        app,
+        [
+            "telemetry",
+            "replay",
+            str(result.run_dir),
+            "--influx-url",
+            influxd_server.url,
+            "--influx-api",
+            "v1",
+            "--influx-db",
+            influx_database,
+        ],
+    )
+    assert replay.exit_code == 0, replay.output
+    assert f"{pending} points sent, 0 pending" in replay.output
+    samples = RunReader(result.run_dir).samples()
+    assert count(influxd_server, influx_database, "telemetry", "power_kw") == len(
+        samples.dropna(subset=["power_kw"])
+    )
