@@ -112,25 +112,26 @@ class InfluxSource:
                 'GROUP BY "peer", "device"'
             )
         rows = self._records(self._config, statement, epoch="ns")
-        return self._frame(rows)
+        return self._frame(rows, "mean_" if every_s and not fields else None)
 
     def latest_samples(self) -> pd.DataFrame:
         where = self._where(None, None, None, None)
         statement = (
-            f'SELECT LAST(*) FROM "{self._measurement}" WHERE {where} GROUP BY "peer", "device"'
+            f'SELECT * FROM "{self._measurement}" WHERE {where} '
+            'GROUP BY "peer", "device" ORDER BY time DESC LIMIT 1'
         )
         return self._frame(self._records(self._config, statement, epoch="ns"))
 
     @staticmethod
-    def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    def _frame(rows: list[dict[str, Any]], prefix: str | None = None) -> pd.DataFrame:
+        """Rows of a query as the run store's sample frame; `prefix` (`mean_`) is taken off."""
         frame = pd.DataFrame(rows)
         if frame.empty:
             return pd.DataFrame(columns=["time_s", "time", "peer", "device"])
-        frame = frame.rename(
-            columns={
-                c: c.split("_", 1)[1] for c in frame.columns if c.startswith(("mean_", "last_"))
-            }
-        )
+        if prefix:
+            frame = frame.rename(
+                columns={c: c[len(prefix) :] for c in frame.columns if c.startswith(prefix)}
+            )
         drop = [c for c in ("run", "seq") if c in frame]
         frame = frame.drop(columns=drop)
         frame.insert(0, "time_s", frame.pop("time") / 1e9)

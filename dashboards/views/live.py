@@ -97,15 +97,16 @@ def _draw(run: data.Run, app: data.Settings) -> None:
     )
     window_s = WINDOWS_S[window_name]
     first = run.reader.time_range()
-    start = None if window_s is None else last_time - timedelta(seconds=window_s)
+    start = last_time - timedelta(seconds=window_s) if window_s else (first[0] if first else None)
     span_s = window_s or ((first[1] - first[0]).total_seconds() if first else 0.0)
     every_s = None
     if span_s / run.step_s > MAX_POINTS_PER_TRACE:
         every_s = run.step_s * math.ceil(span_s / run.step_s / MAX_POINTS_PER_TRACE)
     fields = live_fields(run.reader.sample_fields())
-    samples = source.samples(start=start, fields=fields, every_s=every_s)
+    end = last_time + timedelta(seconds=1)  # explicit bounds: InfluxDB would stop at its now()
+    samples = source.samples(start=start, end=end, fields=fields, every_s=every_s)
     meter = samples[samples["device"] == "meter"]
-    shown = contracted if start is None else contracted[contracted["interval_end"] > start]
+    shown = contracted[contracted["interval_end"] > start] if start is not None else contracted
 
     st.subheader("PCC power and contracted position")
     st.plotly_chart(charts.pcc_power_figure(meter, shown, start), key="pcc_power")
