@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
+from asyncua.client.ua_client import UaClientState
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from instruments.config import EvChargerConfig
@@ -180,13 +181,17 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         client, self.client = self.client, None
         if client is None:
             return
-        try:
-            await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
-        except Exception:  # a dead connection cannot close its session: drop the socket
-            client.disconnect_socket()
-            for task in (client._supervisor_task, client._stale_watchdog_task):
-                if task is not None:
-                    task.cancel()
+        if client.uaclient.state is UaClientState.CONNECTED:
+            try:
+                await asyncio.wait_for(client.disconnect(), self.config.timeout_s)
+                return
+            except Exception:  # the server went away while closing: drop the socket below
+                pass
+        # a dead connection cannot close its session: drop the socket and the client's tasks
+        client.disconnect_socket()
+        for task in (client._supervisor_task, client._stale_watchdog_task):
+            if task is not None:
+                task.cancel()
 
     def _client(self) -> Client:
         if self.client is None:

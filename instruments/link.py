@@ -25,6 +25,33 @@ T = TypeVar("T")
 logger = logging.getLogger("instruments")
 
 
+class _RepeatedLibraryWarnings(logging.Filter):
+    """Drops the libraries' own warning on every failed reconnect attempt (pymodbus: "Failed to
+    connect", asyncua: closing a channel that is already gone): the link reports a loss once."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+_QUIETED = {
+    "pymodbus.logging": ("Failed to connect",),
+    "asyncua.client.ua_client.UaClient": ("close_secure_channel was called but connection is",),
+    "asyncua.client.ua_session.UaSession": ("close_session was called but connection is",),
+}
+
+
+def quiet_repeated_library_warnings() -> None:
+    """Install the filter above on the libraries' loggers (idempotent)."""
+    for name, prefixes in _QUIETED.items():
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, _RepeatedLibraryWarnings) for f in library_logger.filters):
+            library_logger.addFilter(_RepeatedLibraryWarnings(prefixes))
+
+
 class LinkStatus(StrEnum):
     CLOSED = "closed"  # not connected yet, or closed by the controller
     CONNECTED = "connected"
@@ -62,6 +89,7 @@ class Link:
         connection_errors: tuple[type[BaseException], ...] = (),
         on_status: StatusListener | None = None,
     ) -> None:
+        quiet_repeated_library_warnings()
         self.device = device
         self._open_session = open_session
         self._close_session = close_session
