@@ -34,7 +34,7 @@ from peers.bidding import (
 from peers.forecast import Forecast, Forecaster, make_forecaster
 from peers.hems import Hems, HemsError, HemsSettings
 from peers.history import MeterHistory
-from peers.horizon import PlanningError, horizon_inputs
+from peers.horizon import PlanningError, ev_horizon, horizon_inputs
 from peers.interface import (
     AgentDecision,
     DeviceState,
@@ -46,7 +46,7 @@ from peers.interface import (
     OrderSide,
     PlanStep,
 )
-from peers.rules import rule_based_schedule
+from peers.rules import mobility_first_ev, rule_based_schedule
 from peers.schedule import Schedule, plan_steps
 
 
@@ -186,25 +186,36 @@ class _AgentBase:
         forecast: tuple[ForecastStep, ...],
         reason: str,
     ) -> AgentDecision:
-        """The safe plan: storage idle at its present SoC, no orders."""
+        """The safe plan: no orders, battery idle at its present SoC; a plugged EV below its
+        plug-out energy charges flat out toward it (mobility first), otherwise it idles too."""
         load_kw = np.nan_to_num(np.asarray(load_kw, dtype=float), nan=self.assets.typical_load_kw)
         pv_kw = np.nan_to_num(np.asarray(pv_kw, dtype=float), nan=0.0)
         if self.assets.pv is None:
             pv_kw = np.zeros(ctx.horizon)
         soc = state.battery_soc_pct if self.assets.battery is not None else None
-        ev_soc = state.ev_soc_pct if self.assets.ev is not None else None
-        plugged = bool(state.ev_plugged) if self.assets.ev is not None else False
+        ev_kw = np.zeros(ctx.horizon)
+        ev_soc = [state.ev_soc_pct if self.assets.ev is not None else None] * ctx.horizon
+        plugged = [False] * ctx.horizon
+        ev = self.assets.ev
+        if ev is not None and state.ev_soc_pct is not None and math.isfinite(state.ev_soc_pct):
+            try:
+                horizon = ev_horizon(ev, self.assets.zone, ctx.step_starts(), ctx.interval_s, state)
+                ev_kw, energy = mobility_first_ev(ev, horizon, ctx.dt_h)
+                ev_soc = [ev.soc_pct(e) for e in energy[1:]]
+                plugged = [bool(p) for p in horizon.available]
+            except Exception:  # the safe plan must not fail: leave the EV idle
+                ev_kw = np.zeros(ctx.horizon)
         plan = tuple(
             PlanStep(
                 start=start,
                 load_kw=float(load_kw[k]),
                 pv_kw=float(pv_kw[k]),
                 battery_kw=0.0,
-                ev_kw=0.0,
-                net_kw=float(pv_kw[k] - load_kw[k]),
+                ev_kw=float(ev_kw[k]),
+                net_kw=float(pv_kw[k] - load_kw[k] + ev_kw[k]),
                 soc_pct=soc,
-                ev_soc_pct=ev_soc,
-                ev_plugged=plugged and k == 0,
+                ev_soc_pct=ev_soc[k],
+                ev_plugged=plugged[k],
             )
             for k, start in enumerate(ctx.step_starts())
         )

@@ -3,7 +3,8 @@
 Objective, the seed paper's (7) for one peer, summed over the horizon steps t (energy = kW x dt):
     grid purchase cost - grid sale revenue + P2P purchase cost - P2P sale revenue
     + battery (and EV) depreciation + levelised PV cost
-    (+ a value-of-lost-load penalty on unserved load, - the value of energy left stored at the end)
+    (+ a value-of-lost-load penalty on unserved load, - the value of energy left stored at the end,
+    - tiny tie-breakers toward using surplus and covering deficits early, see HemsSettings)
 subject to: power balance at the PCC; battery and EV energy dynamics with charge and discharge
 efficiencies; SoC windows; power limits; no simultaneous charge and discharge (binaries); EV
 availability, charger deadband, reserve SoC (no discharge below it) and plug-out energy; grid
@@ -41,6 +42,13 @@ class HemsSettings:
         None  # stored energy at horizon end; None = feed-in x eta
     )
     p2p_limit_kw: float | None = None  # largest P2P trade either way; None = connection limits
+    # Tie-breakers among equally cheap plans, far below any real price difference: grid and P2P
+    # prices drift by this much per step (imports a little cheaper, exports a little dearer
+    # later), so the battery takes today's surplus and covers today's deficit first, as robust to
+    # forecast error as the rules; and a reward per kWh held in the EV per step, so it charges
+    # early (a day of either is worth about 0.01 and 0.1 per kWh).
+    tie_break_per_step: float = 1e-4
+    ev_holding_value_per_kwh_step: float = 1e-3
     time_limit_s: float = 1.0
     mip_rel_gap: float = 1e-3
     relaxation_first: bool = True  # skip branch and bound when the LP relaxation is integral
@@ -103,6 +111,7 @@ class _Model:
         p2p_buy_cap = par("p2p_buy_cap_kw", T, nonneg=True)
         p2p_sell_cap = par("p2p_sell_cap_kw", T, nonneg=True)
         voll = par("voll", nonneg=True)
+        holding = par("ev_holding_value", nonneg=True)
 
         grid_buy = var("grid_buy_kw", nonneg=True)
         grid_sell = var("grid_sell_kw", nonneg=True)
@@ -199,7 +208,7 @@ class _Model:
                     discharging <= available,
                 ]
             cost += ev.depreciation_per_kwh * cp.sum(ch + dis) * self.dt
-            cost -= terminal * energy[T]
+            cost -= terminal * energy[T] + holding * cp.sum(energy[1:])
             supply = supply + dis - ch
 
         self.balance = supply == load
@@ -239,20 +248,24 @@ class Hems:
             options["mip_rel_gap"] = float(self.settings.mip_rel_gap)
         return options
 
-    def _load(self, model: _Model, inputs: HorizonInputs, p2p: bool) -> None:
+    def _load(
+        self, model: _Model, inputs: HorizonInputs, p2p: bool, tie_break: bool = True
+    ) -> None:
         a = self.assets
         T = self.steps
+        drift = self.settings.tie_break_per_step * np.arange(T) if tie_break else np.zeros(T)
         model.set("load_kw", np.maximum(inputs.load_kw, 0.0))
-        model.set("retail", inputs.retail)
-        model.set("feed_in", inputs.feed_in)
-        model.set("p2p_buy_price", inputs.p2p_price + inputs.network_charge)
-        model.set("p2p_sell_price", inputs.p2p_price)  # the buyer pays the network charge
+        model.set("retail", inputs.retail - drift)
+        model.set("feed_in", inputs.feed_in + drift)
+        model.set("p2p_buy_price", inputs.p2p_price + inputs.network_charge - drift)
+        model.set("p2p_sell_price", inputs.p2p_price + drift)  # the buyer pays the network charge
         cap = self.settings.p2p_limit_kw
         buy_cap = a.grid_import_limit_kw if cap is None else cap
         sell_cap = a.grid_export_limit_kw if cap is None else cap
         model.set("p2p_buy_cap_kw", np.full(T, buy_cap if p2p else 0.0))
         model.set("p2p_sell_cap_kw", np.full(T, sell_cap if p2p else 0.0))
         model.set("voll", self.settings.value_of_lost_load)
+        model.set("ev_holding_value", self.settings.ev_holding_value_per_kwh_step)
         if a.pv is not None:
             model.set("pv_kw", np.maximum(inputs.pv_kw, 0.0))
         terminal_fraction = self.settings.terminal_value_per_kwh
@@ -389,7 +402,7 @@ class Hems:
     def _marginal_values(self, inputs: HorizonInputs, v: dict, info: dict) -> np.ndarray | None:
         """Cost of one more kWh of load in each step, with the grid as the only counterpart."""
         lp = self.lp
-        self._load(lp, inputs, p2p=False)
+        self._load(lp, inputs, p2p=False, tie_break=False)
         if self.has_modes and lp is not self.milp:
             for name, value in self._modes(v).items():
                 lp.set(name, value)

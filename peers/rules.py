@@ -12,8 +12,8 @@ from datetime import time
 
 import numpy as np
 
-from peers.assets import PeerAssets
-from peers.horizon import HorizonInputs
+from peers.assets import EvAsset, PeerAssets
+from peers.horizon import EvHorizon, HorizonInputs
 from peers.schedule import Schedule
 
 
@@ -114,3 +114,26 @@ def rule_based_schedule(
         ev_kwh=ev_kwh,
         info={"planner": "rules"},
     )
+
+
+def mobility_first_ev(
+    ev: EvAsset, horizon: EvHorizon, dt_h: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """EV power and energy when the vehicle just charges flat out toward its plug-out energy.
+
+    The EV part of the safe plan: no trading, but a vehicle that needs energy is not left idle.
+    """
+    steps = len(horizon.available)
+    power = np.zeros(steps)
+    energy = np.empty(steps + 1)
+    energy[0] = level = horizon.initial_kwh
+    for k in range(steps):
+        level -= horizon.drive_kwh[k]
+        room = ev.departure_kwh - level
+        if horizon.available[k] and room > 0:
+            charge = min(ev.max_charge_kw, room / (ev.charge_efficiency * dt_h))
+            charge = max(charge, ev.min_power_kw)
+            power[k] = -charge
+            level += charge * ev.charge_efficiency * dt_h
+        energy[k + 1] = level
+    return power, energy

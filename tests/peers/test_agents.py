@@ -141,7 +141,11 @@ def test_ev_that_cannot_reach_its_plug_out_energy_falls_back(kind):
     decision = agent.decide(context(), state)
     assert decision.orders == ()
     assert "EV cannot reach its plug-out energy" in decision.fallback_reason
-    assert all(step.ev_kw == 0.0 for step in decision.plan)
+    # no trading, but the cart charges flat out until it leaves, then the plan idles
+    plugged = [step for step in decision.plan if step.ev_plugged]
+    assert [step.ev_kw for step in plugged[:3]] == [-assets.ev.max_charge_kw] * 3
+    assert decision.plan[3].ev_kw == 0.0 and not decision.plan[3].ev_plugged
+    assert all(step.battery_kw == 0.0 for step in decision.plan)
 
 
 @pytest.mark.parametrize("kind", KINDS)
