@@ -692,10 +692,17 @@ class RunReader:
         return frame
 
     def trades(self, interval_start: datetime | float | None = None) -> pd.DataFrame:
-        return self._interval_table("trades", interval_start)
+        """Every trade; `seller_price` is NaN where the seller got the buyer's `price`."""
+        frame = self._interval_table("trades", interval_start)
+        if "seller_price" in frame:
+            frame["seller_price"] = frame["seller_price"].astype(float)
+        return frame
 
     def clearings(self) -> pd.DataFrame:
-        return self._interval_table("clearings", None)
+        """One row per cleared interval; `clearing_price` is NaN where nothing cleared."""
+        frame = self._interval_table("clearings", None)
+        frame["clearing_price"] = frame["clearing_price"].astype(float)
+        return frame
 
     def settlements(self, peer: str | None = None) -> pd.DataFrame:
         frame = self._interval_table("settlements", None)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +10,7 @@ import pytest
 
 from tests.dashboard import browser
 from tests.dashboard.conftest import OLDER, UNIFORM
-from tests.fixtures.ports import stop_process, wait_until
-from tests.fixtures.streamlit_app import REPO, DashboardServer
+from tests.fixtures.streamlit_app import DashboardServer
 
 # Charts each page draws for a finished synthetic run.
 EXPECTED_PLOTS = {"live": 9, "market": 2, "settlement": 4, "runs": 1}
@@ -40,46 +37,6 @@ def test_every_page_draws_its_charts_without_an_exception(
     assert "this testbed reads version 1" in alerts
     assert browser.exceptions(browser_page) == []
     browser.screenshot(browser_page, screenshot_dir, f"market-{OLDER}")
-
-
-def test_live_page_follows_a_run_while_it_is_written(
-    tmp_path: Path,
-    dashboard_server: Callable[..., DashboardServer],
-    browser_page: Any,
-    screenshot_dir: Path,
-) -> None:
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    server = dashboard_server(runs, refresh_s=2.0)
-    run_dir = runs / "live-synthetic"
-    writer = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "tests.dashboard.synthetic", "--out", str(run_dir)),
-            *("--hours", "0.5", "--step-s", "1", "--pace-s", "0.01"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(lambda: (run_dir / "run.sqlite").exists(), 30.0, "the writer's run directory")
-        browser.open_page(browser_page, server.url, "live", run_dir.name)
-        browser.wait_for_text(browser_page, "is in progress", browser.LOAD_TIMEOUT_MS)
-        assert "Status: running" in browser_page.inner_text("section[data-testid='stSidebar']")
-        first = browser.last_sample_text(browser_page)
-        second = browser.wait_for_new_last_sample(browser_page, first, 30_000)
-        assert second > first  # "YYYY-mm-dd HH:MM:SS UTC" sorts as time
-        browser.screenshot(browser_page, screenshot_dir, "live-in-progress")
-
-        browser.wait_for_text(browser_page, "Run finished at", 120_000)
-        # The whole page was redrawn once the run ended: the sidebar says so too.
-        browser.wait_for_text(browser_page, "Status: finished", 30_000)
-        assert writer.wait(timeout=60) == 0, writer.stderr.read().decode() if writer.stderr else ""
-        assert browser.last_sample_text(browser_page) == "2024-06-01 02:59:59 UTC"
-        assert browser.exceptions(browser_page) == []
-        browser.screenshot(browser_page, screenshot_dir, "live-finished")
-    finally:
-        stop_process(writer)
 
 
 @pytest.fixture
