@@ -242,7 +242,9 @@ class SunSpecImage:
     def write_registers(self, index: int, values: Sequence[int]) -> None:
         """Store registers written from outside (a client's accepted write)."""
         self._buf[index * 2 : (index + len(values)) * 2] = _registers_to_bytes(values)
-        self._last_raw.clear()
+        # The registers no longer hold what the writers last published: forget their caches, so
+        # the next refresh writes the plant's value even when it equals the one published before.
+        self.forget_cache()
         self.generation += 1
 
     def forget_cache(self) -> None:
