@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.fields import CONTRACT_FIELD, is_power, setpoint_pairs
-from dashboards.market_curves import Curves
+from dashboards.market_curves import Curves, ReportCurves
 from dashboards.palette import (
     CLEARING_COLOUR,
     DEMAND_COLOUR,
@@ -209,23 +209,53 @@ def voltage_figure(meter: pd.DataFrame) -> go.Figure:
 
 
 def supply_demand_figure(
-    curves: Curves, clearing_price: float | None, volume_kwh: float, currency: str
+    curves: Curves,
+    clearing_price: float | None,
+    volume_kwh: float,
+    currency: str,
+    reported: ReportCurves | None = None,
 ) -> go.Figure:
-    """The interval's bids (demand) and asks (supply) as step curves, with the clearing point."""
+    """The interval's bids (demand) and asks (supply) as step curves, with the clearing point.
+
+    The lines are the mechanism's own curves (`reported`) when there are some, else the steps of
+    the stored orders; markers show each stored order in its peer's colour.
+    """
     fig = go.Figure()
-    for name, steps, colour in (
-        ("demand (bids)", curves.demand, DEMAND_COLOUR),
-        ("supply (asks)", curves.supply, SUPPLY_COLOUR),
+    if reported is not None and reported.price_range is not None:
+        low, high = reported.price_range
+        fig.add_hrect(
+            y0=low,
+            y1=high,
+            fillcolor="#999999",
+            opacity=0.15,
+            line_width=0,
+            annotation_text="competitive price range",
+            annotation_position="top left",
+        )
+    for name, steps, colour, side in (
+        ("demand (bids)", curves.demand, DEMAND_COLOUR, "demand"),
+        ("supply (asks)", curves.supply, SUPPLY_COLOUR, "supply"),
     ):
+        if reported is not None and getattr(reported, f"{side}_kwh"):
+            x, y = getattr(reported, f"{side}_kwh"), getattr(reported, f"{side}_price")
+        elif not steps.empty:
+            x, y = [], []
+            for row in steps.itertuples():
+                x += [row.from_kwh, row.to_kwh]
+                y += [row.price, row.price]
+        else:
+            continue
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=y,
+                name=name,
+                mode="lines",
+                line={"color": colour, "width": 3, "shape": "hv"},
+            )
+        )
         if steps.empty:
             continue
-        x, y = [], []
-        for row in steps.itertuples():
-            x += [row.from_kwh, row.to_kwh]
-            y += [row.price, row.price]
-        fig.add_trace(
-            go.Scatter(x=x, y=y, name=name, mode="lines", line={"color": colour, "width": 3})
-        )
         fig.add_trace(
             go.Scatter(
                 x=(steps["from_kwh"] + steps["to_kwh"]) / 2,

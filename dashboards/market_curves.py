@@ -1,4 +1,8 @@
-"""Supply and demand curves of one interval's order book (the seed's Fig. 8), from stored orders.
+"""Supply and demand curves of one interval's order book (the seed's Fig. 8).
+
+The mechanisms of `testbed.market` put their own curves in the clearing report; the dashboard draws
+those when a run has them and builds the same steps from the stored orders otherwise (and for the
+per-order markers).
 
 Bids are sorted by price, highest first (demand); asks by price, lowest first (supply); ties go to
 the earlier order. Each order is one step: from the cumulative energy before it to the one after.
@@ -6,6 +10,7 @@ the earlier order. Each order is one step: from the cumulative energy before it 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -47,23 +52,34 @@ def curves(orders: pd.DataFrame) -> Curves:
     )
 
 
-def crossing_kwh(book: Curves) -> float:
-    """The energy where demand still pays at least the supply's price (the curves' crossing)."""
-    volume = 0.0
-    demand = list(book.demand.itertuples())
-    supply = list(book.supply.itertuples())
-    i = j = 0
-    bid_left = demand[0].quantity_kwh if demand else 0.0
-    ask_left = supply[0].quantity_kwh if supply else 0.0
-    while i < len(demand) and j < len(supply) and demand[i].price >= supply[j].price:
-        step = min(bid_left, ask_left)
-        volume += step
-        bid_left -= step
-        ask_left -= step
-        if bid_left <= 1e-12:
-            i += 1
-            bid_left = demand[i].quantity_kwh if i < len(demand) else 0.0
-        if ask_left <= 1e-12:
-            j += 1
-            ask_left = supply[j].quantity_kwh if j < len(supply) else 0.0
-    return volume
+@dataclass(frozen=True)
+class ReportCurves:
+    """The curves a `testbed.market` mechanism put in its clearing report (step points)."""
+
+    demand_kwh: list[float]
+    demand_price: list[float]
+    supply_kwh: list[float]
+    supply_price: list[float]
+    price_range: tuple[float, float] | None
+    thinned: bool
+
+
+def from_report(report_json: str | None) -> ReportCurves | None:
+    """The mechanism's own curves from `clearings.report_json`, or None if it has none."""
+    if not report_json:
+        return None
+    try:
+        curves = json.loads(report_json).get("curves")
+        if not curves:
+            return None
+        price_range = curves.get("competitive_price_range")
+        return ReportCurves(
+            demand_kwh=[float(x) for x in curves["demand"]["kwh"]],
+            demand_price=[float(x) for x in curves["demand"]["price"]],
+            supply_kwh=[float(x) for x in curves["supply"]["kwh"]],
+            supply_price=[float(x) for x in curves["supply"]["price"]],
+            price_range=tuple(price_range) if price_range else None,
+            thinned=bool(curves.get("thinned")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # a report of another shape: draw from the stored orders

@@ -742,7 +742,8 @@ class RunListing:
 
 
 def list_runs(root: Path | str) -> list[RunListing]:
-    """Every run directory under `root`, newest first; unreadable ones carry their error."""
+    """Every run directory under `root`, most recently started or ended first; unreadable ones
+    carry their error."""
     root = Path(root)
     if not root.is_dir():
         raise RunDirError(f"runs folder {root} does not exist")
@@ -758,8 +759,9 @@ def list_runs(root: Path | str) -> list[RunListing]:
             listings.append(RunListing(path, None, str(error)))
 
     def newest_first(item: RunListing) -> tuple[float, str]:
-        started = item.reader.meta.started_at if item.reader else None
-        return (started.timestamp() if started else path_mtime(item.path), item.name)
+        # Wall time of the last meta.json write (start or end): simulated start times can tie.
+        meta = item.path / META_FILE
+        return (path_mtime(meta if meta.exists() else item.path), item.name)
 
     return sorted(listings, key=newest_first, reverse=True)
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.market_curves import curves
+from dashboards.market_curves import curves, from_report
 
 
 def _label(moment: pd.Timestamp) -> str:
@@ -58,11 +58,19 @@ def _draw(run: data.Run) -> None:
     cols[3].metric("Rejected orders", f"{(~interval_orders['accepted']).sum()}")
     book = curves(interval_orders)
     st.plotly_chart(
-        charts.supply_demand_figure(book, price, float(clearing["volume_kwh"]), currency),
+        charts.supply_demand_figure(
+            book,
+            price,
+            float(clearing["volume_kwh"]),
+            currency,
+            from_report(clearing["report_json"]),
+        ),
         key="supply_demand",
     )
+    source = "the mechanism's report" if from_report(clearing["report_json"]) else "stored orders"
     st.caption(
-        f"Mechanism: {clearing['mechanism']}. Bids sorted from the highest price down (demand), "
+        f"Mechanism: {clearing['mechanism']}; curves from {source}. Bids sorted from the highest "
+        "price down (demand), "
         "asks from the lowest price up (supply); each marker is one order, in its peer's colour."
     )
 

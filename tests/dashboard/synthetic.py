@@ -1,7 +1,8 @@
 """A synthetic but physically plausible run: the document stream the orchestrator will emit.
 
 Three peers as in the seed's testbed (A: PV + battery hybrid inverter, B: V2G campus cart,
-C: consumer behind a programmable load), one meter per PCC, a 15-minute uniform double auction,
+C: consumer behind a programmable load), one meter per PCC, a 15-minute market cleared by a
+`testbed.market` mechanism,
 delivery by battery / EV setpoints that follow the contract within device limits, settlement with
 `testbed.settlement`. Power in kW with the generator convention (positive = toward the grid).
 
@@ -22,7 +23,6 @@ import numpy as np
 
 from testbed.config import PricesConfig, parse_config
 from testbed.documents import (
-    Clearing,
     Document,
     Interlock,
     OrderBook,
@@ -30,7 +30,8 @@ from testbed.documents import (
     RunStarted,
     Sample,
 )
-from testbed.market.book import Order, Side, Trade
+from testbed.market.book import Order, Side
+from testbed.market.registry import get_mechanism
 from testbed.runstore import RunStore
 from testbed.settlement import settle_interval
 
@@ -57,42 +58,6 @@ def synthetic_config(
         },
     }
     return parse_config(data, "synthetic").to_toml_dict()
-
-
-def _clear(orders: list[Order], mechanism: str) -> tuple[float | None, list[Trade]]:
-    """Uniform-price (or pay-as-bid midpoint) double auction over one interval's book."""
-    bids = sorted((o for o in orders if o.side is Side.BUY), key=lambda o: (-o.price, o.time))
-    asks = sorted((o for o in orders if o.side is Side.SELL), key=lambda o: (o.price, o.time))
-    left = {o.order_id: o.quantity_kwh for o in orders}
-    matched: list[tuple[Order, Order, float]] = []
-    i = j = 0
-    while i < len(bids) and j < len(asks) and bids[i].price >= asks[j].price:
-        quantity = min(left[bids[i].order_id], left[asks[j].order_id])
-        if bids[i].peer != asks[j].peer and quantity > 1e-9:
-            matched.append((bids[i], asks[j], quantity))
-        left[bids[i].order_id] -= quantity
-        left[asks[j].order_id] -= quantity
-        if left[bids[i].order_id] <= 1e-9:
-            i += 1
-        if left[asks[j].order_id] <= 1e-9:
-            j += 1
-    if not matched:
-        return None, []
-    uniform = round((matched[-1][0].price + matched[-1][1].price) / 2, 4)
-    pay_as_bid = mechanism == "pay_as_bid"  # each side settles at its own price
-    trades = [
-        Trade(
-            buy_order_id=bid.order_id,
-            sell_order_id=ask.order_id,
-            buyer=bid.peer,
-            seller=ask.peer,
-            quantity_kwh=round(quantity, 6),
-            price=bid.price if pay_as_bid else uniform,
-            seller_price=ask.price if pay_as_bid else None,
-        )
-        for bid, ask, quantity in matched
-    ]
-    return uniform, trades
 
 
 class _Plant:
@@ -136,6 +101,7 @@ def document_stream(
     config = synthetic_config(hours, seed, mechanism, interval_s, step_s)
     yield RunStarted(run_id=run_id, time=start, config=config)
     plant = _Plant(rng)
+    market = get_mechanism(mechanism)
     steps_per_interval = round(interval_s / step_s)
     n_intervals = max(1, round(hours * 3600 / interval_s))
     dt_h = step_s / 3600
@@ -180,19 +146,9 @@ def document_stream(
             interval_start=interval_start, orders=tuple(orders), rejected=tuple(rejected)
         )
 
-        clearing_price, trades = _clear(orders, mechanism)
-        volume = sum(t.quantity_kwh for t in trades)
-        yield Clearing(
-            interval_start=interval_start,
-            mechanism=mechanism,
-            clearing_price=clearing_price,
-            volume_kwh=round(volume, 6),
-            trades=tuple(trades),
-            report={
-                "bids": sum(o.side is Side.BUY for o in orders),
-                "asks": sum(o.side is Side.SELL for o in orders),
-            },
-        )
+        clearing = market.clear(orders).to_document(interval_start)
+        trades = clearing.trades
+        yield clearing
         contracted_kw = {peer: 0.0 for peer in "ABC"}
         for trade in trades:
             contracted_kw[trade.seller] += trade.quantity_kwh / interval_h
