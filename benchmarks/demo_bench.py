@@ -29,6 +29,14 @@ from testbed.experiment import run_experiment, with_overrides, with_plant_endpoi
 from testbed.plant_process import emulated_plant  # noqa: E402
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (Linux /proc), 0 when unknown."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
@@ -43,6 +51,8 @@ def main() -> None:
     with emulated_plant(config.experiment.seed) as endpoints:
         config = with_plant_endpoints(config, endpoints)
         profiler = cProfile.Profile() if args.profile else None
+        plant_cpu_before = process_cpu_s(endpoints.pid)
+        cpu_before = time.process_time()
         started = time.perf_counter()
         if profiler:
             profiler.enable()
@@ -51,6 +61,8 @@ def main() -> None:
             profiler.disable()
             profiler.dump_stats(args.profile)
         wall_s = time.perf_counter() - started
+        controller_cpu_s = time.process_time() - cpu_before
+        plant_cpu_s = process_cpu_s(endpoints.pid) - plant_cpu_before
     timings = engines[0].timings
     steps = int(timings["steps"])
     simulated_s = steps * config.control.step_s
@@ -62,6 +74,10 @@ def main() -> None:
     for key in ("read_s", "record_s", "trade_settle_s", "dispatch_s", "advance_s"):
         share = timings[key] / wall_s
         print(f"  {key[:-2]:<18} {1000 * timings[key] / max(steps, 1):.3f} ms/step  ({share:.0%})")
+    print(
+        f"CPU per step         controller {1000 * controller_cpu_s / max(steps, 1):.3f} ms, "
+        f"plant {1000 * plant_cpu_s / max(steps, 1):.3f} ms"
+    )
     summary = result.finished.summary
     print(f"status               {result.finished.status}")
     print(f"traded               {summary['market']['traded_kwh']:.3f} kWh")
