@@ -36,7 +36,7 @@ def _runs_table(items: list[RunListing]) -> pd.DataFrame:
                 "hours": meta.hours if meta else None,
                 "started (UTC)": data.fmt_time(meta.started_at) if meta else "—",
                 "finished (UTC)": data.fmt_time(meta.finished_at) if meta else "—",
-                "problem": item.error or "",
+                "problem": (item.error or "").replace(str(item.path), item.name),
             }
         )
     return pd.DataFrame(rows)
@@ -134,7 +134,11 @@ def _compare(items: list[RunListing]) -> None:
         st.plotly_chart(
             charts.compare_bills_figure(table, (name_1, name_2), currency), key="compare_bills"
         )
-        st.dataframe(table, hide_index=True, key="compare_table")
+        st.dataframe(
+            table.rename(columns={"bill_1": f"{name_1} bill", "bill_2": f"{name_2} bill"}),
+            hide_index=True,
+            key="compare_table",
+        )
     config_1, config_2 = (_flatten(run.config) for run in runs)
     differ = sorted(k for k in set(config_1) | set(config_2) if config_1.get(k) != config_2.get(k))
     st.subheader("Configuration differences")

@@ -171,11 +171,11 @@ def test_runs_page_compares_two_mechanisms_on_the_same_seed(
     assert not at.exception
     diff = table(at, "key")
     assert diff["key"].tolist() == ["market.mechanism"]
-    bills = table(at, "bill_1", "bill_2").set_index("peer")
-    for name, column in ((UNIFORM, "bill_1"), (PAY_AS_BID, "bill_2")):
+    bills = table(at, f"{UNIFORM} bill", f"{PAY_AS_BID} bill").set_index("peer")
+    for name in (UNIFORM, PAY_AS_BID):
         summary = json.loads((synthetic_runs / name / "summary.json").read_text())
         for peer in "ABC":
-            assert bills.loc[peer, column] == pytest.approx(summary["peers"][peer]["bill"])
+            assert bills.loc[peer, f"{name} bill"] == pytest.approx(summary["peers"][peer]["bill"])
     market = table(at, "figure").set_index("figure")
     summary = json.loads((synthetic_runs / PAY_AS_BID / "summary.json").read_text())
     traded = summary["market"]["traded_kwh"]
