@@ -23,7 +23,9 @@ class _Config(BaseModel):
 class LinkConfig(_Config):
     """Timeout of every request and the reconnect backoff."""
 
-    timeout_s: float = Field(0.5, gt=0, le=60, description="Timeout of every request")
+    timeout_s: float = Field(
+        1.0, gt=0, le=60, description="Timeout of every request (a loaded machine needs slack)"
+    )
     backoff_initial_s: float = Field(0.1, gt=0, description="First delay before reconnecting")
     backoff_max_s: float = Field(10.0, gt=0, description="Largest delay between reconnects")
 
@@ -96,7 +98,7 @@ class EvChargerConfig(LinkConfig):
 
     name: str = "ev_charger"
     url: str = "opc.tcp://127.0.0.1:4840"
-    timeout_s: float = Field(1.0, gt=0, le=60)
+    timeout_s: float = Field(2.0, gt=0, le=60)
     security: Literal["none", "Basic256Sha256"] = "none"
     username: str | None = None
     password_env: str | None = Field(

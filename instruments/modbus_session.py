@@ -53,7 +53,7 @@ class ModbusSession:
         port: int,
         *,
         device_id: int = 1,
-        timeout_s: float = 0.5,
+        timeout_s: float = 1.0,
         backoff: Backoff | None = None,
         on_status: StatusListener | None = None,
         on_open: Callable[[], Awaitable[None]] | None = None,
