@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import time
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from peers.assets import PeerAssets
 from peers.bidding import (
+    MarketExpectation,
     ZipMargins,
     position_orders,
     reservation_prices,
@@ -80,6 +82,10 @@ class OptimisingParams(_Params):
     ev_integer_steps: int | None = Field(default=48, ge=1)
     zip_learning_rate: float = Field(default=0.3, gt=0, le=1)
     zip_momentum: float = Field(default=0.05, ge=0, lt=1)
+    p2p_fill_prior: float = Field(
+        default=0.5, ge=0, le=1, description="Share of an order expected to trade, before learning"
+    )
+    p2p_learning_rate: float = Field(default=0.1, gt=0, le=1)
 
 
 def _finite(values: np.ndarray | None) -> bool:
@@ -268,6 +274,7 @@ class OptimisingAgent(_AgentBase):
     def __init__(self, peer: str, assets: PeerAssets, params: OptimisingParams, seed: int = 0):
         super().__init__(peer, assets, params, seed)
         self._hems: dict[tuple[int, float], Hems] = {}
+        self.market = MarketExpectation(params.p2p_fill_prior, params.p2p_learning_rate)
         self.zip = (
             ZipMargins(seed, params.zip_learning_rate, params.zip_momentum)
             if params.bidding == "zip"
@@ -292,7 +299,18 @@ class OptimisingAgent(_AgentBase):
         return self._hems[key]
 
     def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
-        return self.hems(ctx.horizon, ctx.interval_s).solve(inputs)
+        buy, sell = self.market.prices(
+            inputs.retail,
+            inputs.feed_in,
+            ctx.p2p_price_per_step(),
+            ctx.network_charge,
+            price_given=ctx.expected_p2p_price is not None,
+        )
+        inputs = replace(inputs, p2p_buy_price=buy, p2p_sell_price=sell)
+        schedule = self.hems(ctx.horizon, ctx.interval_s).solve(inputs)
+        schedule.info["p2p_fill_buy"] = self.market.fill[OrderSide.BUY]
+        schedule.info["p2p_fill_sell"] = self.market.fill[OrderSide.SELL]
+        return schedule
 
     def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
         retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
@@ -321,11 +339,13 @@ class OptimisingAgent(_AgentBase):
 
     def decide(self, ctx: MarketContext, state: DeviceState) -> AgentDecision:
         decision = super().decide(ctx, state)
+        self.market.record(decision.orders)
         if decision.fallback_reason is not None and self.zip is not None:
             self.zip.clear_record()
         return decision
 
     def learn(self, outcome: MarketOutcome) -> None:
+        self.market.learn(outcome)
         if self.zip is not None:
             self.zip.learn(outcome)
 

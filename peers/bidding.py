@@ -127,3 +127,49 @@ class ZipMargins:
                 margin = 1.0 - new_price / reservation
             self.margin[side] = float(min(max(margin, 0.0), 1.0))
         self._last = {}
+
+
+class MarketExpectation:
+    """What an agent expects of the P2P market, learned from its clearing outcomes.
+
+    `fill[side]` is the share of an order's quantity that trades (exponentially weighted, starting
+    at `fill_prior`); `price` the weighted clearing price (None before any clearing). The HEMS
+    values a planned P2P kWh at `fill x P2P price + (1 - fill) x grid tariff`: energy that does not
+    trade goes to or comes from the grid.
+    """
+
+    def __init__(self, fill_prior: float = 0.5, learning_rate: float = 0.1) -> None:
+        self.fill = {OrderSide.BUY: fill_prior, OrderSide.SELL: fill_prior}
+        self.price: float | None = None
+        self.learning_rate = learning_rate
+        self._ordered: dict[OrderSide, float] = {}
+
+    def record(self, orders: tuple[OrderIntent, ...]) -> None:
+        """The orders placed for the interval the next outcome reports."""
+        self._ordered = {order.side: order.quantity_kwh for order in orders}
+
+    def learn(self, outcome: MarketOutcome) -> None:
+        rate = self.learning_rate
+        if outcome.clearing_price is not None and math.isfinite(outcome.clearing_price):
+            price = outcome.clearing_price
+            self.price = price if self.price is None else (1 - rate) * self.price + rate * price
+        for side, quantity in self._ordered.items():
+            share = min(outcome.traded_kwh(side) / quantity, 1.0) if quantity > 0 else 0.0
+            self.fill[side] = (1 - rate) * self.fill[side] + rate * share
+        self._ordered = {}
+
+    def prices(
+        self,
+        retail: np.ndarray,
+        feed_in: np.ndarray,
+        p2p_price: np.ndarray,
+        network_charge: float,
+        price_given: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Expected (purchase cost, sale revenue) per kWh planned as P2P, per step."""
+        if self.price is not None and not price_given:
+            p2p_price = np.clip(np.full_like(retail, self.price), feed_in, retail)
+        buy_fill, sell_fill = self.fill[OrderSide.BUY], self.fill[OrderSide.SELL]
+        buy = buy_fill * (p2p_price + network_charge) + (1 - buy_fill) * retail
+        sell = sell_fill * p2p_price + (1 - sell_fill) * feed_in
+        return buy, sell

@@ -1,7 +1,8 @@
 """Home energy management: a rolling-horizon mixed-integer schedule in cvxpy, solved by HiGHS.
 
 Objective, the seed paper's (7) for one peer, summed over the horizon steps t (energy = kW x dt):
-    grid purchase cost - grid sale revenue + P2P purchase cost - P2P sale revenue
+    grid purchase cost - grid sale revenue + P2P purchase cost - P2P sale revenue (at the prices
+    the agent expects, `HorizonInputs.p2p_buy_price` / `p2p_sell_price`)
     + battery (and EV) depreciation + levelised PV cost
     (+ a value-of-lost-load penalty on unserved load, - the value of energy left stored at the end,
     - tiny tie-breakers toward using surplus and covering deficits early, see HemsSettings)
@@ -257,8 +258,8 @@ class Hems:
         model.set("load_kw", np.maximum(inputs.load_kw, 0.0))
         model.set("retail", inputs.retail - drift)
         model.set("feed_in", inputs.feed_in + drift)
-        model.set("p2p_buy_price", inputs.p2p_price + inputs.network_charge - drift)
-        model.set("p2p_sell_price", inputs.p2p_price + drift)  # the buyer pays the network charge
+        model.set("p2p_buy_price", inputs.p2p_buy_price - drift)
+        model.set("p2p_sell_price", inputs.p2p_sell_price + drift)
         cap = self.settings.p2p_limit_kw
         buy_cap = a.grid_import_limit_kw if cap is None else cap
         sell_cap = a.grid_export_limit_kw if cap is None else cap

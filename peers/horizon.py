@@ -127,8 +127,8 @@ class HorizonInputs:
     pv_kw: np.ndarray
     retail: np.ndarray
     feed_in: np.ndarray
-    p2p_price: np.ndarray
-    network_charge: float
+    p2p_buy_price: np.ndarray  # what a planned P2P purchase is expected to cost per kWh
+    p2p_sell_price: np.ndarray  # what a planned P2P sale is expected to earn per kWh
     battery_kwh: float | None
     ev: EvHorizon | None
 
@@ -167,8 +167,8 @@ def horizon_inputs(
         pv_kw=np.asarray(pv_kw, dtype=float) if assets.pv is not None else np.zeros(ctx.horizon),
         retail=ctx.retail_per_step(),
         feed_in=ctx.feed_in_per_step(),
-        p2p_price=ctx.p2p_price_per_step(),
-        network_charge=ctx.network_charge,
+        p2p_buy_price=ctx.p2p_price_per_step() + ctx.network_charge,  # the buyer pays it
+        p2p_sell_price=ctx.p2p_price_per_step(),
         battery_kwh=battery_kwh,
         ev=ev,
     )

@@ -201,3 +201,28 @@ def test_zip_seller_raises_its_ask_after_trades_and_lowers_it_after_misses():
         lowered, quantity = ask()
     assert lowered < raised
     assert FEED_IN <= lowered <= RETAIL
+
+
+def test_prosumer_stores_pv_when_its_asks_do_not_trade_and_sells_when_they_do():
+    assets = default_assets("A")
+    noon = START + timedelta(hours=6, minutes=30)  # 12:00 IST
+    full = state_for(assets, noon, battery_soc_pct=95.0)  # a full battery: the surplus is offered
+    sold_out = warmed("optimising", assets)
+    unsold = warmed("optimising", assets)
+    for _ in range(30):
+        for agent, trades in ((sold_out, True), (unsold, False)):
+            decision = agent.decide(context(noon), full)
+            (ask,) = decision.orders
+            fills = (Fill(OrderSide.SELL, ask.quantity_kwh, 7.0),) if trades else ()
+            agent.learn(MarketOutcome(noon, 7.0 if trades else None, fills))
+    assert sold_out.market.fill[OrderSide.SELL] > 0.9
+    assert sold_out.market.price == pytest.approx(7.0)
+    assert unsold.market.fill[OrderSide.SELL] < 0.1
+
+    def stored_by_evening(agent) -> float:
+        plan = agent.decide(context(noon), state_for(assets, noon, battery_soc_pct=30.0)).plan
+        return plan[24].soc_pct - plan[0].soc_pct  # 12:00 -> 18:00 IST
+
+    # asks that never trade earn only the feed-in tariff: the surplus goes into the battery for
+    # the evening; asks that trade at 7.0 earn more than the stored kWh saves later
+    assert stored_by_evening(unsold) > stored_by_evening(sold_out) + 20
