@@ -198,7 +198,7 @@ def fmt_time(moment: datetime | pd.Timestamp | None) -> str:
 # Cached tables (the cache key includes the run's file versions, so a live run is re-read)
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=48, show_spinner=False)
 def _table(run_dir: str, version: tuple[float, ...], name: str, kwargs: tuple) -> pd.DataFrame:
     reader = RunReader(run_dir)
     return getattr(reader, name)(**dict(kwargs))
