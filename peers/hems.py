@@ -29,8 +29,6 @@ from peers.assets import PeerAssets
 from peers.horizon import HorizonInputs
 from peers.schedule import Schedule
 
-BIG_KW = 1e3
-
 
 class HemsError(RuntimeError):
     """The solver gave no usable plan; the message says what happened."""
@@ -39,9 +37,8 @@ class HemsError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class HemsSettings:
     value_of_lost_load: float = 100.0  # currency per kWh of unserved load (keeps plans feasible)
-    terminal_value_per_kwh: float | None = (
-        None  # stored energy at horizon end; None = feed-in x eta
-    )
+    # value of energy still stored at the horizon's end; None = lowest feed-in x discharge eff.
+    terminal_value_per_kwh: float | None = None
     p2p_limit_kw: float | None = None  # largest P2P trade either way; None = connection limits
     # Tie-breakers among equally cheap plans, far below any real price difference: grid and P2P
     # prices drift by this much per step (imports a little cheaper, exports a little dearer
