@@ -108,6 +108,11 @@ class EvChargerConfig(LinkConfig):
         None, description="Client certificate (DER or PEM); generated beside the key if missing"
     )
     private_key_path: Path | None = None
+    limits_every_reads: int = Field(
+        30,
+        ge=1,
+        description="Read the charger's limit variables every this many reads (1 = always)",
+    )
     max_charge_kw: float | None = Field(None, gt=0, description="Cap on charging (else device)")
     max_discharge_kw: float | None = Field(None, ge=0, description="Cap on V2G (else device)")
     max_step_kw: float | None = Field(None, gt=0)

@@ -1,6 +1,8 @@
 """Bidirectional EV charger (peer B) over OPC UA (asyncua 2.1), node set in labspec.ev_charger.
 
-Measurements are polled: `read()` is ONE Read request for every variable (values and limits).
+Measurements are polled: `read()` is ONE Read request, of the measured variables every time and
+of the charger's limit variables too on every `limits_every_reads`-th read (and after the charger
+refused a write, and after a reconnect): reading 9 variables instead of 18 costs about 40 % less.
 A subscription was considered and not used: the plant may run in lockstep (time moves only when
 the controller advances it), while OPC UA subscriptions publish on the server's wall-clock
 publishing interval, so a notification can lag a lockstep advance by up to one interval and the
@@ -58,6 +60,19 @@ _ACCESS_DENIED = frozenset(
 )
 _READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
 _SETPOINT_VARS = (Var.POWER_SETPOINT_KW, Var.ENABLED)
+# What the charger reports about itself (limits, settings); re-read every limits_every_reads reads.
+_LIMIT_VARS = (
+    Var.MAX_CHARGE_POWER_KW,
+    Var.MAX_DISCHARGE_POWER_KW,
+    Var.MIN_POWER_KW,
+    Var.RAMP_RATE_KW_PER_S,
+    Var.RESERVE_SOC_PCT,
+    Var.MIN_SOC_PCT,
+    Var.MAX_SOC_PCT,
+    Var.WATCHDOG_TIMEOUT_S,
+    Var.CAPACITY_KWH,
+)
+_MEASURED_VARS = tuple(var for var in _READ_VARS if var not in _LIMIT_VARS)
 
 
 def _read_parameters(node_ids: list[ua.NodeId]) -> ua.ReadParameters:
@@ -117,7 +132,9 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.clock = clock
         self.client: Client | None = None
         self._node_ids: dict[Var, ua.NodeId] = {}
-        self._read_all = self._read_setpoint = ua.ReadParameters()
+        self._read_all = self._read_measured = self._read_setpoint = ua.ReadParameters()
+        self._limits: dict[Var, Any] = {}  # last values of _LIMIT_VARS
+        self._reads_since_limits = 0
         self.last_snapshot: EvChargerSnapshot | None = None
         self.last_confirmed: EvSetpoint | None = None
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
@@ -152,8 +169,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                 ) from None
             raise
         index = await client.get_namespace_index(NAMESPACE_URI)
+        self._limits = {}  # a (re)connected charger may have restarted: read its limits again
         self._node_ids = {var: ua.NodeId(node_id(var), index) for var in Var}
         self._read_all = _read_parameters([self._node_ids[v] for v in _READ_VARS])
+        self._read_measured = _read_parameters([self._node_ids[v] for v in _MEASURED_VARS])
         self._read_setpoint = _read_parameters([self._node_ids[v] for v in _SETPOINT_VARS])
 
     async def _secure(self, client: Client) -> None:
@@ -205,16 +224,27 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.last_snapshot = await self.read()
 
     async def read(self) -> EvChargerSnapshot:
-        async def operation() -> list[ua.DataValue]:
-            # the parameters are built when the session opens (they need the namespace index)
-            return await self._client().uaclient.read(self._read_all)
+        """One Read: the measurements, and every `limits_every_reads`-th time the limits too."""
 
-        results = await self.link.run(operation, f"Read of {len(_READ_VARS)} variables")
+        async def operation() -> tuple[bool, list[ua.DataValue]]:
+            # decided here, once the session is open: a reconnect forgets the limits
+            limits = not self._limits or self._reads_since_limits >= self.config.limits_every_reads
+            parameters = self._read_all if limits else self._read_measured
+            return limits, await self._client().uaclient.read(parameters)
+
+        with_limits, results = await self.link.run(operation, "Read of the charger's variables")
+        variables = _READ_VARS if with_limits else _MEASURED_VARS
         values: dict[Var, Any] = {}
-        for var, result in zip(_READ_VARS, results, strict=True):
+        for var, result in zip(variables, results, strict=True):
             if not result.StatusCode.is_good():
                 raise DeviceError(self.name, f"Read {var.value}", result.StatusCode.name)
             values[var] = result.Value.Value if result.Value is not None else None
+        if with_limits:
+            self._limits = {var: values[var] for var in _LIMIT_VARS}
+            self._reads_since_limits = 0
+        else:
+            values.update(self._limits)
+        self._reads_since_limits += 1
         snapshot = self._decode(values)
         self._freeze.check(
             snapshot.time,
@@ -355,6 +385,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         results = await self.link.run(write, "Write of PowerSetpointKw and Enabled")
         for var, status in zip(_SETPOINT_VARS, results, strict=True):
             if not status.is_good():
+                self._limits = {}  # the charger refused: take its limits afresh on the next read
                 raise DeviceError(self.name, f"Write {var.value}", status.name, status.doc)
 
         async def read_back() -> list[ua.DataValue]:

@@ -90,6 +90,25 @@ async def test_an_ev_setpoint_is_confirmed_and_charges_the_cart(ev_charger, cloc
     assert (await ev_charger.read()).power_kw == pytest.approx(0.0, abs=1e-6)
 
 
+async def test_the_charger_limits_stay_known_between_their_reads(fresh_plant, clock):
+    from instruments.ev_charger import EvCharger
+    from tests.instruments.plant_drivers import ev_config
+
+    charger = EvCharger(ev_config(fresh_plant, limits_every_reads=3), clock=clock)
+    await charger.connect()
+    try:
+        snapshots = []
+        for _ in range(5):
+            await clock.advance(1)
+            snapshots.append(await charger.read())
+    finally:
+        await charger.close()
+    assert {(s.max_charge_kw, s.max_discharge_kw, s.min_power_kw) for s in snapshots} == {
+        (2.0, 1.5, 0.3)
+    }
+    assert all(s.capacity_kwh > 0 and s.soc_max_pct > s.soc_min_pct for s in snapshots)
+
+
 async def test_a_load_setpoint_is_confirmed_and_drawn(load, meters, clock):
     confirmation = await load.apply(LoadSetpoint(-1.5))
     assert confirmation.read_back == LoadSetpoint(-1.5, input_on=True)
