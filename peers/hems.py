@@ -19,8 +19,11 @@ kWh at the PCC when the grid is the alternative, i.e. the peer's reservation pri
 
 from __future__ import annotations
 
+import os
+import sys
 import time as clock
 from dataclasses import dataclass
+from functools import cache
 
 import cvxpy as cp
 import numpy as np
@@ -28,6 +31,28 @@ import numpy as np
 from peers.assets import PeerAssets
 from peers.horizon import HorizonInputs
 from peers.schedule import Schedule
+
+
+@cache
+def _quiet_highs_banner() -> None:
+    """HiGHS prints a two-line banner to the process's stdout when its first instance is built;
+    build that one with stdout pointed at /dev/null so a run's console output stays clean."""
+    try:
+        import highspy
+
+        sys.stdout.flush()
+        stdout_fd = sys.__stdout__.fileno()
+        saved = os.dup(stdout_fd)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stdout_fd)
+            highspy.Highs()
+        finally:
+            os.dup2(saved, stdout_fd)
+            os.close(saved)
+            os.close(devnull)
+    except (OSError, ValueError, AttributeError, ImportError):
+        pass  # no real stdout (or no highspy): nothing to hide, or nothing to do
 
 
 class HemsError(RuntimeError):
@@ -225,6 +250,7 @@ class Hems:
     def __init__(
         self, assets: PeerAssets, steps: int, dt_h: float, settings: HemsSettings | None = None
     ) -> None:
+        _quiet_highs_banner()
         self.assets = assets
         self.steps = steps
         self.dt_h = dt_h
