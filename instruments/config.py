@@ -75,6 +75,11 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
     max_step_kw: float | None = Field(
         None, gt=0, description="Largest change from the last confirmed setpoint (ramp guard)"
     )
+    read_write_multiple: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Write + read-back as one request (Modbus function 23): auto = if the device "
+        "answers it at connect",
+    )
     revert_timeout_s: int | None = Field(
         None, ge=0, description="WSetRvrtTms written at connect (0 = never revert; None = keep)"
     )

@@ -29,8 +29,8 @@ from instruments.device import (
     utc_now,
     within,
 )
-from instruments.errors import ProtocolMismatch, SetpointRefused
-from instruments.link import StatusListener
+from instruments.errors import DeviceError, ProtocolMismatch, ReadbackMismatch, SetpointRefused
+from instruments.link import StatusListener, logger
 from instruments.modbus_session import ModbusSession, ModelInstance, require_model
 from instruments.sunspec_codec import RegisterImage, encode_raw
 from instruments.sunspec_models import PointLayout, plan_reads
@@ -122,6 +122,7 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._read_plan: list[tuple[int, int]] = []
         self._ports: tuple[dict[str, PointLayout], ...] = ()
         self._wset_sf = 0  # 704 WSet_SF, refreshed by every read-back
+        self._use_function_23 = False  # probed at every (re)connect
         self._freeze = FreezeGuard(
             config.name, "ac_energy_kwh", config.plausibility.frozen_after_kwh
         )
@@ -155,7 +156,31 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             await session.raw_write(
                 model.address + point.offset, encode_raw(point, self.config.revert_timeout_s)
             )
-        await self._read_control(raw=True)
+        registers = await self._read_control(raw=True)
+        self._use_function_23 = await self._probe_function_23(registers)
+
+    async def _probe_function_23(self, control_registers: list[int]) -> bool:
+        """Whether write + read-back can travel as ONE request (function 23). Probed by writing
+        WSetEna, WSetMod and WSet back unchanged; a device without it answers an exception."""
+        mode = self.config.read_write_multiple
+        if mode == "off":
+            return False
+        start, count = self._control_block()
+        try:
+            await self.session.raw_read_write(start, control_registers[:4], start, count)
+        except DeviceError as exc:
+            if mode == "on":
+                raise ProtocolMismatch(
+                    self.name, f"function 23 is required but failed: {exc}"
+                ) from exc
+            return False
+        return True
+
+    def _control_block(self) -> tuple[int, int]:
+        """(first address, count) of 704 from WSetEna to WSet_SF: what a read-back covers."""
+        model = self.models[704]
+        first, last = model.layout.point("WSetEna"), model.layout.point("WSet_SF")
+        return model.address + first.offset, last.offset + last.size - first.offset
 
     def _spans(self, model_id: int, names: tuple[str, ...]) -> list[tuple[int, int]]:
         model = self.models[model_id]
@@ -324,33 +349,54 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self, setpoint: InverterSetpoint
     ) -> Confirmation[InverterSetpoint]:
         model = self.models[704]
-        layout = model.layout
-        wset = layout.point("WSet")
+        wset = model.layout.point("WSet")
         sf = self._wset_sf
         raw_wset = round(setpoint.power_kw * 1000 / 10.0**sf)
         ena = WSET_ENA_ENABLED if setpoint.enabled else WSET_ENA_DISABLED
         registers = [ena, WSET_MOD_WATTS, *encode_raw(wset, raw_wset)]
-        await self.session.write(model.at("WSetEna"), registers)
-        read_back = await self._read_control()
-        step_kw = 10.0**sf / 1000
-        confirm(self.name, "WSetEna", setpoint.enabled, read_back.enabled)
-        confirm(self.name, "power_kw", raw_wset * step_kw, read_back.power_kw, step_kw / 2)
-        if setpoint.enabled:
-            self.last_confirmed = setpoint
+        start, count = self._control_block()
+        if self._use_function_23:  # write, then read back, in one request
+            read_back = self._decode_control(
+                start, await self.session.read_write(start, registers, start, count)
+            )
         else:
-            self.last_confirmed = None
+            await self.session.write(start, registers)
+            read_back = self._decode_control(start, await self.session.read(start, count))
+        step_kw = 10.0**sf / 1000
+
+        def check(held: InverterSetpoint) -> None:
+            confirm(self.name, "WSetEna", setpoint.enabled, held.enabled)
+            confirm(self.name, "power_kw", raw_wset * step_kw, held.power_kw, step_kw / 2)
+
+        try:
+            check(read_back)
+        except ReadbackMismatch:
+            if not self._use_function_23:
+                raise
+            # a device that reads before it writes in function 23 (against the standard):
+            # confirm with a plain read and stop using function 23 on it
+            read_back = self._decode_control(start, await self.session.read(start, count))
+            check(read_back)
+            self._use_function_23 = False
+            logger.info("%s: function 23 reads before writing; using 16 + 3", self.name)
+        self.last_confirmed = setpoint if setpoint.enabled else None
         return Confirmation(self.name, setpoint, read_back, self.clock())
 
-    async def _read_control(self, raw: bool = False) -> InverterSetpoint:
-        """Read back WSetEna .. WSet_SF of 704 (one request) and keep WSet_SF current."""
+    async def _read_control(self, raw: bool = False) -> list[int]:
+        """Read WSetEna .. WSet_SF of 704 (one request), keep WSet_SF; returns the registers."""
+        start, count = self._control_block()
+        read = self.session.raw_read if raw else self.session.read
+        registers = await read(start, count)
+        self._decode_control(start, registers)
+        return registers
+
+    def _decode_control(self, start: int, registers: list[int]) -> InverterSetpoint:
+        """The setpoint held in a 704 control block read back from `start` (updates WSet_SF)."""
         model = self.models[704]
         layout = model.layout
-        first, last = layout.point("WSetEna"), layout.point("WSet_SF")
-        start = model.address + first.offset
-        read = self.session.raw_read if raw else self.session.read
         image = RegisterImage()
-        image.store(start, await read(start, last.offset + last.size - first.offset))
-        sf = image.raw(model.address, last)
+        image.store(start, registers)
+        sf = image.raw(model.address, layout.point("WSet_SF"))
         self._wset_sf = int(sf) if isinstance(sf, int) else 0
         wset_w = image.scaled(model.address, layout, layout.point("WSet"))
         enabled = image.raw(model.address, layout.point("WSetEna")) == WSET_ENA_ENABLED

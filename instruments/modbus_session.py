@@ -142,6 +142,45 @@ class ModbusSession:
             what = self._what_write(address, len(values))
             raise DeviceError(self.device, what, code, exception_meaning(code))
 
+    async def raw_read_write(
+        self, write_address: int, values: Sequence[int], read_address: int, read_count: int
+    ) -> list[int]:
+        """Function 23: write `values`, then read, in ONE transaction (unsupervised)."""
+        client = self._require_client()
+        self.requests += 1
+        response = await client.readwrite_registers(
+            read_address=read_address,
+            read_count=read_count,
+            write_address=write_address,
+            values=list(values),
+            device_id=self.device_id,
+        )
+        if response.isError():
+            code = getattr(response, "exception_code", -1)
+            what = self._what_read_write(write_address, len(values), read_address, read_count)
+            raise DeviceError(self.device, what, code, exception_meaning(code))
+        if len(response.registers) < read_count:
+            raise ProtocolMismatch(
+                self.device, f"function 23: got {len(response.registers)} registers"
+            )
+        return list(response.registers[:read_count])
+
+    async def read_write(
+        self, write_address: int, values: Sequence[int], read_address: int, read_count: int
+    ) -> list[int]:
+        """Write `values`, then read `read_count` registers, with one request (function 23)."""
+        return await self.link.run(
+            lambda: self.raw_read_write(write_address, values, read_address, read_count),
+            self._what_read_write(write_address, len(values), read_address, read_count),
+        )
+
+    @staticmethod
+    def _what_read_write(write_address: int, count: int, read_address: int, read_count: int) -> str:
+        return (
+            f"readwrite_registers (function 23) writing {count} at {write_address}, "
+            f"reading {read_count} at {read_address}"
+        )
+
     async def read(self, address: int, count: int) -> list[int]:
         """Read `count` holding registers (function 3) from `address`."""
         return await self.link.run(

@@ -35,6 +35,7 @@ class SunSpecTestDevice:
         self.writes: list[tuple[int, list[int]]] = []
         self.exception: ExcCodes | None = None
         self.ignore_writes = False  # accept writes without applying them (a device that forgets)
+        self.functions: list[int] = []  # function code of every request, in order
         self._dirty = True
         self.port = free_port()
         self._server = ModbusTcpServer(
@@ -69,6 +70,7 @@ class SunSpecTestDevice:
         self._dirty = True
 
     async def _action(self, function_code, start_address, address, count, registers, set_values):
+        self.functions.append(function_code)
         if self.exception is not None:
             return self.exception
         if self._dirty:
@@ -78,7 +80,7 @@ class SunSpecTestDevice:
         if set_values is not None and self.ignore_writes:
             self._dirty = True  # pymodbus stores the write; the next request restores the image
             return None
-        if set_values is not None and function_code in (6, 16):
+        if set_values is not None and function_code in (6, 16, 23):
             values = [int(v) for v in set_values]
             self.writes.append((address, values))
             index = address - self.base_address

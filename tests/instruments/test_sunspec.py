@@ -111,16 +111,27 @@ async def test_one_inverter_read_costs_two_requests(inverter):
     assert inverter.session.requests - before == 2
 
 
-async def test_a_setpoint_is_written_as_one_block_and_read_back(inverter, inverter_device):
+@pytest.mark.parametrize(("mode", "functions"), [("on", [23, 23]), ("off", [16, 3])])
+async def test_a_setpoint_is_written_as_one_block_and_read_back(mode, functions, inverter_device):
+    inverter = SunSpecInverter(
+        SunSpecInverterConfig(port=inverter_device.port, read_write_multiple=mode)
+    )
+    await inverter.connect()
     inverter_device.writes.clear()
-    before = inverter.session.requests
+    inverter_device.functions.clear()
     confirmation = await inverter.apply(InverterSetpoint(-1.234))
+    await inverter.close()
     wset = inverter_device.model_starts[704] + layout_model(704).point("WSetEna").offset
     assert inverter_device.writes == [(wset, [1, 1, 0xFFFF, 0x10000 - 1234])]
+    # one request: function 23 writes then reads (pymodbus shows it as two steps); else 16 + 3
+    assert inverter_device.functions == functions
     assert confirmation.read_back == InverterSetpoint(-1.234, enabled=True)
-    assert inverter.session.requests - before == 2
+
+
+async def test_the_safe_state_disables_the_target(inverter):
     safe = await inverter.safe_state()
     assert safe.read_back == InverterSetpoint(0.0, enabled=False)
+    assert not (await inverter.read()).wset_enabled
 
 
 async def test_a_setpoint_beyond_the_ratings_is_refused_before_sending(inverter, inverter_device):
