@@ -153,3 +153,31 @@ def test_unreachable_ev_target_makes_the_solver_fail_with_hems_error():
     hems = Hems(assets, 96, 0.25)
     with pytest.raises(HemsError, match="infeasible"):
         hems.solve(inputs)
+
+
+def test_binaries_stop_the_battery_burning_energy_when_consumption_is_paid():
+    # Retail below zero for three hours (paid to consume) and no depreciation: without the
+    # binaries, charging and discharging at once would burn energy in the losses so the house could
+    # import more; the MILP's plan must not do it.
+    base = default_assets("A")
+    battery = base.battery.model_copy(update={"depreciation_per_kwh": 0.0})
+    assets = base.model_copy(update={"battery": battery})
+    load, pv = forecasts(assets)
+    state = DeviceState(time=START, battery_soc_pct=80.0)
+    inputs = horizon_inputs(assets, context(), state, load, pv)
+    retail = inputs.retail.copy()
+    retail[:12] = -5.0
+    inputs = replace(inputs, retail=retail, p2p_buy_price=retail + 10.0)
+    hems = Hems(assets, 96, 0.25)
+    # the scenario is a real test: the LP relaxation does charge and discharge at once
+    hems._load(hems.relaxed, inputs, p2p=True)
+    hems._solve(hems.relaxed, milp=False)
+    relaxed_ch = hems.relaxed.var["battery_charge_kw"].value
+    relaxed_dis = hems.relaxed.var["battery_discharge_kw"].value
+    assert np.max(np.minimum(relaxed_ch, relaxed_dis)) > 0.1
+    plan = hems.solve(inputs)
+    assert plan.info["method"] == "branch and bound"
+    charge, discharge = plan.detail["battery_charge_kw"], plan.detail["battery_discharge_kw"]
+    assert np.all(np.minimum(charge, discharge) <= TOL)
+    # it empties the battery first (exporting), then imports while paid to
+    assert plan.net_kw[0] > 0 and np.all(plan.net_kw[3:12] < 0)
