@@ -43,7 +43,13 @@ from instruments.device import (
     utc_now,
     within,
 )
-from instruments.errors import BadReading, DeviceError, InstrumentError, SetpointRefused
+from instruments.errors import (
+    BadReading,
+    DeviceError,
+    InstrumentError,
+    ReadbackMismatch,
+    SetpointRefused,
+)
 from instruments.link import Link, StatusListener
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
@@ -369,7 +375,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             ua.Variant(setpoint.enabled, ua.VariantType.Boolean),
         )
 
-        async def write() -> list[ua.StatusCode]:
+        async def write_then_read() -> tuple[list[ua.StatusCode], list[ua.DataValue]]:
+            # pipelined: the Read goes out right behind the Write, both answered in one round trip
+            # (node ids are known once the session is open)
+            uaclient = self._client().uaclient
             parameters = ua.WriteParameters(
                 NodesToWrite=[
                     ua.WriteValue(
@@ -380,24 +389,36 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                     for var, value in zip(_SETPOINT_VARS, values, strict=True)
                 ]
             )
-            return await self._client().uaclient.write(parameters)
+            return await asyncio.gather(
+                uaclient.write(parameters), uaclient.read(self._read_setpoint)
+            )
 
-        results = await self.link.run(write, "Write of PowerSetpointKw and Enabled")
+        results, answers = await self.link.run(
+            write_then_read, "Write and Read of PowerSetpointKw and Enabled"
+        )
         for var, status in zip(_SETPOINT_VARS, results, strict=True):
             if not status.is_good():
                 self._limits = {}  # the charger refused: take its limits afresh on the next read
                 raise DeviceError(self.name, f"Write {var.value}", status.name, status.doc)
+        try:
+            read = self._confirm(power, setpoint.enabled, answers)
+        except ReadbackMismatch:
+            # a server may serve pipelined requests out of order: the Write is done now, so a
+            # fresh Read is authoritative
+            async def read_back() -> list[ua.DataValue]:
+                return await self._client().uaclient.read(self._read_setpoint)
 
-        async def read_back() -> list[ua.DataValue]:
-            return await self._client().uaclient.read(self._read_setpoint)
+            answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
+            read = self._confirm(power, setpoint.enabled, answers)
+        self.last_confirmed = setpoint if setpoint.enabled else None
+        return Confirmation(self.name, setpoint, read, self.clock())
 
-        answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
+    def _confirm(self, power: float, enabled: bool, answers: list[ua.DataValue]) -> EvSetpoint:
+        """The setpoint read back, if it is the one written (else ReadbackMismatch)."""
         got_power, got_enabled = (a.Value.Value if a.Value is not None else None for a in answers)
         confirm(self.name, "power_kw", power, got_power, 1e-9)
-        confirm(self.name, "enabled", setpoint.enabled, got_enabled)
-        self.last_confirmed = setpoint if setpoint.enabled else None
-        read = EvSetpoint(float(got_power), bool(got_enabled))
-        return Confirmation(self.name, setpoint, read, self.clock())
+        confirm(self.name, "enabled", enabled, got_enabled)
+        return EvSetpoint(float(got_power), bool(got_enabled))
 
 
 def _snake_case(name: str) -> str:
