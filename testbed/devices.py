@@ -129,6 +129,7 @@ class PeerDevices:
         self._last_sent: float | None = None
         self._last_sent_time: datetime | None = None
         self._holding = False
+        self._charging_for_departure = False
         self._events: list[tuple[str, str, str, str]] = []
         self._image_step: int | None = None
         self._image: PeerImage | None = None
@@ -228,8 +229,18 @@ class PeerDevices:
             setpoint = InverterSetpoint(power_kw=_clamp(setpoint_kw, device.rated_power_kw))
         else:
             if not device.plugged:
+                self._charging_for_departure = False
                 command = StorageCommand(0.0, ())
             else:
+                mobility = self._mobility()
+                departure = getattr(device, "departure_time", None)
+                # Hysteresis: once charging for the departure, keep on until the SoC is reached.
+                self._charging_for_departure = mobility is not None and (
+                    mobility.must_charge(device.soc_pct, now, departure)
+                    or (
+                        self._charging_for_departure and device.soc_pct < mobility.departure_soc_pct
+                    )
+                )
                 command = ev_command(
                     contract_kw,
                     meter.power_kw,
@@ -238,9 +249,9 @@ class PeerDevices:
                     self._last_command_kw,
                     self._ev_limits(device),
                     self.dt_s,
-                    self._mobility(),
-                    now,
-                    getattr(device, "departure_time", None),
+                    must_charge=self._charging_for_departure,
+                    mobility=mobility,
+                    departure=departure,
                 )
             setpoint_kw = command.storage_kw
             setpoint = EvSetpoint(power_kw=setpoint_kw, enabled=True)

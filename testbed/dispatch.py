@@ -77,20 +77,25 @@ def ev_command(
     previous_kw: float,
     limits: StorageLimits,
     dt_s: float,
+    must_charge: bool = False,
     mobility: MobilityNeed | None = None,
-    now: datetime | None = None,
     departure: datetime | None = None,
 ) -> StorageCommand:
-    """EV charger: the power setpoint (kW, + = V2G discharge)."""
+    """EV charger: the power setpoint (kW, + = V2G discharge).
+
+    `must_charge`: the mobility need outranks the contract (see `MobilityNeed.must_charge`).
+    """
     request = tracking_request_kw(contract_kw, pcc_kw, ev_power_kw)
     extra: list[LimitHit] = []
-    if mobility is not None and now is not None and mobility.must_charge(soc_pct, now, departure):
+    if must_charge and mobility is not None:
         if request > -limits.max_charge_kw:
             extra.append(
                 LimitHit(
                     "mobility",
                     f"SoC {soc_pct:.1f} % must reach {mobility.departure_soc_pct:.0f} % by "
-                    f"{departure:%H:%M} UTC: charging at full power",
+                    f"{departure:%H:%M} UTC: charging at full power"
+                    if departure is not None
+                    else f"SoC {soc_pct:.1f} % below {mobility.departure_soc_pct:.0f} %: charging",
                 )
             )
         request = -limits.max_charge_kw
