@@ -8,6 +8,7 @@ contracted power into its flexible device's setpoint each step.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,22 +47,26 @@ class PeerImage:
     ev_plugged: bool | None
 
 
-_FIELDS_CACHE: dict[type, tuple[str, ...]] = {}
+_NUMERIC_FIELDS: dict[type, tuple[str, ...]] = {}
+_NUMBER_TYPES = {float, int, bool, type(None)}
 
 
 def snapshot_values(snapshot: Any) -> dict[str, float]:
-    """The numeric and boolean fields of a driver snapshot, as Sample values."""
+    """The numeric and boolean fields of a driver snapshot, as Sample values (booleans as 0/1)."""
     kind = type(snapshot)
-    names = _FIELDS_CACHE.get(kind)
+    names = _NUMERIC_FIELDS.get(kind)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(kind) if f.name != "time")
-        _FIELDS_CACHE[kind] = names
+        hints = typing.get_type_hints(kind)
+        names = tuple(
+            f.name
+            for f in dataclasses.fields(kind)
+            if set(typing.get_args(hints[f.name]) or (hints[f.name],)) <= _NUMBER_TYPES
+        )
+        _NUMERIC_FIELDS[kind] = names
     values = {}
     for name in names:
         value = getattr(snapshot, name)
-        if isinstance(value, bool):
-            values[name] = 1.0 if value else 0.0
-        elif isinstance(value, int | float):
+        if value is not None:
             values[name] = float(value)
     return values
 
