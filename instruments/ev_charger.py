@@ -9,10 +9,12 @@ publishing interval, so a notification can lag a lockstep advance by up to one i
 step would act on stale values; one Read right after the advance is always current and costs one
 round trip (see docs/bench-instruments.md for the figures).
 
-`apply()` is one Write request (setpoint and enable together) and one Read of both for the
-confirmation. Security: "none", or Basic256Sha256 SignAndEncrypt with a user name, the password
-taken from the environment variable named in the config, and a client certificate (given, or
-generated once into the configured or a per-user cache path).
+`apply()` is one Write request (setpoint and enable together) with the confirming Read of both
+sent right behind it (one round trip; a mismatch is re-checked with a fresh Read, in case a
+server serves pipelined requests out of order). Security: "none", or Basic256Sha256
+SignAndEncrypt with a user name, the password taken from the environment variable named in the
+config, and a client certificate (given, or generated once into the configured paths or a temp
+folder).
 
 Safe state: setpoint 0 kW and power transfer disabled. The charger's own watchdog
 (WatchdogTimeoutS) returns the setpoint to 0 when the controller stops writing.

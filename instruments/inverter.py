@@ -1,12 +1,13 @@
 """SunSpec hybrid inverter (peer A: PV + battery) over Modbus TCP.
 
 Models: 701 AC measurement, 702 ratings, 704 AC controls (WSet), 713 storage state of charge,
-714 DC ports (PV and battery). Offsets come from pysunspec2's definitions, laid out once at
-`connect()`; the ratings (702) and every scale factor in them are read then too.
+714 DC ports (PV and battery). Offsets come from pysunspec2's definitions, laid out at every
+(re)connect; the ratings (702) are read then too.
 
 One `read()` costs two Modbus requests (701 with its scale factors; 704 to 714). One `apply()`
-costs two: a write of WSetEna, WSetMod and WSet (function 16, one block) and a read-back of the
-704 block up to WSet_SF.
+writes WSetEna, WSetMod and WSet as one block and reads the 704 block back up to WSet_SF: ONE
+request (function 23, read/write multiple registers) when the device answered it at connect,
+else two (function 16, then 3).
 
 Safe state: WSetEna = 0 and WSet = 0: the inverter stops following a target, the battery idles
 and the AC output is whatever the PV gives. When the controller cannot reach the inverter at all,
