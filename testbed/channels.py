@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from instruments.errors import BadReading, DeviceError, ReadbackMismatch, SetpointRefused
+from instruments.errors import BadReading, InstrumentError, ReadbackMismatch, SetpointRefused
 
 
 @dataclass(slots=True)
@@ -61,7 +61,7 @@ class Channel:
         except BadReading as error:
             self._failed(step, "bad_reading", str(error))
             return None
-        except (DeviceError, TimeoutError, OSError, ConnectionError) as error:
+        except (InstrumentError, TimeoutError, OSError) as error:
             self._failed(step, "read_failed", _describe(error))
             return None
         self.snapshot = snapshot
@@ -94,7 +94,7 @@ class Channel:
                 self.events.append(ChannelEvent(self.device, kind, str(error), "held"))
             self.refusing = kind
             return False
-        except (DeviceError, TimeoutError, OSError, ConnectionError) as error:
+        except (InstrumentError, TimeoutError, OSError) as error:
             self._failed(step, "write_failed", _describe(error))
             return False
         if self.refusing:

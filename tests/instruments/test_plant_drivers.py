@@ -68,8 +68,8 @@ async def test_the_inverter_reverts_by_itself_when_the_controller_goes_quiet(fre
         snapshot = await inverter.read()
     finally:
         await inverter.close()
-    # the battery idles; WSetEna's read-back is not asserted yet: hil_sim does not refresh a
-    # client-written register when the plant returns to the value it published before the write
+    # the battery idles and the device says so
+    assert not snapshot.wset_enabled
     assert snapshot.battery_power_kw == pytest.approx(0.0, abs=0.01)
     assert snapshot.ac_power_kw == pytest.approx(snapshot.pv_power_kw, abs=0.05)
 
