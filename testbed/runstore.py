@@ -286,11 +286,13 @@ class RunStore:
         self._meta.update(status=status, finished_at=_iso(finished_at))
         _write_json_atomic(self.run_dir / META_FILE, self._meta)
         summary_path = self.run_dir / SUMMARY_FILE
-        if status == "finished" and not summary_path.exists():
-            if self._finished and self._finished.summary:
-                _write_json_atomic(summary_path, dict(self._finished.summary))
-            else:
-                _write_json_atomic(summary_path, summarize(RunReader(self.run_dir)))
+        if summary_path.exists():
+            return
+        if self._finished and self._finished.summary and status in ("finished", "interrupted"):
+            # an interrupted run ended its last interval cleanly: its totals are whole intervals
+            _write_json_atomic(summary_path, dict(self._finished.summary))
+        elif status == "finished":
+            _write_json_atomic(summary_path, summarize(RunReader(self.run_dir)))
 
     def __enter__(self) -> RunStore:
         return self
