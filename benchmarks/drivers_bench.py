@@ -1,6 +1,6 @@
 """Driver speed against the emulated plant on loopback: apply-to-confirmed latency and full reads.
 
-    python3 benchmarks/drivers_bench.py [--n 1000] [--endpoints-json FILE]
+    python3 benchmarks/drivers_bench.py [--n 1000] [--endpoints-json FILE] [--step-only]
 
 Without --endpoints-json it starts `python -m hil_sim` (lockstep) and stops it at the end. For each
 device it times `apply()` (write, then the read-back that confirms it) and `read()`; then whole
@@ -8,6 +8,11 @@ dispatches: inverter WSet, EV setpoint + enable, load power + input applied conc
 (asyncio.gather; the SCPI session runs in its own thread). Setpoints alternate between two values
 so every write changes something. Prints p50 / p99 / max in ms, the protocol requests per call and
 the machine's load average (the machine is shared: note it with the figures).
+
+"control step": what the demo's engine does every step on the device side: read the three PCC
+meters, the inverter, the EV charger and the load concurrently, then advance the plant by 1 s;
+the client's CPU per step is split into user and system time (`--step-only`: just this line,
+`--loop uvloop|asyncio` picks the client's event loop, default auto = uvloop when installed).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -100,7 +106,55 @@ async def timed(
     return samples, time.process_time() - cpu_start
 
 
-async def run(endpoints: PlantEndpoints, n: int) -> None:
+async def control_step(endpoints: PlantEndpoints, n: int) -> str:
+    """The demo's device side of a control step: six reads concurrently, then one advance."""
+    control = await PlantControl.from_endpoints(endpoints)
+    plant_now = (await control.time()).time
+
+    def clock():
+        return plant_now
+
+    drivers = [
+        SunSpecMeter(SunSpecMeterConfig(host=ep.host, port=ep.port, device_id=ep.unit), clock=clock)
+        for ep in (endpoints.meter(peer) for peer in ("A", "B", "C"))
+    ]
+    inv_ep, load_ep = endpoints.inverter, endpoints.load
+    drivers += [
+        SunSpecInverter(
+            SunSpecInverterConfig(host=inv_ep.host, port=inv_ep.port, device_id=inv_ep.unit),
+            clock=clock,
+        ),
+        EvCharger(EvChargerConfig(url=endpoints.ev_charger.url), clock=clock),
+        ProgrammableLoad(ProgrammableLoadConfig(host=load_ep.host, port=load_ep.port), clock=clock),
+    ]
+    for driver in drivers:
+        await driver.connect()
+
+    async def step(i: int) -> None:
+        nonlocal plant_now
+        await asyncio.gather(*(driver.read() for driver in drivers))
+        plant_now = (await control.advance(1.0)).time
+
+    load_before = os.getloadavg()[0]
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
+    samples, cpu_s = await timed(n, step)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    for driver in drivers:
+        await driver.close()
+    await control.close()
+    user_ms = (usage.ru_utime - usage_before.ru_utime) / (n + 50) * 1000
+    system_ms = (usage.ru_stime - usage_before.ru_stime) / (n + 50) * 1000
+    return (
+        report("control step (6 reads + advance)", (samples, cpu_s))
+        + f"\n{'':<34} user {user_ms:5.3f} ms + system {system_ms:5.3f} ms per step"
+        + f" (load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after)"
+    )
+
+
+async def run(endpoints: PlantEndpoints, n: int, step_only: bool = False) -> None:
+    if step_only:
+        print(await control_step(endpoints, n))
+        return
     control = await PlantControl.from_endpoints(endpoints)
     plant_now = (await control.time()).time
     clock = lambda: plant_now  # noqa: E731  lockstep: plant time does not move during the bench
@@ -171,6 +225,7 @@ async def run(endpoints: PlantEndpoints, n: int) -> None:
     lines.append(report("read all four (concurrent)", await timed(n, read_all)))
 
     lines += await subscription_versus_read(ev, control, max(50, n // 5))
+    lines.append(await control_step(endpoints, n))
 
     for driver in (inverter, ev, load):
         await driver.safe_state()
@@ -236,18 +291,40 @@ async def subscription_versus_read(ev: EvCharger, control: PlantControl, n: int)
     return lines
 
 
+def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The client's event loop: (name, factory); "auto" takes uvloop when installed."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise SystemExit("--loop uvloop: uvloop is not installed") from None
+        else:
+            return "uvloop", uvloop.new_event_loop
+    return "asyncio", asyncio.new_event_loop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="timed calls per figure")
     parser.add_argument("--endpoints-json", type=Path, help="use a running plant")
+    parser.add_argument("--step-only", action="store_true", help="only the control-step line")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
     args = parser.parse_args()
+    loop_name, new_loop = loop_factory(args.loop)
+    print(f"client event loop: {loop_name}")
+
+    def bench(endpoints: PlantEndpoints) -> None:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(run(endpoints, args.n, args.step_only))
+
     if args.endpoints_json:
-        asyncio.run(run(PlantEndpoints.read(args.endpoints_json), args.n))
+        bench(PlantEndpoints.read(args.endpoints_json))
         return
     with tempfile.TemporaryDirectory() as workdir:
         proc, endpoints = start_plant(Path(workdir))
         try:
-            asyncio.run(run(endpoints, args.n))
+            bench(endpoints)
         finally:
             proc.terminate()
             try:
