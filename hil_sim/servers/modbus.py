@@ -1,18 +1,34 @@
 """A SunSpec device served over Modbus TCP by pymodbus, behind a `ListenerGate`.
 
-The register image (`SunSpecImage`) is refreshed once per plant advance by `publish`; pymodbus's
-`SimDevice` action copies it into the served registers on the first request after a change (a
-slice copy), checks writes against the writable points, and applies the Modbus faults
-("exception" answers every request with a Modbus exception).
+The register image (`SunSpecImage`) is refreshed once per plant advance by `publish`. A read of
+holding registers (function 3) within the image, for this device's unit id and with no "exception"
+fault, is answered straight from the image's wire bytes (`_ImageReadRequest`, a pymodbus custom
+PDU: no register list, no per-register checks, one slice). Everything else takes pymodbus's own
+datastore path: its `SimDevice` action copies the image into the served registers on the first
+request after a change (a slice copy), checks writes against the writable points, and applies the
+Modbus faults ("exception" answers every request with a Modbus exception). Both paths answer the
+same registers and the same exceptions.
+
+pymodbus 3.16's request handler schedules every request through `run_coroutine_threadsafe` (a
+self-pipe write and an extra loop wake-up per request, although it already runs on the loop);
+`_RequestHandler` schedules it as a plain task instead.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
 
 from pymodbus.constants import ExcCodes
+from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import (
+    ReadHoldingRegistersRequest,
+    ReadHoldingRegistersResponse,
+)
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from hil_sim.faults import DeviceFaults
@@ -34,6 +50,56 @@ class WriteRefused(ValueError):
 
 
 WriteHandler = Callable[[dict[str, float | int | str | None]], None]
+
+
+class _RequestHandler(ServerRequestHandler):
+    """pymodbus's per-connection handler, with requests scheduled as plain tasks."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle_later(self) -> None:
+        task = self.loop.create_task(self.handle_request())
+        self._tasks.add(task)  # a strong reference until it is done
+        task.add_done_callback(self._tasks.discard)
+
+
+class _ModbusServer(ModbusTcpServer):
+    def callback_new_connection(self) -> _RequestHandler:
+        return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
+
+
+class _ImageReadResponse(ReadHoldingRegistersResponse):
+    """A function-3 answer whose payload (byte count + registers) is already wire bytes."""
+
+    def __init__(self, payload: bytes, dev_id: int, transaction_id: int):
+        self.payload = payload
+        super().__init__(dev_id=dev_id, transaction_id=transaction_id, count=payload[0] // 2)
+
+    @property  # decoded only when someone looks (logging, traces)
+    def registers(self) -> list[int]:  # type: ignore[override]
+        payload = self.payload
+        return [int.from_bytes(payload[i : i + 2], "big") for i in range(1, len(payload), 2)]
+
+    @registers.setter
+    def registers(self, value: Sequence[int]) -> None:
+        pass  # set (empty) by ModbusPDU.__init__; the payload is the truth
+
+    def encode(self) -> bytes:
+        return self.payload
+
+
+class _ImageReadRequest(ReadHoldingRegistersRequest):
+    """Function 3, answered from the image when it can be; pymodbus's path otherwise."""
+
+    device: ClassVar[SunSpecModbusServer]  # set on the per-server subclass
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        payload = self.device.read_payload(device_id, self.address, self.count)
+        if payload is None:
+            return await super().datastore_update(context, device_id)
+        return _ImageReadResponse(payload, device_id, self.transaction_id)
 
 
 class SunSpecModbusServer:
@@ -75,6 +141,7 @@ class SunSpecModbusServer:
         self._port = port
         self._server: ModbusTcpServer | None = None
         self.gate: ListenerGate | None = None
+        self._read_request = type("ImageReadRequest", (_ImageReadRequest,), {"device": self})
 
     @property
     def port(self) -> int:
@@ -82,7 +149,9 @@ class SunSpecModbusServer:
 
     async def start(self) -> int:
         """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port."""
-        self._server = ModbusTcpServer(self._device, address=(self._host, self._port))
+        self._server = _ModbusServer(
+            self._device, address=(self._host, self._port), custom_pdu=[self._read_request]
+        )
         self.gate = ListenerGate(
             self.name, self._server.handle_new_connection, self._host, self._port, self.faults
         )
@@ -100,6 +169,17 @@ class SunSpecModbusServer:
             self._points.write(values)
 
     # -- request path ---------------------------------------------------------------------------
+    def read_payload(self, unit_id: int, address: int, count: int) -> bytes | None:
+        """Byte count + registers of a function-3 read answered from the image, or None when
+        pymodbus's own path must answer it (another unit id, outside the image, a fault)."""
+        if unit_id != self.unit_id or self.faults.exception_code is not None:
+            return None
+        image = self.image
+        index = address - image.base_address
+        if index < 0 or index + count > image.register_count:
+            return None
+        return bytes((2 * count,)) + image.wire(index, count)
+
     async def _action(
         self,
         function_code: int,

@@ -204,6 +204,14 @@ class SunSpecImage:
             self._registers_generation = self.generation
         return self._registers
 
+    @property
+    def register_count(self) -> int:
+        return len(self._buf) // 2
+
+    def wire(self, index: int, count: int) -> bytes:
+        """`count` registers from register index `index`, as wire bytes (big-endian)."""
+        return bytes(self._buf[index * 2 : (index + count) * 2])
+
     # -- values ---------------------------------------------------------------------------------
     def set(self, path: str, value: float | int | str | None) -> bool:
         """Encode one engineering value into the image; returns whether it changed."""

@@ -173,3 +173,46 @@ def test_reading_past_the_end_model_is_an_illegal_address(fresh_plant, modbus):
     assert modbus.read_holding_registers(end_model, count=2).registers == [0xFFFF, 0]
     past = modbus.read_holding_registers(end_model + 2, count=1)
     assert past.isError() and past.exception_code == ILLEGAL_ADDRESS
+
+
+def test_holding_reads_served_from_the_image_match_pymodbus_own_datastore(
+    fresh_plant, control, modbus
+):
+    """Function 3 is answered from the image's bytes, function 4 by pymodbus's datastore (the
+    same registers): both agree before and after a write and an advance, and both refuse the
+    same addresses."""
+    device = scan(fresh_plant.inverter)
+    device.disconnect()
+    base = fresh_plant.inverter.base_address
+    size = device.model_list[-1].model_addr + device.model_list[-1].model_len + 4 - base
+
+    def both(address: int, count: int) -> tuple[list[int], list[int]]:
+        holding = modbus.read_holding_registers(address, count=count)
+        inputs = modbus.read_input_registers(address, count=count)
+        assert not holding.isError() and not inputs.isError()
+        return holding.registers, inputs.registers
+
+    def whole_image() -> list[int]:
+        served: list[int] = []
+        for start in range(base, base + size, 125):
+            holding, inputs = both(start, min(125, base + size - start))
+            assert holding == inputs
+            served += holding
+        return served
+
+    control.advance(11 * 3600)  # late morning: PV, battery and meters all move
+    before = whole_image()
+    assert before[:2] == [0x5375, 0x6E53]  # "SunS"
+    wset = address(device, "DERCtlAC", "WSet")
+    assert not modbus.write_registers(wset, modbus.convert_to_registers(1200, I32)).isError()
+    holding, inputs = both(wset, 2)
+    assert holding == inputs == modbus.convert_to_registers(1200, I32)
+    control.advance(1.0)
+    after = whole_image()
+    assert after != before  # the refresh reached both paths
+
+    for start, count in ((base - 1, 2), (base + size - 1, 2)):  # straddling either end
+        holding = modbus.read_holding_registers(start, count=count)
+        inputs = modbus.read_input_registers(start, count=count)
+        assert holding.isError() and holding.exception_code == ILLEGAL_ADDRESS
+        assert inputs.isError() and inputs.exception_code == ILLEGAL_ADDRESS
