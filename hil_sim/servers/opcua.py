@@ -4,8 +4,11 @@
 Variables live under the object `ns=<idx>;s=EVCharger` of the namespace `NAMESPACE_URI`, with
 string node ids `EVCharger.<Var>`, a description and an `EngineeringUnits` property (UNECE codes).
 `PowerSetpointKw` and `Enabled` are writable; a write goes to the plant and a value the charger
-refuses answers `BadOutOfRange`. Values change once per plant advance (only those that moved are
-written, so subscriptions see the changes) and carry the plant time as their source timestamp.
+refuses answers `BadOutOfRange`. Values change once per plant advance: only those that moved are
+stored, straight into the address space (the server itself needs none of the checks a client's
+write gets), and each variable's data-change callbacks are called, so subscriptions see the
+changes. They carry the plant time as their source and server timestamps. Read and Write requests
+take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`).
 
 Security: "none" (anonymous, for tests) or "sign_and_encrypt" (Basic256Sha256 SignAndEncrypt with a
 user name and password); a self-signed server certificate is generated when none is given.
@@ -31,7 +34,7 @@ import asyncua
 from asyncua import Server, ua
 from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
-from asyncua.server.address_space import NodeData
+from asyncua.server.address_space import AttributeValue, NodeData
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -39,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hil_sim.faults import DeviceFaults
 from hil_sim.plant import EvState, SetpointRejected
 from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.opcua_fastpath import fast_protocol_factory
 from labspec.ev_charger import (
     NAMESPACE_URI,
     OBJECT_BROWSE_NAME,
@@ -253,8 +257,8 @@ class EvChargerOpcUaServer:
         self.gate: ListenerGate | None = None
         self.namespace_index = 0
         self._node_ids: list[ua.NodeId] = []
+        self._value_attributes: list[AttributeValue] = []  # each variable's Value attribute
         self._published: list[Any] = [_UNPUBLISHED] * len(VARIABLES)
-        self._own_writes: set[int] = set()
         self.certificate_path: Path | None = None  # the server certificate in use, when secured
 
     @property
@@ -302,8 +306,9 @@ class EvChargerOpcUaServer:
             binary._server.close()
             await binary._server.wait_closed()
             binary._server = None
-        self.gate = ListenerGate("ev_charger", binary._make_protocol, self._host, listening_port,
-                                 self.faults)  # fmt: skip
+        self.gate = ListenerGate(
+            "ev_charger", fast_protocol_factory(binary), self._host, listening_port, self.faults
+        )
         await self.gate.open()
         return self.url
 
@@ -342,6 +347,8 @@ class EvChargerOpcUaServer:
                     datatype=ua.NodeId(ua.ObjectIds.EUInformation),
                 )
             self._node_ids.append(variable.nodeid)
+            node_data = server.iserver.aspace[variable.nodeid]
+            self._value_attributes.append(node_data.attributes[ua.AttributeIds.Value])
             self._published[position] = value
             if spec.writable:
                 await variable.set_writable()
@@ -381,17 +388,19 @@ class EvChargerOpcUaServer:
                 SourceTimestamp=timestamp,
                 ServerTimestamp=timestamp,
             )
-            self._own_writes.add(id(data_value))
-            try:
-                await self.server.write_attribute_value(self._node_ids[i], data_value)
-            finally:
-                self._own_writes.discard(id(data_value))
+            attribute = self._value_attributes[i]
+            attribute.value = data_value  # what asyncua's value setter stores
+            for handle, callback in list(attribute.datachange_callbacks.items()):
+                try:  # subscriptions, as asyncua's own write would notify them
+                    await callback(handle, data_value)
+                except Exception:
+                    log.exception("data-change callback of %s failed", VARIABLES[i].name.value)
 
     def _make_setter(self, var: Var):
         def setter(node: NodeData, attr: ua.AttributeIds, value: ua.DataValue) -> None:
-            if id(value) not in self._own_writes:
-                self._client_write(var, value)
-                self._published[_POSITION[var]] = _UNPUBLISHED  # republish the plant's view
+            # only clients write through here: publish stores its values directly
+            self._client_write(var, value)
+            self._published[_POSITION[var]] = _UNPUBLISHED  # republish the plant's view
             node.attributes[attr].value = value
 
         return setter

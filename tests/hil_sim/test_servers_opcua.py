@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from asyncua import Client, ua
+from asyncua.ua.ua_binary import struct_to_binary
 
 from hil_sim.control import PlantControl
 from hil_sim.endpoints import PlantEndpoints
+from hil_sim.servers.opcua_fastpath import read_response_bytes
 from labspec.ev_charger import NAMESPACE_URI, OBJECT_NODE_ID, VARIABLES, Var, node_id
 
 
@@ -124,3 +127,58 @@ async def test_a_subscription_sees_values_change_on_advance(charger, control):
     assert changes[0] == pytest.approx(first)
     assert changes[-1] == pytest.approx(last)
     await subscription.delete()
+
+
+async def test_one_read_of_many_variables_follows_every_advance_and_reports_bad_nodes(
+    charger, control
+):
+    """The charger's Read takes the server's quicker path (cached request decoding and value
+    encodings): repeated identical Reads still see each advance, and unknown nodes or attributes
+    answer asyncua's status codes in place."""
+    client, idx = charger
+    names = (Var.SOC_PCT, Var.POWER_KW, Var.PLUGGED, Var.STATUS, Var.ENERGY_CHARGED_KWH)
+    request = [ua.ReadValueId() for _ in range(len(names) + 2)]
+    for item, name in zip(request, names, strict=False):
+        item.NodeId, item.AttributeId = ua.NodeId(node_id(name), idx), ua.AttributeIds.Value
+    request[-2].NodeId, request[-2].AttributeId = ua.NodeId("EVCharger.Nope", idx), 13
+    request[-1].NodeId = ua.NodeId(node_id(Var.SOC_PCT), idx)
+    request[-1].AttributeId = ua.AttributeIds.Executable  # a variable has none
+
+    async def read() -> list[ua.DataValue]:
+        params = ua.ReadParameters()
+        params.NodesToRead = request
+        return await client.uaclient.read(params)
+
+    await var(client, idx, Var.POWER_SETPOINT_KW).write_value(-1.5)  # charge: SoC and energy move
+    seen = []
+    for _ in range(3):
+        await control.advance(5.0)  # well inside the setpoint watchdog
+        truth = (await control.state())["ev"]
+        values = await read()
+        assert values[0].Value.Value == pytest.approx(truth["soc_pct"])
+        assert values[1].Value.Value == pytest.approx(truth["power_kw"])
+        assert values[2].Value.Value is truth["plugged"]
+        assert values[4].Value.Value == pytest.approx(truth["energy_charged_kwh"])
+        assert values[-2].StatusCode.value == ua.StatusCodes.BadNodeIdUnknown
+        assert values[-1].StatusCode.value == ua.StatusCodes.BadAttributeIdInvalid
+        seen.append(values[4].Value.Value)
+    assert seen[0] < seen[1] < seen[2]
+
+
+def test_read_answer_built_from_encoded_values_is_the_bytes_asyncua_sends():
+    when = datetime(2026, 3, 20, 12, 0, 1, 250000, tzinfo=UTC)
+    results = [
+        ua.DataValue(
+            ua.Variant(42.5, ua.VariantType.Double), SourceTimestamp=when, ServerTimestamp=when
+        ),
+        ua.DataValue(ua.Variant(True, ua.VariantType.Boolean)),
+        ua.DataValue(ua.Variant(when, ua.VariantType.DateTime), SourceTimestamp=when),
+        ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadNodeIdUnknown)),
+    ]
+    response = ua.ReadResponse()
+    response.ResponseHeader.Timestamp = when
+    response.ResponseHeader.RequestHandle = 4711
+    response.Results = results
+    encoded = [struct_to_binary(value) for value in results]
+    assert read_response_bytes(4711, encoded, when) == struct_to_binary(response)
+    assert read_response_bytes(7, [], when) != struct_to_binary(response)
