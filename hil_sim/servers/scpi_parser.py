@@ -4,6 +4,10 @@ Headers are matched node by node against patterns written as in instrument manua
 ("MEASure[:SCALar]:POWer?"): each node accepts its short form (the upper-case letters) or its long
 form, in any case; bracketed nodes are optional. A program message holds several commands
 separated by ";"; every command is taken from the root of the tree (a leading ":" is allowed).
+
+A controller sends the same few program messages over and over, so `CommandTree` keeps how each
+recent message splits into commands and parameters (a bounded cache; errors still go to the queue
+each time a message runs).
 """
 
 from __future__ import annotations
@@ -101,6 +105,8 @@ def _match(nodes: tuple[_Node, ...], tokens: list[str]) -> bool:
 
 Handler = Callable[[list[str]], str | None]
 
+MAX_PLANS_CACHED = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -116,10 +122,13 @@ class CommandTree:
     def __init__(self) -> None:
         self._commands: list[Command] = []
         self.errors = ErrorQueue()
+        # program message -> its commands (None: undefined header) and their parameters
+        self._plans: dict[str, tuple[tuple[Command | None, tuple[str, ...]], ...]] = {}
 
     def add(self, pattern: str, handler: Handler) -> None:
         nodes, is_query = _compile(pattern)
         self._commands.append(Command(pattern, nodes, is_query, handler))
+        self._plans.clear()
 
     def _find(self, header: str) -> Command | None:
         is_query = header.endswith("?")
@@ -131,18 +140,29 @@ class CommandTree:
                 return command
         return None
 
+    def _plan(self, line: str) -> tuple[tuple[Command | None, tuple[str, ...]], ...]:
+        plan = self._plans.get(line)
+        if plan is None:
+            steps = []
+            for unit in _split_units(line):
+                header, _, params_text = unit.partition(" ")
+                params = [p.strip() for p in params_text.split(",")] if params_text.strip() else []
+                steps.append((self._find(header.strip()), tuple(params)))
+            plan = tuple(steps)
+            if len(self._plans) >= MAX_PLANS_CACHED:
+                self._plans.clear()
+            self._plans[line] = plan
+        return plan
+
     def execute(self, line: str) -> str | None:
         """Run every command of a program message; returns the joined answers, if any."""
         answers: list[str] = []
-        for unit in _split_units(line):
-            header, _, params_text = unit.partition(" ")
-            params = [p.strip() for p in params_text.split(",")] if params_text.strip() else []
-            command = self._find(header.strip())
+        for command, params in self._plan(line):
             if command is None:
                 self.errors.push(*ERROR_UNDEFINED_HEADER)
                 continue
             try:
-                answer = command.handler(params)
+                answer = command.handler(list(params))
             except ScpiError as exc:
                 self.errors.push(exc.code, exc.message)
                 continue

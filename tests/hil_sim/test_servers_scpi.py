@@ -126,3 +126,22 @@ def test_reset_puts_the_load_in_a_safe_state(load):
     load.write("*RST")
     assert load.query("INP?;FUNC?;POW?") == "0;POW;0.0000"
     assert errors(load) == []
+
+
+def test_the_same_program_message_sent_every_step_answers_each_steps_values(load, control):
+    """The server keeps how a repeated message parses; its answers and errors do not repeat."""
+    message = "MEAS:POW?;MEAS:VOLT?;MEAS:ENER?;NOT:A:QUERY?;POW?"
+    load.write("FUNC POW;INP ON")
+    energies = []
+    for setpoint_w in (500, 1500, 900):
+        load.write(f"POW {setpoint_w}")
+        control.advance(5)
+        truth = control.state()["load_c"]
+        power, voltage, energy, setpoint = (float(v) for v in load.query(message).split(";"))
+        assert power == pytest.approx(setpoint_w, abs=1e-3)
+        assert voltage == pytest.approx(truth["voltage_v"], abs=1e-3)
+        assert energy == pytest.approx(truth["energy_wh"], abs=1e-3)
+        assert setpoint == setpoint_w
+        assert errors(load) == [-113]  # the undefined header, once per message
+        energies.append(energy)
+    assert energies[0] < energies[1] < energies[2]
