@@ -2,11 +2,14 @@
 
 Finds the SunSpec models by scanning from the `SunS` marker at the candidate base addresses, reads
 register blocks into a `RegisterImage`, and turns a Modbus exception response into a `DeviceError`
-naming the device, the function and the exception code.
+naming the device, the function and the exception code. The register responses are decoded by
+`instruments.modbus_pdu` (one unpack per block), and the blocks read every step go out as requests
+encoded once.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +19,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 
 from instruments.errors import DeviceError, ProtocolMismatch
 from instruments.link import Backoff, Link, StatusListener
+from instruments.modbus_pdu import CLIENT_RESPONSES, ReadRequest
 from instruments.sunspec_codec import RegisterImage
 from instruments.sunspec_models import MAX_REGISTERS_PER_READ, ModelLayout, layout_model
 from labspec.sunspec_layout import CANDIDATE_BASE_ADDRESSES, END_MODEL_ID, SUNSPEC_MARKER
@@ -64,6 +68,7 @@ class ModbusSession:
         self.port = port
         self.device_id = device_id
         self._client: AsyncModbusTcpClient | None = None
+        self._blocks: dict[tuple[int, int], tuple[ReadRequest, str]] = {}  # requests read again
         self.requests = 0  # Modbus requests sent (for tests and benchmarks)
         self.link = Link(
             device,
@@ -85,6 +90,8 @@ class ModbusSession:
             reconnect_delay=0,
             trace_connect=self._on_connection_change,
         )
+        for response_class in CLIENT_RESPONSES:
+            client.register(response_class)
         self._client = client
         if not await client.connect():
             raise ConnectionRefusedError(f"cannot connect to {self.host}:{self.port}")
@@ -119,18 +126,30 @@ class ModbusSession:
 
     async def raw_read(self, address: int, count: int) -> list[int]:
         """Read holding registers without the link's supervision (while the session opens)."""
-        what = self._what_read(address, count)
+        data = await self._read_block(address, count)
+        return list(struct.unpack(f">{count}H", data))
+
+    def _block(self, address: int, count: int) -> tuple[ReadRequest, str]:
+        """The request of a block (built once) and its description for errors."""
+        block = self._blocks.get((address, count))
+        if block is None:
+            block = ReadRequest(address, count, self.device_id), self._what_read(address, count)
+            self._blocks[(address, count)] = block
+        return block
+
+    async def _read_block(self, address: int, count: int) -> bytes:
+        """The bytes of `count` holding registers from `address` (function 3), unsupervised."""
+        request, what = self._block(address, count)
         client = self._require_client()
         self.requests += 1
-        response = await client.read_holding_registers(
-            address, count=count, device_id=self.device_id
-        )
+        response = await client.execute(False, request)
         if response.isError():
             code = getattr(response, "exception_code", -1)
             raise DeviceError(self.device, what, code, exception_meaning(code))
-        if len(response.registers) < count:
-            raise ProtocolMismatch(self.device, f"{what}: got {len(response.registers)} registers")
-        return list(response.registers[:count])
+        data = getattr(response, "data", b"")
+        if len(data) < 2 * count:
+            raise ProtocolMismatch(self.device, f"{what}: got {len(data) // 2} registers")
+        return data[: 2 * count]
 
     async def raw_write(self, address: int, values: Sequence[int]) -> None:
         """Write registers without the link's supervision (while the session opens)."""
@@ -196,11 +215,15 @@ class ModbusSession:
     async def read_image(
         self, reads: Sequence[tuple[int, int]], *, raw: bool = False
     ) -> RegisterImage:
-        """Read every (address, count) block into one register image."""
-        read = self.raw_read if raw else self.read
+        """Read every (address, count) block into one register image (one request each)."""
         image = RegisterImage()
         for address, count in reads:
-            image.store(address, await read(address, count))
+            if raw:
+                data = await self._read_block(address, count)
+            else:
+                what = self._block(address, count)[1]
+                data = await self.link.run(lambda a=address, c=count: self._read_block(a, c), what)
+            image.store_bytes(address, data)
         return image
 
     async def scan(

@@ -103,6 +103,10 @@ class RegisterImage:
     def store(self, address: int, registers: Sequence[int]) -> None:
         self._blocks.append((address, address + len(registers), _to_bytes(registers)))
 
+    def store_bytes(self, address: int, data: bytes) -> None:
+        """Store registers as read: big-endian, two bytes each, the first at `address`."""
+        self._blocks.append((address, address + len(data) // 2, bytes(data)))
+
     def _locate(self, address: int, count: int) -> tuple[bytes, int]:
         for start, end, data in self._blocks:
             if start <= address and address + count <= end:
