@@ -8,6 +8,8 @@ the controller advances it), while OPC UA subscriptions publish on the server's 
 publishing interval, so a notification can lag a lockstep advance by up to one interval and the
 step would act on stale values; one Read right after the advance is always current and costs one
 round trip (see docs/bench-instruments.md for the figures).
+The Read's answer is decoded from its bytes by `instruments.opcua_read` (asyncua's generic
+decoder takes only unusual answers: arrays, diagnostics, picoseconds).
 
 `apply()` is one Write request (setpoint and enable together) with the confirming Read of both
 sent right behind it (one round trip; a mismatch is re-checked with a fresh Read, in case a
@@ -53,6 +55,7 @@ from instruments.errors import (
     SetpointRefused,
 )
 from instruments.link import Link, StatusListener
+from instruments.opcua_read import ReadResult, read_values
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
 _CLIENT_APPLICATION_URI = "urn:p2p-testbed:instruments:ev-charger-client"
@@ -66,6 +69,7 @@ _ACCESS_DENIED = frozenset(
         "BadSecurityChecksFailed",
     }
 )
+_NOT_GOOD = 3 << 30  # the severity bits of a status code: 0 = Good
 _READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
 _SETPOINT_VARS = (Var.POWER_SETPOINT_KW, Var.ENABLED)
 # What the charger reports about itself (limits, settings); re-read every limits_every_reads reads.
@@ -234,19 +238,23 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
     async def read(self) -> EvChargerSnapshot:
         """One Read: the measurements, and every `limits_every_reads`-th time the limits too."""
 
-        async def operation() -> tuple[bool, list[ua.DataValue]]:
+        async def operation() -> tuple[bool, list[ReadResult]]:
             # decided here, once the session is open: a reconnect forgets the limits
             limits = not self._limits or self._reads_since_limits >= self.config.limits_every_reads
             parameters = self._read_all if limits else self._read_measured
-            return limits, await self._client().uaclient.read(parameters)
+            return limits, await read_values(self._client().uaclient, parameters)
 
         with_limits, results = await self.link.run(operation, "Read of the charger's variables")
         variables = _READ_VARS if with_limits else _MEASURED_VARS
+        if len(results) != len(variables):
+            raise DeviceError(
+                self.name, "Read", f"{len(results)} results for {len(variables)} variables"
+            )
         values: dict[Var, Any] = {}
-        for var, result in zip(variables, results, strict=True):
-            if not result.StatusCode.is_good():
-                raise DeviceError(self.name, f"Read {var.value}", result.StatusCode.name)
-            values[var] = result.Value.Value if result.Value is not None else None
+        for var, (status, value) in zip(variables, results, strict=True):
+            if status & _NOT_GOOD:
+                raise DeviceError(self.name, f"Read {var.value}", ua.StatusCode(status).name)
+            values[var] = value
         if with_limits:
             self._limits = {var: values[var] for var in _LIMIT_VARS}
             self._reads_since_limits = 0
@@ -377,7 +385,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             ua.Variant(setpoint.enabled, ua.VariantType.Boolean),
         )
 
-        async def write_then_read() -> tuple[list[ua.StatusCode], list[ua.DataValue]]:
+        async def write_then_read() -> tuple[list[ua.StatusCode], list[ReadResult]]:
             # pipelined: the Read goes out right behind the Write, both answered in one round trip
             # (node ids are known once the session is open)
             uaclient = self._client().uaclient
@@ -392,7 +400,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                 ]
             )
             return await asyncio.gather(
-                uaclient.write(parameters), uaclient.read(self._read_setpoint)
+                uaclient.write(parameters), read_values(uaclient, self._read_setpoint)
             )
 
         results, answers = await self.link.run(
@@ -407,17 +415,17 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         except ReadbackMismatch:
             # a server may serve pipelined requests out of order: the Write is done now, so a
             # fresh Read is authoritative
-            async def read_back() -> list[ua.DataValue]:
-                return await self._client().uaclient.read(self._read_setpoint)
+            async def read_back() -> list[ReadResult]:
+                return await read_values(self._client().uaclient, self._read_setpoint)
 
             answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
             read = self._confirm(power, setpoint.enabled, answers)
         self.last_confirmed = setpoint if setpoint.enabled else None
         return Confirmation(self.name, setpoint, read, self.clock())
 
-    def _confirm(self, power: float, enabled: bool, answers: list[ua.DataValue]) -> EvSetpoint:
+    def _confirm(self, power: float, enabled: bool, answers: list[ReadResult]) -> EvSetpoint:
         """The setpoint read back, if it is the one written (else ReadbackMismatch)."""
-        got_power, got_enabled = (a.Value.Value if a.Value is not None else None for a in answers)
+        got_power, got_enabled = (value for _, value in answers)
         confirm(self.name, "power_kw", power, got_power, 1e-9)
         confirm(self.name, "enabled", enabled, got_enabled)
         return EvSetpoint(float(got_power), bool(got_enabled))
