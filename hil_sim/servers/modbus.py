@@ -9,9 +9,11 @@ request after a change (a slice copy), checks writes against the writable points
 Modbus faults ("exception" answers every request with a Modbus exception). Both paths answer the
 same registers and the same exceptions.
 
-pymodbus 3.16's request handler schedules every request through `run_coroutine_threadsafe` (a
-self-pipe write and an extra loop wake-up per request, although it already runs on the loop);
-`_RequestHandler` schedules it as a plain task instead.
+pymodbus 3.16's request handler schedules every request through `call_soon` and
+`run_coroutine_threadsafe` (a self-pipe write and two extra loop wake-ups per request, although it
+already runs on the loop). `_RequestHandler` answers a function-3 read from the image at once,
+when no earlier request of its connection is still waiting; every other request is scheduled
+as a plain task, in order, and answered by pymodbus's own `handle_request`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pymodbus.constants import ExcCodes
-from pymodbus.pdu import ModbusPDU
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
     ReadHoldingRegistersResponse,
@@ -30,6 +33,7 @@ from pymodbus.pdu.register_message import (
 from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.transaction import TransactionManager
 
 from hil_sim.faults import DeviceFaults
 from hil_sim.servers.gate import ListenerGate
@@ -53,16 +57,48 @@ WriteHandler = Callable[[dict[str, float | int | str | None]], None]
 
 
 class _RequestHandler(ServerRequestHandler):
-    """pymodbus's per-connection handler, with requests scheduled as plain tasks."""
+    """pymodbus's per-connection handler: image reads answered at once, other requests
+    scheduled as plain tasks."""
 
     def __init__(self, *args: Any):
         super().__init__(*args)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._queued = 0  # requests scheduled and not yet answered
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+        try:
+            used_len = TransactionManager.callback_data(self, data, addr)
+        except ModbusIOException as exc:  # as pymodbus's ServerRequestHandler answers it
+            response = ExceptionResponse(
+                0x00 if exc.fcode is None else exc.fcode,
+                exception_code=ExcCodes.ILLEGAL_FUNCTION,
+                device_id=exc.dev_id,
+                transaction=exc.transaction_id,
+            )
+            self.server_send(response, addr)
+            return len(data)
+        pdu = self.last_pdu
+        if pdu is None:
+            return used_len
+        if not self._queued and isinstance(pdu, _ImageReadRequest):
+            response = pdu.answer(pdu.dev_id)
+            if response is not None:
+                self.server_send(response, self.last_addr)
+                return used_len
+        self._queued += 1
+        self.loop.call_soon(self.handle_later)
+        return used_len
 
     def handle_later(self) -> None:
-        task = self.loop.create_task(self.handle_request())
+        task = self.loop.create_task(self._handle())
         self._tasks.add(task)  # a strong reference until it is done
         task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self) -> None:
+        try:
+            await self.handle_request()
+        finally:
+            self._queued -= 1
 
 
 class _ModbusServer(ModbusTcpServer):
@@ -95,11 +131,20 @@ class _ImageReadRequest(ReadHoldingRegistersRequest):
 
     device: ClassVar[SunSpecModbusServer]  # set on the per-server subclass
 
-    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+    def answer(self, device_id: int) -> _ImageReadResponse | None:
+        """The answer from the image, or None when pymodbus's datastore must give it."""
+        if not device_id:  # 0: broadcast (or any device), pymodbus decides
+            return None
         payload = self.device.read_payload(device_id, self.address, self.count)
         if payload is None:
-            return await super().datastore_update(context, device_id)
+            return None
         return _ImageReadResponse(payload, device_id, self.transaction_id)
+
+    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+        response = self.answer(device_id)
+        if response is None:
+            return await super().datastore_update(context, device_id)
+        return response
 
 
 class SunSpecModbusServer:
