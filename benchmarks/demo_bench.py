@@ -21,12 +21,12 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from instruments.event_loop import loop_factory  # noqa: E402
 from testbed.config import load_config  # noqa: E402
 from testbed.engine import Engine  # noqa: E402
 from testbed.experiment import run_experiment, with_overrides, with_plant_endpoints  # noqa: E402
@@ -39,19 +39,6 @@ def process_cpu_s(pid: int | None) -> float:
         return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The controller's event loop: (name, factory); "auto" takes uvloop when installed."""
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise SystemExit("--loop uvloop: uvloop is not installed") from None
-        else:
-            return "uvloop", uvloop.new_event_loop
-    return "asyncio", asyncio.new_event_loop
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ from instruments.config import (  # noqa: E402
     SunSpecMeterConfig,
 )
 from instruments.ev_charger import EvCharger, EvSetpoint  # noqa: E402
+from instruments.event_loop import loop_factory  # noqa: E402
 from instruments.inverter import InverterSetpoint, SunSpecInverter  # noqa: E402
 from instruments.meter import SunSpecMeter  # noqa: E402
 from instruments.programmable_load import LoadSetpoint, ProgrammableLoad  # noqa: E402
@@ -289,19 +290,6 @@ async def subscription_versus_read(ev: EvCharger, control: PlantControl, n: int)
         label = f"after advance: notification ({interval_ms} ms)"
         lines.append(report(label, (samples, 0.0)))
     return lines
-
-
-def loop_factory(choice: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The client's event loop: (name, factory); "auto" takes uvloop when installed."""
-    if choice != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if choice == "uvloop":
-                raise SystemExit("--loop uvloop: uvloop is not installed") from None
-        else:
-            return "uvloop", uvloop.new_event_loop
-    return "asyncio", asyncio.new_event_loop
 
 
 def main() -> None:
