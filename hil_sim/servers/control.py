@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 65536
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per reply
+
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -92,7 +94,7 @@ class _ControlProtocol(asyncio.Protocol):
 
     def _reply(self, reply: dict[str, Any]) -> None:
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(json.dumps(reply, separators=(",", ":")).encode() + b"\n")
+            self._transport.write(_encode(reply).encode() + b"\n")
 
 
 class ControlServer:

@@ -272,12 +272,25 @@ class PointWriter:
     """Encodes a fixed sequence of points into an image; skips values that did not change.
 
     The refresh after every plant step goes through here: one comparison per unchanged value,
-    one scale-round-pack for a changed one.
+    one scale-round-pack for a changed one (`PointSlot.raw` inlined, per-point constants looked up
+    once when the writer is made).
     """
 
     def __init__(self, image: SunSpecImage, slots: list[PointSlot]):
         self._image = image
         self._slots = slots
+        # per point: (kind, pack_into, byte offset, divisor, low, high)
+        self._plan: list[tuple[int, Any, int, float, int, int]] = [
+            (
+                _kind(slot),
+                slot.packer.pack_into if slot.packer is not None else None,
+                slot.index * 2,
+                slot.divisor,
+                slot.low,
+                slot.high,
+            )
+            for slot in slots
+        ]
         self._last_values: list[Any] = [_UNSET] * len(slots)
         self._last_raw: list[Any] = [_UNSET] * len(slots)
 
@@ -291,26 +304,42 @@ class PointWriter:
             raise ValueError(f"{len(values)} values for {len(self._slots)} points")
         image = self._image
         buf = image._buf
+        plan = self._plan
         last_values, last_raw = self._last_values, self._last_raw
         changed = False
         for i, value in enumerate(values):
             if value == last_values[i]:
                 continue
             last_values[i] = value
-            slot = self._slots[i]
-            if slot.packer is None or value is None:
-                changed = image.set(slot.path, value) or changed
+            kind, pack_into, offset, divisor, low, high = plan[i]
+            if kind == _OTHER or value is None:
+                changed = image.set(self._slots[i].path, value) or changed
                 last_raw[i] = _UNSET
                 continue
-            raw = slot.raw(value)
+            if kind == _FLOAT:
+                raw = float(value)
+            else:  # as PointSlot.raw: scaled, rounded, clamped; NaN reads as the type's low end
+                number = value / divisor if kind == _SCALED else value
+                raw = low if number != number else min(max(round(number), low), high)
             if raw == last_raw[i]:
                 continue
             last_raw[i] = raw
-            slot.packer.pack_into(buf, slot.index * 2, raw)
+            pack_into(buf, offset, raw)
             changed = True
         if changed:
             image.generation += 1
         return changed
+
+
+_FLOAT, _INTEGER, _SCALED, _OTHER = range(4)
+
+
+def _kind(slot: PointSlot) -> int:
+    if slot.packer is None:
+        return _OTHER
+    if slot.point_type in ("float32", "float64"):
+        return _FLOAT
+    return _SCALED if slot.divisor != 1.0 else _INTEGER
 
 
 _UNSET = object()
