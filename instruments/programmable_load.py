@@ -1,9 +1,16 @@
 """Programmable AC electronic load (peer C) over SCPI: pyvisa with the pyvisa-py backend.
 
 The command set is declared once, like a datasheet (`AcElectronicLoadScpi`), from the table in
-labspec.programmable_load. The async driver (`ProgrammableLoad`) runs every exchange in its own
-worker thread (pyvisa blocks), one thread per session so exchanges never interleave, on a socket
-with TCP_NODELAY on (without it a write followed by a query waits ~40 ms for delayed ACKs).
+labspec.programmable_load. The async driver (`ProgrammableLoad`) sends each step's program message
+(a read, or an apply with its error check and read-back) with pyvisa from the event loop and
+waits there, without blocking, until the answer's line has arrived (the socket is watched by the
+loop; pyvisa then reads a line that is already there). A worker thread per session
+(pyvisa blocks) does the rest: open (*CLS, *IDN?), close, draining the error queue after an
+error, and an answer too long to check without reading it. Handing every step's exchange to the
+thread cost ~100 us of CPU per step (thread wake-ups, the GIL passed back and forth); writing
+from the loop cannot block: one program message at a time is in flight, a few dozen bytes in
+the socket's send buffer. The socket has TCP_NODELAY on (without it a write followed by a query
+waits ~40 ms for delayed ACKs).
 
 Power in snapshots and setpoints is in kW with the generator convention: the load consumes, so its
 power is <= 0 (the instrument itself speaks in W of consumption, >= 0).
@@ -37,10 +44,11 @@ from instruments.device import (
     utc_now,
     within,
 )
-from instruments.errors import ReadbackMismatch, SetpointRefused
+from instruments.errors import DeviceError, ReadbackMismatch, SetpointRefused
 from instruments.link import Link, StatusListener
 from instruments.scpi import (
     ON_OFF,
+    ProgramMessage,
     ScpiInstrument,
     control,
     in_range,
@@ -53,6 +61,14 @@ from labspec import programmable_load as spec
 
 T = TypeVar("T")
 
+_TERMINATION = "\n"
+_PEEK_BYTES = 4096  # answers are a few dozen bytes; a longer one is read in the worker thread
+
+
+def session_socket(resource: Any) -> socket.socket:
+    """The TCP socket under a pyvisa-py SOCKET session."""
+    return resource.visalib.sessions[resource.session].interface
+
 
 def enable_nodelay(resource: Any) -> None:
     """Switch Nagle's algorithm off on a pyvisa-py SOCKET session.
@@ -64,8 +80,7 @@ def enable_nodelay(resource: Any) -> None:
     try:
         resource.set_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY, True)
     except Exception:
-        session = resource.visalib.sessions[resource.session]
-        session.interface.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session_socket(resource).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if resource.get_visa_attribute(visa_constants.VI_ATTR_TCPIP_NODELAY) != visa_constants.VI_TRUE:
         raise OSError("could not switch TCP_NODELAY on for the SCPI session")
 
@@ -139,6 +154,8 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         )
         self._manager: pyvisa.ResourceManager | None = None
         self._resource = None
+        self._socket: socket.socket | None = None
+        self._exchanging = asyncio.Lock()  # one program message in flight per session
         self.instrument: AcElectronicLoadScpi | None = None
         self.identity = ""
         self.last_snapshot: LoadSnapshot | None = None
@@ -172,13 +189,45 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
 
         return run
 
-    async def _run(self, work: Callable[[AcElectronicLoadScpi], T], what: str) -> T:
-        def call() -> T:
-            if self.instrument is None:
-                raise ConnectionResetError("session closed")
-            return work(self.instrument)
+    async def _exchange(
+        self, plan: Callable[[AcElectronicLoadScpi], ProgramMessage], what: str
+    ) -> dict[str, Any]:
+        """Send the program message `plan` makes, wait for its answer on the loop, parse it."""
 
-        return await self.link.run(lambda: self._in_thread(call), what)
+        async def operation() -> dict[str, Any]:
+            instrument = self.instrument
+            if instrument is None:
+                raise ConnectionResetError("session closed")
+            program = plan(instrument)  # validated: SetpointRefused before anything is sent
+            async with self._exchanging:
+                answer = await self._ask(program.message)
+                try:
+                    return instrument.parse_answer(program, answer)
+                except DeviceError:
+                    await self._in_thread(instrument.drain_errors)  # the next one starts clean
+                    raise
+
+        return await self.link.run(operation, what)
+
+    async def _ask(self, message: str) -> str:
+        """Write `message`, wait (without blocking the loop) until the answer's line is there,
+        and read it with pyvisa."""
+        resource, sock = self._resource, self._socket
+        if resource is None or sock is None:
+            raise ConnectionResetError("session closed")
+        resource.write(message)
+        while True:
+            try:
+                waiting = sock.recv(_PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                waiting = None
+            if waiting == b"":
+                raise ConnectionResetError("connection closed by the instrument")
+            if waiting is not None and _TERMINATION.encode() in waiting:
+                return resource.read()  # the whole line is there: pyvisa does not wait
+            if waiting is not None:  # part of the answer: let pyvisa wait for the rest
+                return await self._in_thread(resource.read)
+            await _readable(sock)
 
     async def _open(self) -> None:
         await self._in_thread(self._open_blocking)
@@ -188,13 +237,14 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             self._manager = pyvisa.ResourceManager("@py")
         resource = self._manager.open_resource(
             self.config.resource,
-            read_termination="\n",
-            write_termination="\n",
+            read_termination=_TERMINATION,
+            write_termination=_TERMINATION,
             timeout=self.config.timeout_s * 1000 * 0.9,  # ms; the link's timeout fires after
             open_timeout=self.link.connect_timeout_s * 1000,
         )
         self._resource = resource
         enable_nodelay(resource)
+        self._socket = session_socket(resource)
         instrument = AcElectronicLoadScpi(resource, self.name)
         instrument.clear_status()  # old errors must not be blamed on our commands
         self.identity = instrument.identity
@@ -205,6 +255,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
 
     def _close_blocking(self) -> None:
         resource, self._resource, self.instrument = self._resource, None, None
+        self._socket = None
         if resource is not None:
             with contextlib.suppress(Exception):  # a broken socket may not close cleanly
                 resource.close()
@@ -224,7 +275,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
 
     async def read(self) -> LoadSnapshot:
         """Every measurement and setting in ONE program message (one round trip)."""
-        values = await self._run(lambda load: load.query_many(_READ), "measurements")
+        values = await self._exchange(lambda load: load.plan_query(_READ), "measurements")
         power_w, voltage, current, energy_wh, input_on, function, setpoint_w = (
             values[name] for name in _READ
         )
@@ -281,10 +332,10 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         if need_function:
             settings = {"function": "POW", **settings}
 
-        def exchange(load: AcElectronicLoadScpi) -> dict:
-            return load.exchange(settings, ("power_setpoint_w", "input_on", "function"))
+        def plan(load: AcElectronicLoadScpi) -> ProgramMessage:
+            return load.plan_exchange(settings, ("power_setpoint_w", "input_on", "function"))
 
-        answers = await self._run(exchange, f"POW {power_w:.1f}")
+        answers = await self._exchange(plan, f"POW {power_w:.1f}")
         setpoint_w, input_on, function = (
             answers["power_setpoint_w"],
             answers["input_on"],
@@ -298,3 +349,20 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         read_back = LoadSetpoint(-setpoint_w / 1000 + 0.0, input_on)
         self.last_confirmed = setpoint if setpoint.input_on else None
         return Confirmation(self.name, setpoint, read_back, self.clock())
+
+
+async def _readable(sock: socket.socket) -> None:
+    """Wait until `sock` has something to read (or is closed), without blocking the loop."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    fd = sock.fileno()
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)

@@ -169,6 +169,16 @@ class control(measurement):
 # -- the instrument --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ProgramMessage:
+    """One program message: what to send, the declared queries it answers, and the commands it
+    carries (then its first answer is the error queue's)."""
+
+    message: str
+    queries: tuple[measurement, ...]
+    commands: str = ""
+
+
 class ScpiInstrument:
     """A SCPI instrument over a message-based session; subclasses declare their properties."""
 
@@ -206,9 +216,7 @@ class ScpiInstrument:
         code, message = self.next_error()
         if code == 0:
             return
-        for _ in range(32):  # drain what else is queued so the next command starts clean
-            if self.next_error()[0] == 0:
-                break
+        self.drain_errors()  # what else is queued, so the next command starts clean
         raise DeviceError(self.name, repr(command), code, message)
 
     def next_error(self) -> tuple[int, str]:
@@ -223,15 +231,33 @@ class ScpiInstrument:
 
     def query_many(self, names: Sequence[str]) -> dict[str, Any]:
         """Read several declared properties with ONE program message (answers joined by ";")."""
-        declared = self.declarations()
-        queries = [declared[name] for name in names]
-        answers = self._ask_split(";".join(q.query for q in queries), len(queries))
-        return {q.name: self._parse(q, a) for q, a in zip(queries, answers, strict=True)}
+        program = self.plan_query(names)
+        return self.parse_answer(program, self.ask(program.message))
 
     def exchange(self, settings: Mapping[str, Any], names: Sequence[str] = ()) -> dict[str, Any]:
         """Set several declared controls, check the error queue and read `names` back, all in ONE
         program message: `<commands>;SYST:ERR?;<queries>`. Every value is validated before
         anything is sent; an error in the queue raises DeviceError naming the commands."""
+        program = self.plan_exchange(settings, names)
+        try:
+            return self.parse_answer(program, self.ask(program.message))
+        except DeviceError:
+            self.drain_errors()  # so the next exchange starts clean
+            raise
+
+    # The two halves of a program message, for callers that send and receive it themselves
+    # (the async driver waits for the answer on its event loop): plan it, then parse the answer.
+
+    def plan_query(self, names: Sequence[str]) -> ProgramMessage:
+        """The program message that reads the declared properties `names`."""
+        declared = self.declarations()
+        queries = tuple(declared[name] for name in names)
+        return ProgramMessage(";".join(q.query for q in queries), queries)
+
+    def plan_exchange(
+        self, settings: Mapping[str, Any], names: Sequence[str] = ()
+    ) -> ProgramMessage:
+        """The program message of `exchange` (validated: SetpointRefused before sending)."""
         declared = self.declarations()
         commands = []
         for name, value in settings.items():
@@ -239,23 +265,31 @@ class ScpiInstrument:
             if not isinstance(declaration, control):
                 raise AttributeError(f"{name} is a measurement; it cannot be set")
             commands.append(declaration.format(self.name, value))
-        queries = [declared[name] for name in names]
+        queries = tuple(declared[name] for name in names)
         message = ";".join([*commands, self.error_query, *(q.query for q in queries)])
-        error, *answers = self._ask_split(message, 1 + len(queries))
-        code, text = self._parse_error(error)
-        if code != 0:
-            for _ in range(32):  # drain the rest so the next exchange starts clean
-                if self.next_error()[0] == 0:
-                    break
-            raise DeviceError(self.name, repr(";".join(commands)), code, text)
-        return {q.name: self._parse(q, a) for q, a in zip(queries, answers, strict=True)}
+        return ProgramMessage(message, queries, ";".join(commands))
 
-    def _ask_split(self, message: str, expected: int) -> list[str]:
-        answer = self.ask(message)
+    def parse_answer(self, program: ProgramMessage, answer: str) -> dict[str, Any]:
+        """The parsed answers of `program`; DeviceError if its error-queue entry holds an error
+        (the caller drains the rest of the queue), BadReading if an answer does not parse."""
+        expected = len(program.queries) + (1 if program.commands else 0)
         parts = split_answers(answer)
         if len(parts) != expected:
-            raise BadReading(self.name, f"answer to {message!r}", answer, f"{expected} answers")
-        return parts
+            raise BadReading(
+                self.name, f"answer to {program.message!r}", answer, f"{expected} answers"
+            )
+        if program.commands:
+            error, *parts = parts
+            code, text = self._parse_error(error)
+            if code != 0:
+                raise DeviceError(self.name, repr(program.commands), code, text)
+        return {q.name: self._parse(q, a) for q, a in zip(program.queries, parts, strict=True)}
+
+    def drain_errors(self) -> None:
+        """Ask the error queue until it is empty (at most 32 entries)."""
+        for _ in range(32):
+            if self.next_error()[0] == 0:
+                break
 
     def _parse(self, declaration: measurement, answer: str) -> Any:
         try:
@@ -266,9 +300,15 @@ class ScpiInstrument:
     @classmethod
     def declarations(cls) -> dict[str, measurement]:
         """Every declared property by name (a datasheet view of the driver)."""
-        found: dict[str, measurement] = {}
-        for klass in reversed(cls.__mro__):
-            for name, attr in vars(klass).items():
-                if isinstance(attr, measurement):
-                    found[name] = attr
-        return found
+        found = _DECLARATIONS.get(cls)
+        if found is None:
+            found = {}
+            for klass in reversed(cls.__mro__):
+                for name, attr in vars(klass).items():
+                    if isinstance(attr, measurement):
+                        found[name] = attr
+            _DECLARATIONS[cls] = found
+        return dict(found)
+
+
+_DECLARATIONS: dict[type, dict[str, measurement]] = {}  # per class; declarations are class-level

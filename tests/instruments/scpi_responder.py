@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
-Exchange = tuple[str, str | None]  # (line the driver must send, answer or None for a command)
+# (line the driver must send, answer or None for a command); an answer given as a tuple of
+# parts is sent part by part, 50 ms apart (an answer that arrives in pieces)
+Exchange = tuple[str, str | tuple[str, ...] | None]
 
 
 class ExpectedProtocol:
@@ -61,7 +64,12 @@ class ExpectedProtocol:
                     self.received.append(line)
                     if line != expected:
                         self.problems.append(f"sent {line!r}, expected {expected!r}")
-                    if answer is not None:
+                    if isinstance(answer, tuple):
+                        for part in answer[:-1]:
+                            conn.sendall(part.encode())
+                            time.sleep(0.05)
+                        conn.sendall(answer[-1].encode() + b"\n")
+                    elif answer is not None:
                         conn.sendall(answer.encode() + b"\n")
             if buffer.strip():
                 self.problems.append(f"unexpected extra bytes {buffer!r}")

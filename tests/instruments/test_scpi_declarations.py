@@ -140,3 +140,46 @@ async def test_the_driver_applies_a_setpoint_in_one_exchange_and_confirms_it():
     responder.check()
     assert confirmation.read_back == LoadSetpoint(power_kw=-1.5, input_on=True)
     assert safe.read_back == LoadSetpoint(power_kw=0.0, input_on=False)
+
+
+READ = "MEAS:POW?;MEAS:VOLT?;MEAS:CURR?;MEAS:ENER?;INP?;FUNC?;POW?"
+OPEN = [("*CLS", None), ("*IDN?", "P2P-Testbed,EL-AC-3000,SN1,0.1")]
+
+
+async def test_the_driver_reads_an_answer_that_arrives_in_pieces():
+    script = [
+        *OPEN,
+        (READ, "0.0000;230.0000;0.0000;10.0000;0;LIST;0.0000"),
+        (READ, ("1500.0000;229.", "8000;6.5", "200;12.5000;1;POW;1500.0000")),
+        (READ, "1400.0000;230.1000;6.0800;12.9000;1;POW;1400.0000"),
+    ]
+    with ExpectedProtocol(script) as responder:
+        load = ProgrammableLoad(ProgrammableLoadConfig(port=responder.port, timeout_s=2))
+        await load.connect()
+        pieces = await load.read()
+        whole = await load.read()
+        await load.close()
+    responder.check()
+    assert (pieces.power_kw, pieces.voltage_v, pieces.current_a) == (-1.5, 229.8, 6.52)
+    assert (whole.power_kw, whole.energy_kwh) == (-1.4, 0.0129)
+
+
+async def test_a_refused_apply_names_the_commands_and_leaves_the_queue_empty():
+    script = [
+        *OPEN,
+        (READ, "0.0000;230.0000;0.0000;10.0000;0;POW;0.0000"),
+        ("POW 900.0;INP ON;SYST:ERR?;POW?;INP?;FUNC?", '-221,"Settings conflict";0.0000;0;POW'),
+        ("SYST:ERR?", '-222,"Data out of range"'),  # the driver drains the queue
+        ("SYST:ERR?", NO_ERROR),
+        (READ, "0.0000;230.0000;0.0000;10.0000;0;POW;0.0000"),  # and goes on
+    ]
+    with ExpectedProtocol(script) as responder:
+        load = ProgrammableLoad(ProgrammableLoadConfig(port=responder.port, timeout_s=2))
+        await load.connect()
+        with pytest.raises(DeviceError) as caught:
+            await load.apply(LoadSetpoint(power_kw=-0.9))
+        after = await load.read()
+        await load.close()
+    responder.check()
+    assert caught.value.code == -221 and "POW 900.0;INP ON" in str(caught.value)
+    assert after.input_on is False and load.last_confirmed is None
