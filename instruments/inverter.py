@@ -33,7 +33,7 @@ from instruments.device import (
 from instruments.errors import DeviceError, ProtocolMismatch, ReadbackMismatch, SetpointRefused
 from instruments.link import StatusListener, logger
 from instruments.modbus_session import ModbusSession, ModelInstance, require_model
-from instruments.sunspec_codec import RegisterImage, encode_raw
+from instruments.sunspec_codec import PointReader, RegisterImage, encode_raw
 from instruments.sunspec_models import PointLayout, plan_reads
 from labspec.sunspec_layout import (
     DC_PORT_BATTERY,
@@ -122,6 +122,8 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self.last_confirmed: InverterSetpoint | None = None
         self._read_plan: list[tuple[int, int]] = []
         self._ports: tuple[dict[str, PointLayout], ...] = ()
+        self._readers: dict[tuple[int, str], PointReader] = {}  # (model, point) read every step
+        self._port_readers: tuple[dict[str, PointReader], ...] = ()  # per 714 DC port
         self._wset_sf = 0  # 704 WSet_SF, refreshed by every read-back
         self._use_function_23 = False  # probed at every (re)connect
         self._freeze = FreezeGuard(
@@ -150,7 +152,20 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._check_write_block()
         ratings = await session.read_image(plan_reads(self._spans(702, _RATING_POINTS)), raw=True)
         self.ratings = self._decode_ratings(ratings)
-        self._read_plan = plan_reads(self._step_spans())
+        self._read_plan = plan = plan_reads(self._step_spans())
+        step_points = {701: _AC_POINTS, 704: _CONTROL_POINTS, 713: _STORAGE_POINTS}
+        self._readers = {
+            (model_id, name): PointReader(plan, models[model_id].address, layout, point)
+            for model_id, names in step_points.items()
+            for layout in (models[model_id].layout,)
+            for name, point in layout.points.items()
+            if name in names
+        }
+        base, layout = models[714].address, models[714].layout
+        self._port_readers = tuple(
+            {n: PointReader(plan, base, layout, port[n]) for n in _PORT_POINTS if n in port}
+            for port in ports
+        )
         if self.config.revert_timeout_s is not None:
             model = self.models[704]
             point = model.layout.point("WSetRvrtTms")
@@ -227,10 +242,7 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             await self.link.ensure()
         image = await self.session.read_image(self._read_plan)
         snapshot = self._decode_snapshot(image)
-        model = self.models[701]
-        counters = [
-            image.raw(model.address, model.layout.point(n)) for n in ("TotWhInj", "TotWhAbs")
-        ]
+        counters = [self._readers[(701, n)].raw(image) for n in ("TotWhInj", "TotWhAbs")]
         if any(c is not None for c in counters):  # registers implemented: they must move
             self._freeze.check(
                 snapshot.time,
@@ -244,10 +256,10 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         assert self.ratings is not None, "connect() first"
         name, ranges, ratings = self.name, self.config.plausibility, self.ratings
 
-        def value(model_id: int, point: str | PointLayout) -> float | None:
-            model = self.models[model_id]
-            layout = model.layout.point(point) if isinstance(point, str) else point
-            return image.scaled(model.address, model.layout, layout)
+        readers = self._readers
+
+        def value(model_id: int, point: str) -> float | None:
+            return readers[(model_id, point)].scaled(image)
 
         power_limit_kw = ranges.power_rating_multiple * max(
             ratings.rated_power_kw, ratings.max_charge_kw or 0, ratings.max_discharge_kw or 0
@@ -268,8 +280,8 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         return InverterSnapshot(
             time=self.clock(),
             ac_power_kw=kw("ac_power_kw", value(701, "W"), -power_limit_kw),
-            pv_power_kw=kw("pv_power_kw", value(714, pv["DCW"]), -0.01 * power_limit_kw),
-            battery_power_kw=kw("battery_power_kw", value(714, battery["DCW"]), -power_limit_kw),
+            pv_power_kw=kw("pv_power_kw", pv["DCW"].scaled(image), -0.01 * power_limit_kw),
+            battery_power_kw=kw("battery_power_kw", battery["DCW"].scaled(image), -power_limit_kw),
             soc_pct=plausible(name, "soc_pct", value(713, "SoC"), 0.0, 100.0),
             voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
             frequency_hz=plausible(name, "frequency_hz", value(701, "Hz"), *ranges.frequency_hz),
@@ -286,12 +298,12 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
 
     def _ports_by_type(
         self, image: RegisterImage
-    ) -> tuple[dict[str, PointLayout], dict[str, PointLayout]]:
+    ) -> tuple[dict[str, PointReader], dict[str, PointReader]]:
         """The PV and ESS port groups of 714, by PrtTyp (labspec's order when PrtTyp is unset)."""
-        base = self.models[714].address
-        pv, battery = self._ports[DC_PORT_PV], self._ports[DC_PORT_BATTERY]
-        for port in self._ports:
-            kind = image.raw(base, port["PrtTyp"])
+        ports = self._port_readers
+        pv, battery = ports[DC_PORT_PV], ports[DC_PORT_BATTERY]
+        for port in ports:
+            kind = port["PrtTyp"].raw(image)
             if kind == DC_PORT_TYPE_PV:
                 pv = port
             elif kind == DC_PORT_TYPE_ESS:

@@ -15,7 +15,7 @@ from instruments.device import Clock, FreezeGuard, Instrument, plausible, utc_no
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
 from instruments.modbus_session import ModbusSession, ModelInstance
-from instruments.sunspec_codec import RegisterImage
+from instruments.sunspec_codec import PointReader, RegisterImage
 from instruments.sunspec_models import plan_reads
 from labspec.sunspec_layout import METER_W_POSITIVE_IS_IMPORT
 
@@ -63,6 +63,7 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
         self.link = self.session.link
         self.model: ModelInstance | None = None
         self._read_plan: list[tuple[int, int]] = []
+        self._readers: dict[str, PointReader] = {}  # the points read every step, by name
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
 
     async def connect(self) -> None:
@@ -87,7 +88,13 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
             for n in _POINTS + _SFS
             if n in points
         ]
-        self.model, self._read_plan = model, plan_reads(spans)
+        plan = plan_reads(spans)
+        self._readers = {
+            name: PointReader(plan, model.address, model.layout, points[name])
+            for name in _POINTS
+            if name in points
+        }
+        self.model, self._read_plan = model, plan
 
     async def read(self) -> MeterSnapshot:
         if not self._read_plan:  # never connected: open (and discover) first
@@ -103,9 +110,11 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
     def _decode(self, image: RegisterImage, model: ModelInstance) -> MeterSnapshot:
         name, ranges = self.name, self.config.plausibility
 
+        readers = self._readers
+
         def value(point: str) -> float | None:
-            layout = model.layout.points.get(point)
-            return None if layout is None else image.scaled(model.address, model.layout, layout)
+            reader = readers.get(point)
+            return None if reader is None else reader.scaled(image)
 
         limit_kw = ranges.power_rating_multiple * self.config.rated_power_kw
         watts = value("W")

@@ -2,6 +2,9 @@
 
 A point whose registers hold the type's "not implemented" pattern decodes to None. Scale factors
 (`sunssf`) apply as value * 10**sf.
+
+`PointReader` is the same decoding worked out once for a fixed read plan (which block, which
+byte, which struct format, which scale factor): the drivers decode their step reads with it.
 """
 
 from __future__ import annotations
@@ -103,6 +106,10 @@ class RegisterImage:
     def store(self, address: int, registers: Sequence[int]) -> None:
         self._blocks.append((address, address + len(registers), _to_bytes(registers)))
 
+    def block(self, index: int) -> bytes:
+        """The bytes of the `index`-th block stored."""
+        return self._blocks[index][2]
+
     def store_bytes(self, address: int, data: bytes) -> None:
         """Store registers as read: big-endian, two bytes each, the first at `address`."""
         self._blocks.append((address, address + len(data) // 2, bytes(data)))
@@ -135,3 +142,60 @@ class RegisterImage:
         if not sf:
             return float(raw)
         return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf  # 2301 / 10, not 2301 * 0.1
+
+
+_STRUCTS = {name: struct.Struct(fmt) for name, fmt in _FORMATS.items()}
+
+
+class PointReader:
+    """One point's value from a register image stored in the order of `plan` (as
+    `ModbusSession.read_image(plan)` stores it), with the decoding worked out in advance.
+    `raw(image)` and `scaled(image)` give what `RegisterImage.raw` and `.scaled` give."""
+
+    __slots__ = ("_base", "_block", "_float", "_model", "_offset", "_point", "_sf", "_unpack")
+    _missing: dict[str, int] = _UNIMPLEMENTED
+
+    def __init__(
+        self, plan: Sequence[tuple[int, int]], base: int, model: ModelLayout, point: PointLayout
+    ) -> None:
+        self._base, self._model, self._point = base, model, point
+        address = base + point.offset
+        self._block = next(
+            (
+                i
+                for i, (start, count) in enumerate(plan)
+                if start <= address and address + point.size <= start + count
+            ),
+            None,
+        )
+        self._offset = 2 * (address - plan[self._block][0]) if self._block is not None else 0
+        fixed = _STRUCTS.get(point.type)
+        self._unpack = fixed.unpack_from if fixed is not None else None
+        self._float = point.type in ("float32", "float64")
+        sf = point.sf
+        self._sf: PointReader | int | None = (
+            PointReader(plan, base, model, model.points[sf]) if isinstance(sf, str) else sf
+        )
+
+    def raw(self, image: RegisterImage) -> int | float | str | None:
+        if self._block is None or self._unpack is None:  # across blocks, or a string
+            return image.raw(self._base, self._point)
+        (value,) = self._unpack(image.block(self._block), self._offset)
+        if self._float:
+            return None if value != value else value  # NaN
+        if self._missing.get(self._point.type) == value:
+            return None
+        return value
+
+    def scaled(self, image: RegisterImage) -> float | None:
+        raw = self.raw(image)
+        if raw is None or isinstance(raw, str):
+            return None
+        sf = self._sf
+        if isinstance(sf, PointReader):
+            sf = sf.raw(image)
+            if sf is None:
+                return None
+        if not sf:
+            return float(raw)
+        return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf

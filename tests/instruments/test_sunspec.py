@@ -10,7 +10,7 @@ from instruments.config import SunSpecInverterConfig, SunSpecMeterConfig
 from instruments.errors import DeviceError, ProtocolMismatch, ReadbackMismatch, SetpointRefused
 from instruments.inverter import InverterSetpoint, SunSpecInverter
 from instruments.meter import SunSpecMeter
-from instruments.sunspec_codec import decode_raw, encode_raw
+from instruments.sunspec_codec import PointReader, RegisterImage, decode_raw, encode_raw
 from instruments.sunspec_models import layout_model, plan_reads
 from tests.instruments.sunspec_device import SunSpecTestDevice
 
@@ -76,6 +76,32 @@ def test_unimplemented_patterns_decode_to_none_and_values_round_trip():
     assert decode_raw(layout_model(211).point("W"), [0x7FC0, 0]) is None
     wset = layout_model(704).point("WSet")
     assert decode_raw(wset, encode_raw(wset, -1234)) == -1234
+
+
+@pytest.mark.parametrize("limit", [125, 7])
+async def test_point_readers_decode_what_the_register_image_decodes(limit):
+    """Every point of the test inverter's and meters' models (values, "not implemented"
+    patterns, floats, strings, scale factors), read as one block or as many short ones."""
+    most_blocks = 0
+    for models in (INVERTER_MODELS, METER_201, [(211, {"W": 1500.5, "PhV": float("nan")})]):
+        device = SunSpecTestDevice(40000, models)
+        for model_id, start in device.model_starts.items():
+            length = device.registers[start - 40000 + 1]
+            layout = layout_model(model_id, model_length=length)
+            points = [*layout.points.values()]
+            for group in layout.repeats.values():
+                points += [point for port in group for point in port.values()]
+            plan = plan_reads([(start + p.offset, p.size) for p in points], limit=limit)
+            most_blocks = max(most_blocks, len(plan))
+            image = RegisterImage()
+            for address, count in plan:
+                image.store(address, device.registers[address - 40000 : address - 40000 + count])
+            for point in points:
+                reader = PointReader(plan, start, layout, point)
+                where = f"{model_id} {point.name}"
+                assert reader.raw(image) == image.raw(start, point), where
+                assert reader.scaled(image) == image.scaled(start, layout, point), where
+    assert most_blocks > (20 if limit < 10 else 1)
 
 
 @pytest.fixture
