@@ -13,19 +13,24 @@ pymodbus 3.16's request handler schedules every request through `call_soon` and
 `run_coroutine_threadsafe` (a self-pipe write and two extra loop wake-ups per request, although it
 already runs on the loop). `_RequestHandler` answers a function-3 read from the image at once,
 when no earlier request of its connection is still waiting; every other request is scheduled
-as a plain task, in order, and answered by pymodbus's own `handle_request`.
+as a plain task, in order, and answered by pymodbus's own `handle_request`. pymodbus's PDU decoder
+formats every decoded request with `str()` for a debug line even when debug logging is off;
+`_Decoder` decodes function-3 requests without it (other function codes, and everything while
+pymodbus's debug logging is on, go through pymodbus's decoder).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pymodbus.constants import ExcCodes
-from pymodbus.exceptions import ModbusIOException
-from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.exceptions import ModbusException, ModbusIOException
+from pymodbus.logging import Log
+from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
 from pymodbus.pdu.register_message import (
     ReadHoldingRegistersRequest,
     ReadHoldingRegistersResponse,
@@ -101,7 +106,32 @@ class _RequestHandler(ServerRequestHandler):
             self._queued -= 1
 
 
+_PYMODBUS_LOG = logging.getLogger("pymodbus.logging")  # pymodbus's own logger (Log)
+
+
+class _Decoder(DecodePDU):
+    """pymodbus's server-side PDU decoder; function 3 decoded without the debug-only str()."""
+
+    def decode(self, frame: bytes) -> ModbusPDU | None:
+        if not frame or frame[0] != 3 or _PYMODBUS_LOG.isEnabledFor(logging.DEBUG):
+            return super().decode(frame)
+        pdu_class = self.pdu_table[3][self.pdu_inx]
+        try:  # as DecodePDU.decode for a function code without sub-functions
+            pdu = pdu_class()
+            pdu.decode(frame[1:])
+            return pdu
+        except (ModbusException, ValueError, IndexError, struct.error) as exc:
+            Log.warning("Unable to decode frame {}", exc)
+        return None
+
+
 class _ModbusServer(ModbusTcpServer):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        decoder = _Decoder(True)
+        decoder.pdu_table = self.decoder.pdu_table  # with the custom function-3 request
+        self.decoder = decoder
+
     def callback_new_connection(self) -> _RequestHandler:
         return _RequestHandler(self, self.trace_packet, self.trace_pdu, self.trace_connect)
 
