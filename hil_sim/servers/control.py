@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 65536
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per reply
+_MAX_REQUESTS_CACHED = 64
+_SCALARS = (str, int, float, bool, type(None))
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -43,6 +45,9 @@ class _ControlProtocol(asyncio.Protocol):
 
     def __init__(self, handler: Handler):
         self._handler = handler
+        # request lines seen before (a lockstep clock sends the same advance line every step):
+        # their decoded objects, when every value is a scalar (each use gets its own copy)
+        self._decoded: dict[bytes, dict[str, Any]] = {}
         self._buffer = b""
         self._lines: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._transport: asyncio.Transport | None = None
@@ -72,9 +77,20 @@ class _ControlProtocol(asyncio.Protocol):
         while (line := await self._lines.get()) is not None:
             self._reply(await self._answer(line))
 
+    def _decode(self, line: bytes) -> dict[str, Any] | list[Any] | str | float | None:
+        known = self._decoded.get(line)
+        if known is not None:
+            return dict(known)
+        request = json.loads(line)
+        if isinstance(request, dict) and all(isinstance(v, _SCALARS) for v in request.values()):
+            if len(self._decoded) >= _MAX_REQUESTS_CACHED:
+                self._decoded.clear()
+            self._decoded[line] = dict(request)
+        return request
+
     async def _answer(self, line: bytes) -> dict[str, Any]:
         try:
-            request = json.loads(line)
+            request = self._decode(line)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return {"ok": False, "error": f"not a JSON object: {exc}"}
         if not isinstance(request, dict):

@@ -74,6 +74,19 @@ def test_errors_answer_ok_false_and_the_plant_keeps_running(fresh_plant, control
     assert control.advance(1.0).elapsed_s == 1.0
 
 
+def test_the_same_request_line_repeated_acts_every_time(fresh_plant, control):
+    """A lockstep clock sends identical lines; each one advances, and errors repeat too."""
+    advance = b'{"cmd":"advance","dt_s":1.0,"id":"tick"}\n'
+    fault = b'{"cmd":"fault","device":"load","kind":"freeze"}\n'
+    bad = b'{"cmd":"advance","dt_s":-1}\n'
+    replies = raw_exchange(fresh_plant, advance, advance, bad, fault, fault, bad, advance)
+    assert [r["elapsed_s"] for r in replies if "elapsed_s" in r] == [1.0, 2.0, 3.0]
+    assert [r.get("id") for r in replies if "elapsed_s" in r] == ["tick"] * 3
+    assert [r["ok"] for r in replies] == [True, True, False, True, True, False, True]
+    assert replies[3]["fault"] == replies[4]["fault"]
+    assert [f["kind"] for f in control.faults()] == ["freeze"]
+
+
 def test_sync_client_raises_control_error_with_the_reason(control):
     with pytest.raises(ControlError, match="dt_s = 0"):
         control.advance(0)
