@@ -49,7 +49,7 @@ def test_ctrl_c_ends_the_interval_settles_it_and_keeps_the_run(fresh_plant, tmp_
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if (out / "run.sqlite").exists():
+            if (out / "meta.json").exists():
                 settled = RunReader(out).settlements()["interval_start"].nunique()
                 if settled >= 2:
                     break
