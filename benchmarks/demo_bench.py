@@ -6,7 +6,9 @@ Starts `python -m hil_sim` (lockstep), runs `configs/emulated.toml` for the give
 control step, and prints the wall time, the real-time factor and where a control step's time goes
 (reading every device, recording, trading and settling, dispatching setpoints, advancing the plant).
 With --profile the controller process is profiled with cProfile (the plant is not). The
-controller's CPU is split into user and system (kernel: socket calls, loopback TCP) time.
+controller's CPU is split into user and system (kernel: socket calls, loopback TCP) time. The
+"step loop" lines leave out start-up and shutdown (connecting, scanning the SunSpec models, the
+agents' first plans): they count from the end of the first control step to the end of the last.
 `--loop` picks the controller's event loop (auto: uvloop when installed, else asyncio's own).
 """
 
@@ -41,6 +43,35 @@ def process_cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class StepLoopMeter:
+    """CPU of both processes and wall time between the first and the last control step (the
+    engine's progress callback runs once per step, after dispatch)."""
+
+    def __init__(self, plant_pid: int | None) -> None:
+        self.plant_pid = plant_pid
+        self.first: tuple[int, float, float, float, float] | None = None
+        self.last: tuple[int, float, float, float, float] | None = None
+
+    def sample(self, step: int) -> tuple[int, float, float, float, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        plant = process_cpu_s(self.plant_pid)
+        return step, time.perf_counter(), usage.ru_utime, usage.ru_stime, plant
+
+    def __call__(self, step: int, n_steps: int, _now) -> None:
+        if self.first is None:
+            self.first = self.sample(step)
+        elif step == n_steps - 1:
+            self.last = self.sample(step)
+
+    def per_step_ms(self) -> tuple[float, float, float, float] | None:
+        """(wall, controller user, controller system, plant CPU) in ms per step."""
+        if self.first is None or self.last is None or self.last[0] <= self.first[0]:
+            return None
+        steps = self.last[0] - self.first[0]
+        pairs = zip(self.first[1:], self.last[1:], strict=True)
+        return tuple(1000 * (b - a) / steps for a, b in pairs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=24.0)
@@ -57,6 +88,7 @@ def main() -> None:
         config = with_plant_endpoints(config, endpoints)
         profiler = cProfile.Profile() if args.profile else None
         plant_cpu_before = process_cpu_s(endpoints.pid)
+        step_loop = StepLoopMeter(endpoints.pid)
         loop_name, new_loop = loop_factory(args.loop)
         usage_before = resource.getrusage(resource.RUSAGE_SELF)
         cpu_before = time.process_time()
@@ -64,7 +96,9 @@ def main() -> None:
         if profiler:
             profiler.enable()
         with asyncio.Runner(loop_factory=new_loop) as runner:
-            result = runner.run(run_experiment(config, out, on_engine=engines.append))
+            result = runner.run(
+                run_experiment(config, out, progress=step_loop, on_engine=engines.append)
+            )
         if profiler:
             profiler.disable()
             profiler.dump_stats(args.profile)
@@ -93,6 +127,14 @@ def main() -> None:
         f"  controller         user {1000 * user_s / max(steps, 1):.3f} ms, "
         f"system {1000 * system_s / max(steps, 1):.3f} ms ({loop_name} event loop)"
     )
+    loop_figures = step_loop.per_step_ms()
+    if loop_figures is not None:
+        wall_ms, user_ms, system_ms, plant_ms = loop_figures
+        print(
+            f"step loop            wall {wall_ms:.3f} ms/step; CPU per step controller "
+            f"{user_ms + system_ms:.3f} ms (user {user_ms:.3f}, system {system_ms:.3f}), "
+            f"plant {plant_ms:.3f} ms"
+        )
     summary = result.finished.summary
     print(f"status               {result.finished.status}")
     print(f"traded               {summary['market']['traded_kwh']:.3f} kWh")
