@@ -91,9 +91,12 @@ class Actuator(Instrument[SnapshotT], Generic[SnapshotT, SetpointT]):
         """Write the device's safe state and confirm it."""
 
 
+_NUMBER = (int, float)
+
+
 def plausible(device: str, quantity: str, value: float | None, low: float, high: float) -> float:
     """`value` if it is a finite number within [low, high], else BadReading naming it."""
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+    if value is None or not isinstance(value, _NUMBER) or not math.isfinite(value):
         raise BadReading(device, quantity, value, f"a finite number in [{low:g}, {high:g}]")
     if not low <= value <= high:
         raise BadReading(device, quantity, value, f"[{low:g}, {high:g}]")

@@ -90,6 +90,8 @@ def scpi_str(answer: str) -> str:
 
 def split_answers(text: str) -> list[str]:
     """Split a response message at ";" outside double-quoted strings."""
+    if '"' not in text:
+        return [part.strip() for part in text.split(";")]
     parts, current, quoted = [], [], False
     for ch in text:
         if ch == '"':

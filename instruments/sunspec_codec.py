@@ -152,7 +152,18 @@ class PointReader:
     `ModbusSession.read_image(plan)` stores it), with the decoding worked out in advance.
     `raw(image)` and `scaled(image)` give what `RegisterImage.raw` and `.scaled` give."""
 
-    __slots__ = ("_base", "_block", "_float", "_model", "_offset", "_point", "_sf", "_unpack")
+    __slots__ = (
+        "_base",
+        "_block",
+        "_float",
+        "_model",
+        "_numeric",
+        "_offset",
+        "_point",
+        "_sf",
+        "_sf_reader",
+        "_unpack",
+    )
     _missing: dict[str, int] = _UNIMPLEMENTED
 
     def __init__(
@@ -172,10 +183,12 @@ class PointReader:
         fixed = _STRUCTS.get(point.type)
         self._unpack = fixed.unpack_from if fixed is not None else None
         self._float = point.type in ("float32", "float64")
+        self._numeric = self._block is not None and self._unpack is not None  # never a string
         sf = point.sf
-        self._sf: PointReader | int | None = (
-            PointReader(plan, base, model, model.points[sf]) if isinstance(sf, str) else sf
+        self._sf_reader = (
+            PointReader(plan, base, model, model.points[sf]) if isinstance(sf, str) else None
         )
+        self._sf = None if isinstance(sf, str) else sf
 
     def raw(self, image: RegisterImage) -> int | float | str | None:
         if self._block is None or self._unpack is None:  # across blocks, or a string
@@ -189,11 +202,12 @@ class PointReader:
 
     def scaled(self, image: RegisterImage) -> float | None:
         raw = self.raw(image)
-        if raw is None or isinstance(raw, str):
+        if raw is None or (not self._numeric and isinstance(raw, str)):
             return None
-        sf = self._sf
-        if isinstance(sf, PointReader):
-            sf = sf.raw(image)
+        if self._sf_reader is None:
+            sf = self._sf
+        else:
+            sf = self._sf_reader.raw(image)
             if sf is None:
                 return None
         if not sf:
