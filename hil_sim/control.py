@@ -103,7 +103,8 @@ class PlantControl:
         async with self._lock:
             self._writer.write(_encode(command, params))
             try:
-                line = await asyncio.wait_for(self._reader.readline(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    line = await self._reader.readline()
             except TimeoutError:
                 raise ControlError(f"{command}: no answer within {self.timeout_s} s") from None
         return _decode(line, command)

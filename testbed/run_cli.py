@@ -86,6 +86,7 @@ class _ProgressBar:
 
 
 def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) -> RunResult:
+    from instruments.event_loop import loop_factory
     from testbed.config import ConfigError
     from testbed.engine import StartupError
     from testbed.experiment import run_experiment
@@ -101,7 +102,9 @@ def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) 
     with Progress(*columns, console=console, transient=False) as progress:
         bar = _ProgressBar(progress, config.experiment.hours)
         try:
-            return asyncio.run(run_experiment(config, run_dir, influx=influx, progress=bar))
+            _, new_loop = loop_factory("auto")
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                return runner.run(run_experiment(config, run_dir, influx=influx, progress=bar))
         except StartupError as error:
             raise _fail(f"the run did not start: {error}") from None
         except ConfigError as error:
