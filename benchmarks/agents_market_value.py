@@ -6,7 +6,9 @@ Runs the same seeded day on the emulated plant three times through `testbed` (re
 lockstep): optimising agents with the P2P market (uniform k-double auction), baseline agents with
 the same market, and optimising agents with no market at all (`mechanism = "none"`: every peer
 settles with the grid alone). Prints each peer's bill per run, and the saving of the optimising
-agents against the baseline and against the grid-only day (positive = the peer pays less).
+agents against the baseline and against the grid-only day (positive = the peer pays less), and
+against the optimising run's own metering settled with the grid alone (`bill_grid_only`: the same
+physical day without the market's trades).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from instruments.event_loop import loop_factory  # noqa: E402
 from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
@@ -42,7 +45,9 @@ def run_day(agent: str, mechanism: str, hours: float, seed: int, out: Path) -> d
         peer["agent"] = agent
     with emulated_plant(seed) as endpoints:
         config = with_plant_endpoints(parse_config(data), endpoints)
-        result = asyncio.run(run_experiment(config, out))
+        _, new_loop = loop_factory("auto")
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            result = runner.run(run_experiment(config, out))
     return dict(result.finished.summary)
 
 
@@ -67,7 +72,7 @@ def main() -> None:
     print(f"\nBills over {args.hours:g} h, seed {args.seed} ({currency}; negative = earned)")
     print(
         f"{'peer':<6}" + "".join(f"{name:>24}" for name in RUNS) + f"{'vs baseline':>14}"
-        f"{'vs grid only':>14}"
+        f"{'vs grid only':>14}{'vs own metering, grid only':>28}"
     )
     for peer in peers:
         bills = {name: summaries[name]["peers"][peer]["bill"] for name in RUNS}
@@ -77,6 +82,7 @@ def main() -> None:
             + "".join(f"{bills[name]:>24.2f}" for name in RUNS)
             + f"{bills['baseline + market'] - best:>14.2f}"
             + f"{bills['optimising, grid only'] - best:>14.2f}"
+            + f"{summaries['optimising + market']['peers'][peer]['bill_grid_only'] - best:>28.2f}"
         )
     for name in RUNS:
         market = summaries[name]["market"]

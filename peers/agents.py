@@ -29,8 +29,12 @@ from peers.assets import PeerAssets
 from peers.bidding import (
     MarketExpectation,
     ZipMargins,
+    forecast_spread_kw,
     position_orders,
     reservation_prices,
+    risk_priced,
+    shade_position,
+    storage_headroom_kw,
     tariff_band_prices,
 )
 from peers.forecast import Forecast, Forecaster, make_forecaster
@@ -86,6 +90,18 @@ class OptimisingParams(_Params):
         default=0.5, ge=0, le=1, description="Share of an order expected to trade, before learning"
     )
     p2p_learning_rate: float = Field(default=0.1, gt=0, le=1)
+    firm_quantile: float | None = Field(
+        default=0.1,
+        gt=0,
+        lt=0.5,
+        description="Orders cover the plan shaded to this forecast quantile; None = the plan",
+    )
+    delivery_risk_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of a kWh priced at its fallback (feed-in; retail + penalty)",
+    )
 
 
 def _finite(values: np.ndarray | None) -> bool:
@@ -135,7 +151,7 @@ class _AgentBase:
             ):
                 raise PlanningError("the plan has non-finite powers")
             plan = plan_steps(inputs, schedule, self.assets)
-            orders = self._orders(ctx, schedule)
+            orders = self._orders(ctx, schedule, forecast[0], plan[0])
         except (PlanningError, HemsError) as exc:
             return self._fallback(ctx, state, load_kw, pv_kw, forecast, str(exc))
         except Exception as exc:  # an agent must never stop the trading cycle
@@ -149,7 +165,9 @@ class _AgentBase:
     def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
         raise NotImplementedError
 
-    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+    def _orders(
+        self, ctx: MarketContext, schedule: Schedule, expected: ForecastStep, first: PlanStep
+    ) -> tuple[OrderIntent, ...]:
         raise NotImplementedError
 
     # --- shared helpers -----------------------------------------------------------------------
@@ -255,7 +273,9 @@ class BaselineAgent(_AgentBase):
         peak = (self.params.evening_peak_start_local, self.params.evening_peak_end_local)
         return rule_based_schedule(inputs, self.assets, evening_peak=peak)
 
-    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+    def _orders(
+        self, ctx: MarketContext, schedule: Schedule, expected: ForecastStep, first: PlanStep
+    ) -> tuple[OrderIntent, ...]:
         retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
         bid, ask = tariff_band_prices(
             retail, feed_in, self.params.bid_fraction, self.params.ask_fraction
@@ -312,9 +332,19 @@ class OptimisingAgent(_AgentBase):
         schedule.info["p2p_fill_sell"] = self.market.fill[OrderSide.SELL]
         return schedule
 
-    def _orders(self, ctx: MarketContext, schedule: Schedule) -> tuple[OrderIntent, ...]:
+    def _orders(
+        self, ctx: MarketContext, schedule: Schedule, expected: ForecastStep, first: PlanStep
+    ) -> tuple[OrderIntent, ...]:
         retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
-        net_kwh = float(schedule.net_kw[0]) * ctx.dt_h
+        planned_kwh = float(schedule.net_kw[0]) * ctx.dt_h
+        spread_kw = 0.0
+        if self.params.firm_quantile is not None:
+            spread_kw = forecast_spread_kw(expected, planned_kwh < 0, self.params.firm_quantile)
+            spread_kw = max(
+                spread_kw - storage_headroom_kw(self.assets, first, ctx.dt_h, planned_kwh < 0), 0.0
+            )
+        net_kwh = shade_position(planned_kwh, spread_kw * ctx.dt_h)
+        schedule.info["firm_net_kwh"] = net_kwh
         value = None
         if schedule.value_per_kwh is not None and math.isfinite(schedule.value_per_kwh[0]):
             value = float(schedule.value_per_kwh[0])
@@ -322,6 +352,9 @@ class OptimisingAgent(_AgentBase):
             value = feed_in if net_kwh > 0 else retail
             schedule.info["price_source"] = "tariff (no marginal value)"
         bid, ask = reservation_prices(value, retail, feed_in, ctx.network_charge)
+        bid, ask = risk_priced(
+            bid, ask, self.params.delivery_risk_share, feed_in, retail, ctx.deviation_penalty
+        )
         schedule.info["reservation_bid"] = bid
         schedule.info["reservation_ask"] = ask
         if self.zip is not None:

@@ -8,7 +8,13 @@ for P2P energy than the grid charges, nor accept less than the grid pays.
   3/4 of the band and asks at 1/4, so a buyer and a seller always cross.
 - Marginal value (optimising agent): the plan's value of one kWh at the PCC in the coming interval
   with the grid as the alternative (the dual of the power balance; see `peers.hems`), less the
-  network charge for a bid (the buyer pays it): the peer's reservation price, bid truthfully.
+  network charge for a bid (the buyer pays it): the peer's reservation price.
+- Delivery risk (optimising agent): a contracted kWh the peer then does not consume is sold back
+  at the feed-in tariff, one it does not deliver is bought at retail plus the deviation penalty.
+  So the agent offers only its firm position (the plan shaded by the forecast's spread down to a
+  low quantile) and prices in a share of that risk: a bid moves toward the feed-in tariff, an ask
+  toward retail plus penalty. Without it, a buyer bidding retail less network charge gains nothing
+  when it trades and loses on every kWh its forecast overestimated.
 - ZIP (Cliff 1997, zero-intelligence-plus): each side keeps a profit margin over its reservation
   price and moves it after every clearing with a Widrow-Hoff rule with momentum toward a target
   just beyond the clearing price (raise after a trade, lower after a miss).
@@ -17,10 +23,12 @@ for P2P energy than the grid charges, nor accept less than the grid pays.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
-from peers.interface import MarketOutcome, OrderIntent, OrderSide
+from peers.assets import PeerAssets
+from peers.interface import ForecastStep, MarketOutcome, OrderIntent, OrderSide, PlanStep
 
 
 def clip_price(price: float, feed_in: float, retail: float) -> float:
@@ -59,6 +67,102 @@ def reservation_prices(
     bid = clip_price(value_per_kwh - network_charge, feed_in, retail)
     ask = clip_price(value_per_kwh, feed_in, retail)
     return bid, ask
+
+
+def shade_position(net_kwh: float, spread_kwh: float) -> float:
+    """The planned net position moved toward zero by the forecast's spread (never past zero)."""
+    if not (math.isfinite(net_kwh) and math.isfinite(spread_kwh)) or spread_kwh <= 0:
+        return net_kwh
+    return math.copysign(max(abs(net_kwh) - spread_kwh, 0.0), net_kwh)
+
+
+def forecast_spread_kw(step: ForecastStep, buying: bool, low: float = 0.1) -> float:
+    """How far the step's net power may miss the plan, at the `low` / `1 - low` quantiles: less
+    load and more PV for a buyer, more load and less PV for a seller (kW, 0 without quantiles)."""
+
+    def gap(mean: float, quantiles: Mapping[float, float], level: float) -> float:
+        value = next((v for q, v in quantiles.items() if abs(q - level) < 1e-9), None)
+        return abs(mean - value) if value is not None and math.isfinite(value) else 0.0
+
+    load_level, pv_level = (low, 1.0 - low) if buying else (1.0 - low, low)
+    return gap(step.load_kw, step.load_quantiles_kw, load_level) + gap(
+        step.pv_kw, step.pv_quantiles_kw, pv_level
+    )
+
+
+def storage_headroom_kw(assets: PeerAssets, step: PlanStep, dt_h: float, buying: bool) -> float:
+    """Power the battery and a plugged EV could still add in the plan's first step to hold the
+    PCC to the contract: more charging for a buyer, more discharging for a seller (kW)."""
+    room = 0.0
+    battery = assets.battery
+    if battery is not None and step.soc_pct is not None and math.isfinite(step.soc_pct):
+        room += _room(
+            battery.capacity_kwh,
+            step.soc_pct,
+            step.battery_kw,
+            dt_h,
+            buying,
+            battery.max_charge_kw,
+            battery.max_discharge_kw,
+            battery.soc_min_pct,
+            battery.soc_max_pct,
+        )
+    ev = assets.ev
+    if (
+        ev is not None
+        and step.ev_plugged
+        and step.ev_soc_pct is not None
+        and math.isfinite(step.ev_soc_pct)
+    ):
+        room += _room(
+            ev.capacity_kwh,
+            step.ev_soc_pct,
+            step.ev_kw,
+            dt_h,
+            buying,
+            ev.max_charge_kw,
+            ev.max_discharge_kw,
+            max(ev.soc_min_pct, ev.reserve_soc_pct),
+            ev.soc_max_pct,
+        )
+    return room
+
+
+def _room(
+    capacity_kwh: float,
+    end_soc_pct: float,
+    planned_kw: float,
+    dt_h: float,
+    buying: bool,
+    max_charge_kw: float,
+    max_discharge_kw: float,
+    soc_min_pct: float,
+    soc_max_pct: float,
+) -> float:
+    """One store's extra power (kW, >= 0) within its power limit and its SoC window."""
+    if buying:  # absorb more: charge harder (planned_kw is + for discharge)
+        power = max_charge_kw + planned_kw
+        energy = capacity_kwh * (soc_max_pct - end_soc_pct) / 100.0
+    else:
+        power = max_discharge_kw - planned_kw
+        energy = capacity_kwh * (end_soc_pct - soc_min_pct) / 100.0
+    return max(min(power, energy / dt_h), 0.0)
+
+
+def risk_priced(
+    bid: float,
+    ask: float,
+    risk_share: float,
+    feed_in: float,
+    retail: float,
+    deviation_penalty: float,
+) -> tuple[float, float]:
+    """(bid, ask) with `risk_share` of each kWh valued at its fallback if it is not delivered:
+    an unused bought kWh sells at feed-in, an undelivered sold kWh costs retail plus penalty."""
+    share = min(max(risk_share, 0.0), 1.0)
+    risky_bid = (1.0 - share) * bid + share * feed_in
+    risky_ask = (1.0 - share) * ask + share * (retail + deviation_penalty)
+    return clip_price(risky_bid, feed_in, retail), clip_price(risky_ask, feed_in, retail)
 
 
 class ZipMargins:

@@ -125,10 +125,20 @@ class SeasonalPersistence(_Base):
         return Forecast(start, self.interval_s, self._clip(result))
 
 
+def _step_noise(values: np.ndarray) -> float:
+    """The noise about a smooth profile: std of consecutive changes / sqrt 2 (NaN below 3)."""
+    if len(values) < 3:
+        return float("nan")
+    return float(np.std(np.diff(values)) / np.sqrt(2.0))
+
+
 class EwmaProfile(_Base):
     """An exponentially weighted daily profile: per time-of-day slot, recent days weigh more.
 
     Quantiles from the weighted mean and spread of each slot (normal approximation, clipped at 0).
+    A slot seen fewer than twice (the first day of a run) takes the spread of the history's
+    interval-to-interval changes (their standard deviation / sqrt 2: the noise about a smooth
+    profile), so a forecast from thin history is not taken as certain.
     """
 
     name = "ewma"
@@ -166,6 +176,8 @@ class EwmaProfile(_Base):
         has_data = weight_sum > 0
         self._mean[has_data] = mean[has_data]
         self._std[has_data] = np.sqrt(variance[has_data])
+        thin = np.bincount(slots, minlength=self.steps_per_day) < 2
+        self._std[thin] = _step_noise(values)
 
     def predict(self, start: datetime, steps: int) -> Forecast:
         index = _step_index(start, steps, self.interval_s)

@@ -115,6 +115,15 @@ def test_money_balances_to_the_paisa(morning_run):
     assert (recomputed - settlements["bill"]).abs().max() < 0.005
 
 
+def test_no_peer_pays_more_than_it_would_have_without_the_market(morning_run):
+    """The optimising agents price their delivery risk: trading leaves every peer's bill at or
+    below the same metered energy settled with the grid alone, and the sellers gain."""
+    peers = morning_run.finished.summary["peers"]
+    for name, totals in peers.items():
+        assert totals["bill"] <= totals["bill_grid_only"] + 0.005, name
+    assert sum(t["bill_grid_only"] - t["bill"] for t in peers.values()) > 0.1
+
+
 def test_energy_balance_within_a_tenth_of_a_percent(morning_run):
     summary = morning_run.finished.summary
     assert summary["energy_through_pcc_kwh"] > 0.5

@@ -19,6 +19,7 @@ from peers import (
     make_agent,
 )
 from peers.assets import PeerAssets
+from peers.interface import ForecastStep
 from tests.peers.conftest import FEED_IN, RETAIL, START, context, history
 
 KINDS = ["baseline", "optimising", "zip"]
@@ -55,6 +56,13 @@ def test_registry_lists_the_kinds_and_names_bad_input():
         make_agent("baseline", "A", assets, params={"horizon_hours": 12})
 
 
+def firm_spread_kwh(step: ForecastStep, buying: bool) -> float:
+    """kWh by which less load and more PV (buying), or the reverse (selling), may miss the plan."""
+    load_q = step.load_quantiles_kw[0.1 if buying else 0.9]
+    pv_q = step.pv_quantiles_kw.get(0.9 if buying else 0.1, step.pv_kw)
+    return (abs(step.load_kw - load_q) + abs(step.pv_kw - pv_q)) * 0.25
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_orders_over_a_day_are_within_the_tariff_band_and_sized_by_the_plan(kind, peer_assets):
     agent = warmed(kind, peer_assets)
@@ -70,8 +78,15 @@ def test_orders_over_a_day_are_within_the_tariff_band_and_sized_by_the_plan(kind
         for order in decision.orders:
             assert FEED_IN <= order.limit_price <= RETAIL
             assert math.isfinite(order.quantity_kwh) and order.quantity_kwh > 0
-            # the order is the planned net position of the coming interval
-            assert order.quantity_kwh == pytest.approx(abs(net_kwh), abs=1e-6)
+            # the order is the coming interval's planned net position; the optimising kinds
+            # shade it by at most the forecast's spread to its 10 % / 90 % quantiles
+            if kind == "baseline":
+                assert order.quantity_kwh == pytest.approx(abs(net_kwh), abs=1e-6)
+            else:
+                spread = firm_spread_kwh(decision.forecast[0], buying=net_kwh < 0)
+                assert abs(net_kwh) - spread - 1e-6 <= order.quantity_kwh <= abs(net_kwh) + 1e-6
+                if peer_assets.peer == "C":  # no storage to absorb a forecast error
+                    assert order.quantity_kwh == pytest.approx(abs(net_kwh) - spread, abs=1e-6)
             assert order.side == (OrderSide.SELL if net_kwh > 0 else OrderSide.BUY)
             sides.add(order.side)
     if peer_assets.peer == "C":
@@ -97,13 +112,41 @@ def test_baseline_prices_follow_the_documented_band_rule():
     assert order.limit_price == pytest.approx(FEED_IN + 0.75 * (RETAIL - FEED_IN))
 
 
-def test_optimising_consumer_bids_its_reservation_price():
+def test_optimising_consumer_bids_its_reservation_price_less_the_delivery_risk():
     assets = default_assets("C")
-    agent = warmed("optimising", assets)
+    agent = warmed("optimising", assets, delivery_risk_share=0.0)
     decision = agent.decide(context(network_charge=0.5), state_for(assets))
     # it would otherwise buy at retail, and pays the network charge on top of a P2P price
     assert decision.orders[0].limit_price == pytest.approx(RETAIL - 0.5)
     assert decision.plan[0].value_per_kwh == pytest.approx(RETAIL)
+    # by default a tenth of each kWh is valued as if unused: sold back at the feed-in tariff
+    risky = warmed("optimising", assets).decide(context(network_charge=0.5), state_for(assets))
+    assert risky.orders[0].limit_price == pytest.approx(0.9 * (RETAIL - 0.5) + 0.1 * FEED_IN)
+
+
+def test_optimising_seller_asks_more_for_the_risk_of_a_shortfall():
+    assets = default_assets("A")
+    noon = START + timedelta(hours=6, minutes=30)  # 12:00 IST, battery full: it sells
+    state = state_for(assets, noon, battery_soc_pct=95.0)
+    ctx = context(noon, network_charge=0.5, deviation_penalty=2.0)
+    plain = warmed("optimising", assets, delivery_risk_share=0.0).decide(ctx, state)
+    risky = warmed("optimising", assets).decide(ctx, state)
+    (ask,) = plain.orders
+    (risky_ask,) = risky.orders
+    assert ask.side == risky_ask.side == OrderSide.SELL
+    # an undelivered kWh is bought at retail plus the deviation penalty
+    assert risky_ask.limit_price == pytest.approx(
+        min(0.9 * ask.limit_price + 0.1 * (RETAIL + 2.0), RETAIL)
+    )
+    assert risky_ask.quantity_kwh == pytest.approx(ask.quantity_kwh)
+
+
+def test_firm_quantile_none_offers_the_whole_plan():
+    assets = default_assets("B")
+    agent = warmed("optimising", assets, firm_quantile=None)
+    decision = agent.decide(context(), state_for(assets))
+    (order,) = decision.orders
+    assert order.quantity_kwh == pytest.approx(abs(decision.plan[0].net_kw) * 0.25, abs=1e-6)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -72,6 +72,21 @@ def test_ewma_weighs_recent_days_more():
     assert np.all(mean > 1.5) and np.all(mean < 2.0)
 
 
+def test_ewma_from_less_than_a_day_is_unsure_where_it_saw_a_slot_once():
+    history = load_days(0.5)  # the last 12 h: each slot seen once, half of them never
+    forecaster = EwmaProfile(max_kw=5.0)
+    forecaster.fit(history)
+    forecast = forecaster.predict(START - timedelta(hours=12), 96)
+    low, high = forecast.quantiles_kw[0.1], forecast.quantiles_kw[0.9]
+    spread = float(np.std(np.diff(history.to_numpy())) / np.sqrt(2))  # noise, not the daily shape
+    assert 0.02 < spread < float(np.std(history.to_numpy()))
+    # seen once: the slot's own value, with the whole history's spread around it
+    np.testing.assert_allclose(forecast.mean_kw[:48], history.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(high[:48] - forecast.mean_kw[:48], 1.2816 * spread, rtol=1e-3)
+    # never seen: the flat level, just as unsure
+    assert np.all(high[48:] > forecast.mean_kw[48:]) and np.all(low[48:] < forecast.mean_kw[48:])
+
+
 def test_gbm_quantiles_bracket_most_of_the_next_day():
     history = synthetic_pv_kw(START - timedelta(days=6), 7, seed=2)
     train, test = history.iloc[: 6 * 96], history.iloc[6 * 96 :]
