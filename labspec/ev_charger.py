@@ -58,7 +58,7 @@ VARIABLES: tuple[VarSpec, ...] = (
     VarSpec(Var.STATUS, "String", False, "", "idle, charging, discharging, unplugged or fault"),
     VarSpec(Var.MAX_CHARGE_POWER_KW, "Double", False, "kW", "Largest charging power (magnitude)"),
     VarSpec(Var.MAX_DISCHARGE_POWER_KW, "Double", False, "kW", "Largest discharging power"),
-    VarSpec(Var.MIN_POWER_KW, "Double", False, "kW", "Smallest non-zero power magnitude (deadband)"),
+    VarSpec(Var.MIN_POWER_KW, "Double", False, "kW", "Smallest non-zero power (deadband)"),
     VarSpec(Var.RAMP_RATE_KW_PER_S, "Double", False, "kW/s", "Largest change of power per second"),
     VarSpec(Var.RESERVE_SOC_PCT, "Double", False, "%", "No discharge below this state of charge"),
     VarSpec(Var.MIN_SOC_PCT, "Double", False, "%", "Lower end of the state-of-charge window"),

@@ -12,7 +12,8 @@ CANDIDATE_BASE_ADDRESSES = (40000, 0, 50000)
 END_MODEL_ID = 0xFFFF
 
 COMMON_MODEL = 1
-# Hybrid inverter (peer A): DER AC measurement, capacity, AC controls, storage capacity, DC measurement.
+# Hybrid inverter (peer A): DER AC measurement, capacity, AC controls, storage capacity,
+# DC measurement.
 INVERTER_MODELS = (COMMON_MODEL, 701, 702, 704, 713, 714)
 # PCC meter: single-phase float meter.
 METER_MODELS = (COMMON_MODEL, 211)
