@@ -268,10 +268,11 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         self.last_snapshot = await self.read()
 
     async def close(self) -> None:
+        """Close this driver's session. pyvisa's ResourceManager("@py") is one object per
+        process, shared by every load driver: closing it would close their sessions too, so it
+        stays open (pyvisa closes it at exit)."""
         await super().close()
-        if self._manager is not None:
-            manager, self._manager = self._manager, None
-            await self._in_thread(manager.close)
+        self._manager = None
 
     async def read(self) -> LoadSnapshot:
         """Every measurement and setting in ONE program message (one round trip)."""

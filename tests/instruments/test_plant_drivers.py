@@ -8,7 +8,8 @@ import pytest
 from instruments.errors import SetpointRefused
 from instruments.ev_charger import EvSetpoint
 from instruments.inverter import InverterSetpoint
-from instruments.programmable_load import LoadSetpoint
+from instruments.programmable_load import LoadSetpoint, ProgrammableLoad
+from tests.instruments.plant_drivers import load_config
 
 
 async def test_every_device_reads_plausible_values_at_plant_time(
@@ -107,6 +108,17 @@ async def test_the_charger_limits_stay_known_between_their_reads(fresh_plant, cl
         (2.0, 1.5, 0.3)
     }
     assert all(s.capacity_kwh > 0 and s.soc_max_pct > s.soc_min_pct for s in snapshots)
+
+
+async def test_closing_one_load_driver_leaves_another_working(fresh_plant, load, clock):
+    """pyvisa hands every driver the same ResourceManager: a closed driver must not take the
+    other drivers' sessions with it (a lab with two loads, or a benchmark's second driver)."""
+    second = ProgrammableLoad(load_config(fresh_plant), clock=clock)
+    await second.connect()
+    await second.close()
+    confirmation = await load.apply(LoadSetpoint(-1.0))
+    assert confirmation.read_back == LoadSetpoint(-1.0, input_on=True)
+    assert (await load.read()).power_setpoint_kw == pytest.approx(-1.0)
 
 
 async def test_a_load_setpoint_is_confirmed_and_drawn(load, meters, clock):
