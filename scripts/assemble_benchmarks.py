@@ -15,17 +15,40 @@ ORDER = [
 ]
 
 
+def _heading_level(line: str) -> int:
+    hashes = len(line) - len(line.lstrip("#"))
+    return hashes if hashes and line[hashes : hashes + 1] == " " else 0
+
+
+def _demoted(text: str) -> str:
+    """The page with its headings shifted so that its top heading is a second-level one
+    (headings inside code blocks are left alone)."""
+    lines = text.splitlines()
+    in_code = False
+    levels = []
+    for line in lines:
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and _heading_level(line):
+            levels.append(_heading_level(line))
+    shift = 2 - min(levels) if levels else 0
+    in_code = False
+    out = []
+    for line in lines:
+        if line.startswith("```"):
+            in_code = not in_code
+        elif not in_code and _heading_level(line) and shift > 0:
+            line = "#" * shift + line
+        out.append(line)
+    return "\n".join(out)
+
+
 def main() -> None:
     parts = [(REPO / "docs" / "benchmarks-headline.md").read_text(encoding="utf-8").rstrip()]
     for name in ORDER:
         path = REPO / "docs" / name
         if path.exists():
-            text = path.read_text(encoding="utf-8").strip()
-            # each page's title becomes a second-level heading
-            lines = text.splitlines()
-            if lines and lines[0].startswith("# "):
-                lines[0] = "#" + lines[0]
-            parts.append("\n".join(lines))
+            parts.append(_demoted(path.read_text(encoding="utf-8").strip()))
     (REPO / "BENCHMARKS.md").write_text("\n\n".join(parts) + "\n", encoding="utf-8")
 
 
