@@ -23,9 +23,15 @@ from dashboards.palette import (
     peer_colour,
 )
 
-TIME_AXIS = "time (UTC)"
 NOMINAL_VOLTAGE_V = 230.0
 _FIELD_SHADES = (0.0, 0.35, 0.6, 0.8)
+
+
+def time_title(frame: pd.DataFrame, column: str = "time", what: str = "time") -> str:
+    """An axis title naming the zone of the frame's times: `time (Asia/Kolkata)`."""
+    dtype = frame[column].dtype if column in frame else None
+    zone = dtype.tz if isinstance(dtype, pd.DatetimeTZDtype) else None
+    return f"{what} ({zone or 'UTC'})"
 
 
 def styled(fig: go.Figure, x_title: str, y_title: str, height: int = 320) -> go.Figure:
@@ -108,7 +114,7 @@ def pcc_power_figure(
                 )
             )
     fig.add_hline(y=0, line={"color": "#999", "width": 1})
-    return styled(fig, TIME_AXIS, "PCC power (kW, + = export)")
+    return styled(fig, time_title(meter), "PCC power (kW, + = export)")
 
 
 def device_power_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
@@ -128,7 +134,7 @@ def device_power_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
                     line={"color": lighter(colour, shade) if shade else colour, "width": 1.5},
                 )
             )
-    return styled(fig, TIME_AXIS, "power (kW, + = toward grid)", height=280)
+    return styled(fig, time_title(samples), "power (kW, + = toward grid)", height=280)
 
 
 def setpoint_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
@@ -158,7 +164,7 @@ def setpoint_figure(samples: pd.DataFrame, peer: str) -> go.Figure:
                     line={"color": lighter(colour, 0.45), "width": 2, "dash": "dash"},
                 )
             )
-    return styled(fig, TIME_AXIS, "power (kW)", height=280)
+    return styled(fig, time_title(samples), "power (kW)", height=280)
 
 
 def soc_figure(samples: pd.DataFrame) -> go.Figure:
@@ -180,7 +186,7 @@ def soc_figure(samples: pd.DataFrame) -> go.Figure:
                 )
             )
     fig.update_yaxes(range=[0, 100])
-    return styled(fig, TIME_AXIS, "state of charge (%)", height=280)
+    return styled(fig, time_title(samples), "state of charge (%)", height=280)
 
 
 def voltage_figure(meter: pd.DataFrame) -> go.Figure:
@@ -201,7 +207,7 @@ def voltage_figure(meter: pd.DataFrame) -> go.Figure:
         line={"color": "#999", "dash": "dot"},
         annotation_text="230 V nominal",
     )
-    return styled(fig, TIME_AXIS, "PCC voltage (V)", height=280)
+    return styled(fig, time_title(meter), "PCC voltage (V)", height=280)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,9 +324,10 @@ def clearing_history_figure(
     )
     if selected is not None:
         fig.add_vline(x=selected, line={"color": DEMAND_COLOUR, "dash": "dot"})
-    styled(fig, TIME_AXIS, "", height=420)
+    styled(fig, "", "", height=420)
     fig.update_xaxes(title_text="", row=1, col=1)
-    fig.update_xaxes(title_text="interval start (UTC)", row=2, col=1)
+    title = time_title(clearings, "interval_start", "interval start")
+    fig.update_xaxes(title_text=title, row=2, col=1)
     fig.update_yaxes(title_text=f"price ({currency}/kWh)", row=1, col=1)
     fig.update_yaxes(title_text="volume (kWh)", row=2, col=1)
     return fig
@@ -380,7 +387,8 @@ def settlement_timeline_figure(settlements: pd.DataFrame, currency: str) -> go.F
             )
     styled(fig, "", "", height=520)
     fig.update_layout(barmode="group")
-    fig.update_xaxes(title_text="interval start (UTC)", row=3, col=1)
+    title = time_title(settlements, "interval_start", "interval start")
+    fig.update_xaxes(title_text=title, row=3, col=1)
     fig.update_yaxes(title_text="deviation (kWh)", row=1, col=1)
     fig.update_yaxes(title_text=f"penalty ({currency})", row=2, col=1)
     fig.update_yaxes(title_text=f"network charge ({currency})", row=3, col=1)

@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import streamlit as st
 
 from dashboards.sources import RunStoreSource, TelemetrySource, influx_source
+from labspec.site import SITE_TIMEZONE
 from testbed.runstore import RunDirError, RunListing, RunReader, list_runs, summarize
 
 RUNS_ENV = "TESTBED_RUNS_DIR"
+TZ_ENV = "TESTBED_DASHBOARD_TZ"
+UTC_ZONE = ZoneInfo("UTC")
 DEFAULT_REFRESH_S = 2.0
 
 
@@ -34,6 +38,7 @@ class Settings:
     refresh_s: float
     influx_url: str | None
     influx_db: str | None
+    display_tz: str | None = None  # None: the site's zone from each run's config
 
 
 def parse_settings(argv: list[str], environ: dict[str, str] | os._Environ) -> Settings:
@@ -42,6 +47,7 @@ def parse_settings(argv: list[str], environ: dict[str, str] | os._Environ) -> Se
     parser.add_argument("--refresh-s", type=float, default=None)
     parser.add_argument("--influx-url", default=None)
     parser.add_argument("--influx-db", default=None)
+    parser.add_argument("--tz", default=None)
     args, _ = parser.parse_known_args(argv)
     runs = args.runs or Path(environ.get(RUNS_ENV, "runs"))
     refresh_s = args.refresh_s or float(
@@ -52,6 +58,7 @@ def parse_settings(argv: list[str], environ: dict[str, str] | os._Environ) -> Se
         refresh_s=max(0.2, refresh_s),
         influx_url=args.influx_url or environ.get("TESTBED_INFLUX_URL"),
         influx_db=args.influx_db or environ.get("TESTBED_INFLUX_DB"),
+        display_tz=args.tz or environ.get(TZ_ENV) or None,
     )
 
 
@@ -117,6 +124,7 @@ class Run:
     name: str
     reader: RunReader
     config: dict[str, Any]
+    zone: ZoneInfo = UTC_ZONE  # times on the pages are shown in this zone
 
     @property
     def currency(self) -> str:
@@ -167,7 +175,34 @@ def current_run(app: Settings) -> Run | None:
     except RunDirError as error:
         st.warning(f"Run `{item.name}`: {error}; showing it with default settings.")
         config = {}
-    return Run(item.name, item.reader, config)
+    return Run(item.name, item.reader, config, display_zone(config, app.display_tz))
+
+
+def display_zone(config: dict[str, Any], wanted: str | None = None) -> ZoneInfo:
+    """The zone the pages show times in: `wanted` (`--tz`), else the site's zone from the run's
+    config (its first peer's `assets.timezone`, the site's default when the config has peers but
+    leaves it out), else UTC. An unknown name shows a warning and falls back to UTC."""
+    names = [wanted] if wanted else []
+    for peer in (config.get("peers") or {}).values():
+        assets = peer.get("assets") if isinstance(peer, dict) else None
+        zone = assets.get("timezone") if isinstance(assets, dict) else None
+        names.append(str(zone or SITE_TIMEZONE))
+        break
+    for name in names:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            st.warning(f"Unknown time zone {name!r}: showing times in UTC.")
+            break
+    return UTC_ZONE
+
+
+def localised(frame: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:
+    """`frame` with every timezone-aware time column converted to `zone` (in place)."""
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert(zone)
+    return frame
 
 
 def status_banner(run: Run) -> None:
@@ -180,18 +215,22 @@ def status_banner(run: Run) -> None:
             f"Run `{run.name}` stopped without finishing (its writer is gone): partial data."
         )
     elif meta.status == "finished":
-        st.success(f"Run finished at {fmt_time(meta.finished_at)}.", icon=":material/check_circle:")
-    else:
-        st.warning(
-            f"Run `{run.name}` ended as **{meta.status}** at {fmt_time(meta.finished_at)}: "
-            "partial data."
+        st.success(
+            f"Run finished at {fmt_time(meta.finished_at, run.zone)}.",
+            icon=":material/check_circle:",
         )
+    else:
+        ended = fmt_time(meta.finished_at, run.zone)
+        st.warning(f"Run `{run.name}` ended as **{meta.status}** at {ended}: partial data.")
 
 
-def fmt_time(moment: datetime | pd.Timestamp | None) -> str:
+def fmt_time(moment: datetime | pd.Timestamp | None, zone: ZoneInfo | None = None) -> str:
+    """`2024-06-01 10:00:00 IST`: in `zone`, or in the moment's own zone (naive = UTC)."""
     if moment is None or pd.isna(moment):
         return "—"
-    return pd.Timestamp(moment).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return stamp.tz_convert(zone or stamp.tzinfo).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +246,7 @@ def _table(run_dir: str, version: tuple[float, ...], name: str, kwargs: tuple) -
 def table(run: Run, name: str, **kwargs: Any) -> pd.DataFrame:
     """`reader.<name>(**kwargs)` for the run, cached until the run's files change."""
     key = tuple(sorted((k, _hashable(v)) for k, v in kwargs.items()))
-    return _table(str(run.reader.run_dir), run.version(), name, key).copy()
+    return localised(_table(str(run.reader.run_dir), run.version(), name, key).copy(), run.zone)
 
 
 def _hashable(value: Any) -> Any:
@@ -226,7 +265,23 @@ def telemetry(run: Run, app: Settings) -> TelemetrySource:
     """Where the live page reads samples: InfluxDB when configured, else the run store."""
     if app.influx_url:
         try:
-            return influx_source(app.influx_url, app.influx_db, run.reader.meta.run_id)
+            source = influx_source(app.influx_url, app.influx_db, run.reader.meta.run_id)
+            return LocalisedSource(source, run.zone)
         except Exception as error:  # testbed.telemetry missing or a bad setting
             st.warning(f"InfluxDB at {app.influx_url} not used ({error}); reading the run store.")
     return RunStoreSource(run.reader, fetch=lambda name, **kwargs: table(run, name, **kwargs))
+
+
+class LocalisedSource:
+    """A telemetry source whose sample times come in the run's display zone."""
+
+    def __init__(self, source: TelemetrySource, zone: ZoneInfo) -> None:
+        self._source = source
+        self._zone = zone
+        self.label = source.label
+
+    def samples(self, **kwargs: Any) -> pd.DataFrame:
+        return localised(self._source.samples(**kwargs), self._zone)
+
+    def latest_samples(self) -> pd.DataFrame:
+        return localised(self._source.latest_samples(), self._zone)

@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from labspec.site import SITE_TIMEZONE
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -160,7 +162,7 @@ class PeerAssets(_Model):
 
     peer: str = Field(min_length=1)
     role: str = Field(default="prosumer", pattern="^(prosumer|consumer)$")
-    timezone: str = Field(default="Asia/Kolkata", description="IANA zone of the site")
+    timezone: str = Field(default=SITE_TIMEZONE, description="IANA zone of the site")
     typical_load_kw: float = Field(
         ge=0, description="Mean house load, used when there is no metered history yet"
     )

@@ -21,6 +21,7 @@ def streamlit_command(
     refresh_s: float = 2.0,
     influx_url: str | None = None,
     influx_db: str | None = None,
+    tz: str | None = None,
 ) -> list[str]:
     """The `streamlit run` command line that serves the dashboard on 127.0.0.1:`port`."""
     command = [
@@ -45,6 +46,8 @@ def streamlit_command(
         command += ["--influx-url", influx_url]
     if influx_db:
         command += ["--influx-db", influx_db]
+    if tz:
+        command += ["--tz", tz]
     return command
 
 
@@ -61,13 +64,17 @@ def dashboard(
         str | None, typer.Option("--influx-url", help="read live samples from this InfluxDB")
     ] = None,
     influx_db: Annotated[str | None, typer.Option("--influx-db", help="InfluxDB database")] = None,
+    tz: Annotated[
+        str | None,
+        typer.Option("--tz", help="IANA zone to show times in (default: the run's site zone)"),
+    ] = None,
 ) -> None:
     """Serve the dashboard (Live, Market, Settlement, Runs) at http://127.0.0.1:PORT."""
     if not APP_SCRIPT.is_file():
         raise typer.BadParameter(f"dashboard app not found at {APP_SCRIPT}")
     if not runs.is_dir():
         typer.echo(f"note: runs folder {runs} does not exist yet; the pages will say so", err=True)
-    command = streamlit_command(runs.resolve(), port, refresh_s, influx_url, influx_db)
+    command = streamlit_command(runs.resolve(), port, refresh_s, influx_url, influx_db, tz)
     typer.echo(f"dashboard: http://127.0.0.1:{port} (runs from {runs.resolve()})", err=True)
     sys.stdout.flush()
     sys.stderr.flush()

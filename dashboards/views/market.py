@@ -10,7 +10,7 @@ from dashboards.market_curves import curves, from_report
 
 
 def _label(moment: pd.Timestamp) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _draw(run: data.Run) -> None:

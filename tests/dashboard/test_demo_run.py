@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_live_page_follows_the_demo_run_until_it_finishes(
     browser.wait_for_text(browser_page, "Status: finished", 30_000)
     reader = demo.wait_finished()
     last = reader.latest_samples()["time"].max()
-    assert browser.last_sample_text(browser_page) == fmt_time(last)
+    assert browser.last_sample_text(browser_page) == fmt_time(last, ZoneInfo("Asia/Kolkata"))
     assert browser.exceptions(browser_page) == []
     browser.screenshot(browser_page, screenshot_dir, "demo-live-finished")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -23,6 +24,8 @@ from tests.dashboard.apptest import (
 )
 from tests.dashboard.conftest import HALF, NOT_STARTED, OLDER, PAY_AS_BID, UNIFORM
 from tests.dashboard.synthetic import document_stream
+
+IST = ZoneInfo("Asia/Kolkata")
 
 
 @pytest.mark.parametrize("page", ["live", "market", "settlement", "runs"])
@@ -62,10 +65,23 @@ def test_live_page_shows_the_latest_samples_and_contract(
         assert number(shown[f"{peer} contracted"]) == pytest.approx(kwh * 4, abs=5e-4)
 
     page = texts(at)
-    assert f"Last sample:** <span id='last-sample'>{fmt_time(latest['time'].max())}" in page
-    assert "Run finished at 2024-06-01 04:30:00 UTC" in page
+    # times in the site's zone (the config's peers leave it at the default, Asia/Kolkata)
+    assert f"Last sample:** <span id='last-sample'>{fmt_time(latest['time'].max(), IST)}" in page
+    assert "Run finished at 2024-06-01 10:00:00 IST" in page  # 04:30 UTC
     interlocks = reader.interlocks()
     assert f"({len(interlocks)} in the" in page
+
+
+def test_times_show_in_the_zone_asked_for(
+    monkeypatch: pytest.MonkeyPatch, synthetic_runs: Path
+) -> None:
+    monkeypatch.setenv("TESTBED_DASHBOARD_TZ", "UTC")
+    page = texts(open_page(monkeypatch, synthetic_runs, "live", UNIFORM))
+    assert "Run finished at 2024-06-01 04:30:00 UTC" in page
+    monkeypatch.setenv("TESTBED_DASHBOARD_TZ", "Mars/Olympus_Mons")
+    page = texts(open_page(monkeypatch, synthetic_runs, "live", UNIFORM))
+    assert "Unknown time zone 'Mars/Olympus_Mons': showing times in UTC." in page
+    assert "Run finished at 2024-06-01 04:30:00 UTC" in page
 
 
 def test_live_page_shows_the_whole_run_or_the_last_minutes(
@@ -74,7 +90,7 @@ def test_live_page_shows_the_whole_run_or_the_last_minutes(
     def pcc_times(at: AppTest) -> list[pd.Timestamp]:
         pcc = figures(at)[0]
         times = [x for trace in pcc["data"] if trace["name"] == "A PCC" for x in trace["x"]]
-        return [pd.Timestamp(t).tz_localize("UTC") for t in times]
+        return [pd.Timestamp(t).tz_localize(IST) for t in times]  # the site's wall clock
 
     start = pd.Timestamp("2024-06-01 02:30:00+00:00")
     last = start + pd.Timedelta(hours=2, seconds=-2)
@@ -107,7 +123,7 @@ def test_market_page_shows_the_cleared_prices_and_volumes(
     # Pick the second interval with trades: its clearing point and trades are the stored ones.
     chosen = clearings[clearings["n_trades"] > 0].iloc[1]
     at.select_slider(key="market_interval").set_value(
-        chosen["interval_start"].strftime("%Y-%m-%d %H:%M UTC")
+        chosen["interval_start"].tz_convert(IST).strftime("%Y-%m-%d %H:%M IST")
     ).run()
     shown = metrics(at)
     assert shown["Clearing price"] == f"{chosen['clearing_price']:.2f} INR/kWh"
