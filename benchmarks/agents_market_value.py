@@ -8,7 +8,9 @@ the same market, and optimising agents with no market at all (`mechanism = "none
 settles with the grid alone). Prints each peer's bill per run, and the saving of the optimising
 agents against the baseline and against the grid-only day (positive = the peer pays less), and
 against the optimising run's own metering settled with the grid alone (`bill_grid_only`: the same
-physical day without the market's trades).
+physical day without the market's trades). A bill leaves out what a day leaves in storage, so
+each run also prints the battery's (A) and the cart's (B) stored energy at the end of the day
+minus the start (kWh, from the first and last state of charge in the run store).
 """
 
 from __future__ import annotations
@@ -28,12 +30,27 @@ from instruments.event_loop import loop_factory  # noqa: E402
 from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
+from testbed.runstore import RunReader  # noqa: E402
 
 RUNS = {
     "optimising + market": ("optimising", "uniform"),
     "baseline + market": ("baseline", "uniform"),
     "optimising, grid only": ("optimising", "none"),
 }
+
+
+STORES = {"A": ("inverter", "battery"), "B": ("ev_charger", "ev")}
+
+
+def stored_change_kwh(run_dir: Path, config: dict) -> dict[str, float]:
+    """Energy left in each peer's battery or cart at the end minus the start (kWh)."""
+    reader = RunReader(run_dir)
+    change = {}
+    for peer, (device, asset) in STORES.items():
+        soc = reader.samples(peer=peer, device=device, fields=["soc_pct"])["soc_pct"].dropna()
+        capacity = config["peers"][peer]["assets"][asset]["capacity_kwh"]
+        change[peer] = (soc.iloc[-1] - soc.iloc[0]) / 100.0 * capacity if len(soc) else float("nan")
+    return change
 
 
 def run_day(agent: str, mechanism: str, hours: float, seed: int, out: Path) -> dict:
@@ -48,7 +65,9 @@ def run_day(agent: str, mechanism: str, hours: float, seed: int, out: Path) -> d
         _, new_loop = loop_factory("auto")
         with asyncio.Runner(loop_factory=new_loop) as runner:
             result = runner.run(run_experiment(config, out))
-    return dict(result.finished.summary)
+    summary = dict(result.finished.summary)
+    summary["stored_change_kwh"] = stored_change_kwh(out, data)
+    return summary
 
 
 def main() -> None:
@@ -83,6 +102,13 @@ def main() -> None:
             + f"{bills['baseline + market'] - best:>14.2f}"
             + f"{bills['optimising, grid only'] - best:>14.2f}"
             + f"{summaries['optimising + market']['peers'][peer]['bill_grid_only'] - best:>28.2f}"
+        )
+    print("\nStored energy, end of the day minus the start (kWh; not in the bills)")
+    print(f"{'peer':<6}" + "".join(f"{name:>24}" for name in RUNS))
+    for peer in STORES:
+        print(
+            f"{peer:<6}"
+            + "".join(f"{summaries[name]['stored_change_kwh'][peer]:>24.3f}" for name in RUNS)
         )
     for name in RUNS:
         market = summaries[name]["market"]
