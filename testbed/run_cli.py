@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,10 +69,11 @@ def _run_dir(config: TestbedConfig, out: Path | None) -> Path:
 class _ProgressBar:
     """A rich progress bar fed by the engine, redrawn at most ten times a second."""
 
-    def __init__(self, progress: Progress, hours: float) -> None:
+    def __init__(self, progress: Progress, hours: float, zone: tzinfo = UTC) -> None:
         self.progress = progress
         self.task = progress.add_task("experiment", total=1, plant_time="")
         self.hours = hours
+        self.zone = zone  # plant time is shown on the site's clock
         self._next_update = 0.0
 
     def __call__(self, step: int, total: int, now: datetime) -> None:
@@ -81,8 +82,18 @@ class _ProgressBar:
             return
         self._next_update = wall + 0.1
         self.progress.update(
-            self.task, total=total, completed=step + 1, plant_time=f"{now:%Y-%m-%d %H:%M} UTC"
+            self.task,
+            total=total,
+            completed=step + 1,
+            plant_time=f"{now.astimezone(self.zone):%Y-%m-%d %H:%M %Z}",
         )
+
+
+def _site_zone(config: TestbedConfig) -> tzinfo:
+    """The site's zone (the first peer's assets), for showing plant time; UTC without peers."""
+    for name, peer in config.peers.items():
+        return peer.peer_assets(name).zone
+    return UTC
 
 
 def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) -> RunResult:
@@ -100,7 +111,7 @@ def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) 
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = _ProgressBar(progress, config.experiment.hours)
+        bar = _ProgressBar(progress, config.experiment.hours, _site_zone(config))
         try:
             _, new_loop = loop_factory("auto")
             with asyncio.Runner(loop_factory=new_loop) as runner:

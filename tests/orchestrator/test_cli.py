@@ -50,3 +50,22 @@ def test_lab_example_config_is_valid():
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "lab.example.toml")
     assert config.clock.mode == "wall"
     assert config.peers["B"].ev_charger.security == "Basic256Sha256"
+
+
+def test_progress_shows_plant_time_on_the_site_clock():
+    import io
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn
+
+    from testbed.config import load_config
+    from testbed.run_cli import _ProgressBar, _site_zone
+
+    zone = _site_zone(load_config(Path(__file__).parents[2] / "configs" / "emulated.toml"))
+    assert str(zone) == "Asia/Kolkata"
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with Progress(TextColumn("{task.fields[plant_time]}"), console=console) as progress:
+        bar = _ProgressBar(progress, 24.0, zone)
+        bar(0, 86400, datetime(2026, 3, 20, 18, 30, tzinfo=UTC))
+        assert progress.tasks[0].fields["plant_time"] == "2026-03-21 00:00 IST"
