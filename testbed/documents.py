@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from testbed.market.book import Order, Trade
+
+if TYPE_CHECKING:  # peers pulls in the solvers; readers of a run do not need them
+    from peers.interface import AgentDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,17 @@ class Interlock:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentPlan:
+    """What one peer's agent decided for an interval: its forecast and plan over the horizon
+    (the orders are in the OrderBook), or the safe plan and why it fell back."""
+
+    interval_start: datetime
+    peer: str
+    agent: str  # the agent kind: baseline, optimising, zip, ...
+    decision: AgentDecision
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
     run_id: str
     time: datetime
@@ -99,7 +113,9 @@ class RunFinished:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
-Document = RunStarted | Sample | OrderBook | Clearing | Settlement | Interlock | RunFinished
+Document = (
+    RunStarted | Sample | OrderBook | Clearing | Settlement | Interlock | AgentPlan | RunFinished
+)
 
 
 class Sink(Protocol):

@@ -23,6 +23,7 @@ from testbed.config import TestbedConfig
 from testbed.devices import PeerDevices
 from testbed.dispatch import StorageCommand
 from testbed.documents import (
+    AgentPlan,
     Interlock,
     RunFinished,
     RunStarted,
@@ -265,6 +266,7 @@ class Engine:
         self._emit(market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
+            self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
             if decision.fallback_reason:
                 self._interlock(
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from testbed.documents import (
+    AgentPlan,
     Clearing,
     Document,
     Interlock,
@@ -54,6 +55,20 @@ _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAMPLE_KEYS = ("time_s", "peer", "device")
 _SETTLEMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Settlement))
 _INTERLOCK_FIELDS = tuple(f.name for f in dataclasses.fields(Interlock))
+# one agent_plans row per horizon step: the forecast's mean, then the plan (generator convention)
+_PLAN_FIELDS = (
+    "forecast_load_kw",
+    "forecast_pv_kw",
+    "load_kw",
+    "pv_kw",
+    "battery_kw",
+    "ev_kw",
+    "net_kw",
+    "soc_pct",
+    "ev_soc_pct",
+    "ev_plugged",
+    "value_per_kwh",
+)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS format_version (version INTEGER NOT NULL);
@@ -80,6 +95,11 @@ CREATE TABLE IF NOT EXISTS interlocks (
     time REAL NOT NULL, peer TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL,
     reason TEXT, action TEXT
 );
+CREATE TABLE IF NOT EXISTS agent_plans (
+    interval_start REAL NOT NULL, peer TEXT NOT NULL, agent TEXT NOT NULL, step INTEGER NOT NULL,
+    step_start REAL NOT NULL, {", ".join(f"{name} REAL" for name in _PLAN_FIELDS)},
+    fallback_reason TEXT
+);
 """
 
 
@@ -89,6 +109,14 @@ class RunDirError(Exception):
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
+
+
+def _number(value: float | None) -> float | None:
+    """A finite float, or None (NULL) for a missing or non-finite value."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def _unix_s(moment: datetime, what: str) -> float:
@@ -203,6 +231,7 @@ class RunStore:
             "clearings": [],
             "settlements": [],
             "interlocks": [],
+            "agent_plans": [],
         }
         self._n_buffered = 0
         self._last_flush = time.monotonic()
@@ -252,6 +281,8 @@ class RunStore:
             self._n_buffered += 1
             self.flush()
             return
+        elif isinstance(doc, AgentPlan):
+            self._buffer_agent_plan(doc)
         elif isinstance(doc, RunFinished):
             self._finished = doc
             self.flush()
@@ -321,6 +352,36 @@ class RunStore:
             "writer": {"pid": os.getpid(), "host": socket.gethostname()},
         }
         _write_json_atomic(self.run_dir / META_FILE, self._meta)
+
+    def _buffer_agent_plan(self, doc: AgentPlan) -> None:
+        decision = doc.decision
+        start = _unix_s(doc.interval_start, "AgentPlan.interval_start")
+        forecast = decision.forecast if len(decision.forecast) == len(decision.plan) else ()
+        rows = self._rows["agent_plans"]
+        for index, step in enumerate(decision.plan):
+            expected = forecast[index] if forecast else None
+            rows.append(
+                (
+                    start,
+                    doc.peer,
+                    doc.agent,
+                    index,
+                    _unix_s(step.start, "AgentPlan step start"),
+                    None if expected is None else _number(expected.load_kw),
+                    None if expected is None else _number(expected.pv_kw),
+                    _number(step.load_kw),
+                    _number(step.pv_kw),
+                    _number(step.battery_kw),
+                    _number(step.ev_kw),
+                    _number(step.net_kw),
+                    _number(step.soc_pct),
+                    _number(step.ev_soc_pct),
+                    1.0 if step.ev_plugged else 0.0,
+                    _number(step.value_per_kwh),
+                    decision.fallback_reason if index == 0 else None,
+                )
+            )
+        self._n_buffered += len(decision.plan)
 
     def _buffer_sample(self, doc: Sample) -> None:
         if self._meta is None:
@@ -709,6 +770,31 @@ class RunReader:
     def settlements(self, peer: str | None = None) -> pd.DataFrame:
         frame = self._interval_table("settlements", None)
         return frame[frame["peer"] == peer].reset_index(drop=True) if peer else frame
+
+    def agent_plans(self, peer: str | None = None, first_step_only: bool = False) -> pd.DataFrame:
+        """Each interval's agent decisions: one row per horizon step (`step` 0 is the interval
+        traded), the forecast's mean and the plan in kW; `fallback_reason` on step 0 when the
+        agent fell back to the safe plan. Empty for runs written before plans were recorded."""
+        where, params = ["1"], []
+        if peer is not None:
+            where.append("peer = ?")
+            params.append(peer)
+        if first_step_only:
+            where.append("step = 0")
+        with self._connect() as conn:
+            known = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agent_plans'"
+            ).fetchone()
+        if not known:
+            columns = ["interval_start", "peer", "agent", "step", "step_start", *_PLAN_FIELDS]
+            return pd.DataFrame(columns=[*columns, "fallback_reason"])
+        frame = self._query(
+            f"SELECT * FROM agent_plans WHERE {' AND '.join(where)} "
+            "ORDER BY interval_start, peer, step",
+            params,
+        )
+        frame["ev_plugged"] = frame["ev_plugged"] > 0
+        return _to_utc(frame, "interval_start", "step_start")
 
     def interlocks(
         self, start: datetime | float | None = None, end: datetime | float | None = None

@@ -68,6 +68,9 @@ class TradingDesk:
     def mechanism_name(self) -> str:
         return self._config.market.mechanism
 
+    def agent_kind(self, peer: str) -> str:
+        return str(getattr(self._agents[peer], "kind", type(self._agents[peer]).__name__))
+
     def context(self, interval_start: datetime) -> MarketContext:
         prices = self._config.prices
         return MarketContext(

@@ -8,6 +8,7 @@
 | `trade`      | run, mechanism, buyer, seller, trade (index)          | interval start        |
 | `settlement` | run, peer                                             | interval start        |
 | `interlock`  | run, peer, device, kind, action [, seq]               | Interlock.time        |
+| `agent_plan` | run, peer, agent                                      | interval start        |
 | `run`        | run, event (started / finished)                       | RunStarted/Finished   |
 
 Points are unique by measurement + tags + time, so writing a point twice (a retried batch)
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from testbed.documents import (
+    AgentPlan,
     Clearing,
     Document,
     Interlock,
@@ -48,6 +50,7 @@ TRADE = "trade"
 SETTLEMENT = "settlement"
 INTERLOCK = "interlock"
 RUN = "run"
+AGENT_PLAN = "agent_plan"
 
 SETTLEMENT_FIELDS = (
     "contracted_kwh",
@@ -109,6 +112,7 @@ class PointFormatter:
             Clearing: self._clearing,
             Settlement: self._settlement,
             Interlock: self._interlock,
+            AgentPlan: self._agent_plan,
             RunStarted: self._run_started,
             RunFinished: self._run_finished,
         }
@@ -254,6 +258,33 @@ class PointFormatter:
         seq = self._repeat((INTERLOCK, doc.peer, doc.device, doc.kind, doc.action), ns)
         fields = f"reason={string_field(doc.reason)},count=1i"
         out.append(f"{self._prefix(INTERLOCK, tags)}{seq} {fields} {ns}")
+
+    def _agent_plan(self, doc: AgentPlan, out: list[str]) -> None:
+        """The traded interval's forecast and plan (the plan's first step); the whole horizon
+        stays in the run store."""
+        decision = doc.decision
+        if not decision.plan:
+            return
+        step = decision.plan[0]
+        values: dict[str, Any] = {
+            "load_kw": step.load_kw,
+            "pv_kw": step.pv_kw,
+            "battery_kw": step.battery_kw,
+            "ev_kw": step.ev_kw,
+            "net_kw": step.net_kw,
+            "soc_pct": step.soc_pct,
+            "ev_soc_pct": step.ev_soc_pct,
+            "value_per_kwh": step.value_per_kwh,
+        }
+        if decision.forecast:
+            values["forecast_load_kw"] = decision.forecast[0].load_kw
+            values["forecast_pv_kw"] = decision.forecast[0].pv_kw
+        fields = _numeric_fields("", values)
+        fields.append(f"fallback={'true' if decision.fallback_reason else 'false'}")
+        if decision.fallback_reason:
+            fields.append(f"fallback_reason={string_field(decision.fallback_reason)}")
+        prefix = self._prefix(AGENT_PLAN, {"peer": doc.peer, "agent": doc.agent})
+        out.append(f"{prefix} {_joined(fields)} {timestamp_ns(doc.interval_start)}")
 
     def _run_started(self, doc: RunStarted, out: list[str]) -> None:
         self.run_id = doc.run_id

@@ -124,6 +124,33 @@ def test_no_peer_pays_more_than_it_would_have_without_the_market(morning_run):
     assert sum(t["bill_grid_only"] - t["bill"] for t in peers.values()) > 0.1
 
 
+def test_every_agent_decision_is_recorded_with_its_forecast_and_plan(morning_run):
+    reader = RunReader(morning_run.run_dir)
+    plans = reader.agent_plans()
+    clearings = reader.clearings()
+    decisions = plans[plans["step"] == 0]
+    assert len(decisions) == 3 * len(clearings)  # every peer, every interval
+    assert set(decisions["agent"]) == {"optimising"}
+    horizon = plans.groupby(["interval_start", "peer"]).size()
+    assert (horizon == horizon.iloc[0]).all() and horizon.iloc[0] > 1  # the whole horizon
+    # the fallbacks are the ones the interlock log reports
+    fallbacks = decisions[decisions["fallback_reason"].notna()]
+    logged = reader.interlocks()
+    assert len(fallbacks) == (logged["kind"] == "agent_fallback").sum()
+    # a planned decision has a forecast; its order is on the plan's side, at most its size
+    orders = reader.orders()
+    planned = decisions[decisions["fallback_reason"].isna()]
+    assert len(planned) > 0 and planned["forecast_load_kw"].notna().all()
+    for row in planned.itertuples():
+        mine = orders[
+            (orders["interval_start"] == row.interval_start) & (orders["peer"] == row.peer)
+        ]
+        planned_kwh = row.net_kw * 300.0 / 3600.0
+        for order in mine.itertuples():
+            assert order.side == ("sell" if planned_kwh > 0 else "buy")
+            assert order.quantity_kwh <= abs(planned_kwh) + 1e-6
+
+
 def test_energy_balance_within_a_tenth_of_a_percent(morning_run):
     summary = morning_run.finished.summary
     assert summary["energy_through_pcc_kwh"] > 0.5

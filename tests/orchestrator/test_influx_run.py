@@ -49,6 +49,10 @@ def test_every_sample_trade_and_settlement_reaches_influxdb(
     assert count(influxd_server, influx_database, "order", "quantity_kwh") == len(reader.orders())
     assert count(influxd_server, influx_database, "trade", "quantity_kwh") == len(reader.trades())
     assert count(influxd_server, influx_database, "interlock", "count") == len(reader.interlocks())
+    # each interval's decision of each agent: its first plan step
+    plans = reader.agent_plans(first_step_only=True)
+    assert len(plans) == 3 * len(reader.clearings())
+    assert count(influxd_server, influx_database, "agent_plan", "net_kw") == len(plans)
     # the bills add up to the same money in both places
     answer = influxd_server.query('SELECT sum("bill") FROM "settlement"', influx_database)
     assert abs(answer["results"][0]["series"][0]["values"][0][1] - settlements["bill"].sum()) < 1e-6
