@@ -395,6 +395,50 @@ def settlement_timeline_figure(settlements: pd.DataFrame, currency: str) -> go.F
     return fig
 
 
+def plan_delivery_figure(table: pd.DataFrame) -> go.Figure:
+    """Per peer (one row each): forecast, plan, contract and metered energy per interval."""
+    peers = sorted(table["peer"].unique())
+    fig = make_subplots(
+        rows=max(1, len(peers)),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        subplot_titles=[f"Peer {peer}" for peer in peers],
+    )
+    lines = (
+        ("forecast_kwh", "forecast (PV - load)", 0.6, "dot"),
+        ("planned_kwh", "planned", 0.3, "dash"),
+        ("contracted_kwh", "contracted", 0.0, "dashdot"),
+        ("metered_kwh", "metered", 0.0, "solid"),
+    )
+    for row, peer in enumerate(peers, start=1):
+        rows = table[table["peer"] == peer]
+        colour = peer_colour(str(peer))
+        for column, label, shade, dash in lines:
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["interval_start"],
+                    y=rows[column],
+                    name=f"{peer} {label}",
+                    mode="lines+markers",
+                    line={
+                        "color": lighter(colour, shade) if shade else colour,
+                        "dash": dash,
+                        "width": 2.5 if column == "metered_kwh" else 1.5,
+                    },
+                    marker={"size": 4},
+                ),
+                row=row,
+                col=1,
+            )
+    styled(fig, "", "", height=max(320, 230 * len(peers)))
+    for row in range(1, len(peers) + 1):
+        fig.update_yaxes(title_text="energy (kWh, + = export)", row=row, col=1)
+    title = time_title(table, "interval_start", "interval start")
+    fig.update_xaxes(title_text=title, row=max(1, len(peers)), col=1)
+    return fig
+
+
 def _actor_colour(name: str) -> str:
     return {
         "Grid retailer": GRID_COLOUR,

@@ -107,3 +107,25 @@ def contracted_by_interval(
                 }
             )
     return pd.DataFrame(rows, columns=columns)
+
+
+def plan_against_delivery(
+    plans: pd.DataFrame, settlements: pd.DataFrame, interval_s: float
+) -> pd.DataFrame:
+    """Per interval and peer, in kWh (+ = toward the grid): what the agent forecast (PV - load)
+    and planned at the PCC for the interval it traded, what it contracted, what was metered."""
+    columns = ["interval_start", "peer", "forecast_kwh", "planned_kwh", "contracted_kwh"]
+    if plans.empty or settlements.empty:
+        return pd.DataFrame(columns=[*columns, "metered_kwh"])
+    hours = interval_s / 3600.0
+    first = plans[plans["step"] == 0]
+    frame = pd.DataFrame(
+        {
+            "interval_start": first["interval_start"],
+            "peer": first["peer"],
+            "forecast_kwh": (first["forecast_pv_kw"] - first["forecast_load_kw"]) * hours,
+            "planned_kwh": first["net_kw"] * hours,
+        }
+    )
+    delivered = settlements[["interval_start", "peer", "contracted_kwh", "metered_kwh"]]
+    return frame.merge(delivered, on=["interval_start", "peer"], how="inner").reset_index(drop=True)

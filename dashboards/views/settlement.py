@@ -5,7 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import charts, data
-from dashboards.flows import money_flows, payment_matrix, per_peer_totals
+from dashboards.flows import (
+    money_flows,
+    payment_matrix,
+    per_peer_totals,
+    plan_against_delivery,
+)
 
 TABLE_COLUMNS = [
     "peer",
@@ -54,6 +59,18 @@ def _draw(run: data.Run) -> None:
 
     st.subheader("Deviations, penalties and network charges per interval")
     st.plotly_chart(charts.settlement_timeline_figure(settlements, currency), key="timeline")
+
+    st.subheader("Plan against delivery")
+    plans = data.table(run, "agent_plans", first_step_only=True)
+    compared = plan_against_delivery(plans, settlements, run.interval_s)
+    if compared.empty:
+        st.info("This run recorded no agent plans (runs written before plans were recorded).")
+    else:
+        st.caption(
+            "Per interval, what each agent forecast (PV minus load) and planned at its PCC for the "
+            "interval it traded, the P2P position it contracted, and the energy metered."
+        )
+        st.plotly_chart(charts.plan_delivery_figure(compared), key="plan_delivery")
 
     st.subheader("Money flows")
     left, right = st.columns([3, 2])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -65,6 +67,14 @@ def texts(at: AppTest) -> str:
     for kind in ("error", "warning", "info", "success", "markdown", "caption"):
         parts += [element.value for element in getattr(at, kind)]
     return "\n".join(str(p) for p in parts)
+
+
+def numbers(values: Any) -> list[float]:
+    """A figure's data array as floats: a plain list, or plotly's typed array (`bdata`)."""
+    if isinstance(values, dict) and "bdata" in values:
+        array = np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+        return array.astype(float).tolist()
+    return [float(v) for v in values]
 
 
 def unlabelled_axes(figure: dict[str, Any]) -> list[str]:

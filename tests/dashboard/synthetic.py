@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from peers.interface import AgentDecision, ForecastStep, PlanStep
 from testbed.config import PricesConfig, parse_config
 from testbed.documents import (
+    AgentPlan,
     Document,
     Interlock,
     OrderBook,
@@ -84,6 +86,35 @@ class _Plant:
         evening = 0.5 * math.exp(-((hour_ist - 20.0) ** 2) / 4)
         morning = 0.3 * math.exp(-((hour_ist - 8.0) ** 2) / 2)
         return base + evening + morning
+
+
+def _agent_plans(
+    interval_start: datetime,
+    orders: list[Order],
+    surplus_a: float,
+    mid: datetime,
+    interval_h: float,
+) -> Iterator[AgentPlan]:
+    """Each peer's decision: a one-step plan whose net position is its orders' net."""
+    for peer in "ABC":
+        load = _Plant.load_kw(peer, mid)
+        pv = surplus_a + load if peer == "A" else 0.0
+        net_kwh = sum(
+            o.quantity_kwh if o.side == Side.SELL else -o.quantity_kwh
+            for o in orders
+            if o.peer == peer
+        )
+        forecast = ForecastStep(start=interval_start, load_kw=load, pv_kw=pv)
+        step = PlanStep(
+            start=interval_start,
+            load_kw=load,
+            pv_kw=pv,
+            battery_kw=0.0,
+            ev_kw=0.0,
+            net_kw=net_kwh / interval_h,
+        )
+        decision = AgentDecision(interval_start, (forecast,), (step,), ())
+        yield AgentPlan(interval_start, peer, "synthetic", decision)
 
 
 def document_stream(
@@ -149,6 +180,7 @@ def document_stream(
         clearing = market.clear(orders).to_document(interval_start)
         trades = clearing.trades
         yield clearing
+        yield from _agent_plans(interval_start, orders, surplus_a, mid, interval_h)
         contracted_kw = {peer: 0.0 for peer in "ABC"}
         for trade in trades:
             contracted_kw[trade.seller] += trade.quantity_kwh / interval_h

@@ -13,7 +13,7 @@ from tests.dashboard.conftest import OLDER, UNIFORM
 from tests.fixtures.streamlit_app import DashboardServer
 
 # Charts each page draws for a finished synthetic run.
-EXPECTED_PLOTS = {"live": 9, "market": 2, "settlement": 4, "runs": 1}
+EXPECTED_PLOTS = {"live": 9, "market": 2, "settlement": 5, "runs": 1}
 
 
 def test_every_page_draws_its_charts_without_an_exception(

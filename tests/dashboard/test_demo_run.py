@@ -107,7 +107,7 @@ def test_live_page_follows_the_demo_run_until_it_finishes(
     assert browser.exceptions(browser_page) == []
     browser.screenshot(browser_page, screenshot_dir, "demo-live-finished")
 
-    for name, plots in (("market", 2), ("settlement", 4), ("runs", 0)):
+    for name, plots in (("market", 2), ("settlement", 5), ("runs", 0)):
         browser.open_page(browser_page, server.url, name, demo.run_dir.name)
         if plots:
             assert browser.rendered_plots(browser_page, plots) >= plots, name

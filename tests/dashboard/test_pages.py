@@ -17,6 +17,7 @@ from tests.dashboard.apptest import (
     figures,
     metrics,
     number,
+    numbers,
     open_page,
     table,
     texts,
@@ -172,6 +173,20 @@ def test_settlement_page_shows_each_bill_and_the_money_flows(
         assert out - into == pytest.approx(sums.loc[peer, "bill"], abs=1e-9)
     sankey = next(f for f in figures(at) if f["data"][0]["type"] == "sankey")
     assert sum(sankey["data"][0]["link"]["value"]) == pytest.approx(flows["amount"].sum())
+
+    # Plan against delivery: the agents' plans and the metered energy, interval by interval.
+    plans = reader.agent_plans(first_step_only=True)
+    drawn = next(f for f in figures(at) if any(t.get("name") == "A planned" for t in f["data"]))
+    traces = {t["name"]: t for t in drawn["data"]}
+    for peer in "ABC":
+        mine = plans[plans["peer"] == peer]
+        metered = settlements[settlements["peer"] == peer]
+        planned = numbers(traces[f"{peer} planned"]["y"])
+        assert planned == pytest.approx((mine["net_kw"] / 4).tolist())
+        assert numbers(traces[f"{peer} metered"]["y"]) == pytest.approx(
+            metered["metered_kwh"].tolist()
+        )
+    assert "energy (kWh, + = export)" in json.dumps(drawn["layout"])
 
 
 def test_runs_page_compares_two_mechanisms_on_the_same_seed(
