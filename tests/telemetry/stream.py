@@ -9,7 +9,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
+from peers.interface import AgentDecision, ForecastStep, PlanStep
 from testbed.documents import (
+    AgentPlan,
     Clearing,
     Document,
     Interlock,
@@ -40,6 +42,7 @@ COUNTED_FIELDS = {
     "settlement": ("bill",),
     "interlock": ("count",),
     "run": ("status",),
+    "agent_plan": ("fallback",),  # every agent_plan point has it
 }
 
 
@@ -94,7 +97,38 @@ def _interval_documents(run_step: int, interval: int, start: datetime) -> list[D
                 bill_grid_only=-sold * 5.0 + 0.2,
             )
         )
+    documents += _agent_plans(interval_start, interval)
     return documents
+
+
+def _agent_plans(interval_start: datetime, interval: int) -> list[AgentPlan]:
+    """A's and B's planned decisions (every field), C's fallback (with its reason)."""
+    forecast = ForecastStep(interval_start, load_kw=0.8, pv_kw=2.0)
+    battery = PlanStep(
+        interval_start, 0.8, 2.0, -0.4, 0.0, 0.8, soc_pct=55.0 + interval, value_per_kwh=6.5
+    )
+    cart = PlanStep(interval_start, 0.5, 0.0, 0.0, 0.3, -0.2, ev_soc_pct=70.0, ev_plugged=True)
+    idle = PlanStep(interval_start, 1.5, 0.0, 0.0, 0.0, -1.5)
+    return [
+        AgentPlan(
+            interval_start,
+            "A",
+            "optimising",
+            AgentDecision(interval_start, (forecast,), (battery,), ()),
+        ),
+        AgentPlan(
+            interval_start,
+            "B",
+            "optimising",
+            AgentDecision(interval_start, (forecast,), (cart,), ()),
+        ),
+        AgentPlan(
+            interval_start,
+            "C",
+            "baseline",
+            AgentDecision(interval_start, (), (idle,), (), "missing history: 0 metered intervals"),
+        ),
+    ]
 
 
 def synthetic_run(
@@ -145,6 +179,8 @@ def expected_points(documents: Iterable[Document]) -> Counter[str]:
                 counts["settlement"] += 1
             case Interlock():
                 counts["interlock"] += 1
+            case AgentPlan():
+                counts["agent_plan"] += 1 if doc.decision.plan else 0
             case RunStarted() | RunFinished():
                 counts["run"] += 1
     return counts
