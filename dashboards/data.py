@@ -182,19 +182,24 @@ def display_zone(config: dict[str, Any], wanted: str | None = None) -> ZoneInfo:
     """The zone the pages show times in: `wanted` (`--tz`), else the site's zone from the run's
     config (its first peer's `assets.timezone`, the site's default when the config has peers but
     leaves it out), else UTC. An unknown name shows a warning and falls back to UTC."""
-    names = [wanted] if wanted else []
-    for peer in (config.get("peers") or {}).values():
-        assets = peer.get("assets") if isinstance(peer, dict) else None
-        zone = assets.get("timezone") if isinstance(assets, dict) else None
-        names.append(str(zone or SITE_TIMEZONE))
-        break
-    for name in names:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            st.warning(f"Unknown time zone {name!r}: showing times in UTC.")
-            break
+    name = wanted or _site_timezone(config)
+    if name is None:
+        return UTC_ZONE
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        st.warning(f"Unknown time zone {name!r}: showing times in UTC.")
     return UTC_ZONE
+
+
+def _site_timezone(config: dict[str, Any]) -> str | None:
+    """The first peer's `assets.timezone` (the site's default if left out); None without peers."""
+    peer = next(iter((config.get("peers") or {}).values()), None)
+    if not isinstance(peer, dict):
+        return None
+    assets = peer.get("assets")
+    zone = assets.get("timezone") if isinstance(assets, dict) else None
+    return str(zone or SITE_TIMEZONE)
 
 
 def localised(frame: pd.DataFrame, zone: ZoneInfo) -> pd.DataFrame:

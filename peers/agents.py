@@ -337,12 +337,12 @@ class OptimisingAgent(_AgentBase):
     ) -> tuple[OrderIntent, ...]:
         retail, feed_in = float(ctx.retail_per_step()[0]), float(ctx.feed_in_per_step()[0])
         planned_kwh = float(schedule.net_kw[0]) * ctx.dt_h
+        buying = planned_kwh < 0
         spread_kw = 0.0
         if self.params.firm_quantile is not None:
-            spread_kw = forecast_spread_kw(expected, planned_kwh < 0, self.params.firm_quantile)
-            spread_kw = max(
-                spread_kw - storage_headroom_kw(self.assets, first, ctx.dt_h, planned_kwh < 0), 0.0
-            )
+            spread_kw = forecast_spread_kw(expected, buying, self.params.firm_quantile)
+            headroom_kw = storage_headroom_kw(self.assets, first, ctx.dt_h, buying)
+            spread_kw = max(spread_kw - headroom_kw, 0.0)
         net_kwh = shade_position(planned_kwh, spread_kw * ctx.dt_h)
         schedule.info["firm_net_kwh"] = net_kwh
         value = None

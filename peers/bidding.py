@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from peers.assets import PeerAssets
+from peers.assets import BatteryAsset, EvAsset, PeerAssets
 from peers.interface import ForecastStep, MarketOutcome, OrderIntent, OrderSide, PlanStep
 
 
@@ -94,58 +94,34 @@ def storage_headroom_kw(assets: PeerAssets, step: PlanStep, dt_h: float, buying:
     """Power the battery and a plugged EV could still add in the plan's first step to hold the
     PCC to the contract: more charging for a buyer, more discharging for a seller (kW)."""
     room = 0.0
-    battery = assets.battery
-    if battery is not None and step.soc_pct is not None and math.isfinite(step.soc_pct):
-        room += _room(
-            battery.capacity_kwh,
-            step.soc_pct,
-            step.battery_kw,
-            dt_h,
-            buying,
-            battery.max_charge_kw,
-            battery.max_discharge_kw,
-            battery.soc_min_pct,
-            battery.soc_max_pct,
-        )
-    ev = assets.ev
-    if (
-        ev is not None
-        and step.ev_plugged
-        and step.ev_soc_pct is not None
-        and math.isfinite(step.ev_soc_pct)
-    ):
-        room += _room(
-            ev.capacity_kwh,
-            step.ev_soc_pct,
-            step.ev_kw,
-            dt_h,
-            buying,
-            ev.max_charge_kw,
-            ev.max_discharge_kw,
-            max(ev.soc_min_pct, ev.reserve_soc_pct),
-            ev.soc_max_pct,
-        )
+    battery, ev = assets.battery, assets.ev
+    if battery is not None and _known(step.soc_pct):
+        room += _room(battery, step.soc_pct, step.battery_kw, dt_h, buying, battery.soc_min_pct)
+    if ev is not None and step.ev_plugged and _known(step.ev_soc_pct):
+        floor_pct = max(ev.soc_min_pct, ev.reserve_soc_pct)  # no V2G below the reserve
+        room += _room(ev, step.ev_soc_pct, step.ev_kw, dt_h, buying, floor_pct)
     return room
 
 
+def _known(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def _room(
-    capacity_kwh: float,
+    store: BatteryAsset | EvAsset,
     end_soc_pct: float,
     planned_kw: float,
     dt_h: float,
     buying: bool,
-    max_charge_kw: float,
-    max_discharge_kw: float,
-    soc_min_pct: float,
-    soc_max_pct: float,
+    floor_pct: float,
 ) -> float:
     """One store's extra power (kW, >= 0) within its power limit and its SoC window."""
     if buying:  # absorb more: charge harder (planned_kw is + for discharge)
-        power = max_charge_kw + planned_kw
-        energy = capacity_kwh * (soc_max_pct - end_soc_pct) / 100.0
+        power = store.max_charge_kw + planned_kw
+        energy = store.capacity_kwh * (store.soc_max_pct - end_soc_pct) / 100.0
     else:
-        power = max_discharge_kw - planned_kw
-        energy = capacity_kwh * (end_soc_pct - soc_min_pct) / 100.0
+        power = store.max_discharge_kw - planned_kw
+        energy = store.capacity_kwh * (end_soc_pct - floor_pct) / 100.0
     return max(min(power, energy / dt_h), 0.0)
 
 
