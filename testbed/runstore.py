@@ -81,7 +81,8 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE TABLE IF NOT EXISTS trades (
     interval_start REAL NOT NULL, buy_order_id TEXT, sell_order_id TEXT, buyer TEXT NOT NULL,
-    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL, seller_price REAL
+    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL, seller_price REAL,
+    network_charge REAL
 );
 CREATE TABLE IF NOT EXISTS clearings (
     interval_start REAL NOT NULL, mechanism TEXT NOT NULL, clearing_price REAL,
@@ -437,6 +438,7 @@ class RunStore:
                 t.quantity_kwh,
                 t.price,
                 getattr(t, "seller_price", None),  # None: the seller gets the buyer's price
+                getattr(t, "network_charge", None),  # None: the flat prices.network_charge
             )
             for t in doc.trades
         )
@@ -755,10 +757,12 @@ class RunReader:
         return frame
 
     def trades(self, interval_start: datetime | float | None = None) -> pd.DataFrame:
-        """Every trade; `seller_price` is NaN where the seller got the buyer's `price`."""
+        """Every trade; `seller_price` is NaN where the seller got the buyer's `price`, and
+        `network_charge` (per kWh) NaN where the flat prices.network_charge applied."""
         frame = self._interval_table("trades", interval_start)
-        if "seller_price" in frame:
-            frame["seller_price"] = frame["seller_price"].astype(float)
+        for column in ("seller_price", "network_charge"):
+            if column in frame:
+                frame[column] = frame[column].astype(float)
         return frame
 
     def clearings(self) -> pd.DataFrame:

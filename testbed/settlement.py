@@ -9,7 +9,9 @@ Rules per interval and peer (energy in kWh, generator convention; money in the c
   A buyer who consumes more than it bought buys the rest at retail, as it would without a market.
 - P2P money: the buyer pays the trade price, the seller receives it (or the seller's own price,
   for mechanisms that are not budget balanced: the difference is the market operator's surplus or
-  deficit); the buyer also pays the network usage charge on every P2P kWh. So buyers' payments =
+  deficit); the buyer also pays the network usage charge on every P2P kWh: the trade's own charge
+  per kWh when it has one (allocated by electrical distance, testbed.network.charges), else the
+  flat prices.network_charge. So buyers' payments =
   sellers' receipts + operator surplus, and the network charges go to the network operator.
 - Grid-only baseline: the same metered position settled with the grid alone (import at retail,
   export at feed-in), i.e. the bill the peer would have had for the same energy without the market.
@@ -44,11 +46,14 @@ def settle_interval(
     sold: dict[str, float] = defaultdict(float)
     paid: dict[str, float] = defaultdict(float)
     received: dict[str, float] = defaultdict(float)
+    network: dict[str, float] = defaultdict(float)
     for trade in trades:
         bought[trade.buyer] += trade.quantity_kwh
         sold[trade.seller] += trade.quantity_kwh
         paid[trade.buyer] += trade.quantity_kwh * trade.price
         received[trade.seller] += trade.quantity_kwh * trade.received_price
+        charge = prices.network_charge if trade.network_charge is None else trade.network_charge
+        network[trade.buyer] += trade.quantity_kwh * charge
 
     settlements = []
     for peer, metered in metered_kwh.items():
@@ -60,7 +65,7 @@ def settle_interval(
         grid_cost = shortfall * prices.retail_tariff
         grid_revenue = surplus * prices.feed_in_tariff
         penalty = penalised * prices.deviation_penalty
-        network_charge = bought[peer] * prices.network_charge
+        network_charge = network[peer]
         bill = paid[peer] - received[peer] + network_charge + grid_cost - grid_revenue + penalty
         settlements.append(
             Settlement(
