@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.channels import Channel
@@ -34,6 +34,9 @@ from testbed.documents import (
 from testbed.settlement import settle_interval
 from testbed.summary import RunTotals
 from testbed.trading import IntervalMarket, TradingDesk
+
+if TYPE_CHECKING:
+    from testbed.ledger.run_ledger import RunLedger
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -90,6 +93,7 @@ class Engine:
         agents: Mapping[str, Agent],
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -98,7 +102,8 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
-        self.desk = TradingDesk(config, agents)
+        self.ledger = ledger
+        self.desk = TradingDesk(config, agents, ledger)
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -159,6 +164,9 @@ class Engine:
             await self._close_all()
             raise StartupError("cannot reach " + "; ".join(failures))
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
+        if self.ledger is not None:
+            for peer, reason in self.ledger.start(start).items():
+                self._interlock(peer, "registry", "registration_refused", reason, "no_trade")
         return start
 
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
@@ -209,13 +217,13 @@ class Engine:
         self._report_channel_events()
         await self._close_all()
         with_suppressed = self.now or datetime.now().astimezone()
+        if self.ledger is not None:
+            self.ledger.close(self.now, status)
         finished = RunFinished(
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(
-                self.config.market.mechanism, self.config.prices.currency
-            ),
+            summary=self.totals.summary(self.config.market.mechanism, self.config.prices.currency),
         )
         self._emit(finished)
         return finished
@@ -262,10 +270,12 @@ class Engine:
             name: state if state is not None else DeviceState(time=self.now or interval_start)
             for name, state in states.items()
         }
-        market = self.desk.trade(interval_start, states)
+        market = self.desk.trade(interval_start, states, now=self.now)
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
+        if self.ledger is not None:
+            self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
             self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
@@ -322,6 +332,10 @@ class Engine:
         for settlement in settlements:
             self._emit(settlement)
             self.totals.add_settlement(settlement)
+        if self.ledger is not None:
+            self.ledger.operator.record_settlement(
+                self.now or interval_start, interval_start, settlements
+            )
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)

@@ -7,9 +7,10 @@ delivery step turns into setpoints.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from peers.interface import (
     Agent,
@@ -25,7 +26,21 @@ from testbed.documents import Clearing, OrderBook
 from testbed.market import get_mechanism, validate_orders
 from testbed.market.book import Order, Side, Trade
 
+if TYPE_CHECKING:
+    from testbed.ledger.orders import SignedOrder
+
 NO_MARKET = "none"  # the mechanism name of a grid-only run: orders are recorded, nothing clears
+NO_MARKET_REASON = "no P2P market in this run (grid only)"
+
+
+class OrderLedger(Protocol):
+    """Signs each order on its peer's side and admits it on the operator's (`testbed.ledger`)."""
+
+    def sign(self, order: Order, signed_at: datetime) -> SignedOrder: ...
+
+    def admit(
+        self, time: datetime, candidates: Sequence[tuple[SignedOrder, str | None]]
+    ) -> tuple[list[Order], list[tuple[Order, str]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +67,22 @@ def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> 
 
 
 class TradingDesk:
-    """Collects the agents' orders for an interval and clears them with the configured mechanism."""
+    """Collects the agents' orders for an interval and clears them with the configured mechanism.
 
-    def __init__(self, config: TestbedConfig, agents: Mapping[str, Agent]) -> None:
+    With a ledger, every order is signed by its peer and admitted by the operator's rules
+    (registered and approved peer, valid signature, unused order id, inside its order window) as
+    well as the market's, and recorded on the ledger accepted or rejected.
+    """
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        agents: Mapping[str, Agent],
+        ledger: OrderLedger | None = None,
+    ) -> None:
         self._config = config
         self._agents = agents
+        self._ledger = ledger
         self._mechanism = (
             None
             if config.market.mechanism == NO_MARKET
@@ -82,8 +108,15 @@ class TradingDesk:
             deviation_penalty=prices.deviation_penalty,
         )
 
-    def trade(self, interval_start: datetime, states: Mapping[str, DeviceState]) -> IntervalMarket:
-        """Ask every agent for its orders, clear the book and tell the agents what they got."""
+    def trade(
+        self,
+        interval_start: datetime,
+        states: Mapping[str, DeviceState],
+        now: datetime | None = None,
+    ) -> IntervalMarket:
+        """Ask every agent for its orders, clear the book and tell the agents what they got.
+
+        `now` is when the orders are placed (default: the interval's start)."""
         ctx = self.context(interval_start)
         decisions = {peer: agent.decide(ctx, states[peer]) for peer, agent in self._agents.items()}
         orders = []
@@ -103,11 +136,12 @@ class TradingDesk:
                 )
         valid, rejected = validate_orders(orders, set(self._agents), interval_start)
         if self._mechanism is None:
-            rejected = [
-                *rejected,
-                *((order, "no P2P market in this run (grid only)") for order in valid),
-            ]
-            valid, trades, price, report = [], (), None, {"mechanism": NO_MARKET}
+            rejected = [*rejected, *((order, NO_MARKET_REASON) for order in valid)]
+            valid = []
+        if self._ledger is not None:
+            valid, rejected = self._admit(orders, rejected, now or interval_start)
+        if self._mechanism is None:
+            trades, price, report = (), None, {"mechanism": NO_MARKET}
         else:
             result = self._mechanism.clear(valid)
             trades = tuple(
@@ -132,6 +166,16 @@ class TradingDesk:
             clearing=clearing,
             contracted_kwh=net_positions(trades, list(self._agents)),
         )
+
+    def _admit(
+        self, orders: list[Order], rejected: list[tuple[Order, str]], now: datetime
+    ) -> tuple[list[Order], list[tuple[Order, str]]]:
+        assert self._ledger is not None
+        objections = {id(order): reason for order, reason in rejected}
+        candidates = [
+            (self._ledger.sign(order, now), objections.get(id(order))) for order in orders
+        ]
+        return self._ledger.admit(now, candidates)
 
     def _tell_agents(
         self,
