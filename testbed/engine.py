@@ -213,7 +213,9 @@ class Engine:
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(self.config),
+            summary=self.totals.summary(
+                self.config.market.mechanism, self.config.prices.currency
+            ),
         )
         self._emit(finished)
         return finished
