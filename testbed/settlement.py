@@ -9,7 +9,9 @@ The rules are `peers.settlement_kernel`'s (the agents' bill model uses the same 
   A buyer who consumes more than it bought buys the rest at retail, as it would without a market.
 - P2P money: the buyer pays the trade price, the seller receives it (or the seller's own price,
   for mechanisms that are not budget balanced: the difference is the market operator's surplus or
-  deficit); the buyer also pays the network usage charge on every P2P kWh. So buyers' payments =
+  deficit); the buyer also pays the network usage charge on every P2P kWh: the trade's own charge
+  per kWh when it has one (allocated by electrical distance, testbed.network.charges), else the
+  flat prices.network_charge. So buyers' payments =
   sellers' receipts + operator surplus, and the network charges go to the network operator.
 - Grid-only baseline: the same metered position settled with the grid alone (import at retail,
   export at feed-in), i.e. the bill the peer would have had for the same energy without the market.
@@ -17,6 +19,7 @@ The rules are `peers.settlement_kernel`'s (the agents' bill model uses the same 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -32,6 +35,15 @@ def grid_only_bill(metered_kwh: float, prices: PricesConfig) -> float:
     return float(_grid_only_bill(metered_kwh, prices.retail_tariff, prices.feed_in_tariff))
 
 
+def network_money(trades: Iterable[Trade], flat_per_kwh: float) -> dict[str, float]:
+    """Network charges per buyer: each trade's own charge per kWh, else the flat one."""
+    money: dict[str, float] = defaultdict(float)
+    for trade in trades:
+        rate = flat_per_kwh if trade.network_charge is None else trade.network_charge
+        money[trade.buyer] += trade.quantity_kwh * rate
+    return money
+
+
 def settle_interval(
     interval_start: datetime,
     trades: Iterable[Trade],
@@ -39,10 +51,14 @@ def settle_interval(
     prices: PricesConfig,
 ) -> list[Settlement]:
     """Settle every peer in `metered_kwh` for one interval."""
+    trades = list(trades)
     totals = p2p_totals(trades)
+    network = network_money(trades, prices.network_charge)
     settlements = []
     for peer, metered in metered_kwh.items():
         p2p = totals.get(peer, P2pTotals())
+        # The kernel charges bought kWh times a rate: the peer's average over its own trades.
+        rate = network[peer] / p2p.bought_kwh if p2p.bought_kwh > 0 else prices.network_charge
         settled = settle_position(
             metered,
             p2p.bought_kwh,
@@ -51,7 +67,7 @@ def settle_interval(
             p2p.received,
             prices.retail_tariff,
             prices.feed_in_tariff,
-            prices.network_charge,
+            rate,
             prices.deviation_penalty,
         )
         settlements.append(
