@@ -31,9 +31,8 @@ from testbed.documents import (
     Settlement,
     Sink,
 )
-from testbed.settlement import settle_interval
 from testbed.summary import RunTotals
-from testbed.trading import IntervalMarket, TradingDesk
+from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
 
 if TYPE_CHECKING:
     from testbed.ledger.run_ledger import RunLedger
@@ -93,6 +92,7 @@ class Engine:
         agents: Mapping[str, Agent],
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
+        market: MarketPort | None = None,
         ledger: RunLedger | None = None,
     ) -> None:
         self.config = config
@@ -103,7 +103,11 @@ class Engine:
         self.sinks = list(sinks)
         self.progress = progress
         self.ledger = ledger
-        self.desk = TradingDesk(config, agents, ledger)
+        # Where orders clear and intervals settle: the agents in this process by default, or the
+        # trading platform's operator and agent processes (testbed.platform).
+        self.market = (
+            market if market is not None else InProcessMarket(config, self.agents, ledger=ledger)
+        )
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -183,16 +187,16 @@ class Engine:
             t2 = clock()
             if step % spi == 0:
                 if step > 0:
-                    self._settle(interval, start)
+                    await self._settle(interval, start)
                     interval += 1
                 if step == n_steps or self.stop_requested:
                     return interval
                 if interval not in self._markets:
-                    self._trade(interval, start, step)
+                    await self._trade(interval, start, step)
                 self._open_interval()
             following = interval + 1
             if following < n_intervals and step == following * spi - self.gate_closure_steps:
-                self._trade(following, start, step)
+                await self._trade(following, start, step)
             t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
@@ -260,7 +264,7 @@ class Engine:
                 self.totals.integrate(peer.peer, image, self.dt_s)
             self.totals.observe_counters(peer.peer, peer.image(step))
 
-    def _trade(self, interval: int, start: datetime, step: int) -> None:
+    async def _trade(self, interval: int, start: datetime, step: int) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         states = {
             name: peer.device_state(step, self.now or interval_start)
@@ -270,7 +274,7 @@ class Engine:
             name: state if state is not None else DeviceState(time=self.now or interval_start)
             for name, state in states.items()
         }
-        market = self.desk.trade(interval_start, states, now=self.now)
+        market = await self.market.trade(interval_start, states)
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
@@ -278,7 +282,7 @@ class Engine:
             self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
-            self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
+            self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
                 self._interlock(
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"
@@ -289,9 +293,10 @@ class Engine:
             image = peer.image(None)
             self._accounts[name] = _IntervalAccount(image.import_kwh, image.export_kwh)
 
-    def _settle(self, interval: int, start: datetime) -> None:
+    async def _settle(self, interval: int, start: datetime) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         metered: dict[str, float] = {}
+        observations: dict[str, IntervalObservation] = {}
         for name, peer in self.peers.items():
             image = peer.image(None)
             account = self._accounts[name]
@@ -313,21 +318,19 @@ class Engine:
             metered[name] = (image.export_kwh - account.start_export_kwh) - (
                 image.import_kwh - account.start_import_kwh
             )
-            self.agents[name].observe(
-                IntervalObservation(
-                    interval_start=interval_start,
-                    interval_s=self.config.market.interval_s,
-                    load_kwh=max(account.load_kwh, 0.0),
-                    pv_kwh=max(account.pv_kwh, 0.0),
-                    net_kwh=metered[name],
-                    soc_pct=image.battery_soc_pct,
-                    ev_soc_pct=image.ev_soc_pct,
-                    ev_plugged=image.ev_plugged,
-                )
+            observations[name] = IntervalObservation(
+                interval_start=interval_start,
+                interval_s=self.config.market.interval_s,
+                load_kwh=max(account.load_kwh, 0.0),
+                pv_kwh=max(account.pv_kwh, 0.0),
+                net_kwh=metered[name],
+                soc_pct=image.battery_soc_pct,
+                ev_soc_pct=image.ev_soc_pct,
+                ev_plugged=image.ev_plugged,
             )
         market = self._markets.pop(interval)
-        settlements: list[Settlement] = settle_interval(
-            interval_start, market.clearing.trades, metered, self.config.prices
+        settlements: list[Settlement] = await self.market.settle(
+            interval_start, market.clearing.trades, metered, observations
         )
         for settlement in settlements:
             self._emit(settlement)

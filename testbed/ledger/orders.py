@@ -4,7 +4,8 @@ A peer's agent, in this process or in its own on another computer, signs each or
 private key (`sign_order`); the message it sends is a `SignedOrder`. The operator checks it with
 nothing but the public key the peer registered (`order_signature_valid`) and the order window
 (`order_window`). The signed content is the order's canonical JSON (`order_content`), so a changed
-quantity, price, side, interval or time breaks the signature.
+id, peer, quantity, price, side, interval or signing time breaks the signature. The submission
+sequence that breaks price ties is the operator's (`testbed.trading.BookClearer`), not signed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ def order_content(order: Order, signed_at: datetime) -> dict[str, Any]:
         "quantity_kwh": order.quantity_kwh,
         "price": order.price,
         "interval_start": iso(order.interval_start),
-        "submitted_s": order.time,
         "signed_at": iso(signed_at),
     }
 
@@ -57,7 +57,6 @@ def order_from_content(content: dict[str, Any]) -> tuple[Order, datetime]:
         quantity_kwh=content["quantity_kwh"],
         price=content["price"],
         interval_start=datetime.fromisoformat(content["interval_start"]),
-        time=content["submitted_s"],
     )
     return order, datetime.fromisoformat(content["signed_at"])
 

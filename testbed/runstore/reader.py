@@ -272,10 +272,12 @@ class RunReader:
         return frame
 
     def trades(self, interval_start: datetime | float | None = None) -> pd.DataFrame:
-        """Every trade; `seller_price` is NaN where the seller got the buyer's `price`."""
+        """Every trade; `seller_price` is NaN where the seller got the buyer's `price`, and
+        `network_charge` (per kWh) NaN where the flat prices.network_charge applied."""
         frame = self._interval_table("trades", interval_start)
-        if "seller_price" in frame:
-            frame["seller_price"] = frame["seller_price"].astype(float)
+        for column in ("seller_price", "network_charge"):
+            if column in frame:
+                frame[column] = frame[column].astype(float)
         return frame
 
     def clearings(self) -> pd.DataFrame:

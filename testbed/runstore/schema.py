@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 CREATE TABLE IF NOT EXISTS trades (
     interval_start REAL NOT NULL, buy_order_id TEXT, sell_order_id TEXT, buyer TEXT NOT NULL,
-    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL, seller_price REAL
+    seller TEXT NOT NULL, quantity_kwh REAL NOT NULL, price REAL NOT NULL, seller_price REAL,
+    network_charge REAL
 );
 CREATE TABLE IF NOT EXISTS clearings (
     interval_start REAL NOT NULL, mechanism TEXT NOT NULL, clearing_price REAL,

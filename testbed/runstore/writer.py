@@ -283,6 +283,7 @@ class RunStore:
                 t.quantity_kwh,
                 t.price,
                 getattr(t, "seller_price", None),  # None: the seller gets the buyer's price
+                getattr(t, "network_charge", None),  # None: the flat prices.network_charge
             )
             for t in doc.trades
         )

@@ -135,6 +135,23 @@ def test_a_reader_sees_a_running_run_and_new_fields(tmp_path: Path) -> None:
     assert reader.summary() is None
 
 
+def test_a_trade_keeps_its_own_network_charge(tmp_path: Path) -> None:
+    from testbed.documents import Clearing
+    from testbed.market.book import Trade
+
+    store = RunStore(tmp_path / "charges", flush_interval_s=0.0)
+    store.emit(RunStarted("charges", T0, {}))
+    trades = (
+        Trade("b1", "s1", "C", "A", 0.5, 5.0, network_charge=0.75),
+        Trade("b2", "s2", "C", "B", 0.25, 5.0),
+    )
+    store.emit(Clearing(T0, "welfare", 5.0, 0.75, trades, {}))
+    store.close()
+    frame = RunReader(tmp_path / "charges").trades()
+    assert frame["network_charge"].iloc[0] == 0.75
+    assert frame["network_charge"].isna().tolist() == [False, True]  # flat charge
+
+
 def test_run_finished_summary_is_written_as_given(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "r")
     store.emit(RunStarted("r", T0, {}))
