@@ -317,7 +317,12 @@ class Engine:
             )
         market = self._markets.pop(interval)
         settlements: list[Settlement] = settle_interval(
-            interval_start, market.clearing.trades, metered, self.config.prices
+            interval_start,
+            market.clearing.trades,
+            metered,
+            self.config.prices,
+            balancing=self.config.market.balancing,
+            clearing_price=market.clearing.clearing_price,
         )
         for settlement in settlements:
             self._emit(settlement)
