@@ -66,7 +66,13 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
     name: str = "inverter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     max_export_kw: float | None = Field(None, gt=0, description="Cap on WSet > 0 (else WMaxRtg)")
     max_import_kw: float | None = Field(
@@ -92,7 +98,13 @@ class SunSpecMeterConfig(LinkConfig):
     name: str = "meter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     rated_power_kw: float = Field(25.0, gt=0, description="Connection rating, for plausibility")
     plausibility: PlausibilityConfig = PlausibilityConfig()
