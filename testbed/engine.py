@@ -31,9 +31,8 @@ from testbed.documents import (
     Settlement,
     Sink,
 )
-from testbed.settlement import settle_interval
 from testbed.summary import RunTotals
-from testbed.trading import IntervalMarket, TradingDesk
+from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -90,6 +89,7 @@ class Engine:
         agents: Mapping[str, Agent],
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
+        market: MarketPort | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -98,7 +98,9 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
-        self.desk = TradingDesk(config, agents)
+        # Where orders clear and intervals settle: the agents in this process by default, or the
+        # trading platform's operator and agent processes (testbed.platform).
+        self.market = market if market is not None else InProcessMarket(config, self.agents)
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -175,16 +177,16 @@ class Engine:
             t2 = clock()
             if step % spi == 0:
                 if step > 0:
-                    self._settle(interval, start)
+                    await self._settle(interval, start)
                     interval += 1
                 if step == n_steps or self.stop_requested:
                     return interval
                 if interval not in self._markets:
-                    self._trade(interval, start, step)
+                    await self._trade(interval, start, step)
                 self._open_interval()
             following = interval + 1
             if following < n_intervals and step == following * spi - self.gate_closure_steps:
-                self._trade(following, start, step)
+                await self._trade(following, start, step)
             t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
@@ -252,7 +254,7 @@ class Engine:
                 self.totals.integrate(peer.peer, image, self.dt_s)
             self.totals.observe_counters(peer.peer, peer.image(step))
 
-    def _trade(self, interval: int, start: datetime, step: int) -> None:
+    async def _trade(self, interval: int, start: datetime, step: int) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         states = {
             name: peer.device_state(step, self.now or interval_start)
@@ -262,13 +264,13 @@ class Engine:
             name: state if state is not None else DeviceState(time=self.now or interval_start)
             for name, state in states.items()
         }
-        market = self.desk.trade(interval_start, states)
+        market = await self.market.trade(interval_start, states)
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
-            self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
+            self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
                 self._interlock(
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"
@@ -279,9 +281,10 @@ class Engine:
             image = peer.image(None)
             self._accounts[name] = _IntervalAccount(image.import_kwh, image.export_kwh)
 
-    def _settle(self, interval: int, start: datetime) -> None:
+    async def _settle(self, interval: int, start: datetime) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         metered: dict[str, float] = {}
+        observations: dict[str, IntervalObservation] = {}
         for name, peer in self.peers.items():
             image = peer.image(None)
             account = self._accounts[name]
@@ -303,26 +306,19 @@ class Engine:
             metered[name] = (image.export_kwh - account.start_export_kwh) - (
                 image.import_kwh - account.start_import_kwh
             )
-            self.agents[name].observe(
-                IntervalObservation(
-                    interval_start=interval_start,
-                    interval_s=self.config.market.interval_s,
-                    load_kwh=max(account.load_kwh, 0.0),
-                    pv_kwh=max(account.pv_kwh, 0.0),
-                    net_kwh=metered[name],
-                    soc_pct=image.battery_soc_pct,
-                    ev_soc_pct=image.ev_soc_pct,
-                    ev_plugged=image.ev_plugged,
-                )
+            observations[name] = IntervalObservation(
+                interval_start=interval_start,
+                interval_s=self.config.market.interval_s,
+                load_kwh=max(account.load_kwh, 0.0),
+                pv_kwh=max(account.pv_kwh, 0.0),
+                net_kwh=metered[name],
+                soc_pct=image.battery_soc_pct,
+                ev_soc_pct=image.ev_soc_pct,
+                ev_plugged=image.ev_plugged,
             )
         market = self._markets.pop(interval)
-        settlements: list[Settlement] = settle_interval(
-            interval_start,
-            market.clearing.trades,
-            metered,
-            self.config.prices,
-            balancing=self.config.market.balancing,
-            clearing_price=market.clearing.clearing_price,
+        settlements: list[Settlement] = await self.market.settle(
+            interval_start, market.clearing.trades, metered, observations
         )
         for settlement in settlements:
             self._emit(settlement)

@@ -64,13 +64,17 @@ def settle_interval(
     """Settle every peer in `metered_kwh` for one interval.
 
     `balancing`: "none", or "local" to settle deviations among the peers first, at prices
-    referenced to `clearing_price` (see the module docstring).
+    referenced to `clearing_price` (None = the trades' volume-weighted price; see the module
+    docstring).
     """
     trades = list(trades)
     totals = p2p_totals(trades)
     network = network_money(trades, prices.network_charge)
     shares: dict[str, BalancingShare] = {}
     if balancing == "local":
+        volume = sum(t.quantity_kwh for t in trades)
+        if clearing_price is None and volume > 0:
+            clearing_price = sum(t.quantity_kwh * t.price for t in trades) / volume
         deviations = {}
         for peer, metered in metered_kwh.items():
             p2p = totals.get(peer, P2pTotals())
