@@ -92,6 +92,7 @@ class MarketConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     interval_s: PositiveFloat = 900.0
     gate_closure_s: NonNegativeFloat = 60.0  # orders close this long before the interval starts
+    balancing: Literal["none", "local"] = "none"  # settle deviations among peers before the grid
 
     @field_validator("interval_s")
     @classmethod

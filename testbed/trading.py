@@ -319,4 +319,10 @@ class InProcessMarket:
     ) -> list[Settlement]:
         for peer, observation in observations.items():
             self._agents[peer].observe(observation)
-        return settle_interval(interval_start, trades, dict(metered_kwh), self._config.prices)
+        return settle_interval(
+            interval_start,
+            trades,
+            dict(metered_kwh),
+            self._config.prices,
+            balancing=self._config.market.balancing,
+        )
