@@ -40,8 +40,8 @@ site = "site.toml"
 def morning_plant(tmp_path_factory) -> PlantEndpoints:
     """A plant of its own that starts at 11:00 IST (shared by this module's runs)."""
     from tests.fixtures.plant import start_plant_process
-    from tests.fixtures.sites import write_site
     from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
 
     folder = tmp_path_factory.mktemp("morning_plant")
     write_site(folder / "site.toml", {"peers": {"A": {"battery": {"initial_soc_pct": 95.0}}}})
