@@ -136,6 +136,7 @@ class HilSim:
             certificate=ev.certificate,
             private_key=ev.private_key,
             cert_dir=cert_dir,
+            trusted_clients=ev.trusted_clients,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
