@@ -103,8 +103,7 @@ class CommunityAgent(OptimisingAgent):
 
     def learn(self, outcome: MarketOutcome) -> None:
         super().learn(outcome)
-        if self.depth is not None:
-            self.depth.learn(outcome)
+        self._depth(self.depth.interval_s if self.depth else self.history.interval_s).learn(outcome)
 
 
 register_agent("community", CommunityAgent)
