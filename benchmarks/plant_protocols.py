@@ -43,7 +43,7 @@ CHARGER_LIMITS = {
     Var.RAMP_RATE_KW_PER_S, Var.RESERVE_SOC_PCT, Var.MIN_SOC_PCT, Var.MAX_SOC_PCT,
     Var.WATCHDOG_TIMEOUT_S, Var.CAPACITY_KWH,
 }  # fmt: skip
-LOAD_MESSAGE = "MEAS:POW?;MEAS:VOLT?;MEAS:CURR?;MEAS:ENER?;INP?;FUNC?;POW?"
+LOAD_MESSAGE = ":MEAS:POW?;:MEAS:VOLT?;:MEAS:CURR?;:MEAS:ENER?;:INP?;:FUNC?;:POW?"
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:

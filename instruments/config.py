@@ -66,7 +66,13 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
     name: str = "inverter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     max_export_kw: float | None = Field(None, gt=0, description="Cap on WSet > 0 (else WMaxRtg)")
     max_import_kw: float | None = Field(
@@ -92,7 +98,13 @@ class SunSpecMeterConfig(LinkConfig):
     name: str = "meter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     rated_power_kw: float = Field(25.0, gt=0, description="Connection rating, for plausibility")
     plausibility: PlausibilityConfig = PlausibilityConfig()
@@ -137,12 +149,35 @@ class EvChargerConfig(LinkConfig):
         return self
 
 
+class ScpiDialect(_Config):
+    """What SCPI instruments of different vendors do differently (docs/instruments.md).
+
+    Headers always go out fully qualified (`:MEAS:POW?;:MEAS:VOLT?`, SCPI-1999 6.2.4), and
+    answers are understood in long or short form (`POWER` or `POW`) and with or without a unit
+    suffix (`0.0W`, `1.5KW`): no option is needed for those."""
+
+    answer_separator: Literal["semicolon", "newline"] = Field(
+        "semicolon",
+        description="How the answers to several queries in one message come back: joined by ';' "
+        "on one line (IEEE 488.2), or each on its own line",
+    )
+    settle: Literal["opc", "wai", "none"] = Field(
+        "opc",
+        description="Before a setpoint is read back: '*OPC?' (answered once every setting has "
+        "taken effect), '*WAI' (the instrument holds the following queries), or nothing",
+    )
+    command_units: bool = Field(
+        False, description="Send numeric settings with their unit suffix (':POW 1500.0W')"
+    )
+
+
 class ProgrammableLoadConfig(LinkConfig):
     """Peer C's programmable AC electronic load over SCPI (pyvisa, raw TCP socket)."""
 
     name: str = "load"
     host: str = "127.0.0.1"
     port: int = Field(5025, ge=1, le=65535)
+    dialect: ScpiDialect = ScpiDialect()
     max_power_kw: float | None = Field(None, gt=0, description="Cap on consumption (else 3 kW)")
     max_step_kw: float | None = Field(None, gt=0)
     plausibility: PlausibilityConfig = PlausibilityConfig()

@@ -45,7 +45,7 @@ from instruments.device import (
     utc_now,
     within,
 )
-from instruments.errors import DeviceError, ReadbackMismatch, SetpointRefused
+from instruments.errors import BadReading, DeviceError, ReadbackMismatch, SetpointRefused
 from instruments.link import Link, StatusListener
 from instruments.scpi import (
     ON_OFF,
@@ -56,13 +56,15 @@ from instruments.scpi import (
     measurement,
     one_of,
     scpi_bool,
-    scpi_str,
+    scpi_choice,
 )
 from labspec import programmable_load as spec
 
 T = TypeVar("T")
 
 _TERMINATION = "\n"
+_TERMINATOR = _TERMINATION.encode()
+_DRAIN_QUIET_MS = 50  # a stray answer line comes within this; then the input is empty
 _PEEK_BYTES = 4096  # answers are a few dozen bytes; a longer one is read in the worker thread
 
 
@@ -93,7 +95,9 @@ class AcElectronicLoadScpi(ScpiInstrument):
     input_on = control(
         "INP?", "INP {}", validator=one_of(True, False), values=ON_OFF, parse=scpi_bool
     )
-    function = control("FUNC?", "FUNC {}", validator=one_of("POW", "LIST"), parse=scpi_str)
+    function = control(
+        "FUNC?", "FUNC {}", validator=one_of("POW", "LIST"), parse=scpi_choice("POWer", "LIST")
+    )
     power_setpoint_w = control(
         "POW?", "POW {:.1f}", validator=in_range(spec.MIN_POWER_W, spec.MAX_POWER_W), unit="W"
     )
@@ -201,18 +205,21 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
                 raise ConnectionResetError("session closed")
             program = plan(instrument)  # validated: SetpointRefused before anything is sent
             async with self._exchanging:
-                answer = await self._ask(program.message)
+                answer = await self._ask(program.message, instrument.lines_of(program))
                 try:
                     return instrument.parse_answer(program, answer)
                 except DeviceError:
                     await self._in_thread(instrument.drain_errors)  # the next one starts clean
                     raise
+                except BadReading:
+                    await self._in_thread(self._drain_input)  # no stray line for the next one
+                    raise
 
         return await self.link.run(operation, what)
 
-    async def _ask(self, message: str) -> str:
-        """Write `message`, wait (without blocking the loop) until the answer's line is there,
-        and read it with pyvisa."""
+    async def _ask(self, message: str, lines: int = 1) -> list[str]:
+        """Write `message`, wait (without blocking the loop) until the answer's `lines` lines
+        are there, and read them with pyvisa."""
         resource, sock = self._resource, self._socket
         if resource is None or sock is None:
             raise ConnectionResetError("session closed")
@@ -224,11 +231,27 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
                 waiting = None
             if waiting == b"":
                 raise ConnectionResetError("connection closed by the instrument")
-            if waiting is not None and _TERMINATION.encode() in waiting:
-                return resource.read()  # the whole line is there: pyvisa does not wait
+            if waiting is not None and waiting.count(_TERMINATOR) >= lines:
+                # the whole answer is there: pyvisa does not wait
+                return [resource.read() for _ in range(lines)]
             if waiting is not None:  # part of the answer: let pyvisa wait for the rest
-                return await self._in_thread(resource.read)
+                return await self._in_thread(lambda: [resource.read() for _ in range(lines)])
             await _readable(sock)
+
+    def _drain_input(self) -> None:
+        """Read and drop what the instrument still sends (after an answer that did not fit)."""
+        resource = self._resource
+        if resource is None:
+            return
+        timeout = resource.timeout
+        resource.timeout = _DRAIN_QUIET_MS
+        try:
+            for _ in range(64):
+                resource.read()
+        except VisaIOError:
+            pass  # quiet: nothing more is coming
+        finally:
+            resource.timeout = timeout
 
     async def _open(self) -> None:
         await self._in_thread(self._open_blocking)
@@ -246,7 +269,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         self._resource = resource
         enable_nodelay(resource)
         self._socket = session_socket(resource)
-        instrument = AcElectronicLoadScpi(resource, self.name)
+        instrument = AcElectronicLoadScpi(resource, self.name, self.config.dialect)
         instrument.clear_status()  # old errors must not be blamed on our commands
         self.identity = instrument.identity
         self.instrument = instrument

@@ -10,15 +10,26 @@ Reading a property sends its query and parses the answer; setting one validates 
 command and then asks the error queue (`SYST:ERR?`): a non-zero answer raises `DeviceError`
 naming the command and the instrument's answer. The class is synchronous, like pyvisa; the async
 drivers run it in their session's worker thread.
+
+Following SCPI-1999 rather than one instrument's habits:
+- every header goes out fully qualified from the root (`:MEAS:POW?`): after a `;` an instrument
+  reads the next header relative to the previous one's path (SCPI-1999 6.2.4), so
+  `MEAS:POW?;MEAS:VOLT?` means `MEAS:MEAS:VOLT?` to a strict instrument;
+- answers are understood in long or short form (`POWER` or `POW`, `scpi_choice`) and with a unit
+  suffix (`0.0W`, `1.5KW`, SCPI-1999 7.5) when the suffix is the declared unit;
+- what varies between vendors is the `ScpiDialect`: answers joined by `;` or one per line, `*OPC?`
+  or `*WAI` before a setpoint is read back, unit suffixes on numeric settings.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from instruments.config import ScpiDialect
 from instruments.errors import BadReading, DeviceError, SetpointRefused
 
 
@@ -28,6 +39,14 @@ class Transport(Protocol):
     def write(self, message: str) -> Any: ...
 
     def query(self, message: str) -> str: ...
+
+    def read(self) -> str: ...
+
+
+def qualified(header: str) -> str:
+    """`header` from the root of the command tree (a leading ':'); common commands (`*IDN?`) and
+    headers already qualified are left as they are."""
+    return header if header.startswith((":", "*")) else f":{header}"
 
 
 # -- validators: each returns the validated value or raises SetpointRefused --------------------
@@ -84,8 +103,59 @@ def scpi_float(answer: str) -> float:
     return float(answer.strip())
 
 
+# SCPI-1999 7.5.2: suffix multipliers (M is milli, MA is mega)
+_MULTIPLIERS = {
+    "EX": 1e18, "PE": 1e15, "T": 1e12, "G": 1e9, "MA": 1e6, "K": 1e3, "": 1.0,
+    "M": 1e-3, "U": 1e-6, "N": 1e-9, "P": 1e-12, "F": 1e-15, "A": 1e-18,
+}  # fmt: skip
+_WITH_SUFFIX = re.compile(r"\s*([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*")
+
+
+def scpi_number(unit: str) -> Callable[[str], float]:
+    """A parser of numeric answers in `unit`: a plain number, or one with the unit as suffix,
+    with or without a multiplier (`1.5KW` = 1500 W); another unit is a ValueError."""
+    unit_upper = unit.upper()
+
+    def parse(answer: str) -> float:
+        try:
+            return float(answer)  # the usual answer: a plain number (spaces are allowed)
+        except ValueError:
+            pass
+        match = _WITH_SUFFIX.fullmatch(answer)
+        if match is None or not unit_upper:
+            raise ValueError(f"not a number: {answer!r}")
+        number, suffix = match.group(1), match.group(2).upper()
+        if not suffix.endswith(unit_upper):
+            raise ValueError(f"{answer!r} is not in {unit}")
+        multiplier = _MULTIPLIERS.get(suffix[: -len(unit_upper)])
+        if multiplier is None:
+            raise ValueError(f"{answer!r}: unknown multiplier in {suffix!r}")
+        return float(number) * multiplier
+
+    return parse
+
+
 def scpi_str(answer: str) -> str:
     return answer.strip().strip('"').upper()
+
+
+def scpi_choice(*mnemonics: str) -> Callable[[str], str]:
+    """A parser of character answers among `mnemonics`, written as in a manual ("POWer"):
+    the short form (upper-case letters) or the long form, in any case and quoted or not,
+    gives the short form ("POWER" -> "POW")."""
+    forms: dict[str, str] = {}
+    for mnemonic in mnemonics:
+        short = "".join(ch for ch in mnemonic if not ch.islower()) or mnemonic.upper()
+        forms[short.upper()] = forms[mnemonic.upper()] = short.upper()
+
+    def parse(answer: str) -> str:
+        text = answer.strip().strip('"').upper()
+        try:
+            return forms[text]
+        except KeyError:
+            raise ValueError(f"{answer!r} is not one of {list(mnemonics)}") from None
+
+    return parse
 
 
 def split_answers(text: str) -> list[str]:
@@ -112,11 +182,16 @@ class measurement:
     """A read-only property: `query` parsed by `parse`, in `unit`."""
 
     def __init__(
-        self, query: str, *, unit: str = "", parse: Callable[[str], Any] = scpi_float, doc: str = ""
+        self,
+        query: str,
+        *,
+        unit: str = "",
+        parse: Callable[[str], Any] | None = None,
+        doc: str = "",
     ) -> None:
-        self.query = query
+        self.query = qualified(query)
         self.unit = unit
-        self.parse = parse
+        self.parse = parse or scpi_number(unit)
         self.__doc__ = doc or f"{query} [{unit}]"
         self.name = query
 
@@ -146,26 +221,31 @@ class control(measurement):
         validator: Validator | None = None,
         values: Mapping[Any, str] | None = None,
         unit: str = "",
-        parse: Callable[[str], Any] = scpi_float,
+        parse: Callable[[str], Any] | None = None,
         check_errors: bool = True,
         doc: str = "",
     ) -> None:
         super().__init__(query, unit=unit, parse=parse, doc=doc)
-        self.command = command
+        self.command = qualified(command)
         self.validator = validator
         self.values = values
         self.check_errors = check_errors
 
     def __set__(self, instrument: ScpiInstrument, value: Any) -> None:
-        instrument.write_checked(self.format(instrument.name, value), self.check_errors)
+        command = self.format(instrument.name, value, instrument.dialect.command_units)
+        instrument.write_checked(command, self.check_errors)
 
-    def format(self, device: str, value: Any) -> str:
-        """The command that sets `value` (validated first; SetpointRefused if not allowed)."""
+    def format(self, device: str, value: Any, units: bool = False) -> str:
+        """The command that sets `value` (validated first; SetpointRefused if not allowed);
+        `units`: a number carries the declared unit as suffix (`:POW 1500.0W`)."""
         if self.validator is not None:
             value = self.validator(device, self.name, value, self.unit)
         if self.values is not None:
             value = self.values[value]
-        return self.command.format(value)
+        command = self.command.format(value)
+        if units and self.unit and isinstance(value, int | float) and not isinstance(value, bool):
+            command += self.unit
+        return command
 
 
 # -- the instrument --------------------------------------------------------------------------------
@@ -173,22 +253,31 @@ class control(measurement):
 
 @dataclass(frozen=True, slots=True)
 class ProgramMessage:
-    """One program message: what to send, the declared queries it answers, and the commands it
-    carries (then its first answer is the error queue's)."""
+    """One program message: what to send, the declared queries it answers, the commands it
+    carries (then its first answers are `*OPC?`'s, if `settled`, and the error queue's), and how
+    many answers come back."""
 
     message: str
     queries: tuple[measurement, ...]
     commands: str = ""
+    settled: bool = False  # "*OPC?" follows the commands
+    answers: int = 0
+
+
+OPERATION_COMPLETE = "*OPC?"
+WAIT = "*WAI"
 
 
 class ScpiInstrument:
     """A SCPI instrument over a message-based session; subclasses declare their properties."""
 
-    error_query = "SYST:ERR?"
+    error_query = ":SYST:ERR?"
 
-    def __init__(self, transport: Transport, name: str) -> None:
+    def __init__(self, transport: Transport, name: str, dialect: ScpiDialect | None = None) -> None:
         self.transport = transport
         self.name = name
+        self.dialect = dialect or ScpiDialect()
+        self.lines_per_answer = self.dialect.answer_separator == "newline"
 
     def write(self, command: str) -> None:
         self.transport.write(command)
@@ -231,18 +320,31 @@ class ScpiInstrument:
         except ValueError:
             raise BadReading(self.name, "error queue", answer, '<code>,"<message>"') from None
 
+    def lines_of(self, program: ProgramMessage) -> int:
+        """How many lines the answer to `program` takes in this dialect."""
+        return program.answers if self.lines_per_answer else min(program.answers, 1)
+
+    def ask_program(self, program: ProgramMessage) -> list[str]:
+        """Send `program` and read its answer: one line, or one line per answer."""
+        lines = [self.ask(program.message)]
+        for _ in range(self.lines_of(program) - 1):
+            lines.append(self.transport.read())
+        return lines
+
     def query_many(self, names: Sequence[str]) -> dict[str, Any]:
-        """Read several declared properties with ONE program message (answers joined by ";")."""
+        """Read several declared properties with ONE program message (answers joined by ";",
+        or one line each in the "newline" dialect)."""
         program = self.plan_query(names)
-        return self.parse_answer(program, self.ask(program.message))
+        return self.parse_answer(program, self.ask_program(program))
 
     def exchange(self, settings: Mapping[str, Any], names: Sequence[str] = ()) -> dict[str, Any]:
-        """Set several declared controls, check the error queue and read `names` back, all in ONE
-        program message: `<commands>;SYST:ERR?;<queries>`. Every value is validated before
-        anything is sent; an error in the queue raises DeviceError naming the commands."""
+        """Set several declared controls, wait for them to settle, check the error queue and
+        read `names` back, all in ONE program message:
+        `<commands>;*OPC?;:SYST:ERR?;<queries>`. Every value is validated before anything is
+        sent; an error in the queue raises DeviceError naming the commands."""
         program = self.plan_exchange(settings, names)
         try:
-            return self.parse_answer(program, self.ask(program.message))
+            return self.parse_answer(program, self.ask_program(program))
         except DeviceError:
             self.drain_errors()  # so the next exchange starts clean
             raise
@@ -254,33 +356,49 @@ class ScpiInstrument:
         """The program message that reads the declared properties `names`."""
         declared = self.declarations()
         queries = tuple(declared[name] for name in names)
-        return ProgramMessage(";".join(q.query for q in queries), queries)
+        return ProgramMessage(";".join(q.query for q in queries), queries, answers=len(queries))
 
     def plan_exchange(
         self, settings: Mapping[str, Any], names: Sequence[str] = ()
     ) -> ProgramMessage:
         """The program message of `exchange` (validated: SetpointRefused before sending)."""
         declared = self.declarations()
+        units = self.dialect.command_units
         commands = []
         for name, value in settings.items():
             declaration = declared[name]
             if not isinstance(declaration, control):
                 raise AttributeError(f"{name} is a measurement; it cannot be set")
-            commands.append(declaration.format(self.name, value))
+            commands.append(declaration.format(self.name, value, units))
         queries = tuple(declared[name] for name in names)
-        message = ";".join([*commands, self.error_query, *(q.query for q in queries)])
-        return ProgramMessage(message, queries, ";".join(commands))
+        settle = self.dialect.settle
+        settled = settle == "opc" and bool(commands)
+        synchronise = [OPERATION_COMPLETE] if settled else [WAIT] if settle == "wai" else []
+        message = ";".join([*commands, *synchronise, self.error_query, *(q.query for q in queries)])
+        answers = len(queries) + 1 + (1 if settled else 0)
+        return ProgramMessage(message, queries, ";".join(commands), settled, answers)
 
-    def parse_answer(self, program: ProgramMessage, answer: str) -> dict[str, Any]:
-        """The parsed answers of `program`; DeviceError if its error-queue entry holds an error
-        (the caller drains the rest of the queue), BadReading if an answer does not parse."""
-        expected = len(program.queries) + (1 if program.commands else 0)
-        parts = split_answers(answer)
-        if len(parts) != expected:
+    def parse_answer(self, program: ProgramMessage, answer: str | Sequence[str]) -> dict[str, Any]:
+        """The parsed answers of `program` (the line read, or the lines); DeviceError if its
+        error-queue entry holds an error (the caller drains the rest of the queue), BadReading if
+        an answer does not parse or the count is not the one expected."""
+        lines = [answer] if isinstance(answer, str) else answer
+        parts = [part for line in lines for part in split_answers(line)]
+        if len(parts) != program.answers:
+            hint = ""
+            if len(lines) == 1 and len(parts) < program.answers and not self.lines_per_answer:
+                hint = " (one answer per line? dialect answer_separator = 'newline')"
             raise BadReading(
-                self.name, f"answer to {program.message!r}", answer, f"{expected} answers"
+                self.name,
+                f"answer to {program.message!r}",
+                "\n".join(lines),
+                f"{program.answers} answers{hint}",
             )
         if program.commands:
+            if program.settled:
+                done, *parts = parts
+                if done.strip() not in ("1", "+1"):
+                    raise BadReading(self.name, "*OPC?", done, "1 (operation complete)")
             error, *parts = parts
             code, text = self._parse_error(error)
             if code != 0:

@@ -15,10 +15,8 @@ from peers.assets import (
     EvAsset,
     PeerAssets,
     PvAsset,
+    assets_from_site,
     default_assets,
-    peer_a_assets,
-    peer_b_assets,
-    peer_c_assets,
 )
 from peers.bill import Bill, plan_bill
 from peers.interface import (
@@ -55,11 +53,9 @@ __all__ = [
     "PlanStep",
     "PvAsset",
     "agent_kinds",
+    "assets_from_site",
     "default_assets",
     "make_agent",
-    "peer_a_assets",
-    "peer_b_assets",
-    "peer_c_assets",
     "plan_bill",
     "register_agent",
 ]

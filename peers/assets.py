@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from labspec.site import SITE_TIMEZONE
+from labspec.site import Site, default_site
 
 
 class _Model(BaseModel):
@@ -162,7 +162,9 @@ class PeerAssets(_Model):
 
     peer: str = Field(min_length=1)
     role: str = Field(default="prosumer", pattern="^(prosumer|consumer)$")
-    timezone: str = Field(default=SITE_TIMEZONE, description="IANA zone of the site")
+    timezone: str = Field(
+        default_factory=lambda: default_site().site.timezone, description="IANA zone of the site"
+    )
     typical_load_kw: float = Field(
         ge=0, description="Mean house load, used when there is no metered history yet"
     )
@@ -191,62 +193,58 @@ class PeerAssets(_Model):
         return self.battery is not None or self.ev is not None
 
 
-def peer_a_assets() -> PeerAssets:
-    """Peer A: prosumer, 3.5 kWp PV, 7.5 kWh battery (3.5 kW each way), ~2 kW peak house load."""
+def assets_from_site(site: Site, peer: str) -> PeerAssets:
+    """What peer `peer` of `site` owns, as its agent plans for it (the site file says it once)."""
+    try:
+        spec = site.peers[peer]
+    except KeyError:
+        raise ValueError(f"no peer {peer!r} in the site; peers: {', '.join(site.peers)}") from None
+    pv = spec.pv
+    battery = spec.battery
+    ev = spec.ev
     return PeerAssets(
-        peer="A",
-        role="prosumer",
-        typical_load_kw=0.8,
-        peak_load_kw=2.0,
-        grid_import_limit_kw=7.0,
-        grid_export_limit_kw=5.0,
-        pv=PvAsset(peak_power_kw=3.5),
-        battery=BatteryAsset(
-            capacity_kwh=7.5,
-            max_charge_kw=3.5,
-            max_discharge_kw=3.5,
-            charge_efficiency=0.96,
-            discharge_efficiency=0.96,
+        peer=peer,
+        role=spec.role,
+        timezone=site.site.timezone,
+        typical_load_kw=spec.load.typical_kw,
+        peak_load_kw=spec.load.peak_kw,
+        grid_import_limit_kw=spec.grid_import_limit_kw,
+        grid_export_limit_kw=spec.grid_export_limit_kw,
+        pv=None
+        if pv is None
+        else PvAsset(peak_power_kw=pv.peak_kw, levelised_cost_per_kwh=pv.levelised_cost_per_kwh),
+        battery=None
+        if battery is None
+        else BatteryAsset(
+            capacity_kwh=battery.capacity_kwh,
+            max_charge_kw=battery.max_charge_kw,
+            max_discharge_kw=battery.max_discharge_kw,
+            soc_min_pct=battery.soc_min_pct,
+            soc_max_pct=battery.soc_max_pct,
+            charge_efficiency=battery.charge_efficiency,
+            discharge_efficiency=battery.discharge_efficiency,
+            depreciation_per_kwh=battery.depreciation_per_kwh,
         ),
-    )
-
-
-def peer_b_assets() -> PeerAssets:
-    """Peer B: prosumer, ~1 kW load, V2G campus cart 90 Ah x 51.2 V LFP (~4.6 kWh), no PV."""
-    return PeerAssets(
-        peer="B",
-        role="prosumer",
-        typical_load_kw=0.5,
-        peak_load_kw=1.0,
-        grid_import_limit_kw=5.0,
-        grid_export_limit_kw=5.0,
-        ev=EvAsset(
-            capacity_kwh=90 * 51.2 / 1000.0,
-            max_charge_kw=2.0,
-            max_discharge_kw=1.5,
-            min_power_kw=0.3,
-            reserve_soc_pct=30.0,
-            departure_soc_pct=80.0,
+        ev=None
+        if ev is None
+        else EvAsset(
+            capacity_kwh=ev.capacity_kwh,
+            max_charge_kw=ev.max_charge_kw,
+            max_discharge_kw=ev.max_discharge_kw,
+            min_power_kw=ev.min_power_kw,
+            soc_min_pct=ev.soc_min_pct,
+            soc_max_pct=ev.soc_max_pct,
+            reserve_soc_pct=ev.reserve_soc_pct,
+            departure_soc_pct=ev.departure_soc_pct,
+            charge_efficiency=ev.charge_efficiency,
+            discharge_efficiency=ev.discharge_efficiency,
+            depreciation_per_kwh=ev.depreciation_per_kwh,
+            drive_kw=ev.drive_kw,
+            plug_windows_local=ev.plug_windows_local,
         ),
-    )
-
-
-def peer_c_assets() -> PeerAssets:
-    """Peer C: consumer, ~1.5 kW house load, no flexibility."""
-    return PeerAssets(
-        peer="C",
-        role="consumer",
-        typical_load_kw=0.7,
-        peak_load_kw=1.5,
-        grid_import_limit_kw=5.0,
-        grid_export_limit_kw=0.0,
     )
 
 
 def default_assets(peer: str) -> PeerAssets:
-    """The section 5.4 assets of peer `peer` (A, B or C)."""
-    builders = {"A": peer_a_assets, "B": peer_b_assets, "C": peer_c_assets}
-    try:
-        return builders[peer]()
-    except KeyError:
-        raise ValueError(f"no default assets for peer {peer!r}; known: A, B, C") from None
+    """The assets of peer `peer` of the default site (the IIT Gandhinagar testbed: A, B, C)."""
+    return assets_from_site(default_site(), peer)

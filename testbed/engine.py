@@ -33,13 +33,13 @@ from testbed.documents import (
     RunFinished,
     RunStarted,
     Sample,
+    Settlement,
     Sink,
 )
 from testbed.frozen import RESPONSE_STEPS
 from testbed.metering import BoundaryReading, RegisterLog
-from testbed.settlement import settle_interval
 from testbed.summary import RunTotals
-from testbed.trading import IntervalMarket, TradingDesk
+from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -100,6 +100,7 @@ class Engine:
         agents: Mapping[str, Agent],
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
+        market: MarketPort | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -108,7 +109,9 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
-        self.desk = TradingDesk(config, agents)
+        # Where orders clear and intervals settle: the agents in this process by default, or the
+        # trading platform's operator and agent processes (testbed.platform).
+        self.market = market if market is not None else InProcessMarket(config, self.agents)
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -202,15 +205,15 @@ class Engine:
                     self._delivered(interval)
                     interval += 1
                 if step == n_steps or self.stop_requested:
-                    self._settle_ready(step)
+                    await self._settle_ready(step)
                     return interval
                 if interval not in self._markets:
-                    self._trade(interval, start, step)
+                    await self._trade(interval, start, step)
                 self._open_interval(interval)
-            self._settle_ready(step)
+            await self._settle_ready(step)
             following = interval + 1
             if following < n_intervals and step == following * spi - self.gate_closure_steps:
-                self._trade(following, start, step)
+                await self._trade(following, start, step)
             t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
@@ -241,7 +244,9 @@ class Engine:
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(self.config),
+            summary=self.totals.summary(
+                self.config.market.mechanism, self.config.prices.currency
+            ),
         )
         self._emit(finished)
         return finished
@@ -293,7 +298,7 @@ class Engine:
                 self.totals.integrate(peer.peer, image, self.dt_s)
             self.totals.observe_counters(peer.peer, peer.image(step))
 
-    def _trade(self, interval: int, start: datetime, step: int) -> None:
+    async def _trade(self, interval: int, start: datetime, step: int) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         states = {
             name: peer.device_state(step, self.now or interval_start)
@@ -303,12 +308,12 @@ class Engine:
             name: state if state is not None else DeviceState(time=self.now or interval_start)
             for name, state in states.items()
         }
-        market = self.desk.trade(interval_start, states)
+        market = await self.market.trade(interval_start, states)
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
         for peer, decision in market.decisions.items():
-            self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
+            self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
                 self._interlock(
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"
@@ -334,7 +339,7 @@ class Engine:
             self._account(name, interval).end_image = peer.image(None)
             self._unsettled[name].append(interval)
 
-    def _settle_ready(self, step: int, final: bool = False) -> None:
+    async def _settle_ready(self, step: int, final: bool = False) -> None:
         """Settle every delivered interval whose boundary registers are known."""
         spi = self.steps_per_interval
         for name in self.peers:
@@ -353,7 +358,7 @@ class Engine:
                     break
                 log.fix(first, begin)
                 log.fix(last, end)
-                self._settle_peer(name, interval, begin, end)
+                await self._settle_peer(name, interval, begin, end)
                 queue.pop(0)
                 log.forget_before(last)
         self._forget_markets()
@@ -381,7 +386,7 @@ class Engine:
                 "pending",
             )
 
-    def _settle_peer(
+    async def _settle_peer(
         self, peer: str, interval: int, begin: BoundaryReading, end: BoundaryReading
     ) -> None:
         interval_start = self._interval_start(interval)
@@ -400,22 +405,21 @@ class Engine:
         self._waiting.discard((peer, interval))
         account = self._accounts.pop((peer, interval), _IntervalAccount())
         image = account.end_image or self.peers[peer].image(None)
-        self.agents[peer].observe(
-            IntervalObservation(
-                interval_start=interval_start,
-                interval_s=self.config.market.interval_s,
-                load_kwh=max(account.load_kwh, 0.0),
-                pv_kwh=max(account.pv_kwh, 0.0),
-                net_kwh=metered,
-                soc_pct=image.battery_soc_pct,
-                ev_soc_pct=image.ev_soc_pct,
-                ev_plugged=image.ev_plugged,
-            )
+        observation = IntervalObservation(
+            interval_start=interval_start,
+            interval_s=self.config.market.interval_s,
+            load_kwh=max(account.load_kwh, 0.0),
+            pv_kwh=max(account.pv_kwh, 0.0),
+            net_kwh=metered,
+            soc_pct=image.battery_soc_pct,
+            ev_soc_pct=image.ev_soc_pct,
+            ev_plugged=image.ev_plugged,
         )
         market = self._markets[interval]
-        for settlement in settle_interval(
-            interval_start, market.clearing.trades, {peer: metered}, self.config.prices
-        ):
+        settlements: list[Settlement] = await self.market.settle(
+            interval_start, market.clearing.trades, {peer: metered}, {peer: observation}
+        )
+        for settlement in settlements:
             self._emit(settlement)
             self.totals.add_settlement(settlement)
 
@@ -441,7 +445,7 @@ class Engine:
             if await meter.read(step) is not None:
                 meter.watch_freeze(step, None, self.dt_s)
                 self._log_registers(name, peer, step)
-        self._settle_ready(step, final=True)
+        await self._settle_ready(step, final=True)
         self._report_channel_events()
 
     async def _dispatch(self, step: int, interval: int) -> None:

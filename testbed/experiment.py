@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from testbed.engine import Engine, ProgressCallback, StartupError
 from testbed.runstore import RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,28 @@ def influx_config(config: TestbedConfig, override: InfluxConfig | None) -> Influ
     return InfluxConfig.model_validate(config.sinks.influx)
 
 
+def with_influx_settings(config: TestbedConfig, influx: InfluxConfig | None) -> TestbedConfig:
+    """The configuration with the InfluxDB settings the run uses in `[sinks.influx]`, so that
+    the run directory's config.toml keeps them (for `testbed telemetry replay` and `status`)."""
+    if influx is None:
+        return config
+    sinks = config.sinks.model_copy(update={"influx": influx.stored_settings()})
+    return config.model_copy(update={"sinks": sinks})
+
+
+def check_influx_target(influx: InfluxConfig) -> None:
+    """The InfluxDB first contact before a run (a missing v1 database is created); raises
+    StartupError with one line when the target cannot take the run's points."""
+    from testbed.telemetry.target import InfluxTargetError, prepare_target
+
+    try:
+        report = prepare_target(influx)
+    except InfluxTargetError as error:
+        raise StartupError(str(error)) from None
+    if report.down_reason is not None:
+        log.warning("%s", report.text())
+
+
 async def run_experiment(
     config: TestbedConfig,
     run_dir: Path,
@@ -104,9 +129,18 @@ async def run_experiment(
     influx: InfluxConfig | None = None,
     progress: ProgressCallback | None = None,
     on_engine: Callable[[Engine], None] | None = None,
+    check_influx: bool = True,
 ) -> RunResult:
-    """Run the experiment into `run_dir`; a first Ctrl-C ends the current interval cleanly."""
+    """Run the experiment into `run_dir`; a first Ctrl-C ends the current interval cleanly.
+
+    With InfluxDB configured, its target is checked first (`check_influx_target`; pass
+    `check_influx=False` when the caller did it) and its settings are kept in config.toml.
+    """
     run_id = run_id or run_dir.name
+    influx_cfg = influx_config(config, influx)
+    if influx_cfg is not None and check_influx:
+        check_influx_target(influx_cfg)
+    config = with_influx_settings(config, influx_cfg)
     clock = make_clock(config)
     peers = {
         name: PeerDevices(name, peer, peer.peer_assets(name), config.control, lambda: clock.now)
@@ -125,7 +159,6 @@ async def run_experiment(
     created = not run_dir.exists()
     store = RunStore(run_dir)
     sinks: list[Sink] = [store]
-    influx_cfg = influx_config(config, influx)
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:
         sinks.append(influx_sink)

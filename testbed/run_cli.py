@@ -36,26 +36,57 @@ InfluxApi = Annotated[str | None, typer.Option("--influx-api", help="v1 or v2.")
 InfluxDb = Annotated[str | None, typer.Option("--influx-db", help="v1 database.")]
 InfluxBucket = Annotated[str | None, typer.Option("--influx-bucket", help="v2 bucket.")]
 InfluxOrg = Annotated[str | None, typer.Option("--influx-org", help="v2 organisation.")]
+InfluxSkipCreation = Annotated[
+    bool | None,
+    typer.Option(
+        "--influx-skip-database-creation/--influx-create-database",
+        help="v1: never create the database (default: create it when it is missing).",
+        show_default=False,
+    ),
+]
+InfluxSpoolIfDown = Annotated[
+    bool | None,
+    typer.Option(
+        "--influx-spool-if-down/--influx-fail-if-down",
+        help="InfluxDB not answering at start: run anyway and keep the points in the run "
+        "directory until it does (default: stop with an error).",
+        show_default=False,
+    ),
+]
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(bounded(message))}")
+    console.print(f"[bold red]error:[/] {escape(bounded(message))}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
-def _influx(config: TestbedConfig, **flags: str | None) -> InfluxConfig | None:
+def _influx(config: TestbedConfig, **flags: Any) -> InfluxConfig | None:
+    """The InfluxDB settings (the file's `[sinks.influx]`, flags override single keys), checked
+    against the server before anything starts: one line and exit status 2 when it cannot take
+    the run's points. A missing v1 database is created."""
     from pydantic import ValidationError
 
-    from testbed.telemetry.config import InfluxConfig, influx_config_from_cli
+    from testbed.telemetry.config import (
+        InfluxConfig,
+        describe_settings_error,
+        influx_config_from_cli,
+    )
+    from testbed.telemetry.target import InfluxTargetError, prepare_target
 
     base = InfluxConfig.model_validate(config.sinks.influx) if config.sinks.influx else None
     try:
-        return influx_config_from_cli(base, **flags)
+        influx = influx_config_from_cli(base, **flags)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise _fail(f"InfluxDB settings: {problems}") from None
+        raise _fail(f"InfluxDB settings: {describe_settings_error(error)}") from None
+    if influx is None:
+        return None
+    try:
+        report = prepare_target(influx)
+    except InfluxTargetError as error:
+        raise _fail(str(error)) from None
+    style = "yellow" if report.down_reason is not None else "dim"
+    console.print(f"[{style}]{report.text()}[/]", soft_wrap=True, highlight=False)
+    return influx
 
 
 def _run_dir(config: TestbedConfig, out: Path | None) -> Path:
@@ -116,7 +147,9 @@ def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) 
         try:
             _, new_loop = loop_factory("auto")
             with asyncio.Runner(loop_factory=new_loop) as runner:
-                return runner.run(run_experiment(config, run_dir, influx=influx, progress=bar))
+                return runner.run(
+                    run_experiment(config, run_dir, influx=influx, progress=bar, check_influx=False)
+                )
         except StartupError as error:
             raise _fail(f"the run did not start: {error}") from None
         except ConfigError as error:
@@ -196,6 +229,8 @@ def run_command(
     influx_db: InfluxDb = None,
     influx_bucket: InfluxBucket = None,
     influx_org: InfluxOrg = None,
+    influx_skip_database_creation: InfluxSkipCreation = None,
+    influx_spool_if_down: InfluxSpoolIfDown = None,
 ) -> None:
     """Run an experiment on the devices the configuration names (the lab, or a running plant)."""
     from testbed.config import ConfigError, load_config, load_plant_endpoints
@@ -209,7 +244,8 @@ def run_command(
             endpoints = load_plant_endpoints(endpoints_path)
             config = with_plant_endpoints(config, endpoints)
     except (ConfigError, OSError, ValueError) as error:
-        raise _fail(bounded(str(error))) from None
+        raise _fail(str(error)) from None
+    run_dir = _run_dir(config, out)
     influx = _influx(
         config,
         url=influx_url,
@@ -217,8 +253,10 @@ def run_command(
         database=influx_db,
         bucket=influx_bucket,
         org=influx_org,
+        skip_database_creation=influx_skip_database_creation,
+        spool_if_down_at_start=influx_spool_if_down,
     )
-    result = _execute(config, _run_dir(config, out), influx)
+    result = _execute(config, run_dir, influx)
     print_summary(result, started)
 
 
@@ -235,6 +273,8 @@ def demo_command(
     influx_db: InfluxDb = None,
     influx_bucket: InfluxBucket = None,
     influx_org: InfluxOrg = None,
+    influx_skip_database_creation: InfluxSkipCreation = None,
+    influx_spool_if_down: InfluxSpoolIfDown = None,
 ) -> None:
     """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow)."""
     from testbed.config import ConfigError, load_config
@@ -246,6 +286,7 @@ def demo_command(
         config = with_overrides(load_config(config_file), hours, seed)
     except ConfigError as error:
         raise _fail(str(error)) from None
+    run_dir = _run_dir(config, out)
     influx = _influx(
         config,
         url=influx_url,
@@ -253,8 +294,9 @@ def demo_command(
         database=influx_db,
         bucket=influx_bucket,
         org=influx_org,
+        skip_database_creation=influx_skip_database_creation,
+        spool_if_down_at_start=influx_spool_if_down,
     )
-    run_dir = _run_dir(config, out)
     console.print(f"starting the emulated plant (seed {config.experiment.seed}) ...")
     try:
         with emulated_plant(config.experiment.seed) as endpoints:

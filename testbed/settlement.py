@@ -1,6 +1,6 @@
 """Settlement of one market interval: contracted against metered energy, and the money.
 
-Rules per interval and peer (energy in kWh, generator convention; money in the config's currency):
+The rules are `peers.settlement_kernel`'s (the agents' bill model uses the same kernel):
 - Contracted position c = P2P energy sold - P2P energy bought (cleared trades).
 - Metered position m = exported - imported at the PCC, from the meter's energy registers.
 - Deviation d = m - c. A shortfall (d < 0) is bought from the grid at the retail tariff; a surplus
@@ -9,7 +9,9 @@ Rules per interval and peer (energy in kWh, generator convention; money in the c
   A buyer who consumes more than it bought buys the rest at retail, as it would without a market.
 - P2P money: the buyer pays the trade price, the seller receives it (or the seller's own price,
   for mechanisms that are not budget balanced: the difference is the market operator's surplus or
-  deficit); the buyer also pays the network usage charge on every P2P kWh. So buyers' payments =
+  deficit); the buyer also pays the network usage charge on every P2P kWh: the trade's own charge
+  per kWh when it has one (allocated by electrical distance, testbed.network.charges), else the
+  flat prices.network_charge. So buyers' payments =
   sellers' receipts + operator surplus, and the network charges go to the network operator.
 - Grid-only baseline: the same metered position settled with the grid alone (import at retail,
   export at feed-in), i.e. the bill the peer would have had for the same energy without the market.
@@ -21,6 +23,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
+from peers.settlement_kernel import P2pTotals, p2p_totals, settle_position
+from peers.settlement_kernel import grid_only_bill as _grid_only_bill
 from testbed.config import PricesConfig
 from testbed.documents import Settlement
 from testbed.market.book import Trade
@@ -28,9 +32,16 @@ from testbed.market.book import Trade
 
 def grid_only_bill(metered_kwh: float, prices: PricesConfig) -> float:
     """What a net position costs when all of it is exchanged with the grid."""
-    if metered_kwh < 0:
-        return -metered_kwh * prices.retail_tariff
-    return -metered_kwh * prices.feed_in_tariff
+    return float(_grid_only_bill(metered_kwh, prices.retail_tariff, prices.feed_in_tariff))
+
+
+def network_money(trades: Iterable[Trade], flat_per_kwh: float) -> dict[str, float]:
+    """Network charges per buyer: each trade's own charge per kWh, else the flat one."""
+    money: dict[str, float] = defaultdict(float)
+    for trade in trades:
+        rate = flat_per_kwh if trade.network_charge is None else trade.network_charge
+        money[trade.buyer] += trade.quantity_kwh * rate
+    return money
 
 
 def settle_interval(
@@ -40,47 +51,44 @@ def settle_interval(
     prices: PricesConfig,
 ) -> list[Settlement]:
     """Settle every peer in `metered_kwh` for one interval."""
-    bought: dict[str, float] = defaultdict(float)
-    sold: dict[str, float] = defaultdict(float)
-    paid: dict[str, float] = defaultdict(float)
-    received: dict[str, float] = defaultdict(float)
-    for trade in trades:
-        bought[trade.buyer] += trade.quantity_kwh
-        sold[trade.seller] += trade.quantity_kwh
-        paid[trade.buyer] += trade.quantity_kwh * trade.price
-        received[trade.seller] += trade.quantity_kwh * trade.received_price
-
+    trades = list(trades)
+    totals = p2p_totals(trades)
+    network = network_money(trades, prices.network_charge)
     settlements = []
     for peer, metered in metered_kwh.items():
-        contracted = sold[peer] - bought[peer]
-        deviation = metered - contracted
-        shortfall = max(-deviation, 0.0)
-        surplus = max(deviation, 0.0)
-        penalised = min(shortfall, sold[peer])
-        grid_cost = shortfall * prices.retail_tariff
-        grid_revenue = surplus * prices.feed_in_tariff
-        penalty = penalised * prices.deviation_penalty
-        network_charge = bought[peer] * prices.network_charge
-        bill = paid[peer] - received[peer] + network_charge + grid_cost - grid_revenue + penalty
+        p2p = totals.get(peer, P2pTotals())
+        # The kernel charges bought kWh times a rate: the peer's average over its own trades.
+        rate = network[peer] / p2p.bought_kwh if p2p.bought_kwh > 0 else prices.network_charge
+        settled = settle_position(
+            metered,
+            p2p.bought_kwh,
+            p2p.sold_kwh,
+            p2p.paid,
+            p2p.received,
+            prices.retail_tariff,
+            prices.feed_in_tariff,
+            rate,
+            prices.deviation_penalty,
+        )
         settlements.append(
             Settlement(
                 interval_start=interval_start,
                 peer=peer,
-                contracted_kwh=contracted,
+                contracted_kwh=settled.contracted_kwh,
                 metered_kwh=metered,
-                p2p_bought_kwh=bought[peer],
-                p2p_sold_kwh=sold[peer],
-                p2p_paid=paid[peer],
-                p2p_received=received[peer],
-                deviation_kwh=deviation,
-                grid_import_kwh=shortfall,
-                grid_export_kwh=surplus,
-                grid_cost=grid_cost,
-                grid_revenue=grid_revenue,
-                penalty=penalty,
-                network_charge=network_charge,
-                bill=bill,
-                bill_grid_only=grid_only_bill(metered, prices),
+                p2p_bought_kwh=p2p.bought_kwh,
+                p2p_sold_kwh=p2p.sold_kwh,
+                p2p_paid=p2p.paid,
+                p2p_received=p2p.received,
+                deviation_kwh=settled.deviation_kwh,
+                grid_import_kwh=settled.grid_import_kwh,
+                grid_export_kwh=settled.grid_export_kwh,
+                grid_cost=settled.grid_cost,
+                grid_revenue=settled.grid_revenue,
+                penalty=settled.penalty,
+                network_charge=settled.network_charge,
+                bill=settled.bill,
+                bill_grid_only=settled.bill_grid_only,
             )
         )
     return settlements

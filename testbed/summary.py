@@ -1,11 +1,14 @@
-"""Running totals of an experiment and the `summary.json` it ends with."""
+"""Running totals of an experiment and the `summary.json` it ends with.
+
+The one summary of a run: the engine feeds `RunTotals` as it goes, and a run that ended without
+one gets the same totals from its stored tables (`testbed.runstore.summary.summarize`).
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
 
-from testbed.config import TestbedConfig
 from testbed.documents import Clearing, Settlement
 
 _PEER_KEYS = (
@@ -82,8 +85,11 @@ class RunTotals:
         self._unmetered_kwh[peer] += (image.pcc_kw - image.device_kw) * dt_s / 3600.0
         self._metered_abs_kwh[peer] += abs(image.pcc_kw) * dt_s / 3600.0
 
-    def energy_balance(self) -> tuple[float, float]:
-        """(error, energy through the PCCs) over the run, kWh."""
+    def energy_balance(self) -> tuple[float | None, float | None]:
+        """(error, energy through the PCCs) over the run, kWh; None without meter readings
+        (a summary rebuilt from stored settlements has none)."""
+        if not self._first_counters:
+            return None, None
         error = 0.0
         through = 0.0
         for peer in self.peers:
@@ -96,7 +102,8 @@ class RunTotals:
             through += self._metered_abs_kwh[peer]
         return error, through
 
-    def summary(self, config: TestbedConfig) -> dict[str, Any]:
+    def summary(self, mechanism: str, currency: str) -> dict[str, Any]:
+        """The totals as summary.json holds them."""
         error, through = self.energy_balance()
         peers = {
             peer: {key: round(value, 6) for key, value in totals.items()}
@@ -105,7 +112,7 @@ class RunTotals:
         return {
             "peers": peers,
             "market": {
-                "mechanism": config.market.mechanism,
+                "mechanism": mechanism,
                 "intervals": self.intervals,
                 "cleared_intervals": self.cleared_intervals,
                 "mean_clearing_price": round(sum(self.prices) / len(self.prices), 6)
@@ -122,8 +129,8 @@ class RunTotals:
                     sum(t["network_charge"] for t in self.per_peer.values()), 6
                 ),
             },
-            "energy_balance_error_kwh": round(error, 9),
-            "energy_through_pcc_kwh": round(through, 6),
+            "energy_balance_error_kwh": None if error is None else round(error, 9),
+            "energy_through_pcc_kwh": None if through is None else round(through, 6),
             "interlocks": dict(sorted(self.interlocks.items())),
-            "currency": config.prices.currency,
+            "currency": currency,
         }

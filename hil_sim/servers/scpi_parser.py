@@ -3,7 +3,11 @@
 Headers are matched node by node against patterns written as in instrument manuals
 ("MEASure[:SCALar]:POWer?"): each node accepts its short form (the upper-case letters) or its long
 form, in any case; bracketed nodes are optional. A program message holds several commands
-separated by ";"; every command is taken from the root of the tree (a leading ":" is allowed).
+separated by ";". Header paths follow SCPI-1999 6.2.4, strictly, as instruments of other makers do:
+the first command of a message, and any header with a leading ":", starts at the root; after a
+";" a header without one continues from the previous header's path (its nodes but the last), so
+`MEAS:POW?;VOLT?` reads MEAS:VOLT? and `MEAS:POW?;MEAS:VOLT?` reads MEAS:MEAS:VOLT? (-113
+undefined header); common commands (`*CLS`, `*OPC?`) leave the path as it is.
 
 A controller sends the same few program messages over and over, so `CommandTree` keeps how each
 recent message splits into commands and parameters (a bounded cache; errors still go to the queue
@@ -130,10 +134,8 @@ class CommandTree:
         self._commands.append(Command(pattern, nodes, is_query, handler))
         self._plans.clear()
 
-    def _find(self, header: str) -> Command | None:
-        is_query = header.endswith("?")
-        tokens = [t for t in header.rstrip("?").lstrip(":").split(":")]
-        if any(not t for t in tokens):
+    def _find(self, tokens: list[str], is_query: bool) -> Command | None:
+        if not tokens or any(not t for t in tokens):
             return None
         for command in self._commands:
             if command.is_query == is_query and _match(command.nodes, tokens):
@@ -144,10 +146,20 @@ class CommandTree:
         plan = self._plans.get(line)
         if plan is None:
             steps = []
+            path: list[str] = []  # the current path (SCPI-1999 6.2.4): the root at first
             for unit in _split_units(line):
                 header, _, params_text = unit.partition(" ")
+                header = header.strip()
                 params = [p.strip() for p in params_text.split(",")] if params_text.strip() else []
-                steps.append((self._find(header.strip()), tuple(params)))
+                is_query = header.endswith("?")
+                if header.startswith("*"):  # a common command: the path stays
+                    tokens = [header.rstrip("?")]
+                else:
+                    relative = header.rstrip("?")
+                    base = [] if relative.startswith(":") else path
+                    tokens = [*base, *relative.removeprefix(":").split(":")]
+                    path = tokens[:-1]
+                steps.append((self._find(tokens, is_query), tuple(params)))
             plan = tuple(steps)
             if len(self._plans) >= MAX_PLANS_CACHED:
                 self._plans.clear()

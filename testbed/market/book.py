@@ -36,6 +36,9 @@ class Trade:
     quantity_kwh: float
     price: float  # what the buyer pays per kWh
     seller_price: float | None = None  # what the seller receives, when not the same
+    # Network usage and loss charge per kWh the buyer pays the network operator for this trade
+    # (by electrical distance, testbed.network.charges); None: the flat prices.network_charge.
+    network_charge: float | None = None
 
     @property
     def received_price(self) -> float:

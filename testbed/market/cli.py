@@ -106,7 +106,7 @@ def clear(
         report.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
     price = "none" if result.clearing_price is None else f"{result.clearing_price:.6g}"
     typer.echo(
-        f"{market.name}: {len(result.book)} orders cleared, {len(result.trades)} trades, "
+        f"{market.name}: {len(result.book)} orders cleared, {len(result.table)} trades, "
         f"{result.volume_kwh:.6g} kWh at price {price}; "
         f"{len(rejected)} rejected",
         err=True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from testbed.market.book import Order, Side
 
@@ -18,7 +18,8 @@ class OrderColumns:
 
     `order_id` and `peer` hold strings (object arrays); `is_buy` is True for bids (buy) and False
     for asks (sell); `quantity_kwh`, `price` (currency per kWh) and `time` (submission, seconds)
-    are float64.
+    are float64. A book read from CSV by pyarrow holds `order_id` and `peer` as ArrowStrings,
+    which become numpy arrays only when something indexes them.
     """
 
     order_id: np.ndarray
@@ -80,14 +81,29 @@ class OrderColumns:
     def take(self, rows: np.ndarray) -> OrderColumns:
         """The orders at `rows` (an index array or a boolean mask)."""
         return OrderColumns(
-            order_id=self.order_id[rows],
-            peer=self.peer[rows],
+            order_id=_take(self.order_id, rows),
+            peer=_take(self.peer, rows),
             is_buy=self.is_buy[rows],
             quantity_kwh=self.quantity_kwh[rows],
             price=self.price[rows],
             time=self.time[rows],
             interval_start=self.interval_start,
         )
+
+    def duplicated(self, rows: np.ndarray) -> np.ndarray:
+        """For the positions `rows`: True where the order_id occurred at an earlier position."""
+        if isinstance(self.order_id, ArrowStrings):
+            ids = self.order_id if len(rows) == len(self) else self.order_id.take(rows)
+            codes = ids.array.dictionary_encode()
+            if len(codes.dictionary) == len(rows):
+                return np.zeros(len(rows), dtype=bool)
+            index = codes.indices.to_numpy()
+            first = np.zeros(len(rows), dtype=bool)
+            first[np.unique(index, return_index=True)[1]] = True
+            return ~first
+        import pandas as pd
+
+        return pd.Series(self.order_id[rows]).duplicated(keep="first").to_numpy()
 
     def problems(self) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Vectorised checks: a mask of valid rows and (row, reason) for every invalid row.
@@ -112,7 +128,7 @@ class OrderColumns:
         ok = np.ones(len(self), dtype=bool)
         if reasons:
             ok[list(reasons)] = False
-        duplicated = pd.Series(self.order_id[ok]).duplicated(keep="first").to_numpy()
+        duplicated = self.duplicated(np.flatnonzero(ok))
         for row in np.flatnonzero(ok)[duplicated]:
             reasons[int(row)] = (
                 f"duplicate order_id {self.order_id[row]!r} (the first order with it is kept)"
@@ -134,6 +150,51 @@ class OrderColumns:
 
     def to_orders(self) -> list[Order]:
         return [self.order(row) for row in range(len(self))]
+
+
+class ArrowStrings:
+    """A pyarrow string array that turns into a numpy object array only when indexed.
+
+    The fast path of a large book read from CSV: sorting and crossing never look at order ids,
+    and the trades CSV is written from the arrow array itself (`take`).
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self._numpy: np.ndarray | None = None
+
+    def numpy(self) -> np.ndarray:
+        if self._numpy is None:
+            self._numpy = np.asarray(self.array.to_numpy(zero_copy_only=False), dtype=object)
+        return self._numpy
+
+    def take(self, rows: np.ndarray) -> ArrowStrings:
+        import pyarrow as pa
+
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            return ArrowStrings(self.array.filter(pa.array(rows)))
+        return ArrowStrings(self.array.take(pa.array(rows)))
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.numpy()[key]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self.numpy()
+        return values if dtype is None else values.astype(dtype)
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        return self.numpy().astype(dtype)
+
+    def tolist(self) -> list[Any]:
+        return self.array.to_pylist()
+
+
+def _take(values: np.ndarray | ArrowStrings, rows: np.ndarray) -> np.ndarray | ArrowStrings:
+    return values.take(rows) if isinstance(values, ArrowStrings) else values[rows]
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

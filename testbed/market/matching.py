@@ -2,8 +2,10 @@
 
 Priority (the tie rule of every call auction here): bids by price descending, asks by price
 ascending; equal prices by earlier submission `time`; equal times by `order_id` (string order).
-Quantities are divisible. Cumulative quantities are float sums, so two breakpoints closer than
-QUANTITY_TOLERANCE_KWH count as one and a remainder smaller than it counts as filled.
+Quantities are divisible, resolved to QUANTITY_RESOLUTION_KWH (1e-9 kWh): two breakpoints that far
+apart or more are always distinct. Cumulative quantities are float sums, so breakpoints closer than
+QUANTITY_TOLERANCE_KWH (half the resolution) count as one and a remainder smaller than it counts as
+filled.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import numpy as np
 
 from testbed.market.columns import OrderColumns
 
-QUANTITY_TOLERANCE_KWH = 1e-9
+QUANTITY_RESOLUTION_KWH = 1e-9
+QUANTITY_TOLERANCE_KWH = QUANTITY_RESOLUTION_KWH / 2  # float noise below this is no quantity
 
 
 @dataclass(frozen=True, eq=False)

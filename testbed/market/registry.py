@@ -1,38 +1,59 @@
-"""Mechanisms by name: what the configuration's `market.mechanism` and `market.params` select."""
+"""Mechanisms by name: what the configuration's `market.mechanism` and `market.params` select.
+
+Each mechanism's module is imported when it is first asked for, so a command that clears with an
+auction never imports cvxpy.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from testbed.market.cda import ContinuousDoubleAuctionMechanism
-from testbed.market.huang import HuangAuction
-from testbed.market.mcafee import McAfeeAuction
 from testbed.market.mechanism import Mechanism
-from testbed.market.pay_as_bid import PayAsBid
-from testbed.market.uniform import UniformPriceAuction
-from testbed.market.vcg import VCGAuction
 
-MECHANISMS: dict[str, type] = {
-    "uniform": UniformPriceAuction,
-    "pay_as_bid": PayAsBid,
-    "mcafee": McAfeeAuction,
-    "huang": HuangAuction,
-    "cda": ContinuousDoubleAuctionMechanism,
-    "vcg": VCGAuction,
+_CLASSES = {
+    "uniform": "testbed.market.uniform:UniformPriceAuction",
+    "pay_as_bid": "testbed.market.pay_as_bid:PayAsBid",
+    "mcafee": "testbed.market.mcafee:McAfeeAuction",
+    "huang": "testbed.market.huang:HuangAuction",
+    "cda": "testbed.market.cda:ContinuousDoubleAuctionMechanism",
+    "vcg": "testbed.market.vcg:VCGAuction",
 }
+
+
+class _LazyClasses(Mapping[str, type]):
+    """name -> mechanism class, importing the class's module on first access."""
+
+    def __getitem__(self, name: str) -> type:
+        module, _, attribute = _CLASSES[name].partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CLASSES)
+
+    def __len__(self) -> int:
+        return len(_CLASSES)
+
+
+MECHANISMS: Mapping[str, type] = _LazyClasses()
 ALIASES = {
     "k_double": "uniform",
     "uniform_price": "uniform",
     "discriminatory": "pay_as_bid",
     "continuous": "cda",
     "continuous_double_auction": "cda",
+    "social_welfare": "welfare",
+    "centralised": "welfare",
+    "distributed": "admm",
+    "nash_bargaining": "nash",
 }
 DEFAULT_MECHANISM = "uniform"
 
 
 def mechanism_names() -> list[str]:
-    return list(MECHANISMS)
+    return list(_CLASSES)
 
 
 def get_mechanism(name: str = DEFAULT_MECHANISM, **params: Any) -> Mechanism:
@@ -42,8 +63,8 @@ def get_mechanism(name: str = DEFAULT_MECHANISM, **params: Any) -> Mechanism:
     """
     key = str(name).strip().lower().replace("-", "_")
     key = ALIASES.get(key, key)
-    if key not in MECHANISMS:
-        raise ValueError(f"unknown market mechanism {name!r} (allowed: {', '.join(MECHANISMS)})")
+    if key not in _CLASSES:
+        raise ValueError(f"unknown market mechanism {name!r} (allowed: {', '.join(_CLASSES)})")
     cls = MECHANISMS[key]
     allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
     unknown = sorted(set(params) - set(allowed))

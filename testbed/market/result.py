@@ -8,12 +8,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from testbed.market.book import Order, Trade
-from testbed.market.columns import OrderColumns
+from testbed.market.columns import ArrowStrings, OrderColumns
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from testbed.documents import Clearing
     from testbed.market.matching import Crossing
 
@@ -180,6 +181,8 @@ class ClearingResult:
 
     def cashflows(self) -> dict[str, PeerCashflow]:
         """Energy and money per peer, with each side's own price (exact for every mechanism)."""
+        import pandas as pd
+
         frame = pd.DataFrame(
             {
                 "buyer": self.book.peer[self.table.buy_row],
@@ -202,8 +205,35 @@ class ClearingResult:
             for peer in peers
         }
 
+    def trades_arrow(self):
+        """Trades in the trade CSV columns as a pyarrow Table (no Python object per trade)."""
+        import pyarrow as pa
+
+        t = self.table
+        strings: dict[str, Any] = {}
+        for name, column, rows in (
+            ("buy_order_id", "order_id", t.buy_row),
+            ("sell_order_id", "order_id", t.sell_row),
+            ("buyer", "peer", t.buy_row),
+            ("seller", "peer", t.sell_row),
+        ):
+            values = getattr(self.book, column)
+            if isinstance(values, ArrowStrings):
+                strings[name] = values.array.take(pa.array(rows))
+            else:
+                strings[name] = pa.array(values[rows].tolist(), type=pa.string())
+        return pa.table(
+            {
+                **strings,
+                "quantity_kwh": pa.array(t.quantity_kwh, type=pa.float64()),
+                "price": pa.array(t.buyer_price, type=pa.float64()),
+            }
+        ).select(list(TRADE_COLUMNS))
+
     def trades_frame(self) -> pd.DataFrame:
         """Trades in the trade CSV columns (see TRADE_COLUMNS)."""
+        import pandas as pd
+
         t = self.table
         return pd.DataFrame(
             {

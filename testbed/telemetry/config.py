@@ -10,7 +10,14 @@ import os
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SECRET_KEYS = ("token", "password", "api_token")
 
@@ -49,6 +56,15 @@ class InfluxConfig(BaseModel):
     )
     buffer_file: str = Field(
         "influx-buffer.sqlite", description="buffer file, relative to the run directory"
+    )
+    # first contact
+    skip_database_creation: bool = Field(
+        False, description="v1: never CREATE DATABASE (as Telegraf's option of the same name)"
+    )
+    spool_if_down_at_start: bool = Field(
+        False,
+        description="start the run even when the server does not answer at start, keeping the "
+        "points in the buffer file until it does (default: refuse to start)",
     )
 
     @model_validator(mode="before")
@@ -102,6 +118,29 @@ class InfluxConfig(BaseModel):
         """The v1 password from the environment variable `password_env`, or None when unset."""
         return os.environ.get(self.password_env) or None
 
+    def http_auth(self) -> tuple[tuple[str, str] | None, dict[str, str]]:
+        """(basic auth, headers) for a request: v1 user and password, else the token if set."""
+        if self.api == "v1" and self.username:
+            return (self.username, self.password() or ""), {}
+        token = self.token()
+        return None, ({"Authorization": f"Token {token}"} if token else {})
+
+    def target_text(self) -> str:
+        """Where the points go, for messages: `v1 http://host:8086 database 'testbed'`."""
+        if self.api == "v1":
+            where = f"database {self.database!r}"
+            if self.retention_policy:
+                where += f" (retention policy {self.retention_policy!r})"
+        else:
+            where = f"bucket {self.bucket!r} of org {self.org!r}"
+        return f"{self.api} {self.url} {where}"
+
+    def stored_settings(self) -> dict[str, Any]:
+        """The settings a run directory keeps in its config.toml (`[sinks.influx]`): the keys
+        that differ from the defaults, and `api` and `url` always."""
+        settings = self.model_dump(mode="json", exclude_defaults=True)
+        return {"api": self.api, "url": self.url, **settings}
+
 
 def influx_config_from_cli(
     base: InfluxConfig | None = None,
@@ -111,11 +150,15 @@ def influx_config_from_cli(
     database: str | None = None,
     bucket: str | None = None,
     org: str | None = None,
+    skip_database_creation: bool | None = None,
+    spool_if_down_at_start: bool | None = None,
 ) -> InfluxConfig | None:
-    """The config from `--influx-url/--influx-api/--influx-db/--influx-bucket/--influx-org`.
+    """The config from `--influx-url/--influx-api/--influx-db/--influx-bucket/--influx-org` (and
+    `--influx-skip-database-creation`, `--influx-spool-if-down`).
 
-    Flags override the TOML file's `[sinks.influx]` (`base`). Without `base` and without flags there
-    is no InfluxDB sink (None). Without `--influx-api`, giving a bucket or an org selects v2.
+    Flags override single keys of the TOML file's `[sinks.influx]` or of a run's stored settings
+    (`base`). Without `base` and without flags there is no InfluxDB sink (None). Without
+    `--influx-api`, giving a bucket or an org selects v2.
     Raises pydantic.ValidationError naming the flag/key that is wrong or missing.
     """
     flags = {
@@ -124,6 +167,8 @@ def influx_config_from_cli(
         "database": database,
         "bucket": bucket,
         "org": org,
+        "skip_database_creation": skip_database_creation,
+        "spool_if_down_at_start": spool_if_down_at_start,
     }
     given = {key: value for key, value in flags.items() if value is not None}
     if base is None and not given:
@@ -133,3 +178,15 @@ def influx_config_from_cli(
         given["api"] = "v2"
     merged.update(given)
     return InfluxConfig.model_validate(merged)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """A pydantic error of the InfluxDB settings as one line: `key: what is wrong; ...`."""
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling)"
+        problems.append(f"{key}: {message}" if key else message)
+    return "; ".join(problems)

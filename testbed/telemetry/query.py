@@ -51,13 +51,8 @@ def influxql_query(
         params["epoch"] = epoch
     if config.api == "v1" and config.retention_policy:
         params["rp"] = config.retention_policy
-    headers: dict[str, str] = {"Accept": "application/json"}
-    auth = None
-    token = config.token()
-    if config.api == "v1" and config.username:
-        auth = (config.username, config.password() or "")
-    elif token:
-        headers["Authorization"] = f"Token {token}"
+    auth, headers = config.http_auth()
+    headers["Accept"] = "application/json"
     method = "GET" if statement.lstrip().upper().startswith(READ_ONLY_PREFIXES) else "POST"
     timeout = (config.connect_timeout_s, timeout_s or config.request_timeout_s)
     try:

@@ -245,6 +245,9 @@ class PointFormatter:
                 f"buy_order_id={string_field(trade.buy_order_id)}",
                 f"sell_order_id={string_field(trade.sell_order_id)}",
             ]
+            charge = getattr(trade, "network_charge", None)
+            if charge is not None and is_finite(float(charge)):
+                trade_fields.append(f"network_charge={float(charge)!r}")
             out.append(f"{self._prefix(TRADE, tags)} {','.join(trade_fields)} {ns}")
 
     def _settlement(self, doc: Settlement, out: list[str]) -> None:

@@ -14,6 +14,7 @@ import requests
 import urllib3
 
 from testbed.telemetry.config import InfluxConfig
+from testbed.telemetry.target import InfluxTargetError, create_v1_database
 
 REJECTING_STATUSES = frozenset({400, 413, 422})
 MAX_MESSAGE_CHARS = 2000
@@ -53,9 +54,15 @@ def _classify(status: int, message: str) -> Exception:
 
 
 class V1LineWriter:
-    """`POST {url}/write?db=&rp=&precision=ns` (InfluxDB 1.x and the 1.x-compatible APIs)."""
+    """`POST {url}/write?db=&rp=&precision=ns` (InfluxDB 1.x and the 1.x-compatible APIs).
+
+    A write answered "database not found" creates the database and is sent again (unless
+    `skip_database_creation`), as Telegraf does: a server that was down when the run started, or
+    was replaced by an empty one, gets its database when it is back.
+    """
 
     def __init__(self, config: InfluxConfig) -> None:
+        self._config = config
         self._url = f"{config.url}/write"
         self._params = {"db": config.database, "precision": "ns"}
         if config.retention_policy:
@@ -63,21 +70,32 @@ class V1LineWriter:
         self._timeout = (config.connect_timeout_s, config.request_timeout_s)
         self._session = requests.Session()
         self._session.headers["Content-Type"] = "text/plain; charset=utf-8"
-        password = config.password()
-        if config.username:
-            self._session.auth = (config.username, password or "")
-        elif config.token():
-            self._session.headers["Authorization"] = f"Token {config.token()}"
+        auth, headers = config.http_auth()
+        self._session.auth = auth
+        self._session.headers.update(headers)
 
     def send(self, body: bytes) -> None:
+        response = self._post(body)
+        if (
+            response.status_code == 404
+            and "database not found" in response.text
+            and not self._config.skip_database_creation
+        ):
+            try:
+                create_v1_database(self._config)
+            except InfluxTargetError as error:
+                raise ServerUnavailable(str(error)) from error
+            response = self._post(body)
+        if response.status_code // 100 != 2:
+            raise _classify(response.status_code, response.text)
+
+    def _post(self, body: bytes) -> requests.Response:
         try:
-            response = self._session.post(
+            return self._session.post(
                 self._url, params=self._params, data=body, timeout=self._timeout
             )
         except requests.RequestException as error:
             raise ServerUnavailable(f"{type(error).__name__}: {error}") from error
-        if response.status_code // 100 != 2:
-            raise _classify(response.status_code, response.text)
 
     def close(self) -> None:
         self._session.close()

@@ -75,7 +75,12 @@ def test_trades_clearings_and_settlements_add_up(finished_run: Path) -> None:
     for peer in "ABC":
         assert summary["peers"][peer]["bill"] == pytest.approx(bills[peer])
     assert summary["market"]["traded_kwh"] == pytest.approx(trades["quantity_kwh"].sum())
-    assert summary["energy_balance_error_kwh"] == pytest.approx(0.0, abs=1e-9)
+    assert summary["market"]["intervals"] == len(clearings)
+    assert summary["market"]["network_charges"] == pytest.approx(
+        settlements["network_charge"].sum()
+    )
+    # rebuilt from the tables: no meter registers, so no metering energy balance
+    assert summary["energy_balance_error_kwh"] is None
 
 
 def test_samples_filter_by_time_and_average_into_buckets(finished_run: Path) -> None:
@@ -128,6 +133,23 @@ def test_a_reader_sees_a_running_run_and_new_fields(tmp_path: Path) -> None:
     assert reader.meta.status == "interrupted"
     assert not reader.writer_alive()
     assert reader.summary() is None
+
+
+def test_a_trade_keeps_its_own_network_charge(tmp_path: Path) -> None:
+    from testbed.documents import Clearing
+    from testbed.market.book import Trade
+
+    store = RunStore(tmp_path / "charges", flush_interval_s=0.0)
+    store.emit(RunStarted("charges", T0, {}))
+    trades = (
+        Trade("b1", "s1", "C", "A", 0.5, 5.0, network_charge=0.75),
+        Trade("b2", "s2", "C", "B", 0.25, 5.0),
+    )
+    store.emit(Clearing(T0, "welfare", 5.0, 0.75, trades, {}))
+    store.close()
+    frame = RunReader(tmp_path / "charges").trades()
+    assert frame["network_charge"].iloc[0] == 0.75
+    assert frame["network_charge"].isna().tolist() == [False, True]  # flat charge
 
 
 def test_run_finished_summary_is_written_as_given(tmp_path: Path) -> None:
@@ -226,3 +248,6 @@ def test_config_toml_round_trips() -> None:
         "empty": {},
     }
     assert tomllib.loads(dump_toml(data)) == data
+    # TOML has no null: None values are left out, also inside lists of tables
+    with_none = {"a": None, "b": {"c": None, "d": 1}, "e": [{"f": None, "g": 2}]}
+    assert tomllib.loads(dump_toml(with_none)) == {"b": {"d": 1}, "e": [{"g": 2}]}

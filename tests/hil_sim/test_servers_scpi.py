@@ -81,7 +81,7 @@ def test_power_setpoint_reads_back_and_moves_the_measurement_after_advance(load,
 
 
 def test_long_and_short_forms_in_any_case_and_several_commands_per_line(load):
-    load.write("function power;:power:level 750.5;input:state 1")
+    load.write("function power;:power:level 750.5;:input:state 1")
     assert load.query("FUNCtion?;POWer?;inp?") == "POW;750.5000;1"
     assert load.query(":SYSTem:ERRor:NEXT?") == '0,"No error"'
     load.write("POW 1.2KW")
@@ -130,7 +130,7 @@ def test_reset_puts_the_load_in_a_safe_state(load):
 
 def test_the_same_program_message_sent_every_step_answers_each_steps_values(load, control):
     """The server keeps how a repeated message parses; its answers and errors do not repeat."""
-    message = "MEAS:POW?;MEAS:VOLT?;MEAS:ENER?;NOT:A:QUERY?;POW?"
+    message = ":MEAS:POW?;:MEAS:VOLT?;:MEAS:ENER?;:NOT:A:QUERY?;:POW?"
     load.write("FUNC POW;INP ON")
     energies = []
     for setpoint_w in (500, 1500, 900):
@@ -145,3 +145,23 @@ def test_the_same_program_message_sent_every_step_answers_each_steps_values(load
         assert errors(load) == [-113]  # the undefined header, once per message
         energies.append(energy)
     assert energies[0] < energies[1] < energies[2]
+
+
+def test_header_paths_after_a_semicolon_follow_scpi_1999(load, control):
+    """SCPI-1999 6.2.4: after ";" a header continues from the previous header's path; a leading
+    ":" starts at the root; common commands leave the path alone. The plant is as strict as
+    other makers' instruments, so a driver that relies on every header starting at the root fails
+    here as it would in the lab."""
+    load.write(":FUNC POW;:POW 700;:INP ON")
+    control.advance(1.0)
+    # relative to MEAS: after MEAS:POW?, and the path survives *OPC?
+    power, voltage, done, current = load.query("MEAS:POW?;VOLT?;*OPC?;CURR?").split(";")
+    assert float(power) == 700.0 and float(voltage) > 100 and done == "1" and float(current) > 0
+    assert errors(load) == []
+    # the same header twice reads MEAS:MEAS:VOLT? the second time: undefined, no answer
+    assert load.query("MEAS:POW?;MEAS:VOLT?;:INP?") == "700.0000;1"
+    assert errors(load) == [-113]
+    # after SYST:ERR? a bare POW? is SYST:POW?; fully qualified headers always work
+    assert load.query("SYST:ERR?;POW?") == '0,"No error"'
+    assert errors(load) == [-113]
+    assert load.query(":SYST:ERR?;:POW?;:MEAS:POW?") == '0,"No error";700.0000;700.0000'

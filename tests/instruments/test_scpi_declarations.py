@@ -29,7 +29,7 @@ def open_load(visa, responder: ExpectedProtocol) -> AcElectronicLoadScpi:
 
 
 def test_setting_a_control_sends_the_command_then_checks_the_error_queue(visa):
-    with ExpectedProtocol([("POW 1500.0", None), ("SYST:ERR?", NO_ERROR)]) as responder:
+    with ExpectedProtocol([(":POW 1500.0", None), (":SYST:ERR?", NO_ERROR)]) as responder:
         load = open_load(visa, responder)
         load.power_setpoint_w = 1500
         load.transport.close()
@@ -38,9 +38,9 @@ def test_setting_a_control_sends_the_command_then_checks_the_error_queue(visa):
 
 def test_an_error_in_the_queue_names_the_command_and_the_answer(visa):
     script = [
-        ("INP ON", None),
-        ("SYST:ERR?", '-222,"Data out of range"'),
-        ("SYST:ERR?", NO_ERROR),  # the driver drains the queue
+        (":INP ON", None),
+        (":SYST:ERR?", '-222,"Data out of range"'),
+        (":SYST:ERR?", NO_ERROR),  # the driver drains the queue
     ]
     with ExpectedProtocol(script) as responder:
         load = open_load(visa, responder)
@@ -49,7 +49,7 @@ def test_an_error_in_the_queue_names_the_command_and_the_answer(visa):
         load.transport.close()
     responder.check()
     assert caught.value.code == -222
-    assert "'INP ON'" in str(caught.value) and "Data out of range" in str(caught.value)
+    assert "':INP ON'" in str(caught.value) and "Data out of range" in str(caught.value)
 
 
 def test_a_value_outside_the_declared_range_is_refused_before_anything_is_sent(visa):
@@ -66,7 +66,7 @@ def test_a_value_outside_the_declared_range_is_refused_before_anything_is_sent(v
 
 
 def test_measurements_and_controls_parse_their_answers(visa):
-    script = [("MEAS:POW?", "1234.5000"), ("INP?", "1"), ("FUNC?", "LIST"), ("POW?", "0.0000")]
+    script = [(":MEAS:POW?", "1234.5000"), (":INP?", "1"), (":FUNC?", "LIST"), (":POW?", "0.0000")]
     with ExpectedProtocol(script) as responder:
         load = open_load(visa, responder)
         assert load.power_w == 1234.5
@@ -78,7 +78,7 @@ def test_measurements_and_controls_parse_their_answers(visa):
 
 
 def test_a_garbled_answer_is_a_bad_reading(visa):
-    with ExpectedProtocol([("MEAS:VOLT?", "two hundred")]) as responder:
+    with ExpectedProtocol([(":MEAS:VOLT?", "two hundred")]) as responder:
         load = open_load(visa, responder)
         with pytest.raises(BadReading) as caught:
             _ = load.voltage_v
@@ -88,7 +88,7 @@ def test_a_garbled_answer_is_a_bad_reading(visa):
 
 
 def test_several_queries_travel_in_one_program_message(visa):
-    script = [("MEAS:POW?;MEAS:VOLT?;INP?", "800.0000;229.5000;0")]
+    script = [(":MEAS:POW?;:MEAS:VOLT?;:INP?", "800.0000;229.5000;0")]
     with ExpectedProtocol(script) as responder:
         load = open_load(visa, responder)
         values = load.query_many(["power_w", "voltage_v", "input_on"])
@@ -98,7 +98,7 @@ def test_several_queries_travel_in_one_program_message(visa):
 
 
 def test_an_exchange_sets_checks_and_reads_back_in_one_message(visa):
-    script = [("POW 250.0;INP OFF;SYST:ERR?;POW?;INP?", '0,"No error";250.0000;0')]
+    script = [(":POW 250.0;:INP OFF;*OPC?;:SYST:ERR?;:POW?;:INP?", '1;0,"No error";250.0000;0')]
     with ExpectedProtocol(script) as responder:
         load = open_load(visa, responder)
         values = load.exchange(
@@ -116,19 +116,22 @@ def test_answers_split_at_semicolons_outside_quotes():
 def test_the_declarations_read_like_a_datasheet():
     declared = AcElectronicLoadScpi.declarations()
     assert declared["power_setpoint_w"].unit == "W"
-    assert declared["power_setpoint_w"].command == "POW {:.1f}"
-    assert declared["power_w"].query == "MEAS:POW?"
+    assert declared["power_setpoint_w"].command == ":POW {:.1f}"
+    assert declared["power_w"].query == ":MEAS:POW?"
     assert set(declared) >= {"input_on", "function", "voltage_v", "current_a", "energy_wh"}
 
 
 async def test_the_driver_applies_a_setpoint_in_one_exchange_and_confirms_it():
-    read = "MEAS:POW?;MEAS:VOLT?;MEAS:CURR?;MEAS:ENER?;INP?;FUNC?;POW?"
+    read = ":MEAS:POW?;:MEAS:VOLT?;:MEAS:CURR?;:MEAS:ENER?;:INP?;:FUNC?;:POW?"
     script = [
         ("*CLS", None),
         ("*IDN?", "P2P-Testbed,EL-AC-3000,SN1,0.1"),
         (read, "0.0000;230.0000;0.0000;10.0000;0;LIST;0.0000"),
-        ("FUNC POW;POW 1500.0;INP ON;SYST:ERR?;POW?;INP?;FUNC?", '0,"No error";1500.0000;1;POW'),
-        ("POW 0.0;INP OFF;SYST:ERR?;POW?;INP?;FUNC?", '0,"No error";0.0000;0;POW'),
+        (
+            ":FUNC POW;:POW 1500.0;:INP ON;*OPC?;:SYST:ERR?;:POW?;:INP?;:FUNC?",
+            '1;0,"No error";1500.0000;1;POW',
+        ),
+        (":POW 0.0;:INP OFF;*OPC?;:SYST:ERR?;:POW?;:INP?;:FUNC?", '1;0,"No error";0.0000;0;POW'),
     ]
     with ExpectedProtocol(script) as responder:
         load = ProgrammableLoad(ProgrammableLoadConfig(port=responder.port, timeout_s=2))
@@ -142,7 +145,7 @@ async def test_the_driver_applies_a_setpoint_in_one_exchange_and_confirms_it():
     assert safe.read_back == LoadSetpoint(power_kw=0.0, input_on=False)
 
 
-READ = "MEAS:POW?;MEAS:VOLT?;MEAS:CURR?;MEAS:ENER?;INP?;FUNC?;POW?"
+READ = ":MEAS:POW?;:MEAS:VOLT?;:MEAS:CURR?;:MEAS:ENER?;:INP?;:FUNC?;:POW?"
 OPEN = [("*CLS", None), ("*IDN?", "P2P-Testbed,EL-AC-3000,SN1,0.1")]
 
 
@@ -168,9 +171,12 @@ async def test_a_refused_apply_names_the_commands_and_leaves_the_queue_empty():
     script = [
         *OPEN,
         (READ, "0.0000;230.0000;0.0000;10.0000;0;POW;0.0000"),
-        ("POW 900.0;INP ON;SYST:ERR?;POW?;INP?;FUNC?", '-221,"Settings conflict";0.0000;0;POW'),
-        ("SYST:ERR?", '-222,"Data out of range"'),  # the driver drains the queue
-        ("SYST:ERR?", NO_ERROR),
+        (
+            ":POW 900.0;:INP ON;*OPC?;:SYST:ERR?;:POW?;:INP?;:FUNC?",
+            '1;-221,"Settings conflict";0.0000;0;POW',
+        ),
+        (":SYST:ERR?", '-222,"Data out of range"'),  # the driver drains the queue
+        (":SYST:ERR?", NO_ERROR),
         (READ, "0.0000;230.0000;0.0000;10.0000;0;POW;0.0000"),  # and goes on
     ]
     with ExpectedProtocol(script) as responder:
@@ -181,5 +187,5 @@ async def test_a_refused_apply_names_the_commands_and_leaves_the_queue_empty():
         after = await load.read()
         await load.close()
     responder.check()
-    assert caught.value.code == -221 and "POW 900.0;INP ON" in str(caught.value)
+    assert caught.value.code == -221 and ":POW 900.0;:INP ON" in str(caught.value)
     assert after.input_on is False and load.last_confirmed is None

@@ -30,6 +30,19 @@ def test_delivered_trade_is_paid_at_the_trade_price_and_buyer_pays_network_charg
     assert result["C"].bill_grid_only == pytest.approx(2.0)
 
 
+def test_a_trade_with_its_own_network_charge_pays_that_charge_instead_of_the_flat_one():
+    near = Trade("b1", "s1", "C", "B", 0.25, 5.0, network_charge=0.2)
+    far = Trade("b2", "s2", "C", "A", 0.5, 5.0, network_charge=0.9)
+    flat = Trade("b3", "s3", "B", "A", 0.1, 5.0)  # no charge of its own: the flat 0.5
+    result = by_peer(
+        settle_interval(T0, [near, far, flat], {"A": 0.6, "B": 0.15, "C": -0.75}, PRICES)
+    )
+    assert result["C"].network_charge == pytest.approx(0.25 * 0.2 + 0.5 * 0.9)
+    assert result["B"].network_charge == pytest.approx(0.1 * 0.5)
+    assert result["A"].network_charge == 0.0
+    assert result["C"].bill == pytest.approx(0.75 * 5.0 + 0.05 + 0.45)
+
+
 def test_seller_shortfall_is_bought_at_retail_plus_penalty():
     trades = [Trade("b1", "s1", "C", "A", 0.25, 5.0)]
     result = by_peer(settle_interval(T0, trades, {"A": 0.05, "C": -0.25}, PRICES))

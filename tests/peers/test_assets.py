@@ -16,7 +16,7 @@ def test_section_5_4_peers():
     assert a.pv.peak_power_kw == 3.5 and a.battery.capacity_kwh == 7.5 and a.ev is None
     assert b.ev.capacity_kwh == pytest.approx(90 * 51.2 / 1000) and b.pv is None
     assert c.role == "consumer" and not c.has_flexibility
-    with pytest.raises(ValueError, match="no default assets for peer 'D'"):
+    with pytest.raises(ValueError, match="no peer 'D' in the site"):
         default_assets("D")
 
 

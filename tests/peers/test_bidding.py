@@ -40,12 +40,12 @@ def test_shading_moves_toward_zero_and_never_past_it():
 
 
 def test_battery_headroom_is_bounded_by_power_and_by_state_of_charge():
-    assets = default_assets("A")  # 7.5 kWh, 3.5 kW each way, SoC window 10-95 %
+    assets = default_assets("A")  # 7.5 kWh, 3.75 kW each way, SoC window 10-95 %
     battery = assets.battery
-    # charging 1 kW, ending at 50 %: 2.5 kW more charging, or 3.5 + 1 kW more discharging
+    # charging 1 kW, ending at 50 %: 2.75 kW more charging, or 3.75 + 1 kW more discharging
     charging = plan_step(battery_kw=-1.0, soc_pct=50.0)
-    assert storage_headroom_kw(assets, charging, 0.25, buying=True) == pytest.approx(2.5)
-    assert storage_headroom_kw(assets, charging, 0.25, buying=False) == pytest.approx(4.5)
+    assert storage_headroom_kw(assets, charging, 0.25, buying=True) == pytest.approx(2.75)
+    assert storage_headroom_kw(assets, charging, 0.25, buying=False) == pytest.approx(4.75)
     # nearly full: only the energy left to 95 % in a quarter hour
     full = plan_step(battery_kw=0.0, soc_pct=94.0)
     expected = battery.capacity_kwh * 0.01 / 0.25

@@ -161,7 +161,10 @@ def test_binaries_stop_the_battery_burning_energy_when_consumption_is_paid():
     # import more; the MILP's plan must not do it.
     base = default_assets("A")
     battery = base.battery.model_copy(update={"depreciation_per_kwh": 0.0})
-    assets = base.model_copy(update={"battery": battery})
+    # a 7 kW connection: the house cannot simply import all it is paid to
+    assets = base.model_copy(
+        update={"battery": battery, "grid_import_limit_kw": 7.0, "grid_export_limit_kw": 5.0}
+    )
     load, pv = forecasts(assets)
     state = DeviceState(time=START, battery_soc_pct=80.0)
     inputs = horizon_inputs(assets, context(), state, load, pv)

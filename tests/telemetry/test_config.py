@@ -133,3 +133,63 @@ def test_wrong_password_keeps_points_until_an_operator_fixes_it(
         2.5
     ]
     assert read_buffer_state(buffer_path).last_success_time is not None
+
+
+def test_stored_settings_come_back_and_a_flag_overrides_one_key() -> None:
+    ran = influx_config_from_cli(
+        url="http://127.0.0.1:8086", database="lab", skip_database_creation=True
+    )
+    assert ran is not None
+    stored = ran.stored_settings()
+    assert stored == {
+        "api": "v1",
+        "url": "http://127.0.0.1:8086",
+        "database": "lab",
+        "skip_database_creation": True,
+    }
+    moved = influx_config_from_cli(InfluxConfig.model_validate(stored), url="http://10.0.0.5:8086")
+    assert moved is not None
+    assert (moved.url, moved.database, moved.skip_database_creation) == (
+        "http://10.0.0.5:8086",
+        "lab",
+        True,
+    )
+
+
+def test_first_contact_names_bad_credentials_and_a_user_who_may_not_create_the_database(
+    secured_influxd: InfluxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import requests
+
+    from testbed.telemetry.target import InfluxTargetError, check_target
+
+    requests.post(
+        f"{secured_influxd.url}/query",
+        params={"q": "CREATE USER \"lab\" WITH PASSWORD 'labpw'"},
+        auth=("admin", "adminpw"),
+        timeout=5,
+    ).raise_for_status()
+    monkeypatch.setenv("TEST_INFLUX_PASSWORD", "wrong")
+    admin = InfluxConfig(
+        url=secured_influxd.url,
+        database="first_contact",
+        username="admin",
+        password_env="TEST_INFLUX_PASSWORD",
+    )
+    with pytest.raises(InfluxTargetError, match=r"HTTP 401.*\$TEST_INFLUX_PASSWORD"):
+        check_target(admin)
+    monkeypatch.delenv("TEST_INFLUX_PASSWORD")
+    with pytest.raises(InfluxTargetError, match="TEST_INFLUX_PASSWORD, which is not set"):
+        check_target(admin)
+
+    monkeypatch.setenv("TEST_INFLUX_PASSWORD", "labpw")
+    lab = admin.model_copy(update={"username": "lab"})
+    with pytest.raises(InfluxTargetError, match="requires admin privilege") as refused:
+        check_target(lab)
+    assert "create it as an administrator" in str(refused.value)
+    secured_influxd.create_database("first_contact")
+    with pytest.raises(InfluxTargetError, match=r"HTTP 403.*not authorized to write"):
+        check_target(lab)
+
+    monkeypatch.setenv("TEST_INFLUX_PASSWORD", "adminpw")
+    assert check_target(admin.model_copy(update={"database": "made_by_admin"})).created_database

@@ -105,3 +105,16 @@ def test_v2_point_the_server_refuses_is_dead_lettered_with_its_answer(
     assert letters[0].http_status == 400 and "too long line" in letters[0].error
     # The run went on: every point after the refused one arrived, once.
     assert_each_sample_once(victoria_server, run, 60)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_first_contact_passes_on_victoria_metrics_through_either_write_api(
+    victoria_server: VictoriaServer, api: str
+) -> None:
+    from testbed.telemetry.target import check_target
+
+    victoria_server.start()
+    settings = {"database": "testbed"} if api == "v1" else {"org": "lab", "bucket": "testbed"}
+    report = check_target(InfluxConfig(api=api, url=victoria_server.url, **settings))
+    # VictoriaMetrics takes any database and has no CREATE DATABASE: nothing to create.
+    assert not report.created_database and report.down_reason is None

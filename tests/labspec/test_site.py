@@ -1,0 +1,155 @@
+"""The site file: the default site describes the testbed once; bad input is refused by key."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labspec.site import DEFAULT_SITE_PATH, SiteError, default_site, load_site, parse_site
+from peers import default_assets
+
+
+def default_data() -> dict[str, Any]:
+    return tomllib.loads(DEFAULT_SITE_PATH.read_text(encoding="utf-8"))
+
+
+def test_the_default_site_is_the_three_peer_testbed() -> None:
+    site = default_site()
+    assert site.peer_ids == ("A", "B", "C")
+    assert site.site.timezone == "Asia/Kolkata"
+    assert site.peers["A"].battery is not None and site.peers["A"].pv is not None
+    assert site.peers["B"].ev is not None and site.peers["B"].ev.capacity_kwh == 4.608
+    assert {site.meter_of(p) for p in "ABC"} == {"meter_A", "meter_B", "meter_C"}
+    assert [site.channel(d) for d in site.devices_of("C")] == ["load", "meter"]
+    lines = site.feeder.resolved_lines()
+    assert (lines[1].to_bus, lines[1].r_ohm_per_km, lines[1].max_current_a) == ("A", 2.3, 80)
+
+
+def test_the_agents_plan_for_what_the_plant_emulates() -> None:
+    """One description: the battery's charge limit is the same for the agent and the plant."""
+    site = default_site()
+    assets = default_assets("A")
+    assert assets.battery is not None and site.peers["A"].battery is not None
+    assert assets.battery.max_charge_kw == site.peers["A"].battery.max_charge_kw == 3.75
+    assert default_assets("B").ev.plug_windows_local[0][0].hour == 9  # type: ignore[union-attr]
+    assert default_assets("C").timezone == site.site.timezone
+
+
+def changed(edit: Any) -> dict[str, Any]:
+    data = copy.deepcopy(default_data())
+    edit(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda d: d["devices"]["inverter"].update(kind="flux_capacitor"),
+            "devices.inverter.kind = 'flux_capacitor': unknown kind; allowed: 'pcc_meter', "
+            "'hybrid_inverter'",
+        ),
+        (
+            lambda d: (
+                d["devices"]["meter_B"].update(modbus={"port": 1502, "unit_id": 3})
+                or d["devices"]["meter_C"].update(modbus={"port": 1502, "unit_id": 3})
+            ),
+            "devices.meter_C.modbus.unit_id = 3: device 'meter_B' is already on this port and "
+            "unit id",
+        ),
+        (
+            lambda d: d["peers"]["C"].update(bus="J9"),
+            "peers.C.bus = 'J9': not a load bus of the feeder; buses: J1, J2, A, B, C",
+        ),
+        (
+            lambda d: d["peers"]["A"]["battery"].update(soc_min_pct=60, soc_max_pct=50),
+            "peers.A.battery.soc_max_pct = 50: must be > soc_min_pct (60)",
+        ),
+        (
+            lambda d: d["devices"]["inverter"].update(max_charge_kw=5.0),
+            "devices.inverter.max_charge_kw = 5: must be <= the battery's rating "
+            "peers.A.battery.max_charge_kw = 3.75",
+        ),
+        (
+            lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=2.5),
+            "devices.ev_charger.max_discharge_kw = 2.5: must be <= the ev's rating",
+        ),
+        (
+            lambda d: d["devices"]["load"].update(max_power_kw=1.0),
+            "devices.load.max_power_kw = 1: must be >= the house load it draws, "
+            "peers.C.load.peak_kw = 1.5",
+        ),
+        (
+            lambda d: d["devices"]["inverter"].update(rated_power_kw=-5),
+            "devices.inverter.rated_power_kw = -5: must be > 0",
+        ),
+        (
+            lambda d: d["devices"]["inverter"].update(rated_powr_kw=5),
+            "devices.inverter.rated_powr_kw = 5: unknown key; allowed: peer, channel, driver",
+        ),
+        (
+            lambda d: d["peers"]["B"]["ev"].update(reserve_soc_pct=5),
+            "peers.B.ev.reserve_soc_pct = 5: must be within [soc_min_pct, soc_max_pct] = [10, 95]",
+        ),
+        (
+            lambda d: d["peers"]["B"]["ev"].update(plug_windows=[["09:00", "25:00"]]),
+            "peers.B.ev.plug_windows = [['09:00', '25:00']]: '25:00' is not a time of day",
+        ),
+        (lambda d: d["site"].update(timezone="Mars/Olympus"), "site.timezone = 'Mars/Olympus'"),
+        (
+            lambda d: d["devices"]["meter_A"].update(peer="Z"),
+            "devices.meter_A.peer = 'Z': no such peer; peers: A, B, C",
+        ),
+        (
+            lambda d: d["devices"].pop("meter_B"),
+            "peers.B: needs exactly one pcc_meter device (has 0: none)",
+        ),
+        (
+            lambda d: d["peers"]["A"].pop("battery"),
+            "devices.inverter.kind = 'hybrid_inverter': peer 'A' has no battery",
+        ),
+        (
+            lambda d: d["feeder"]["lines"][4].update(to_bus="B"),
+            "feeder.lines[4].to_bus = 'B': this bus is fed twice: the feeder must be radial",
+        ),
+        (
+            lambda d: d["feeder"]["lines"].pop(4),
+            "feeder.buses = 'C': no line connects this bus to 'LV'",
+        ),
+        (
+            lambda d: d["devices"]["meter_A"]["modbus"].update(gateway="gw9"),
+            "devices.meter_A.modbus.gateway = 'gw9': no such gateway",
+        ),
+    ],
+)
+def test_bad_input_is_refused_with_the_key_named(edit: Any, message: str) -> None:
+    with pytest.raises(SiteError) as caught:
+        parse_site(changed(edit), "site.toml")
+    assert f"site.toml: {message}" in str(caught.value)
+
+
+def test_devices_behind_one_gateway_share_a_port_and_differ_by_unit_id() -> None:
+    def gateway(d: dict[str, Any]) -> None:
+        d["modbus_gateways"] = {"gw": {"port": 1502}}
+        for unit, device in enumerate(("inverter", "meter_A", "meter_B", "meter_C"), start=1):
+            d["devices"][device]["modbus"] = {"gateway": "gw", "unit_id": unit}
+
+    site = parse_site(changed(gateway))
+    assert site.modbus_address("meter_C") == ("127.0.0.1", 1502, "gw")
+    clash = changed(gateway)
+    clash["devices"]["meter_C"]["modbus"]["unit_id"] = 1
+    with pytest.raises(SiteError, match=r"meter_C\.modbus\.unit_id = 1: device .inverter. is"):
+        parse_site(clash)
+
+
+def test_a_file_problem_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(SiteError, match="cannot read the site file"):
+        load_site(tmp_path / "absent.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[site\n", encoding="utf-8")
+    with pytest.raises(SiteError, match=f"{broken}: not valid TOML"):
+        load_site(broken)
