@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.channels import Channel
@@ -40,6 +40,9 @@ from testbed.frozen import RESPONSE_STEPS
 from testbed.metering import BoundaryReading, RegisterLog
 from testbed.summary import RunTotals
 from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
+
+if TYPE_CHECKING:
+    from testbed.ledger.run_ledger import RunLedger
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -101,6 +104,7 @@ class Engine:
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
         market: MarketPort | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -109,9 +113,12 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
+        self.ledger = ledger
         # Where orders clear and intervals settle: the agents in this process by default, or the
         # trading platform's operator and agent processes (testbed.platform).
-        self.market = market if market is not None else InProcessMarket(config, self.agents)
+        self.market = (
+            market if market is not None else InProcessMarket(config, self.agents, ledger=ledger)
+        )
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -124,7 +131,7 @@ class Engine:
         self._markets: dict[int, IntervalMarket] = {}
         self._start_time: datetime | None = None
         self._registers = {peer: RegisterLog() for peer in self.peers}
-        self._unsettled: dict[str, list[int]] = {peer: [] for peer in self.peers}
+        self._unsettled: list[int] = []  # delivered intervals not yet settled
         self._waiting: set[tuple[str, int]] = set()  # (peer, interval) reported as waiting
         self._last_step = 0
         self.timings: dict[str, float] = dict.fromkeys(
@@ -186,6 +193,9 @@ class Engine:
                 )
         self._start_time = start
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
+        if self.ledger is not None:
+            for peer, reason in self.ledger.start(start).items():
+                self._interlock(peer, "registry", "registration_refused", reason, "no_trade")
         return start
 
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
@@ -240,13 +250,13 @@ class Engine:
         self._report_channel_events()
         await self._close_all()
         with_suppressed = self.now or datetime.now().astimezone()
+        if self.ledger is not None:
+            self.ledger.close(self.now, status)
         finished = RunFinished(
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(
-                self.config.market.mechanism, self.config.prices.currency
-            ),
+            summary=self.totals.summary(self.config.market.mechanism, self.config.prices.currency),
         )
         self._emit(finished)
         return finished
@@ -312,6 +322,8 @@ class Engine:
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
+        if self.ledger is not None:
+            self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
         for peer, decision in market.decisions.items():
             self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
@@ -332,36 +344,51 @@ class Engine:
         return self._start_time + timedelta(seconds=interval * self.config.market.interval_s)
 
     def _delivered(self, interval: int) -> None:
-        """The interval's end is reached: it counts in the market's totals, and every peer's
-        settlement is due (as soon as its meter's registers at both boundaries are known)."""
+        """The interval's end is reached: it counts in the market's totals, and its settlement
+        is due (as soon as every meter's registers at both boundaries are known)."""
         self.totals.count_clearing(self._markets[interval].clearing)
         for name, peer in self.peers.items():
             self._account(name, interval).end_image = peer.image(None)
-            self._unsettled[name].append(interval)
+        self._unsettled.append(interval)
 
     async def _settle_ready(self, step: int, final: bool = False) -> None:
-        """Settle every delivered interval whose boundary registers are known."""
+        """Settle every delivered interval whose boundary registers are known for every peer
+        (at the end of the run: for the peers whose are)."""
         spi = self.steps_per_interval
-        for name in self.peers:
-            queue = self._unsettled[name]
-            log = self._registers[name]
-            while queue:
-                interval = queue[0]
-                first, last = interval * spi, (interval + 1) * spi
-                if not final and step < last + SETTLE_AFTER_STEPS:
-                    break
-                begin, end = log.boundary(first), log.boundary(last)
-                if begin is None or end is None:
-                    missing = first if begin is None else last
-                    for waiting in queue if final else queue[:1]:
-                        self._report_waiting(name, waiting, missing, final)
-                    break
-                log.fix(first, begin)
-                log.fix(last, end)
-                await self._settle_peer(name, interval, begin, end)
-                queue.pop(0)
+        queue = self._unsettled
+        while queue:
+            interval = queue[0]
+            first, last = interval * spi, (interval + 1) * spi
+            if not final and step < last + SETTLE_AFTER_STEPS:
+                break
+            bounds = {
+                name: (log.boundary(first), log.boundary(last))
+                for name, log in self._registers.items()
+            }
+            missing = {
+                name: first if begin is None else last
+                for name, (begin, end) in bounds.items()
+                if begin is None or end is None
+            }
+            if missing and not final:
+                for name, boundary in missing.items():
+                    self._report_waiting(name, interval, boundary, final=False)
+                break
+            for name, boundary in missing.items():
+                self._report_waiting(name, interval, boundary, final=True)
+            ready = {
+                name: (begin, end)
+                for name, (begin, end) in bounds.items()
+                if begin is not None and end is not None
+            }
+            for name, (begin, end) in ready.items():
+                self._registers[name].fix(first, begin)
+                self._registers[name].fix(last, end)
+            await self._settle_interval(interval, ready)
+            queue.pop(0)
+            for log in self._registers.values():
                 log.forget_before(last)
-        self._forget_markets()
+            del self._markets[interval]
 
     def _report_waiting(self, peer: str, interval: int, boundary: int, final: bool) -> None:
         key = (peer, interval)
@@ -386,58 +413,60 @@ class Engine:
                 "pending",
             )
 
-    async def _settle_peer(
-        self, peer: str, interval: int, begin: BoundaryReading, end: BoundaryReading
+    async def _settle_interval(
+        self, interval: int, bounds: Mapping[str, tuple[BoundaryReading, BoundaryReading]]
     ) -> None:
         interval_start = self._interval_start(interval)
-        metered = (end.export_kwh - begin.export_kwh) - (end.import_kwh - begin.import_kwh)
-        filled = [b for b in (begin, end) if b.filled]
-        if filled:
-            gaps = ", ".join(f"steps {b.gap_steps[0]}-{b.gap_steps[1]}" for b in filled)
-            self._interlock(
-                peer,
-                "meter",
-                "unmetered_interval",
-                f"interval {interval_start:%H:%M}: boundary registers interpolated across the "
-                f"meter's gap ({gaps}); {metered:.4f} kWh settled",
-                "filled",
+        metered: dict[str, float] = {}
+        observations: dict[str, IntervalObservation] = {}
+        for peer, (begin, end) in bounds.items():
+            metered[peer] = (end.export_kwh - begin.export_kwh) - (
+                end.import_kwh - begin.import_kwh
             )
-        self._waiting.discard((peer, interval))
-        account = self._accounts.pop((peer, interval), _IntervalAccount())
-        image = account.end_image or self.peers[peer].image(None)
-        observation = IntervalObservation(
-            interval_start=interval_start,
-            interval_s=self.config.market.interval_s,
-            load_kwh=max(account.load_kwh, 0.0),
-            pv_kwh=max(account.pv_kwh, 0.0),
-            net_kwh=metered,
-            soc_pct=image.battery_soc_pct,
-            ev_soc_pct=image.ev_soc_pct,
-            ev_plugged=image.ev_plugged,
-        )
+            filled = [b for b in (begin, end) if b.filled]
+            if filled:
+                gaps = ", ".join(f"steps {b.gap_steps[0]}-{b.gap_steps[1]}" for b in filled)
+                self._interlock(
+                    peer,
+                    "meter",
+                    "unmetered_interval",
+                    f"interval {interval_start:%H:%M}: boundary registers interpolated across "
+                    f"the meter's gap ({gaps}); {metered[peer]:.4f} kWh settled",
+                    "filled",
+                )
+            self._waiting.discard((peer, interval))
+            account = self._accounts.pop((peer, interval), _IntervalAccount())
+            image = account.end_image or self.peers[peer].image(None)
+            observations[peer] = IntervalObservation(
+                interval_start=interval_start,
+                interval_s=self.config.market.interval_s,
+                load_kwh=max(account.load_kwh, 0.0),
+                pv_kwh=max(account.pv_kwh, 0.0),
+                net_kwh=metered[peer],
+                soc_pct=image.battery_soc_pct,
+                ev_soc_pct=image.ev_soc_pct,
+                ev_plugged=image.ev_plugged,
+            )
+        for peer in self.peers:
+            self._accounts.pop((peer, interval), None)
         market = self._markets[interval]
         settlements: list[Settlement] = await self.market.settle(
-            interval_start, market.clearing.trades, {peer: metered}, {peer: observation}
+            interval_start, market.clearing.trades, metered, observations
         )
         for settlement in settlements:
             self._emit(settlement)
             self.totals.add_settlement(settlement)
-
-    def _forget_markets(self) -> None:
-        """Drop the markets every peer has settled (the current and later ones stay)."""
-        oldest = min(
-            (queue[0] for queue in self._unsettled.values() if queue),
-            default=self._current_interval,
-        )
-        for interval in [i for i in self._markets if i < oldest]:
-            del self._markets[interval]
+        if self.ledger is not None:
+            self.ledger.operator.record_settlement(
+                self.now or interval_start, interval_start, settlements
+            )
 
     async def _settle_at_end(self) -> None:
         """The run ends: settle what can be. A meter that missed the last boundary is read once
         more (the plant has not moved in lockstep), bypassing its reconnect backoff."""
         step = self._last_step
         for name, peer in self.peers.items():
-            if not self._unsettled[name] or self._registers[name].boundary(step) is not None:
+            if not self._unsettled or self._registers[name].boundary(step) is not None:
                 continue
             meter = peer.meter
             with contextlib.suppress(Exception):
