@@ -635,23 +635,26 @@ class Plant:
 
         # Plant-time counters, after the substep: a write's effect lasts exactly its timeout.
         if record:
-            for inverter in self._inverters.values():
-                inv = inverter.state
-                if inv.wset_enabled and inv.wset_revert_timeout_s > 0.0:
-                    inv.wset_revert_remaining_s -= h
-                    if inv.wset_revert_remaining_s <= _EPS_S:
-                        inv.wset_revert_remaining_s = 0.0
-                        inv.wset_enabled = False
-            for charger in self._chargers.values():
-                ev = charger.state
-                ev.seconds_since_setpoint += h
-                timeout = ev.watchdog_timeout_s
-                if (
-                    timeout > 0.0
-                    and ev.setpoint_kw != 0.0
-                    and ev.seconds_since_setpoint >= timeout - _EPS_S
-                ):
-                    ev.setpoint_kw = 0.0
+            self.run_watchdogs(h)
+
+    def run_watchdogs(self, dt_s: float) -> None:
+        """Count the devices' watchdogs down by dt_s: every inverter's WSet revert timer and every
+        EV charger's setpoint watchdog. Every substep does it on plant time; a lockstep plant whose
+        controller is gone does it on wall time (the physics stays where it is)."""
+        for inverter in self._inverters.values():
+            inv = inverter.state
+            if inv.wset_enabled and inv.wset_revert_timeout_s > 0.0:
+                inv.wset_revert_remaining_s -= dt_s
+                if inv.wset_revert_remaining_s <= _EPS_S:
+                    inv.wset_revert_remaining_s = 0.0
+                    inv.wset_enabled = False
+        for charger in self._chargers.values():
+            ev = charger.state
+            ev.seconds_since_setpoint += dt_s
+            timeout = ev.watchdog_timeout_s
+            expired = timeout > 0.0 and ev.seconds_since_setpoint >= timeout - _EPS_S
+            if expired and ev.setpoint_kw != 0.0:
+                ev.setpoint_kw = 0.0
 
     # -- writes -----------------------------------------------------------------------------------
 
