@@ -66,7 +66,13 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
     name: str = "inverter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     max_export_kw: float | None = Field(None, gt=0, description="Cap on WSet > 0 (else WMaxRtg)")
     max_import_kw: float | None = Field(
@@ -92,7 +98,13 @@ class SunSpecMeterConfig(LinkConfig):
     name: str = "meter"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(1, ge=0, le=247)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     rated_power_kw: float = Field(25.0, gt=0, description="Connection rating, for plausibility")
     plausibility: PlausibilityConfig = PlausibilityConfig()
@@ -113,6 +125,23 @@ class EvChargerConfig(LinkConfig):
         None, description="Client certificate (DER or PEM); generated beside the key if missing"
     )
     private_key_path: Path | None = None
+    server_certificate_path: Path | None = Field(
+        None,
+        description="The charger's own certificate (DER or PEM): the only one accepted (pinned)",
+    )
+    trust_dir: Path | None = Field(
+        None,
+        description="Folder of trusted certificates (DER or PEM): the charger's own, or the CA "
+        "that issued it; any other server certificate is refused",
+    )
+    write_status_and_timestamps: bool = Field(
+        False,
+        description="Send a Good status code and a source timestamp with each written value "
+        "(off: the value alone, which every server takes; PLC-based ones refuse the rest)",
+    )
+    max_nodes_per_read: int | None = Field(
+        None, ge=1, description="Most variables per Read (else the server's MaxNodesPerRead)"
+    )
     limits_every_reads: int = Field(
         30,
         ge=1,
@@ -134,6 +163,17 @@ class EvChargerConfig(LinkConfig):
                 f"security={self.security!r} needs username and password_env "
                 f"(got username={self.username!r}, password_env={self.password_env!r})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _trust_needs_security(self):
+        trust = {
+            "server_certificate_path": self.server_certificate_path,
+            "trust_dir": self.trust_dir,
+        }
+        for key, value in trust.items():
+            if value is not None and self.security == "none":
+                raise ValueError(f"{key}={str(value)!r} needs security='Basic256Sha256'")
         return self
 
 

@@ -4,10 +4,13 @@ Models: 701 AC measurement, 702 ratings, 704 AC controls (WSet), 713 storage sta
 714 DC ports (PV and battery). Offsets come from pysunspec2's definitions, laid out at every
 (re)connect; the ratings (702) are read then too.
 
-One `read()` costs two Modbus requests (701 with its scale factors; 704 to 714). One `apply()`
-writes WSetEna, WSetMod and WSet as one block and reads the 704 block back up to WSet_SF: ONE
-request (function 23, read/write multiple registers) when the device answered it at connect,
-else two (function 16, then 3).
+One `read()` costs two Modbus requests (701 with its scale factors; 704 to 714), or one per
+model when the device refuses a read that crosses a model boundary (then the driver splits its
+reads at the boundaries and keeps doing so). One `apply()` writes WSetEna, WSetMod and WSet as
+one block and reads the 704 block back up to WSet_SF: ONE request (function 23, read/write
+multiple registers) when the device answered it at the first connect (probed once and
+remembered across reconnects; a device that ignores it costs one request timeout, once), else
+two (function 16, then 3).
 
 Safe state: WSetEna = 0 and WSet = 0: the inverter stops following a target, the battery idles
 and the AC output is whatever the PV gives. When the controller cannot reach the inverter at all,
@@ -16,6 +19,7 @@ the device's own WSetRvrtTms (set from `revert_timeout_s`) does the same on its 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +36,7 @@ from instruments.device import (
 )
 from instruments.errors import DeviceError, ProtocolMismatch, ReadbackMismatch, SetpointRefused
 from instruments.link import StatusListener, logger
-from instruments.modbus_session import ModbusSession, ModelInstance, require_model
+from instruments.modbus_session import REFUSED_BLOCK, ModbusSession, ModelInstance, require_model
 from instruments.sunspec_codec import PointReader, RegisterImage, encode_raw
 from instruments.sunspec_models import PointLayout, plan_reads
 from labspec.sunspec_layout import (
@@ -125,7 +129,8 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._readers: dict[tuple[int, str], PointReader] = {}  # (model, point) read every step
         self._port_readers: tuple[dict[str, PointReader], ...] = ()  # per 714 DC port
         self._wset_sf = 0  # 704 WSet_SF, refreshed by every read-back
-        self._use_function_23 = False  # probed at every (re)connect
+        self._use_function_23: bool | None = None  # None until probed (once, at connect)
+        self._reads_by_model = False  # the device refused a read across a model boundary
         self._freeze = FreezeGuard(
             config.name, "ac_energy_kwh", config.plausibility.frozen_after_kwh
         )
@@ -152,7 +157,29 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._check_write_block()
         ratings = await session.read_image(plan_reads(self._spans(702, _RATING_POINTS)), raw=True)
         self.ratings = self._decode_ratings(ratings)
-        self._read_plan = plan = plan_reads(self._step_spans())
+        self._plan_step_reads()
+        if self.config.revert_timeout_s is not None:
+            model = self.models[704]
+            point = model.layout.point("WSetRvrtTms")
+            await session.raw_write(
+                model.address + point.offset, encode_raw(point, self.config.revert_timeout_s)
+            )
+        registers = await self._read_control(raw=True)
+        if self._use_function_23 is None:
+            self._use_function_23 = await self._probe_function_23(registers)
+
+    def _step_plan(self, by_model: bool) -> list[tuple[int, int]]:
+        """The step's reads: merged across models, or split at the model boundaries."""
+        spans = self._step_spans_by_model()
+        if by_model:
+            return [block for model_spans in spans for block in plan_reads(model_spans)]
+        return plan_reads([span for model_spans in spans for span in model_spans])
+
+    def _plan_step_reads(self) -> None:
+        """The step's read plan (merged across models unless the device refused that) and the
+        point readers that decode it."""
+        models = self.models
+        self._read_plan = plan = self._step_plan(self._reads_by_model)
         step_points = {701: _AC_POINTS, 704: _CONTROL_POINTS, 713: _STORAGE_POINTS}
         self._readers = {
             (model_id, name): PointReader(plan, models[model_id].address, layout, point)
@@ -164,32 +191,33 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         base, layout = models[714].address, models[714].layout
         self._port_readers = tuple(
             {n: PointReader(plan, base, layout, port[n]) for n in _PORT_POINTS if n in port}
-            for port in ports
+            for port in self._ports
         )
-        if self.config.revert_timeout_s is not None:
-            model = self.models[704]
-            point = model.layout.point("WSetRvrtTms")
-            await session.raw_write(
-                model.address + point.offset, encode_raw(point, self.config.revert_timeout_s)
-            )
-        registers = await self._read_control(raw=True)
-        self._use_function_23 = await self._probe_function_23(registers)
 
     async def _probe_function_23(self, control_registers: list[int]) -> bool:
-        """Whether write + read-back can travel as ONE request (function 23). Probed by writing
-        WSetEna, WSetMod and WSet back unchanged; a device without it answers an exception."""
+        """Whether write + read-back can travel as ONE request (function 23). Probed once, by
+        writing WSetEna, WSetMod and WSet back unchanged: a device without it answers an
+        exception, or nothing (then the probe costs one request timeout, and is not repeated
+        at a reconnect)."""
         mode = self.config.read_write_multiple
         if mode == "off":
             return False
         start, count = self._control_block()
         try:
-            await self.session.raw_read_write(start, control_registers[:4], start, count)
-        except DeviceError as exc:
+            async with asyncio.timeout(self.link.timeout_s):
+                await self.session.raw_read_write(start, control_registers[:4], start, count)
+        except (DeviceError, TimeoutError) as exc:
             if mode == "on":
                 raise ProtocolMismatch(
-                    self.name, f"function 23 is required but failed: {exc}"
+                    self.name, f"function 23 is required but failed: {exc or 'no answer'}"
                 ) from exc
+            what = "no answer" if isinstance(exc, TimeoutError) else f"exception {exc.code}"
+            logger.info("%s: function 23 unanswered (%s); using 16 + 3", self.name, what)
             return False
+        except ConnectionError:  # the device dropped the connection: reconnect, without it
+            if mode == "auto":
+                self._use_function_23 = False
+            raise
         return True
 
     def _control_block(self) -> tuple[int, int]:
@@ -207,15 +235,21 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
                 spans.append((model.address + point.offset, point.size))
         return spans
 
-    def _step_spans(self) -> list[tuple[int, int]]:
-        spans = self._spans(701, _AC_POINTS + _AC_SFS)
-        spans += self._spans(704, _CONTROL_POINTS)
-        spans += self._spans(713, _STORAGE_POINTS)
-        spans += self._spans(714, _DC_SFS)
+    def _step_spans_by_model(self) -> list[list[tuple[int, int]]]:
+        """The register spans read every step, one list per model."""
         base = self.models[714].address
-        for port in self._ports:
-            spans += [(base + port[n].offset, port[n].size) for n in _PORT_POINTS if n in port]
-        return spans
+        ports = [
+            (base + port[n].offset, port[n].size)
+            for port in self._ports
+            for n in _PORT_POINTS
+            if n in port
+        ]
+        return [
+            self._spans(701, _AC_POINTS + _AC_SFS),
+            self._spans(704, _CONTROL_POINTS),
+            self._spans(713, _STORAGE_POINTS),
+            self._spans(714, _DC_SFS) + ports,
+        ]
 
     def _check_write_block(self) -> None:
         layout = self.models[704].layout
@@ -240,7 +274,20 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
     async def read(self) -> InverterSnapshot:
         if not self._read_plan:  # never connected: open (and discover) first
             await self.link.ensure()
-        image = await self.session.read_image(self._read_plan)
+        try:
+            image = await self.session.read_image(self._read_plan)
+        except DeviceError as exc:
+            if (
+                exc.code not in REFUSED_BLOCK
+                or self._reads_by_model
+                or self._step_plan(by_model=True) == self._read_plan  # no read crosses models
+            ):
+                raise
+            # a device that serves each model as its own block: read model by model from now on
+            self._reads_by_model = True
+            self._plan_step_reads()
+            logger.info("%s: %s; reading each model on its own", self.name, exc)
+            image = await self.session.read_image(self._read_plan)
         snapshot = self._decode_snapshot(image)
         counters = [self._readers[(701, n)].raw(image) for n in ("TotWhInj", "TotWhAbs")]
         if any(c is not None for c in counters):  # registers implemented: they must move

@@ -4,11 +4,18 @@ Finds the SunSpec models by scanning from the `SunS` marker at the candidate bas
 register blocks into a `RegisterImage`, and turns a Modbus exception response into a `DeviceError`
 naming the device, the function and the exception code. The register responses are decoded by
 `instruments.modbus_pdu` (one unpack per block), and the blocks read every step go out as requests
-encoded once.
+encoded once. Answers are matched to requests by transaction id, whatever unit id they carry
+(`instruments.modbus_framer`).
+
+The scan tells the device's answers apart: a busy device (exception 6) is asked again with a
+growing delay for up to the request timeout; no answer (or still busy) at every base where the
+marker was not found is `ConnectionError` (the link retries later, with backoff); only answers
+without the marker (other registers, or illegal address) at every base are `ProtocolMismatch`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +24,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
+from instruments import modbus_framer
 from instruments.errors import DeviceError, ProtocolMismatch
 from instruments.link import Backoff, Link, StatusListener
 from instruments.modbus_pdu import CLIENT_RESPONSES, ReadRequest
@@ -25,6 +33,12 @@ from instruments.sunspec_models import MAX_REGISTERS_PER_READ, ModelLayout, layo
 from labspec.sunspec_layout import CANDIDATE_BASE_ADDRESSES, END_MODEL_ID, SUNSPEC_MARKER
 
 _MARKER_REGISTERS = [int.from_bytes(SUNSPEC_MARKER[i : i + 2], "big") for i in (0, 2)]
+DEVICE_BUSY = int(ExcCodes.DEVICE_BUSY)  # 6: "retry later" (Modbus application protocol 7)
+# What a device answers to a read of registers it does not serve as one block: 2 (illegal data
+# address), or 3 (illegal data value) from some devices for a count they refuse.
+REFUSED_BLOCK = frozenset({int(ExcCodes.ILLEGAL_ADDRESS), int(ExcCodes.ILLEGAL_VALUE)})
+_BUSY_FIRST_DELAY_S = 0.02
+_BUSY_MAX_DELAY_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +82,7 @@ class ModbusSession:
         self.port = port
         self.device_id = device_id
         self._client: AsyncModbusTcpClient | None = None
+        self.framer: modbus_framer.TransactionFramer | None = None
         self._blocks: dict[tuple[int, int], tuple[ReadRequest, str]] = {}  # requests read again
         self.requests = 0  # Modbus requests sent (for tests and benchmarks)
         self.link = Link(
@@ -75,6 +90,8 @@ class ModbusSession:
             self._open,
             self._close,
             timeout_s=timeout_s,
+            # opening scans up to three bases and probes function 23: room for a few timeouts
+            connect_timeout_s=max(2.0, 5 * timeout_s),
             backoff=backoff,
             connection_errors=(ConnectionException, ModbusIOException, ConnectionError),
             on_status=on_status,
@@ -92,6 +109,7 @@ class ModbusSession:
         )
         for response_class in CLIENT_RESPONSES:
             client.register(response_class)
+        self.framer = modbus_framer.install(client)
         self._client = client
         if not await client.connect():
             raise ConnectionRefusedError(f"cannot connect to {self.host}:{self.port}")
@@ -226,27 +244,55 @@ class ModbusSession:
             image.store_bytes(address, data)
         return image
 
+    async def patient_read(self, address: int, count: int) -> list[int]:
+        """`raw_read` within the request timeout, asked again with a growing delay while the
+        device answers busy (exception 6), for up to the request timeout in all."""
+        delay, waited = _BUSY_FIRST_DELAY_S, 0.0
+        while True:
+            try:
+                async with asyncio.timeout(self.link.timeout_s):
+                    return await self.raw_read(address, count)
+            except DeviceError as exc:
+                if exc.code != DEVICE_BUSY or waited + delay > self.link.timeout_s:
+                    raise
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(2 * delay, _BUSY_MAX_DELAY_S)
+
     async def scan(
         self, bases: Sequence[int] = CANDIDATE_BASE_ADDRESSES
     ) -> dict[int, list[ModelInstance]]:
         """Find the `SunS` marker at one of `bases`, then walk the model headers to the end.
-        Unsupervised reads: call it while the session opens (from `on_open`)."""
+        Unsupervised reads: call it while the session opens (from `on_open`). See the module
+        docstring for what each kind of failure raises."""
         base = None
+        outcomes: dict[int, str] = {}
+        silent = False  # some base gave no answer, or stayed busy
         for candidate in bases:
             try:
-                if await self.raw_read(candidate, 2) == _MARKER_REGISTERS:
-                    base = candidate
-                    break
-            except DeviceError:  # no such address on this device: try the next base
+                registers = await self.patient_read(candidate, 2)
+            except TimeoutError:
+                outcomes[candidate], silent = "no answer", True
                 continue
+            except DeviceError as exc:
+                outcomes[candidate] = f"exception {exc.code} ({exc.meaning})"
+                silent = silent or exc.code == DEVICE_BUSY
+                continue
+            if registers == _MARKER_REGISTERS:
+                base = candidate
+                break
+            outcomes[candidate] = "registers " + " ".join(f"0x{r:04X}" for r in registers)
         if base is None:
+            found = ", ".join(f"{address}: {what}" for address, what in outcomes.items())
+            if silent:  # the device may be SunSpec but did not say: try again later
+                raise ConnectionError(f"no answer to the SunS marker read ({found})")
             raise ProtocolMismatch(
-                self.device, f"no SunSpec marker 'SunS' at any of the base addresses {list(bases)}"
+                self.device, f"no SunSpec marker 'SunS' at any of the base addresses ({found})"
             )
         models: dict[int, list[ModelInstance]] = {}
         address = base + 2
         for _ in range(1000):  # a device has far fewer models; guards a corrupt chain
-            model_id, length = await self.raw_read(address, 2)
+            model_id, length = await self.patient_read(address, 2)
             if model_id == END_MODEL_ID:
                 return models
             try:
@@ -270,4 +316,11 @@ def require_model(
         ) from None
 
 
-__all__ = ["MAX_REGISTERS_PER_READ", "ModbusSession", "ModelInstance", "require_model"]
+__all__ = [
+    "DEVICE_BUSY",
+    "MAX_REGISTERS_PER_READ",
+    "REFUSED_BLOCK",
+    "ModbusSession",
+    "ModelInstance",
+    "require_model",
+]

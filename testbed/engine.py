@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.channels import Channel
@@ -31,9 +31,11 @@ from testbed.documents import (
     Settlement,
     Sink,
 )
-from testbed.settlement import settle_interval
 from testbed.summary import RunTotals
-from testbed.trading import IntervalMarket, TradingDesk
+from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
+
+if TYPE_CHECKING:
+    from testbed.ledger.run_ledger import RunLedger
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -90,6 +92,8 @@ class Engine:
         agents: Mapping[str, Agent],
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
+        market: MarketPort | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -98,7 +102,12 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
-        self.desk = TradingDesk(config, agents)
+        self.ledger = ledger
+        # Where orders clear and intervals settle: the agents in this process by default, or the
+        # trading platform's operator and agent processes (testbed.platform).
+        self.market = (
+            market if market is not None else InProcessMarket(config, self.agents, ledger=ledger)
+        )
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -159,6 +168,9 @@ class Engine:
             await self._close_all()
             raise StartupError("cannot reach " + "; ".join(failures))
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
+        if self.ledger is not None:
+            for peer, reason in self.ledger.start(start).items():
+                self._interlock(peer, "registry", "registration_refused", reason, "no_trade")
         return start
 
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
@@ -175,16 +187,16 @@ class Engine:
             t2 = clock()
             if step % spi == 0:
                 if step > 0:
-                    self._settle(interval, start)
+                    await self._settle(interval, start)
                     interval += 1
                 if step == n_steps or self.stop_requested:
                     return interval
                 if interval not in self._markets:
-                    self._trade(interval, start, step)
+                    await self._trade(interval, start, step)
                 self._open_interval()
             following = interval + 1
             if following < n_intervals and step == following * spi - self.gate_closure_steps:
-                self._trade(following, start, step)
+                await self._trade(following, start, step)
             t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
@@ -209,13 +221,13 @@ class Engine:
         self._report_channel_events()
         await self._close_all()
         with_suppressed = self.now or datetime.now().astimezone()
+        if self.ledger is not None:
+            self.ledger.close(self.now, status)
         finished = RunFinished(
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(
-                self.config.market.mechanism, self.config.prices.currency
-            ),
+            summary=self.totals.summary(self.config.market.mechanism, self.config.prices.currency),
         )
         self._emit(finished)
         return finished
@@ -252,7 +264,7 @@ class Engine:
                 self.totals.integrate(peer.peer, image, self.dt_s)
             self.totals.observe_counters(peer.peer, peer.image(step))
 
-    def _trade(self, interval: int, start: datetime, step: int) -> None:
+    async def _trade(self, interval: int, start: datetime, step: int) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         states = {
             name: peer.device_state(step, self.now or interval_start)
@@ -262,13 +274,15 @@ class Engine:
             name: state if state is not None else DeviceState(time=self.now or interval_start)
             for name, state in states.items()
         }
-        market = self.desk.trade(interval_start, states)
+        market = await self.market.trade(interval_start, states)
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
+        if self.ledger is not None:
+            self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
-            self._emit(AgentPlan(interval_start, peer, self.desk.agent_kind(peer), decision))
+            self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
                 self._interlock(
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"
@@ -279,9 +293,10 @@ class Engine:
             image = peer.image(None)
             self._accounts[name] = _IntervalAccount(image.import_kwh, image.export_kwh)
 
-    def _settle(self, interval: int, start: datetime) -> None:
+    async def _settle(self, interval: int, start: datetime) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
         metered: dict[str, float] = {}
+        observations: dict[str, IntervalObservation] = {}
         for name, peer in self.peers.items():
             image = peer.image(None)
             account = self._accounts[name]
@@ -303,25 +318,27 @@ class Engine:
             metered[name] = (image.export_kwh - account.start_export_kwh) - (
                 image.import_kwh - account.start_import_kwh
             )
-            self.agents[name].observe(
-                IntervalObservation(
-                    interval_start=interval_start,
-                    interval_s=self.config.market.interval_s,
-                    load_kwh=max(account.load_kwh, 0.0),
-                    pv_kwh=max(account.pv_kwh, 0.0),
-                    net_kwh=metered[name],
-                    soc_pct=image.battery_soc_pct,
-                    ev_soc_pct=image.ev_soc_pct,
-                    ev_plugged=image.ev_plugged,
-                )
+            observations[name] = IntervalObservation(
+                interval_start=interval_start,
+                interval_s=self.config.market.interval_s,
+                load_kwh=max(account.load_kwh, 0.0),
+                pv_kwh=max(account.pv_kwh, 0.0),
+                net_kwh=metered[name],
+                soc_pct=image.battery_soc_pct,
+                ev_soc_pct=image.ev_soc_pct,
+                ev_plugged=image.ev_plugged,
             )
         market = self._markets.pop(interval)
-        settlements: list[Settlement] = settle_interval(
-            interval_start, market.clearing.trades, metered, self.config.prices
+        settlements: list[Settlement] = await self.market.settle(
+            interval_start, market.clearing.trades, metered, observations
         )
         for settlement in settlements:
             self._emit(settlement)
             self.totals.add_settlement(settlement)
+        if self.ledger is not None:
+            self.ledger.operator.record_settlement(
+                self.now or interval_start, interval_start, settlements
+            )
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)

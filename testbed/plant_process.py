@@ -19,11 +19,17 @@ class PlantStartError(RuntimeError):
 
 
 @contextlib.contextmanager
-def emulated_plant(seed: int, timeout_s: float = 60.0) -> Iterator[PlantEndpoints]:
-    """Serve a lockstep plant with `seed` on free loopback ports; stop it (by its pid) on exit."""
+def emulated_plant(
+    seed: int, timeout_s: float = 60.0, plant_toml: str = ""
+) -> Iterator[PlantEndpoints]:
+    """Serve a lockstep plant with `seed` on free loopback ports; stop it (by its pid) on exit.
+
+    `plant_toml`: more of the plant's TOML after `seed` (e.g. `start = ...` and a `[plant.pv]`
+    table), for benchmarks that vary the day.
+    """
     with tempfile.TemporaryDirectory(prefix="hil_sim-") as folder:
         config = Path(folder) / "plant.toml"
-        config.write_text(f"[plant]\nseed = {int(seed)}\n", encoding="utf-8")
+        config.write_text(f"[plant]\nseed = {int(seed)}\n{plant_toml}\n", encoding="utf-8")
         endpoints_file = Path(folder) / "endpoints.json"
         log = Path(folder) / "plant.log"
         with log.open("wb") as log_file:

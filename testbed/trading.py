@@ -7,25 +7,44 @@ delivery step turns into setpoints.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from peers.interface import (
     Agent,
     AgentDecision,
     DeviceState,
     Fill,
+    IntervalObservation,
     MarketContext,
     MarketOutcome,
+    OrderIntent,
     OrderSide,
 )
 from testbed.config import TestbedConfig
-from testbed.documents import Clearing, OrderBook
+from testbed.documents import Clearing, OrderBook, Settlement
 from testbed.market import get_mechanism, validate_orders
 from testbed.market.book import Order, Side, Trade
+from testbed.market.validation import order_problem
+from testbed.settlement import settle_interval
+
+if TYPE_CHECKING:
+    from testbed.ledger.orders import SignedOrder
 
 NO_MARKET = "none"  # the mechanism name of a grid-only run: orders are recorded, nothing clears
+NO_MARKET_REASON = "no P2P market in this run (grid only)"
+
+
+class OrderLedger(Protocol):
+    """Signs each order on its peer's side and admits it on the operator's (`testbed.ledger`)."""
+
+    def sign(self, order: Order, signed_at: datetime) -> SignedOrder: ...
+
+    def admit(
+        self, time: datetime, candidates: Sequence[tuple[SignedOrder, str | None]]
+    ) -> tuple[list[Order], list[tuple[Order, str]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,61 +70,84 @@ def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> 
     return position
 
 
-class TradingDesk:
-    """Collects the agents' orders for an interval and clears them with the configured mechanism."""
+def market_context(config: TestbedConfig, interval_start: datetime) -> MarketContext:
+    """The tariffs and interval an agent plans with (in-process and in the operator's
+    announcement alike)."""
+    prices = config.prices
+    return MarketContext(
+        interval_start=interval_start,
+        retail_tariff=prices.retail_tariff,
+        feed_in_tariff=prices.feed_in_tariff,
+        interval_s=config.market.interval_s,
+        network_charge=prices.network_charge,
+        deviation_penalty=prices.deviation_penalty,
+    )
 
-    def __init__(self, config: TestbedConfig, agents: Mapping[str, Agent]) -> None:
+
+def order_id(interval_start: datetime, peer: str, index: int) -> str:
+    """The id of a peer's `index`-th order (from 1) for an interval: unique per interval and peer,
+    so an agent in its own process names (and signs) it exactly as the in-process desk does."""
+    return f"{interval_start:%Y%m%dT%H%M}-{peer}-{index}"
+
+
+def orders_from_intents(
+    interval_start: datetime, peer: str, intents: tuple[OrderIntent, ...] | list[OrderIntent]
+) -> list[Order]:
+    """A decision's order intents as book orders (submission time 0: the book sets it)."""
+    return [
+        Order(
+            order_id=order_id(interval_start, peer, index),
+            peer=peer,
+            side=Side(intent.side.value),
+            quantity_kwh=intent.quantity_kwh,
+            price=intent.limit_price,
+            interval_start=interval_start,
+        )
+        for index, intent in enumerate(intents, start=1)
+    ]
+
+
+class BookClearer:
+    """Clears one interval's book with the configured mechanism (the operator's job, in-process
+    or as its own service).
+
+    Submission times are set here, from a run-wide counter in the order the orders come (peers in
+    the configuration's order, each peer's orders in its own order): ties at one price go by that
+    order, never by network arrival, so both modes clear the same book the same way.
+    """
+
+    def __init__(self, config: TestbedConfig) -> None:
         self._config = config
-        self._agents = agents
         self._mechanism = (
             None
             if config.market.mechanism == NO_MARKET
             else get_mechanism(config.market.mechanism, **config.market.params)
         )
-        self._order_count = 0
+        self.order_count = 0
 
     @property
     def mechanism_name(self) -> str:
         return self._config.market.mechanism
 
-    def agent_kind(self, peer: str) -> str:
-        return str(getattr(self._agents[peer], "kind", type(self._agents[peer]).__name__))
-
-    def context(self, interval_start: datetime) -> MarketContext:
-        prices = self._config.prices
-        return MarketContext(
-            interval_start=interval_start,
-            retail_tariff=prices.retail_tariff,
-            feed_in_tariff=prices.feed_in_tariff,
-            interval_s=self._config.market.interval_s,
-            network_charge=prices.network_charge,
-            deviation_penalty=prices.deviation_penalty,
-        )
-
-    def trade(self, interval_start: datetime, states: Mapping[str, DeviceState]) -> IntervalMarket:
-        """Ask every agent for its orders, clear the book and tell the agents what they got."""
-        ctx = self.context(interval_start)
-        decisions = {peer: agent.decide(ctx, states[peer]) for peer, agent in self._agents.items()}
-        orders = []
-        for peer, decision in decisions.items():
-            for intent in decision.orders:
-                self._order_count += 1
-                orders.append(
-                    Order(
-                        order_id=f"{interval_start:%Y%m%dT%H%M}-{peer}-{self._order_count}",
-                        peer=peer,
-                        side=Side(intent.side.value),
-                        quantity_kwh=intent.quantity_kwh,
-                        price=intent.limit_price,
-                        interval_start=interval_start,
-                        time=float(self._order_count),
-                    )
-                )
-        valid, rejected = validate_orders(orders, set(self._agents), interval_start)
+    def clear(
+        self,
+        interval_start: datetime,
+        orders: list[Order],
+        peers: list[str],
+        rejected_before: list[tuple[Order, str]] | None = None,
+    ) -> tuple[OrderBook, Clearing]:
+        """The book (valid and rejected orders) and its clearing; `rejected_before` are orders
+        refused earlier (bad signature, gate closed) that the book records too."""
+        timed = []
+        for order in orders:
+            self.order_count += 1
+            timed.append(replace(order, time=float(self.order_count)))
+        valid, rejected = validate_orders(timed, set(peers), interval_start)
+        rejected = [*(rejected_before or []), *rejected]
         if self._mechanism is None:
             rejected = [
                 *rejected,
-                *((order, "no P2P market in this run (grid only)") for order in valid),
+                *((order, NO_MARKET_REASON) for order in valid),
             ]
             valid, trades, price, report = [], (), None, {"mechanism": NO_MARKET}
         else:
@@ -124,35 +166,163 @@ class TradingDesk:
             trades=trades,
             report=report,
         )
-        self._tell_agents(interval_start, valid, trades, price)
+        return book, clearing
+
+
+def market_outcomes(
+    book: OrderBook, clearing: Clearing, peers: list[str]
+) -> dict[str, MarketOutcome]:
+    """What each peer learns from a cleared interval: its own fills and the public prices."""
+    fills: dict[str, list[Fill]] = defaultdict(list)
+    for trade in clearing.trades:
+        fills[trade.buyer].append(Fill(OrderSide.BUY, trade.quantity_kwh, trade.price))
+        fills[trade.seller].append(Fill(OrderSide.SELL, trade.quantity_kwh, trade.price))
+    bids = [o.price for o in book.orders if o.side is Side.BUY]
+    asks = [o.price for o in book.orders if o.side is Side.SELL]
+    return {
+        peer: MarketOutcome(
+            interval_start=book.interval_start,
+            clearing_price=clearing.clearing_price,
+            fills=tuple(fills[peer]),
+            best_bid_price=max(bids) if bids else None,
+            best_ask_price=min(asks) if asks else None,
+        )
+        for peer in peers
+    }
+
+
+class TradingDesk:
+    """Collects the agents' orders for an interval and clears them with the configured mechanism.
+
+    With a ledger, each order is signed by its peer (at the time of the peer's device state) and
+    admitted by the operator's rules (registered and approved peer, valid signature, unused order
+    id, inside the order window) besides the market's, and recorded on the ledger accepted or
+    rejected with the reason; only admitted orders reach the book.
+    """
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        agents: Mapping[str, Agent],
+        ledger: OrderLedger | None = None,
+    ) -> None:
+        self._config = config
+        self._agents = agents
+        self._clearer = BookClearer(config)
+        self._ledger = ledger
+
+    @property
+    def mechanism_name(self) -> str:
+        return self._config.market.mechanism
+
+    def agent_kind(self, peer: str) -> str:
+        return str(getattr(self._agents[peer], "kind", type(self._agents[peer]).__name__))
+
+    def context(self, interval_start: datetime) -> MarketContext:
+        return market_context(self._config, interval_start)
+
+    def trade(self, interval_start: datetime, states: Mapping[str, DeviceState]) -> IntervalMarket:
+        """Ask every agent for its orders, clear the book and tell the agents what they got."""
+        ctx = self.context(interval_start)
+        decisions = {peer: agent.decide(ctx, states[peer]) for peer, agent in self._agents.items()}
+        orders = [
+            order
+            for peer, decision in decisions.items()
+            for order in orders_from_intents(interval_start, peer, decision.orders)
+        ]
+        peers = list(self._agents)
+        refused: list[tuple[Order, str]] = []
+        if self._ledger is not None:
+            orders, refused = self._admit(interval_start, orders, peers, states)
+        book, clearing = self._clearer.clear(interval_start, orders, peers, refused)
+        for peer, outcome in market_outcomes(book, clearing, peers).items():
+            self._agents[peer].learn(outcome)
         return IntervalMarket(
             interval_start=interval_start,
             decisions=decisions,
             book=book,
             clearing=clearing,
-            contracted_kwh=net_positions(trades, list(self._agents)),
+            contracted_kwh=net_positions(clearing.trades, peers),
         )
 
-    def _tell_agents(
+    def _admit(
         self,
         interval_start: datetime,
         orders: list[Order],
-        trades: tuple[Trade, ...],
-        clearing_price: float | None,
-    ) -> None:
-        fills: dict[str, list[Fill]] = defaultdict(list)
-        for trade in trades:
-            fills[trade.buyer].append(Fill(OrderSide.BUY, trade.quantity_kwh, trade.price))
-            fills[trade.seller].append(Fill(OrderSide.SELL, trade.quantity_kwh, trade.price))
-        bids = [o.price for o in orders if o.side is Side.BUY]
-        asks = [o.price for o in orders if o.side is Side.SELL]
-        for peer, agent in self._agents.items():
-            agent.learn(
-                MarketOutcome(
-                    interval_start=interval_start,
-                    clearing_price=clearing_price,
-                    fills=tuple(fills[peer]),
-                    best_bid_price=max(bids) if bids else None,
-                    best_ask_price=min(asks) if asks else None,
-                )
+        peers: list[str],
+        states: Mapping[str, DeviceState],
+    ) -> tuple[list[Order], list[tuple[Order, str]]]:
+        assert self._ledger is not None
+        no_market = self._config.market.mechanism == NO_MARKET
+        candidates = [
+            (
+                self._ledger.sign(order, states[order.peer].time),
+                order_problem(order, peers, interval_start)
+                or (NO_MARKET_REASON if no_market else None),
             )
+            for order in orders
+        ]
+        at = max((signed.signed_at for signed, _ in candidates), default=interval_start)
+        return self._ledger.admit(at, candidates)
+
+
+class MarketPort(Protocol):
+    """How the engine trades and settles an interval: with agents in its own process
+    (`InProcessMarket`) or through the trading platform (`testbed.platform.controller_link`)."""
+
+    def agent_kind(self, peer: str) -> str: ...
+
+    async def trade(
+        self, interval_start: datetime, states: Mapping[str, DeviceState]
+    ) -> IntervalMarket:
+        """Orders, clearing and the agents' decisions for the interval starting then."""
+        ...
+
+    async def settle(
+        self,
+        interval_start: datetime,
+        trades: tuple[Trade, ...],
+        metered_kwh: Mapping[str, float],
+        observations: Mapping[str, IntervalObservation],
+    ) -> list[Settlement]:
+        """Give the agents their metering and settle the interval."""
+        ...
+
+
+class InProcessMarket:
+    """Agents are objects in the engine's process; the engine's desk clears and settles."""
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        agents: Mapping[str, Agent],
+        ledger: OrderLedger | None = None,
+    ) -> None:
+        self._config = config
+        self._agents = agents
+        self.desk = TradingDesk(config, agents, ledger)
+
+    def agent_kind(self, peer: str) -> str:
+        return self.desk.agent_kind(peer)
+
+    async def trade(
+        self, interval_start: datetime, states: Mapping[str, DeviceState]
+    ) -> IntervalMarket:
+        return self.desk.trade(interval_start, states)
+
+    async def settle(
+        self,
+        interval_start: datetime,
+        trades: tuple[Trade, ...],
+        metered_kwh: Mapping[str, float],
+        observations: Mapping[str, IntervalObservation],
+    ) -> list[Settlement]:
+        for peer, observation in observations.items():
+            self._agents[peer].observe(observation)
+        return settle_interval(
+            interval_start,
+            trades,
+            dict(metered_kwh),
+            self._config.prices,
+            balancing=self._config.market.balancing,
+        )

@@ -1,0 +1,167 @@
+"""Benchmark: the share of the perfect-foresight value each set of agents captures, day by day.
+
+    python benchmarks/value_bench.py [--sets baseline,optimising,improved] [--days all|1,4]
+                                     [--hours 24] [--out runs/value-bench] [--json FILE]
+
+Runs seeded days of different seasons and cloud cover on the emulated plant through the whole
+controller (real protocols, lockstep), one run per day and agent set, then measures each finished
+run with the yardstick (`testbed.value`): the community's bill under the baseline rules, at the
+perfect-foresight optimum and in the run, and the value captured, (baseline - run) / (baseline -
+optimum), for the community and per peer. Also checks the promise that no peer pays more than
+grid-only (its settlement's `bill` against `bill_grid_only`). A run directory already finished
+under `--out` is measured again, not re-run (delete it to run it again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from instruments.event_loop import loop_factory  # noqa: E402
+from testbed.config import load_config, parse_config  # noqa: E402
+from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
+from testbed.plant_process import emulated_plant  # noqa: E402
+from testbed.runstore import RunReader  # noqa: E402
+from testbed.value import IncompleteRun, InfeasibleOptimum, value_report  # noqa: E402
+
+# (label, plant seed, local start, share of daylight shaded by clouds)
+DAYS = [
+    ("winter", 11, "2026-01-15T00:00:00+05:30", 0.1),
+    ("equinox", 1, "2026-03-21T00:00:00+05:30", 0.2),
+    ("summer", 5, "2026-05-10T00:00:00+05:30", 0.15),
+    ("monsoon", 7, "2026-07-20T00:00:00+05:30", 0.6),
+    ("late-monsoon", 3, "2026-09-05T00:00:00+05:30", 0.45),
+    ("autumn", 9, "2026-10-25T00:00:00+05:30", 0.2),
+    ("early-winter", 13, "2026-12-10T00:00:00+05:30", 0.3),
+]
+
+# agent set -> what the configuration changes, and the mechanisms that apply
+SETS: dict[str, dict[str, Any]] = {
+    "baseline": {
+        "agent": "baseline",
+        "market": {"mechanism": "uniform", "params": {"k": 0.5}},
+        "mechanisms": "uniform day-ahead (15 min, gate 60 s)",
+    },
+    "optimising": {
+        "agent": "optimising",
+        "market": {"mechanism": "uniform", "params": {"k": 0.5}},
+        "mechanisms": "uniform day-ahead (15 min, gate 60 s)",
+    },
+    "improved": {
+        "agent": "community",
+        "market": {"mechanism": "uniform", "params": {"k": 0.5}, "balancing": "local"},
+        "mechanisms": "uniform + local balancing; book-depth demand, clear-sky PV warm start",
+    },
+}
+
+
+def run_day(set_name: str, day: tuple, hours: float, out: Path) -> None:
+    label, seed, start, cloud_cover = day
+    spec = SETS[set_name]
+    data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
+    data["experiment"].update(hours=hours, seed=seed, name=f"value-{set_name}-{label}")
+    data["market"].update(spec["market"])
+    for peer in data["peers"].values():
+        peer["agent"] = spec["agent"]
+        peer["agent_params"] = dict(spec.get("agent_params", {}))
+    plant_toml = f"start = {start}\n[plant.pv]\ncloud_cover = {cloud_cover}\n"
+    with emulated_plant(seed, plant_toml=plant_toml) as endpoints:
+        config = with_plant_endpoints(parse_config(data), endpoints)
+        _, new_loop = loop_factory("auto")
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(run_experiment(config, out))
+
+
+def finished(run_dir: Path) -> bool:
+    try:
+        return RunReader(run_dir).meta.status == "finished"
+    except Exception:
+        return False
+
+
+def measure(run_dir: Path) -> dict[str, Any]:
+    try:
+        report = value_report(run_dir).as_dict()
+    except (IncompleteRun, InfeasibleOptimum) as error:
+        return {"error": str(error)}
+    summary = RunReader(run_dir).summary() or {}
+    report["worse_than_grid_only"] = {
+        peer: round(totals["bill"] - totals["bill_grid_only"], 4)
+        for peer, totals in summary.get("peers", {}).items()
+        if totals["bill"] > totals["bill_grid_only"] + 1e-6
+    }
+    report["p2p_traded_kwh"] = summary.get("market", {}).get("traded_kwh")
+    return report
+
+
+def pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for set_name, days in results.items():
+        print(f"\n### {set_name}: {SETS[set_name]['mechanisms']}\n")
+        print(
+            "| day | baseline | optimum | run | captured % | A % | B % | C % | P2P kWh "
+            "| worse than grid-only |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        captured = []
+        for label, r in days.items():
+            if "error" in r:
+                print(f"| {label} | {r['error']} |||||||||")
+                continue
+            peers = r["peers"]
+            captured.append(r["captured_pct"])
+            worse = ", ".join(f"{p} +{v:.2f}" for p, v in r["worse_than_grid_only"].items())
+            print(
+                f"| {label} | {r['baseline_bill']:.2f} | {r['optimum_bill']:.2f} "
+                f"| {r['actual_bill']:.2f} | {pct(r['captured_pct'])} "
+                + " ".join(f"| {pct(peers[p]['captured_pct'])}" for p in ("A", "B", "C"))
+                + f" | {r['p2p_traded_kwh'] or 0:.2f} | {worse or 'none'} |"
+            )
+        valid = [c for c in captured if c is not None]
+        if valid:
+            print(f"\nmean captured: {sum(valid) / len(valid):.1f} % over {len(valid)} days")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--days", default="all", help="all, or 1-based day numbers: 1,4")
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "value-bench")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    args = parser.parse_args()
+    days = DAYS if args.days == "all" else [DAYS[int(i) - 1] for i in args.days.split(",")]
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for set_name in args.sets.split(","):
+        if set_name not in SETS:
+            parser.error(f"--sets: unknown set {set_name!r}; choose from {', '.join(SETS)}")
+        results[set_name] = {}
+        for day in days:
+            run_dir = args.out / f"{set_name}-{day[0]}"
+            if not finished(run_dir):
+                if run_dir.exists():
+                    import shutil
+
+                    shutil.rmtree(run_dir)
+                t0 = time.perf_counter()
+                run_day(set_name, day, args.hours, run_dir)
+                print(f"{set_name} {day[0]}: ran in {time.perf_counter() - t0:.0f} s", flush=True)
+            results[set_name][day[0]] = measure(run_dir)
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
