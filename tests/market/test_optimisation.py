@@ -53,15 +53,19 @@ def test_welfare_clears_the_most_valuable_matching_of_a_hand_book():
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(communities())
-def test_welfare_reaches_the_linear_programming_optimum(orders):
-    result = get_mechanism("welfare").clear(orders)
-    assert result.report["welfare"] == pytest.approx(best_welfare(orders), abs=1e-6)
+@given(communities(), st.sampled_from(["welfare", "admm"]))
+def test_both_reach_the_linear_programming_optimum_and_balance_payments(orders, name):
+    result = get_mechanism(name).clear(orders)
+    best = best_welfare(orders)
+    assert result.report["welfare"] == pytest.approx(best, rel=1e-4, abs=1e-6)
     # payments balance: what buyers pay is what sellers receive (a pool, no network)
     paid = sum(t.quantity_kwh * t.price for t in result.trades)
     sellers = zip(result.trades, result.seller_prices, strict=True)
     received = sum(t.quantity_kwh * p for t, p in sellers)
     assert round(paid, 2) == round(received, 2)
+    for trade in result.trades:  # individually rational
+        limit = next(o.price for o in orders if o.order_id == trade.buy_order_id)
+        assert trade.price <= limit + 1e-9
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -15,6 +15,8 @@ u (price = -rho u), the iteration is
 
 and stops when the primal residual |x - z| (14) and the dual residual rho |z - z_prev| (15) are
 below eps_abs * sqrt(N) + eps_rel * (the scale of x, z, resp. rho u) (Boyd et al. 2011, 3.3).
+Quantities are counted in units of the book's largest order, so rho (currency per unit^2) and
+the tolerances mean the same for a book of Wh as of MWh; the reported primal residual is in kWh.
 rho is updated by residual balancing (Boyd et al. 3.4.1): when the primal residual is more than
 10 times the dual, rho doubles (u halves); when the dual is more than 10 times the primal, rho
 halves (u doubles).
@@ -42,7 +44,7 @@ from testbed.market.optimisation.base import (
     pool_table,
     positive,
 )
-from testbed.market.optimisation.community import Community
+from testbed.market.optimisation.community import Community, clean_fills
 from testbed.network.settings import LinearNetwork, NetworkSettings
 
 
@@ -57,15 +59,18 @@ class PeerOffers:
     curvature: float = 0.0  # utility p x - curvature x^2 / 2 per order (0: steps)
 
     @classmethod
-    def of(cls, community: Community, peer: int, curvature: float = 0.0) -> PeerOffers:
+    def of(
+        cls, community: Community, peer: int, curvature: float = 0.0, unit_kwh: float = 1.0
+    ) -> PeerOffers:
+        """Peer `peer`'s offers with quantities in units of `unit_kwh` (curvature per unit^2)."""
         bids = community.bid_qty[peer] > 0
         asks = community.ask_qty[peer] > 0
         return cls(
             community.bid_price[peer][bids],
-            community.bid_qty[peer][bids],
+            community.bid_qty[peer][bids] / unit_kwh,
             community.ask_price[peer][asks],
-            community.ask_qty[peer][asks],
-            curvature,
+            community.ask_qty[peer][asks] / unit_kwh,
+            curvature * unit_kwh,
         )
 
     def value(self, bid_fill: np.ndarray, ask_fill: np.ndarray) -> float:
@@ -179,7 +184,7 @@ def _fills(offers: PeerOffers, price: float, position: float) -> tuple[np.ndarra
 class Coordinator:
     """Step (12): the projection onto C (balance, and the feeder's linearised limits)."""
 
-    def __init__(self, size: int, linear: LinearNetwork | None) -> None:
+    def __init__(self, size: int, linear: LinearNetwork | None, unit_kwh: float = 1.0) -> None:
         self.size = size
         self.linear = linear
         self._problem = None
@@ -189,8 +194,8 @@ class Coordinator:
             self._point = cp.Parameter(size)
             self._z = cp.Variable(size)
             low, high = linear.voltage_limits_v
-            voltage = linear.slack_voltage_v + linear.voltage_matrix @ self._z
-            flow = linear.flow_matrix @ self._z
+            voltage = linear.slack_voltage_v + (linear.voltage_matrix * unit_kwh) @ self._z
+            flow = (linear.flow_matrix * unit_kwh) @ self._z
             self._problem = cp.Problem(
                 cp.Minimize(cp.sum_squares(self._z - self._point)),
                 [
@@ -223,8 +228,8 @@ class AdmmSolution:
     iterations: int
     primal_residual: float
     dual_residual: float
-    rho: float
-    history: list[tuple[float, float, float]]  # (primal, dual, rho) per iteration
+    rho: float  # per (largest order)^2: the penalty of the scaled problem
+    history: list[tuple[float, float, float]]  # (primal, dual, rho) per iteration, scaled
 
 
 def run_admm(
@@ -240,8 +245,15 @@ def run_admm(
 ) -> AdmmSolution:
     """Iterate (11)-(13) until (14) and (15) hold; raises NoTrade if it does not converge."""
     n = community.size
-    offers = [PeerOffers.of(community, peer, curvature) for peer in range(n)]
-    coordinator = Coordinator(n, network.linear(community.peers) if network is not None else None)
+    # Quantities in units of the book's largest order, so that rho and the tolerances mean the
+    # same for a book of Wh and a book of MWh; prices stay per kWh.
+    unit_kwh = max(
+        float(community.bid_qty.max(initial=0.0)), float(community.ask_qty.max(initial=0.0))
+    )
+    unit_kwh = unit_kwh if unit_kwh > 0 else 1.0
+    offers = [PeerOffers.of(community, peer, curvature, unit_kwh) for peer in range(n)]
+    linear = network.linear(community.peers) if network is not None else None
+    coordinator = Coordinator(n, linear, unit_kwh)
     x = np.zeros(n)
     z = np.zeros(n)
     u = np.zeros(n)
@@ -270,17 +282,22 @@ def run_admm(
     else:
         raise NoTrade(
             f"ADMM did not converge in {max_iterations} iterations "
-            f"(primal residual {primal:.3g} kWh, dual residual {dual:.3g})"
+            f"(primal residual {primal * unit_kwh:.3g} kWh, dual residual {dual:.3g})"
         )
     finals = [peer_update(offers[i], PeerMessage(float(z[i]), math.inf)) for i in range(n)]
     bid_fill = np.zeros_like(community.bid_qty)
     ask_fill = np.zeros_like(community.ask_qty)
     for i, reply in enumerate(finals):
-        bid_fill[i][community.bid_qty[i] > 0] = reply.bid_fill
-        ask_fill[i][community.ask_qty[i] > 0] = reply.ask_fill
+        # fills within the stopping tolerance of empty or full are snapped to it
+        snap = 10 * eps_abs
+        bids = clean_fills(reply.bid_fill, offers[i].bid_qty, snap)
+        asks = clean_fills(reply.ask_fill, offers[i].ask_qty, snap)
+        bid_fill[i][community.bid_qty[i] > 0] = bids * unit_kwh
+        ask_fill[i][community.ask_qty[i] > 0] = asks * unit_kwh
     # The peers realise z only up to the solver's tolerance: the published fills are the bids and
     # asks paired in priority order, so that what is bought is exactly what is sold.
-    buy_row, sell_row, kwh = community.pool_pairs(community.row_fills(bid_fill, ask_fill))
+    fills = community.balanced(community.row_fills(bid_fill, ask_fill))
+    buy_row, sell_row, kwh = community.pool_pairs(fills)
     row_fill = np.zeros(len(community.book))
     np.add.at(row_fill, buy_row, kwh)
     np.add.at(row_fill, sell_row, kwh)
@@ -299,11 +316,34 @@ def run_admm(
         positions_kwh=positions,
         welfare=welfare,
         iterations=iteration,
-        primal_residual=primal,
+        primal_residual=primal * unit_kwh,
         dual_residual=dual,
         rho=rho,
         history=history,
     )
+
+
+def published_prices(
+    community: Community, row_fill: np.ndarray, price: np.ndarray, pool: bool
+) -> np.ndarray:
+    """The prices the trades are settled at, from the converged duals -rho u.
+
+    The duals are exact only at the limit: each peer's price is clipped into the range its own
+    fills allow (no filled bid above its limit, no filled ask below its own), so every trade is
+    individually rational. In a pool (no feeder) all peers share one price, so payments balance.
+    """
+    book = community.book
+    filled = row_fill > 0
+    peer = community.peer_of(np.arange(len(book))) if len(book) else np.zeros(0, dtype=np.int64)
+    low = np.full(community.size, -np.inf)
+    high = np.full(community.size, np.inf)
+    asks, bids = filled & ~book.is_buy, filled & book.is_buy
+    np.maximum.at(low, peer[asks], book.price[asks])
+    np.minimum.at(high, peer[bids], book.price[bids])
+    if pool:
+        common = float(np.clip(np.mean(price), low.max(initial=-np.inf), high.min(initial=np.inf)))
+        return np.full(community.size, common)
+    return np.clip(price, low, high)
 
 
 class AdmmMarket(OptimisationMechanism):
@@ -357,7 +397,10 @@ class AdmmMarket(OptimisationMechanism):
             max_iterations=self.max_iterations,
         )
         peer_of_row = community.peer_of(np.arange(len(book)))
-        price_of_row = solution.price[peer_of_row]
+        prices = published_prices(
+            community, solution.row_fill, solution.price, self.network is None
+        )
+        price_of_row = prices[peer_of_row]
         table = pool_table(community.pool_pairs(solution.row_fill), price_of_row, price_of_row)
         volume = float(table.quantity_kwh.sum())
         average = float(table.quantity_kwh @ table.buyer_price / volume) if volume > 0 else None
@@ -367,7 +410,7 @@ class AdmmMarket(OptimisationMechanism):
             "primal_residual": solution.primal_residual,
             "dual_residual": solution.dual_residual,
             "rho_final": solution.rho,
-            "peer_prices": dict(zip(community.peers, solution.price.tolist(), strict=True)),
+            "peer_prices": dict(zip(community.peers, prices.tolist(), strict=True)),
             "positions_kwh": dict(
                 zip(community.peers, solution.positions_kwh.tolist(), strict=True)
             ),

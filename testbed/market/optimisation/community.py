@@ -73,6 +73,22 @@ class Community:
         peers = np.asarray(self.book.peer, dtype=object)[rows]
         return np.array([index[p] for p in peers.tolist()], dtype=np.int64)
 
+    def balanced(self, row_fill: np.ndarray) -> np.ndarray:
+        """Fills with the longer side trimmed, from its last orders in priority order, so that
+        exactly as much is bought as is sold (solvers balance only to their tolerance)."""
+        bids, asks = side_books(self.book)
+        out = np.array(row_fill, dtype=np.float64)
+        excess = float(out[bids.rows].sum() - out[asks.rows].sum())
+        rows = bids.rows if excess > 0 else asks.rows
+        left = abs(excess)
+        for row in rows[::-1].tolist():
+            if left <= 0:
+                break
+            take = min(left, float(out[row]))
+            out[row] -= take
+            left -= take
+        return out
+
     def pool_pairs(self, row_fill: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(buy_row, sell_row, kWh): filled bids and asks paired in priority order."""
         bids, asks = side_books(self.book)
