@@ -8,11 +8,11 @@ says otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -40,9 +40,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows_of(root: Path) -> list[Row]:
-    # closed here: a connection left to the garbage collector would delete the WAL file of the
-    # shared base ledger at a random moment (in the middle of a copy)
-    with contextlib.closing(sqlite3.connect(root / "run" / "run.sqlite")) as conn:
+    # closing(): a connection left to the garbage collector removes the WAL files at a random
+    # moment, possibly while `tampered` copies the folder.
+    with closing(sqlite3.connect(root / "run" / "run.sqlite")) as conn:
         return [
             list(r) for r in conn.execute(f"SELECT {', '.join(COLUMNS)} FROM ledger ORDER BY seq")
         ]
