@@ -41,7 +41,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asyncua import Client, ua
 from asyncua.client.ua_client import UaClientState
@@ -125,6 +125,7 @@ _WRITE_TYPES = {  # what each written variable may be declared as, and the defau
     Var.ENABLED: (frozenset({_VT.Boolean}) | _INTEGERS, _VT.Boolean),
 }
 _FLOAT32 = struct.Struct("<f")
+_T = TypeVar("_T")
 _NOT_GOOD = 3 << 30  # the severity bits of a status code: 0 = Good
 _READ_VARS: tuple[Var, ...] = tuple(spec.name for spec in VARIABLES)
 _SETPOINT_VARS = (Var.POWER_SETPOINT_KW, Var.ENABLED)
@@ -154,7 +155,7 @@ def _read_parameters(
     )
 
 
-def _batches(items: list, size: int | None) -> list[list]:
+def _batches(items: list[_T], size: int | None) -> list[list[_T]]:
     if not size or size >= len(items):
         return [items]
     return [items[i : i + size] for i in range(0, len(items), size)]
@@ -311,7 +312,9 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             for one in node_ids:
                 results += await client.uaclient.read(_read_parameters([one], attribute))
         return [
-            r.Value.Value if r.StatusCode is None or r.StatusCode.is_good() else None
+            r.Value.Value
+            if r.Value is not None and (r.StatusCode is None or r.StatusCode.is_good())
+            else None
             for r in results
         ]
 
@@ -607,7 +610,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
     def _as_held(self, var: Var, value: float) -> float:
         """What the server holds after `value` is written: a Float keeps 24 bits of it."""
         if self.write_types.get(var) is _VT.Float:
-            return _FLOAT32.unpack(_FLOAT32.pack(value))[0]
+            return float(_FLOAT32.unpack(_FLOAT32.pack(value))[0])
         return value
 
     async def _write(self, values: dict[Var, float | bool]) -> list[ua.StatusCode]:
