@@ -268,6 +268,14 @@ def demo_command(
     config_file: Annotated[
         Path, typer.Option("--config", help="Experiment TOML file for the emulated plant.")
     ] = DEFAULT_EMULATED_CONFIG,
+    site_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Site file: the plant and the controller's peers are built from it "
+            "(default: the configuration's site, else the IIT Gandhinagar testbed).",
+        ),
+    ] = None,
     influx_url: InfluxUrl = None,
     influx_api: InfluxApi = None,
     influx_db: InfluxDb = None,
@@ -277,14 +285,18 @@ def demo_command(
     influx_spool_if_down: InfluxSpoolIfDown = None,
 ) -> None:
     """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow)."""
+    from labspec.site import SiteError
     from testbed.config import ConfigError, load_config
-    from testbed.experiment import with_overrides, with_plant_endpoints
+    from testbed.experiment import with_overrides, with_plant_endpoints, with_site
     from testbed.plant_process import PlantStartError, emulated_plant
 
     started = time.monotonic()
     try:
         config = with_overrides(load_config(config_file), hours, seed)
-    except ConfigError as error:
+        if site_file is not None:
+            config = with_site(config, site_file)
+        site = config.site_model()
+    except (ConfigError, SiteError) as error:
         raise _fail(str(error)) from None
     run_dir = _run_dir(config, out)
     influx = _influx(
@@ -297,9 +309,12 @@ def demo_command(
         skip_database_creation=influx_skip_database_creation,
         spool_if_down_at_start=influx_spool_if_down,
     )
-    console.print(f"starting the emulated plant (seed {config.experiment.seed}) ...")
+    console.print(
+        f"starting the emulated plant of {site.site.name} ({len(site.peers)} peers, "
+        f"{len(site.devices)} devices; seed {config.experiment.seed}) ..."
+    )
     try:
-        with emulated_plant(config.experiment.seed) as endpoints:
+        with emulated_plant(config.experiment.seed, site=site) as endpoints:
             config = with_plant_endpoints(config, endpoints)
             result = _execute(config, run_dir, influx)
     except PlantStartError as error:
