@@ -71,9 +71,7 @@ def with_plant_endpoints(config: TestbedConfig, endpoints: PlantEndpoints) -> Te
 _E = TypeVar("_E", ModbusEndpoint, OpcUaEndpoint, ScpiEndpoint)
 
 
-def _endpoint(
-    endpoints: PlantEndpoints, peer: str, device_id: str, kind: type[_E]
-) -> _E:
+def _endpoint(endpoints: PlantEndpoints, peer: str, device_id: str, kind: type[_E]) -> _E:
     endpoint = endpoints.devices.get(device_id)
     if not isinstance(endpoint, kind):
         served = ", ".join(d for d, e in endpoints.devices.items() if isinstance(e, kind))
