@@ -96,7 +96,9 @@ def _peer(kind: HomeKind, bus: str, name: str, agent: str, rng: random.Random) -
     return peer
 
 
-def _devices(peer_id: str, kind: HomeKind, peer: dict[str, Any], gateway: str, unit: int) -> dict:
+def _devices(
+    peer_id: str, kind: HomeKind, peer: dict[str, Any], gateway: str, unit: int
+) -> dict[str, dict[str, Any]]:
     devices: dict[str, dict[str, Any]] = {
         f"{peer_id}_meter": {
             "kind": "pcc_meter",
