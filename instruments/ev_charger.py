@@ -55,7 +55,7 @@ from instruments.errors import (
     SetpointRefused,
 )
 from instruments.link import Link, StatusListener
-from instruments.opcua_read import ReadResult, read_values
+from instruments.opcua_read import ReadResult, ReadSender
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
 _CLIENT_APPLICATION_URI = "urn:p2p-testbed:instruments:ev-charger-client"
@@ -145,6 +145,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         self.client: Client | None = None
         self._node_ids: dict[Var, ua.NodeId] = {}
         self._read_all = self._read_measured = self._read_setpoint = ua.ReadParameters()
+        self._reads = ReadSender()
         self._limits: dict[Var, Any] = {}  # last values of _LIMIT_VARS
         self._reads_since_limits = 0
         self.last_snapshot: EvChargerSnapshot | None = None
@@ -169,6 +170,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         client.session_timeout = 600_000  # ms; what servers commonly grant (asyncua asks for 1 h)
         client.name = client.description = f"p2p-testbed {self.name} driver"
         self.client = client
+        self._reads = ReadSender()  # the fast paths' switch is read per session
         if self.config.security == "Basic256Sha256":
             await self._secure(client)
         try:
@@ -242,7 +244,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             # decided here, once the session is open: a reconnect forgets the limits
             limits = not self._limits or self._reads_since_limits >= self.config.limits_every_reads
             parameters = self._read_all if limits else self._read_measured
-            return limits, await read_values(self._client().uaclient, parameters)
+            return limits, await self._reads.read(self._client().uaclient, parameters)
 
         with_limits, results = await self.link.run(operation, "Read of the charger's variables")
         variables = _READ_VARS if with_limits else _MEASURED_VARS
@@ -400,7 +402,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
                 ]
             )
             return await asyncio.gather(
-                uaclient.write(parameters), read_values(uaclient, self._read_setpoint)
+                uaclient.write(parameters), self._reads.read(uaclient, self._read_setpoint)
             )
 
         results, answers = await self.link.run(
@@ -416,7 +418,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             # a server may serve pipelined requests out of order: the Write is done now, so a
             # fresh Read is authoritative
             async def read_back() -> list[ReadResult]:
-                return await read_values(self._client().uaclient, self._read_setpoint)
+                return await self._reads.read(self._client().uaclient, self._read_setpoint)
 
             answers = await self.link.run(read_back, "Read of PowerSetpointKw and Enabled")
             read = self._confirm(power, setpoint.enabled, answers)

@@ -7,7 +7,8 @@ PDU: no register list, no per-register checks, one slice). Everything else takes
 datastore path: its `SimDevice` action copies the image into the served registers on the first
 request after a change (a slice copy), checks writes against the writable points, and applies the
 Modbus faults ("exception" answers every request with a Modbus exception). Both paths answer the
-same registers and the same exceptions.
+same registers and the same exceptions. With the fast paths off (`labspec.fast_paths`),
+pymodbus's own server and datastore path answer everything.
 
 pymodbus 3.16's request handler schedules every request through `call_soon` and
 `run_coroutine_threadsafe` (a self-pipe write and two extra loop wake-ups per request, although it
@@ -43,6 +44,7 @@ from pymodbus.transaction import TransactionManager
 from hil_sim.faults import DeviceFaults
 from hil_sim.servers.gate import ListenerGate
 from hil_sim.servers.sunspec_image import PointSlot, SunSpecImage
+from labspec import fast_paths
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +225,14 @@ class SunSpecModbusServer:
         return self.gate.port if self.gate is not None else self._port
 
     async def start(self) -> int:
-        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port."""
-        self._server = _ModbusServer(
-            self._device, address=(self._host, self._port), custom_pdu=[self._read_request]
-        )
+        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port.
+        With the fast paths off (`labspec.fast_paths`) pymodbus's own server answers all."""
+        if fast_paths.enabled():
+            self._server = _ModbusServer(
+                self._device, address=(self._host, self._port), custom_pdu=[self._read_request]
+            )
+        else:
+            self._server = ModbusTcpServer(self._device, address=(self._host, self._port))
         self.gate = ListenerGate(
             self.name, self._server.handle_new_connection, self._host, self._port, self.faults
         )
