@@ -162,7 +162,7 @@ class ModbusWire(asyncio.Protocol):
         if transport is None:
             raise ConnectionResetError("connection closed")
         tid = self._next_tid = (self._next_tid % 0xFFFF) + 1
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[tid] = future
         transport.write(_MBAP.pack(tid, 0, len(pdu) + 1, unit_id) + pdu)
         try:

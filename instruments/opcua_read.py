@@ -29,6 +29,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.common.utils import Buffer, wait_for
+from asyncua.ua.object_ids import ObjectIds
 from asyncua.ua.ua_binary import (
     get_string_encoding,
     nodeid_to_binary,
@@ -38,7 +39,7 @@ from asyncua.ua.ua_binary import (
 
 from labspec import fast_paths
 
-_READ_RESPONSE_TYPE = struct.pack("<BBH", 1, 0, ua.ObjectIds.ReadResponse_Encoding_DefaultBinary)
+_READ_RESPONSE_TYPE = struct.pack("<BBH", 1, 0, ObjectIds.ReadResponse_Encoding_DefaultBinary)
 _NULL_EXTENSION_OBJECT = b"\x00\x00\x00"  # TwoByte NodeId 0, no body
 _VALUE, _STATUS, _SOURCE_TIME, _SERVER_TIME = 0x01, 0x02, 0x04, 0x08
 _PICOSECONDS = 0x30
@@ -68,7 +69,7 @@ class _NotSimple(Exception):
     """The message holds something the fast path leaves to asyncua."""
 
 
-_READ_REQUEST_TYPE = struct.pack("<BBH", 1, 0, ua.ObjectIds.ReadRequest_Encoding_DefaultBinary)
+_READ_REQUEST_TYPE = struct.pack("<BBH", 1, 0, ObjectIds.ReadRequest_Encoding_DefaultBinary)
 _REQUEST_TIMES = struct.Struct("<qII")  # Timestamp, RequestHandle, ReturnDiagnostics
 _NULL_STRING = b"\xff\xff\xff\xff"  # AuditEntryId
 # 100 ns ticks from 1601-01-01 (OPC UA DateTime) to 1970-01-01 (Unix time)
