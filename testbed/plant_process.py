@@ -1,8 +1,15 @@
-"""Start the emulated plant (`python -m hil_sim`) as a child process for `testbed demo`."""
+"""Start the emulated plant (`python -m hil_sim`) as a child process for `testbed demo`.
+
+The plant runs in a session of its own: a Ctrl-C in the terminal goes to the terminal's process
+group, so it reaches the controller alone, which ends the interval, settles it and then stops the
+plant. The plant stops by itself when the controller is gone (`--exit-with-parent`), so a
+controller killed with SIGKILL leaves no plant behind.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import tomli_w
+
 from hil_sim.endpoints import PlantEndpoints
+from labspec.site import Site
 
 
 class PlantStartError(RuntimeError):
@@ -20,16 +30,24 @@ class PlantStartError(RuntimeError):
 
 @contextlib.contextmanager
 def emulated_plant(
-    seed: int, timeout_s: float = 60.0, plant_toml: str = ""
+    seed: int, timeout_s: float = 60.0, plant_toml: str = "", site: Site | None = None
 ) -> Iterator[PlantEndpoints]:
-    """Serve a lockstep plant with `seed` on free loopback ports; stop it (by its pid) on exit.
+    """Serve a lockstep plant of `site` (default: the default site) with `seed` on free loopback
+    ports; stop it (by its pid) on exit.
 
-    `plant_toml`: more of the plant's TOML after `seed` (e.g. `start = ...` and a `[plant.pv]`
-    table), for benchmarks that vary the day.
+    `plant_toml`: more of the `[plant]` table after `seed` (e.g. `start = ...`), for benchmarks
+    that vary the day.
     """
     with tempfile.TemporaryDirectory(prefix="hil_sim-") as folder:
         config = Path(folder) / "plant.toml"
-        config.write_text(f"[plant]\nseed = {int(seed)}\n{plant_toml}\n", encoding="utf-8")
+        site_line = ""
+        if site is not None:
+            site_file = Path(folder) / "site.toml"
+            site_file.write_text(tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+            site_line = f"site = {json.dumps(str(site_file))}\n"
+        config.write_text(
+            f"[plant]\nseed = {int(seed)}\n{site_line}{plant_toml}\n", encoding="utf-8"
+        )
         endpoints_file = Path(folder) / "endpoints.json"
         log = Path(folder) / "plant.log"
         with log.open("wb") as log_file:
@@ -42,10 +60,12 @@ def emulated_plant(
                     str(config),
                     "--endpoints-json",
                     str(endpoints_file),
+                    "--exit-with-parent",
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
             )
             try:
                 yield _wait_for_endpoints(process, endpoints_file, log, timeout_s)
