@@ -22,6 +22,7 @@ from instruments.config import (
     SunSpecMeterConfig,
 )
 from peers.assets import PeerAssets, default_assets
+from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -153,6 +154,7 @@ class TestbedConfig(_Strict):
     clock: ClockConfig = ClockConfig()
     plant: PlantLink = PlantLink()
     sinks: SinksConfig = SinksConfig()
+    platform: PlatformConfig = PlatformConfig()
     peers: dict[str, PeerConfig]
 
     @model_validator(mode="after")

@@ -55,6 +55,22 @@ def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> 
     return position
 
 
+def make_peer_agent(config: TestbedConfig, peer: str) -> Agent:
+    """The peer's agent as the configuration says, seeded from the run's seed and the peer's place
+    in the sorted peer list (the same agent in the engine's process or in its own)."""
+    from peers import make_agent
+
+    section = config.peers[peer]
+    index = sorted(config.peers).index(peer)
+    return make_agent(
+        section.agent,
+        peer,
+        section.peer_assets(peer),
+        section.agent_params,
+        seed=config.experiment.seed * 1000 + index,
+    )
+
+
 def market_context(config: TestbedConfig, interval_start: datetime) -> MarketContext:
     """The tariffs and interval an agent plans with (in-process and in the operator's
     announcement alike)."""
