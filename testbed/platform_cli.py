@@ -177,6 +177,8 @@ def agent_command(
         )
     address = _address(platform_dir, broker_host, broker_port)
     try:
-        asyncio.run(serve_agents(config, platform_dir, address, list(peer), stats, exit_with_parent))
+        asyncio.run(
+            serve_agents(config, platform_dir, address, list(peer), stats, exit_with_parent)
+        )
     except (LinkRefused, ValueError) as error:
         raise _fail(str(error)) from None
