@@ -16,6 +16,18 @@ Rules (energy in kWh, generator convention; money in the config's currency):
   charge on its P2P energy.
 - bill = paid - received + network charge + grid cost - grid revenue + penalty.
 - Grid-only bill: the same metered position settled with the grid alone.
+
+Local balancing (optional, `local_balancing`): before the grid, the interval's deviations are
+settled among the peers. The surpluses (metered above contracted) and the shortfalls are matched
+pro rata up to the smaller of the two totals; a peer whose surplus is matched receives the long
+price (feed-in + reference) / 2, a peer whose shortfall is matched pays the short price
+(reference + retail) / 2 (at most retail - network charge) and the network charge, where the
+reference is the interval's clearing price (the midpoint of feed-in and retail when nothing
+cleared). The rest goes to and comes from the grid as above. The spread between the two prices is
+the market operator's, like a non-budget-balanced mechanism's surplus. Incentive: a kWh traded
+ahead earns the clearing price, a surplus balanced locally only halfway between it and feed-in,
+and a shortfall balanced locally costs halfway between it and retail, so trading ahead stays
+better than waiting for the balancing, while a forecast error costs half what it did.
 """
 
 from __future__ import annotations
@@ -93,6 +105,62 @@ def grid_only_bill(metered_kwh: Number, retail_tariff: Number, feed_in_tariff: N
     return float(cost) if cost.ndim == 0 else cost
 
 
+@dataclass(frozen=True, slots=True)
+class BalancingShare:
+    """A peer's part of an interval's local balancing."""
+
+    bought_kwh: float = 0.0  # shortfall covered by the neighbours' surplus
+    sold_kwh: float = 0.0  # surplus taken by the neighbours' shortfall
+    paid: float = 0.0
+    received: float = 0.0
+    network_charge: float = 0.0  # paid by the short side, at the flat rate
+
+
+def balancing_prices(
+    reference_price: float | None, retail_tariff: float, feed_in_tariff: float, network: float
+) -> tuple[float, float]:
+    """(long price received, short price paid) per kWh settled by local balancing."""
+    if reference_price is None or not np.isfinite(reference_price):
+        reference_price = (retail_tariff + feed_in_tariff) / 2.0
+    reference = min(max(reference_price, feed_in_tariff), retail_tariff)
+    long_price = (feed_in_tariff + reference) / 2.0
+    short_price = min((reference + retail_tariff) / 2.0, retail_tariff - network)
+    return long_price, max(short_price, long_price)
+
+
+def local_balancing(
+    deviation_kwh: dict[str, float],
+    reference_price: float | None,
+    retail_tariff: float,
+    feed_in_tariff: float,
+    network_charge_per_kwh: float,
+) -> dict[str, BalancingShare]:
+    """Match the interval's surpluses with its shortfalls, pro rata (see the module docstring)."""
+    long_total = sum(max(d, 0.0) for d in deviation_kwh.values())
+    short_total = sum(max(-d, 0.0) for d in deviation_kwh.values())
+    matched = min(long_total, short_total)
+    if matched <= 0.0:
+        return {peer: BalancingShare() for peer in deviation_kwh}
+    long_price, short_price = balancing_prices(
+        reference_price, retail_tariff, feed_in_tariff, network_charge_per_kwh
+    )
+    shares = {}
+    for peer, d in deviation_kwh.items():
+        if d > 0:
+            sold = matched * d / long_total
+            shares[peer] = BalancingShare(sold_kwh=sold, received=sold * long_price)
+        elif d < 0:
+            bought = matched * -d / short_total
+            shares[peer] = BalancingShare(
+                bought_kwh=bought,
+                paid=bought * short_price,
+                network_charge=bought * network_charge_per_kwh,
+            )
+        else:
+            shares[peer] = BalancingShare()
+    return shares
+
+
 def settle_position(
     metered_kwh: Number,
     bought_kwh: Number,
@@ -103,8 +171,13 @@ def settle_position(
     feed_in_tariff: Number,
     network_charge_per_kwh: Number,
     deviation_penalty_per_kwh: Number,
+    balancing: BalancingShare | None = None,
 ) -> SettledPosition:
-    """Settle a peer's metered position against its P2P trades (see the module docstring)."""
+    """Settle a peer's metered position against its P2P trades (see the module docstring).
+
+    `balancing`: the peer's share of the interval's local balancing (scalars only), settled before
+    the grid; the penalty still applies to sold energy not delivered.
+    """
     arrays = np.broadcast_arrays(
         *(
             np.asarray(v, dtype=float)
@@ -127,10 +200,16 @@ def settle_position(
     shortfall = np.maximum(-deviation, 0.0)
     surplus = np.maximum(deviation, 0.0)
     undelivered = np.minimum(shortfall, sold)
-    grid_cost = shortfall * retail
-    grid_revenue = surplus * feed_in
     penalty = undelivered * penalty_rate
     network_charge = bought * network
+    if balancing is not None:
+        shortfall = np.maximum(shortfall - balancing.bought_kwh, 0.0)
+        surplus = np.maximum(surplus - balancing.sold_kwh, 0.0)
+        network_charge = network_charge + balancing.network_charge
+        paid_a = paid_a + balancing.paid
+        received_a = received_a + balancing.received
+    grid_cost = shortfall * retail
+    grid_revenue = surplus * feed_in
     bill = paid_a - received_a + network_charge + grid_cost - grid_revenue + penalty
     values = (
         contracted,

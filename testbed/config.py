@@ -22,6 +22,7 @@ from instruments.config import (
     SunSpecMeterConfig,
 )
 from peers.assets import PeerAssets, default_assets
+from testbed.ledger.config import LedgerConfig
 from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
 
@@ -92,6 +93,7 @@ class MarketConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     interval_s: PositiveFloat = 900.0
     gate_closure_s: NonNegativeFloat = 60.0  # orders close this long before the interval starts
+    balancing: Literal["none", "local"] = "none"  # settle deviations among peers before the grid
 
     @field_validator("interval_s")
     @classmethod
@@ -155,6 +157,7 @@ class TestbedConfig(_Strict):
     plant: PlantLink = PlantLink()
     sinks: SinksConfig = SinksConfig()
     platform: PlatformConfig = PlatformConfig()
+    ledger: LedgerConfig = LedgerConfig()
     peers: dict[str, PeerConfig]
 
     @model_validator(mode="after")
@@ -179,6 +182,11 @@ class TestbedConfig(_Strict):
                 InfluxConfig.model_validate(self.sinks.influx)
             except ValidationError as error:
                 raise ValueError(f"sinks.influx: {_describe(error)}") from None
+        unknown = sorted(set(self.ledger.kyc) - set(self.peers))
+        if unknown:
+            raise ValueError(
+                f"ledger.kyc.{unknown[0]}: no such peer (peers: {', '.join(sorted(self.peers))})"
+            )
         if self.market.gate_closure_s >= self.market.interval_s:
             raise ValueError(
                 f"market.gate_closure_s = {self.market.gate_closure_s} must be shorter than "

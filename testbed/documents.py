@@ -80,6 +80,10 @@ class Settlement:
     network_charge: float
     bill: float  # net cost to the peer; negative = the peer earned money
     bill_grid_only: float  # the same interval without the P2P market
+    balancing_bought_kwh: float = 0.0  # shortfall covered by the neighbours (local balancing)
+    balancing_sold_kwh: float = 0.0  # surplus taken by the neighbours (local balancing)
+    balancing_paid: float = 0.0
+    balancing_received: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

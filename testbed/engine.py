@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.channels import Channel
@@ -33,6 +33,9 @@ from testbed.documents import (
 )
 from testbed.summary import RunTotals
 from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
+
+if TYPE_CHECKING:
+    from testbed.ledger.run_ledger import RunLedger
 
 ProgressCallback = Callable[[int, int, datetime], None]
 
@@ -90,6 +93,7 @@ class Engine:
         sinks: Sequence[Sink],
         progress: ProgressCallback | None = None,
         market: MarketPort | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id
@@ -98,9 +102,12 @@ class Engine:
         self.agents = dict(agents)
         self.sinks = list(sinks)
         self.progress = progress
+        self.ledger = ledger
         # Where orders clear and intervals settle: the agents in this process by default, or the
         # trading platform's operator and agent processes (testbed.platform).
-        self.market = market if market is not None else InProcessMarket(config, self.agents)
+        self.market = (
+            market if market is not None else InProcessMarket(config, self.agents, ledger=ledger)
+        )
         self.dt_s = config.control.step_s
         self.steps_per_interval = round(config.market.interval_s / self.dt_s)
         self.gate_closure_steps = math.ceil(config.market.gate_closure_s / self.dt_s)
@@ -161,6 +168,9 @@ class Engine:
             await self._close_all()
             raise StartupError("cannot reach " + "; ".join(failures))
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
+        if self.ledger is not None:
+            for peer, reason in self.ledger.start(start).items():
+                self._interlock(peer, "registry", "registration_refused", reason, "no_trade")
         return start
 
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
@@ -211,13 +221,13 @@ class Engine:
         self._report_channel_events()
         await self._close_all()
         with_suppressed = self.now or datetime.now().astimezone()
+        if self.ledger is not None:
+            self.ledger.close(self.now, status)
         finished = RunFinished(
             run_id=self.run_id,
             time=with_suppressed,
             status=status,
-            summary=self.totals.summary(
-                self.config.market.mechanism, self.config.prices.currency
-            ),
+            summary=self.totals.summary(self.config.market.mechanism, self.config.prices.currency),
         )
         self._emit(finished)
         return finished
@@ -268,6 +278,8 @@ class Engine:
         self._markets[interval] = market
         self._emit(market.book)
         self._emit(market.clearing)
+        if self.ledger is not None:
+            self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
         self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
             self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
@@ -323,6 +335,10 @@ class Engine:
         for settlement in settlements:
             self._emit(settlement)
             self.totals.add_settlement(settlement)
+        if self.ledger is not None:
+            self.ledger.operator.record_settlement(
+                self.now or interval_start, interval_start, settlements
+            )
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)

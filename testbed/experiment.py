@@ -19,10 +19,11 @@ from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
 from testbed.documents import RunFinished, Sink
 from testbed.engine import Engine, ProgressCallback, StartupError
-from testbed.runstore import RunStore
+from testbed.ledger.run_ledger import open_run_ledger
+from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
-from testbed.trading import MarketPort, make_peer_agent
+from testbed.trading import LedgerAttachable, MarketPort, make_peer_agent
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +157,21 @@ async def run_experiment(
     )
     created = not run_dir.exists()
     store = RunStore(run_dir)
+    run_ledger = (
+        open_run_ledger(config, run_dir, run_id, run_dir / DB_FILE)
+        if config.ledger.enabled
+        else None
+    )
+    if run_ledger is not None and isinstance(market, LedgerAttachable):
+        market.attach_ledger(run_ledger)
     sinks: list[Sink] = [store]
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:
         sinks.append(influx_sink)
 
-    engine = Engine(config, run_id, clock, peers, agents, sinks, progress, market)
+    engine = Engine(
+        config, run_id, clock, peers, agents, sinks, progress, market, ledger=run_ledger
+    )
     if on_engine is not None:
         on_engine(engine)
     loop = asyncio.get_running_loop()
@@ -189,6 +199,8 @@ async def run_experiment(
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
+        if run_ledger is not None:
+            run_ledger.close(None, status)  # the engine wrote the close entry; this closes the file
         store.close(status)
         backlog = influx_sink.close() if influx_sink is not None else None
         if not started and created:  # nothing was recorded: leave no half-made run directory

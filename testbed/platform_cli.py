@@ -41,7 +41,7 @@ def _load(config_file: Path, folder: Path | None):
         config = load_config(config_file)
     except ConfigError as error:
         raise _fail(str(error)) from None
-    return config, PlatformDir(folder or config.platform.dir)
+    return config, PlatformDir.for_config(folder or config.platform.dir, config)
 
 
 def _address(platform_dir, host: str | None, port: int | None):

@@ -317,7 +317,7 @@ def run_command(
     if platform:
         from testbed.platform.deployment import PlatformDir
 
-        folder = PlatformDir(config.platform.dir)
+        folder = PlatformDir.for_config(config.platform.dir, config)
         try:
             link = PlatformLink(folder.address(), folder.password("controller"))
         except (OSError, ValueError, RuntimeError) as error:
@@ -374,6 +374,8 @@ def demo_command(
         skip_database_creation=influx_skip_database_creation,
         spool_if_down_at_start=influx_spool_if_down,
     )
+    if not in_process:
+        in_process = _platform_unavailable()
     console.print(f"starting the emulated plant (seed {config.experiment.seed}) ...")
     try:
         with emulated_plant(config.experiment.seed) as endpoints:
@@ -387,6 +389,21 @@ def demo_command(
     print_summary(result, started)
 
 
+def _platform_unavailable() -> bool:
+    """True (after saying so) when mosquitto is not installed: the demo then trades in this
+    process, which gives the same settlement as the platform on the same seed."""
+    from testbed.platform.broker import BrokerStartError, mosquitto_binary
+
+    try:
+        mosquitto_binary()
+    except BrokerStartError as error:
+        console.print(
+            f"[yellow]{error}; trading in this process instead (as --in-process)[/yellow]"
+        )
+        return True
+    return False
+
+
 def _demo_on_platform(
     config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None
 ) -> RunResult:
@@ -398,7 +415,9 @@ def _demo_on_platform(
 
     from testbed.platform.broker import BrokerStartError
     from testbed.platform.credentials import CredentialsError
-    from testbed.platform.processes import platform_processes
+    from testbed.platform.processes import platform_processes, with_run_keys
+
+    config = with_run_keys(config, run_dir)
 
     def terminated(*_: object) -> None:  # SIGTERM ends the run and stops every child
         raise SystemExit(143)

@@ -15,6 +15,9 @@ The rules are `peers.settlement_kernel`'s (the agents' bill model uses the same 
   sellers' receipts + operator surplus, and the network charges go to the network operator.
 - Grid-only baseline: the same metered position settled with the grid alone (import at retail,
   export at feed-in), i.e. the bill the peer would have had for the same energy without the market.
+- Local balancing (`market.balancing = "local"`): the interval's surpluses and shortfalls are first
+  matched among the peers at prices halfway between the clearing price and the grid tariffs
+  (`peers.settlement_kernel.local_balancing`); the spread is the market operator's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from peers.settlement_kernel import P2pTotals, p2p_totals, settle_position
+from peers.settlement_kernel import (
+    BalancingShare,
+    P2pTotals,
+    local_balancing,
+    p2p_totals,
+    settle_position,
+)
 from peers.settlement_kernel import grid_only_bill as _grid_only_bill
 from testbed.config import PricesConfig
 from testbed.documents import Settlement
@@ -49,14 +58,40 @@ def settle_interval(
     trades: Iterable[Trade],
     metered_kwh: Mapping[str, float],
     prices: PricesConfig,
+    balancing: str = "none",
+    clearing_price: float | None = None,
 ) -> list[Settlement]:
-    """Settle every peer in `metered_kwh` for one interval."""
+    """Settle every peer in `metered_kwh` for one interval.
+
+    `balancing`: "none", or "local" to settle deviations among the peers first, at prices
+    referenced to `clearing_price` (None = the trades' volume-weighted price; see the module
+    docstring).
+    """
     trades = list(trades)
     totals = p2p_totals(trades)
     network = network_money(trades, prices.network_charge)
+    shares: dict[str, BalancingShare] = {}
+    if balancing == "local":
+        volume = sum(t.quantity_kwh for t in trades)
+        if clearing_price is None and volume > 0:
+            clearing_price = sum(t.quantity_kwh * t.price for t in trades) / volume
+        deviations = {}
+        for peer, metered in metered_kwh.items():
+            p2p = totals.get(peer, P2pTotals())
+            deviations[peer] = metered - (p2p.sold_kwh - p2p.bought_kwh)
+        shares = local_balancing(
+            deviations,
+            clearing_price,
+            prices.retail_tariff,
+            prices.feed_in_tariff,
+            prices.network_charge,
+        )
+    elif balancing != "none":
+        raise ValueError(f"balancing = {balancing!r}: choose 'none' or 'local'")
     settlements = []
     for peer, metered in metered_kwh.items():
         p2p = totals.get(peer, P2pTotals())
+        share = shares.get(peer, BalancingShare())
         # The kernel charges bought kWh times a rate: the peer's average over its own trades.
         rate = network[peer] / p2p.bought_kwh if p2p.bought_kwh > 0 else prices.network_charge
         settled = settle_position(
@@ -69,6 +104,7 @@ def settle_interval(
             prices.feed_in_tariff,
             rate,
             prices.deviation_penalty,
+            share,
         )
         settlements.append(
             Settlement(
@@ -89,6 +125,10 @@ def settle_interval(
                 network_charge=settled.network_charge,
                 bill=settled.bill,
                 bill_grid_only=settled.bill_grid_only,
+                balancing_bought_kwh=share.bought_kwh,
+                balancing_sold_kwh=share.sold_kwh,
+                balancing_paid=share.paid,
+                balancing_received=share.received,
             )
         )
     return settlements

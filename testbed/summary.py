@@ -24,6 +24,10 @@ _PEER_KEYS = (
     "network_charge",
     "bill",
     "bill_grid_only",
+    "balancing_bought_kwh",
+    "balancing_sold_kwh",
+    "balancing_paid",
+    "balancing_received",
 )
 
 
@@ -123,7 +127,14 @@ class RunTotals:
                 else None,
                 "traded_kwh": round(self.traded_kwh, 6),
                 "operator_surplus": round(
-                    sum(t["p2p_paid"] - t["p2p_received"] for t in self.per_peer.values()), 6
+                    sum(
+                        t["p2p_paid"]
+                        - t["p2p_received"]
+                        + t["balancing_paid"]
+                        - t["balancing_received"]
+                        for t in self.per_peer.values()
+                    ),
+                    6,
                 ),
                 "network_charges": round(
                     sum(t["network_charge"] for t in self.per_peer.values()), 6

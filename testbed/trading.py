@@ -7,10 +7,10 @@ delivery step turns into setpoints.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from peers.interface import (
     Agent,
@@ -27,9 +27,25 @@ from testbed.config import TestbedConfig
 from testbed.documents import Clearing, OrderBook, Settlement
 from testbed.market import get_mechanism, validate_orders
 from testbed.market.book import Order, Side, Trade
+from testbed.market.validation import order_problem
 from testbed.settlement import settle_interval
 
+if TYPE_CHECKING:
+    from testbed.ledger.orders import SignedOrder
+    from testbed.ledger.run_ledger import RunLedger
+
 NO_MARKET = "none"  # the mechanism name of a grid-only run: orders are recorded, nothing clears
+NO_MARKET_REASON = "no P2P market in this run (grid only)"
+
+
+class OrderLedger(Protocol):
+    """Signs each order on its peer's side and admits it on the operator's (`testbed.ledger`)."""
+
+    def sign(self, order: Order, signed_at: datetime) -> SignedOrder: ...
+
+    def admit(
+        self, time: datetime, candidates: Sequence[tuple[SignedOrder, str | None]]
+    ) -> tuple[list[Order], list[tuple[Order, str]]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +164,7 @@ class BookClearer:
         if self._mechanism is None:
             rejected = [
                 *rejected,
-                *((order, "no P2P market in this run (grid only)") for order in valid),
+                *((order, NO_MARKET_REASON) for order in valid),
             ]
             valid, trades, price, report = [], (), None, {"mechanism": NO_MARKET}
         else:
@@ -193,12 +209,24 @@ def market_outcomes(
 
 
 class TradingDesk:
-    """Collects the agents' orders for an interval and clears them with the configured mechanism."""
+    """Collects the agents' orders for an interval and clears them with the configured mechanism.
 
-    def __init__(self, config: TestbedConfig, agents: Mapping[str, Agent]) -> None:
+    With a ledger, each order is signed by its peer (at the time of the peer's device state) and
+    admitted by the operator's rules (registered and approved peer, valid signature, unused order
+    id, inside the order window) besides the market's, and recorded on the ledger accepted or
+    rejected with the reason; only admitted orders reach the book.
+    """
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        agents: Mapping[str, Agent],
+        ledger: OrderLedger | None = None,
+    ) -> None:
         self._config = config
         self._agents = agents
         self._clearer = BookClearer(config)
+        self._ledger = ledger
 
     @property
     def mechanism_name(self) -> str:
@@ -220,7 +248,10 @@ class TradingDesk:
             for order in orders_from_intents(interval_start, peer, decision.orders)
         ]
         peers = list(self._agents)
-        book, clearing = self._clearer.clear(interval_start, orders, peers)
+        refused: list[tuple[Order, str]] = []
+        if self._ledger is not None:
+            orders, refused = self._admit(interval_start, orders, peers, states)
+        book, clearing = self._clearer.clear(interval_start, orders, peers, refused)
         for peer, outcome in market_outcomes(book, clearing, peers).items():
             self._agents[peer].learn(outcome)
         return IntervalMarket(
@@ -230,6 +261,26 @@ class TradingDesk:
             clearing=clearing,
             contracted_kwh=net_positions(clearing.trades, peers),
         )
+
+    def _admit(
+        self,
+        interval_start: datetime,
+        orders: list[Order],
+        peers: list[str],
+        states: Mapping[str, DeviceState],
+    ) -> tuple[list[Order], list[tuple[Order, str]]]:
+        assert self._ledger is not None
+        no_market = self._config.market.mechanism == NO_MARKET
+        candidates = [
+            (
+                self._ledger.sign(order, states[order.peer].time),
+                order_problem(order, peers, interval_start)
+                or (NO_MARKET_REASON if no_market else None),
+            )
+            for order in orders
+        ]
+        at = max((signed.signed_at for signed, _ in candidates), default=interval_start)
+        return self._ledger.admit(at, candidates)
 
 
 class MarketPort(Protocol):
@@ -255,13 +306,25 @@ class MarketPort(Protocol):
         ...
 
 
+@runtime_checkable
+class LedgerAttachable(Protocol):
+    """A market port that records its orders on the run's ledger once the run opens it."""
+
+    def attach_ledger(self, ledger: RunLedger) -> None: ...
+
+
 class InProcessMarket:
     """Agents are objects in the engine's process; the engine's desk clears and settles."""
 
-    def __init__(self, config: TestbedConfig, agents: Mapping[str, Agent]) -> None:
+    def __init__(
+        self,
+        config: TestbedConfig,
+        agents: Mapping[str, Agent],
+        ledger: OrderLedger | None = None,
+    ) -> None:
         self._config = config
         self._agents = agents
-        self.desk = TradingDesk(config, agents)
+        self.desk = TradingDesk(config, agents, ledger)
 
     def agent_kind(self, peer: str) -> str:
         return self.desk.agent_kind(peer)
@@ -280,4 +343,10 @@ class InProcessMarket:
     ) -> list[Settlement]:
         for peer, observation in observations.items():
             self._agents[peer].observe(observation)
-        return settle_interval(interval_start, trades, dict(metered_kwh), self._config.prices)
+        return settle_interval(
+            interval_start,
+            trades,
+            dict(metered_kwh),
+            self._config.prices,
+            balancing=self._config.market.balancing,
+        )

@@ -172,14 +172,7 @@ class PeerAgentSession:
         decision = self.agent.decide(announcement.context, measurements.state)
         signed_at = measurements.state.time
         orders = [
-            self.key.sign_order(
-                order_id=order.order_id,
-                side=str(order.side),
-                quantity_kwh=order.quantity_kwh,
-                price=order.price,
-                interval_start=interval,
-                signed_at=signed_at,
-            )
+            self.key.sign(order, signed_at)
             for order in orders_from_intents(interval, self.peer, decision.orders)
         ]
         submission = Submission(

@@ -30,7 +30,8 @@ def mosquitto_binary() -> str:
         if candidate and Path(candidate).exists():
             return candidate
     raise BrokerStartError(
-        "mosquitto not found: install Debian's 'mosquitto' (bash scripts/setup.sh does)"
+        "mosquitto not found: install Debian's 'mosquitto' (`sudo apt-get install mosquitto`; "
+        "bash scripts/setup.sh --tests does)"
     )
 
 
@@ -140,8 +141,9 @@ class MosquittoBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise BrokerStartError(f"mosquitto exited at start: {self._log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
             ):
                 return self.address
             time.sleep(0.05)

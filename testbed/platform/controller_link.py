@@ -16,11 +16,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from peers.interface import AgentDecision, DeviceState, IntervalObservation
 from testbed.config import TestbedConfig
 from testbed.documents import Clearing, OrderBook, Settlement
 from testbed.market.book import Trade
+from testbed.market.validation import order_problem
 from testbed.platform import topics
 from testbed.platform.link import BrokerAddress, Credentials, Link
 from testbed.platform.messages import (
@@ -34,13 +36,21 @@ from testbed.platform.messages import (
     SettlementReport,
     parse,
 )
-from testbed.trading import IntervalMarket, net_positions
+from testbed.platform.signing import to_ledger
+from testbed.trading import NO_MARKET, NO_MARKET_REASON, IntervalMarket, net_positions
+
+if TYPE_CHECKING:
+    from testbed.ledger.run_ledger import RunLedger
 
 log = logging.getLogger(__name__)
 
 
 class PlatformTimeout(RuntimeError):
     """The operator or the agents did not answer in time."""
+
+
+class PlatformMismatch(RuntimeError):
+    """The operator's book and the run's ledger disagree."""
 
 
 def _utc(moment: datetime) -> datetime:
@@ -72,6 +82,7 @@ class RemoteMarket:
         self._plans: dict[datetime, dict[str, PlanMessage]] = defaultdict(dict)
         self._pending_observations: dict[str, list[IntervalObservation]] = defaultdict(list)
         self._changed = asyncio.Event()
+        self._ledger: RunLedger | None = None
         self.link = Link(
             address,
             Credentials("controller", password),
@@ -91,8 +102,9 @@ class RemoteMarket:
     async def start(self, timeout_s: float = 30.0) -> None:
         self._task = asyncio.create_task(self.link.run())
         waiter = asyncio.create_task(self.link.wait_connected())
-        done, _ = await asyncio.wait({self._task, waiter}, timeout=timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {self._task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
         if self._task in done:
             waiter.cancel()
             self._task.result()
@@ -160,6 +172,51 @@ class RemoteMarket:
             if loop.time() > deadline and not answered():
                 raise PlatformTimeout(f"no answer from the operator to {what}")
 
+    # -- the run's ledger ---------------------------------------------------------------------
+
+    def attach_ledger(self, ledger: RunLedger) -> None:
+        """Record every signed order the operator received on the run's ledger, and tell the
+        operator which peers the ledger restricts (not approved; in debt: sell only)."""
+        self._ledger = ledger
+
+    def _ledger_standing(self) -> tuple[dict[str, str], dict[str, str]]:
+        if self._ledger is None:
+            return {}, {}
+        state = self._ledger.operator.state
+        refused = {p: r for p in self.peers if (r := state.peer_problem(p)) is not None}
+        sell_only = {
+            p: r for p in self.peers if p not in refused and (r := state.buy_problem(p)) is not None
+        }
+        return refused, sell_only
+
+    def _record_orders(self, interval_start: datetime, report: ClearingReport) -> None:
+        """The operator's signed orders on the ledger, each with the market's objection as the
+        in-process desk gives it; an order the operator booked but the ledger refuses stops the
+        run (the two disagree on the rules)."""
+        assert self._ledger is not None
+        no_market = self.config.market.mechanism == NO_MARKET
+        candidates = [
+            (
+                to_ledger(candidate.order),
+                candidate.reason
+                or order_problem(candidate.order.as_order(), self.peers, interval_start)
+                or (NO_MARKET_REASON if no_market else None),
+            )
+            for candidate in report.signed
+        ]
+        if not candidates:
+            return
+        at = max(signed.signed_at for signed, _ in candidates)
+        _, refused = self._ledger.admit(at, candidates)
+        booked = {order.order_id for order in report.orders}
+        disputed = [(order, why) for order, why in refused if order.order_id in booked]
+        if disputed:
+            order, why = disputed[0]
+            raise PlatformMismatch(
+                f"the operator booked order {order.order_id!r} of peer {order.peer!r} that the "
+                f"run's ledger refuses: {why}"
+            )
+
     # -- MarketPort ---------------------------------------------------------------------------
 
     def agent_kind(self, peer: str) -> str:
@@ -183,13 +240,21 @@ class RemoteMarket:
             *(self.link.publish(topics.measurements(p), m) for p, m in measurements.items())
         )
         self._pending_observations.clear()
-        request = GateRequest(interval_start=interval, gate_closes_at=gate_closes_at)
+        refused, sell_only = self._ledger_standing()
+        request = GateRequest(
+            interval_start=interval,
+            gate_closes_at=gate_closes_at,
+            refused_peers=refused,
+            sell_only_peers=sell_only,
+        )
         await self._ask(
             lambda: self.link.publish(topics.GATE_REQUESTS, request),
             lambda: interval in self._clearings,
             f"the gate request for {interval.isoformat()}",
         )
         report = self._clearings.pop(interval)
+        if self._ledger is not None:
+            self._record_orders(interval_start, report)
         decisions = await self._plans_of(interval, report.submitted)
         book = OrderBook(
             interval_start,

@@ -80,10 +80,17 @@ def acl_text(peers: Iterable[str] = ()) -> str:
             "topic read $SYS/#",
             "",
             "# every peer: its own orders, plans and liveness out; its own private topics in",
-            *(f"pattern write {root}/peers/%u/{suffix}" for suffix in
-              topics.PEER_SUFFIXES_WRITTEN_BY_PEER),
-            *(f"pattern read {root}/peers/%u/{suffix}" for suffix in
-              (*topics.PEER_SUFFIXES_READ_BY_PEER, *topics.PEER_SUFFIXES_WRITTEN_BY_PEER)),
+            *(
+                f"pattern write {root}/peers/%u/{suffix}"
+                for suffix in topics.PEER_SUFFIXES_WRITTEN_BY_PEER
+            ),
+            *(
+                f"pattern read {root}/peers/%u/{suffix}"
+                for suffix in (
+                    *topics.PEER_SUFFIXES_READ_BY_PEER,
+                    *topics.PEER_SUFFIXES_WRITTEN_BY_PEER,
+                )
+            ),
             "",
             "# every user: the public market topics (a pattern applies to all users)",
             f"pattern read {root}/market/#",

@@ -3,6 +3,7 @@
     <platform_dir>/broker.json            where the broker listens (host, port, tls, ca_file)
     <platform_dir>/keys/peers/<peer>/     a peer's key pair (peer.key, peer.pub) and broker.password
     <platform_dir>/keys/<role>/           operator, controller, monitor: broker.password
+                                          (keys/ is `[ledger] keys_dir` when that is set)
     <platform_dir>/broker/                mosquitto.conf, passwd (hashed), acl, data/, broker.log
     <platform_dir>/operator/journal.sqlite
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.config import TestbedConfig
 from testbed.platform.broker import MosquittoBroker, TlsFiles
 from testbed.platform.credentials import platform_users, read_password
 from testbed.platform.link import BrokerAddress
@@ -26,11 +28,19 @@ from testbed.platform.signing import PeerKey, load_key, load_or_create_key
 
 @dataclass(frozen=True)
 class PlatformDir:
+    """`shared_keys`: the run ledger's keys folder (`[ledger] keys_dir`) when it is set, so that a
+    peer has one identity for the ledger and the platform; else `<root>/keys`."""
+
     root: Path
+    shared_keys: Path | None = None
+
+    @classmethod
+    def for_config(cls, root: Path, config: TestbedConfig) -> PlatformDir:
+        return cls(root, config.ledger.keys_dir)
 
     @property
     def keys_dir(self) -> Path:
-        return self.root / "keys"
+        return self.shared_keys if self.shared_keys is not None else self.root / "keys"
 
     @property
     def broker_dir(self) -> Path:

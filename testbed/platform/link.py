@@ -154,18 +154,14 @@ class Link:
             log.exception("%s: on_connect failed", self.client_id)
 
     async def wait_connected(self, timeout_s: float = math.inf) -> None:
-        await asyncio.wait_for(
-            self.connected.wait(), None if timeout_s == math.inf else timeout_s
-        )
+        await asyncio.wait_for(self.connected.wait(), None if timeout_s == math.inf else timeout_s)
 
     async def publish(
         self, topic: str, payload: bytes | BaseModel, *, retain: bool = False, qos: int = 1
     ) -> None:
         """Publish until the broker has it (PUBACK), across reconnections."""
         data = (
-            payload.model_dump_json().encode("utf-8")
-            if isinstance(payload, BaseModel)
-            else payload
+            payload.model_dump_json().encode("utf-8") if isinstance(payload, BaseModel) else payload
         )
         while not self._closing:
             await self.connected.wait()

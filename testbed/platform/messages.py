@@ -164,12 +164,25 @@ class GateRequest(Message):
     kind: Literal["gate_request"] = "gate_request"
     interval_start: datetime
     gate_closes_at: datetime
+    # The run ledger's standing of restricted peers (reasons): all their orders are refused, or
+    # their buy orders (a peer in debt may only sell), as the ledger would refuse them.
+    refused_peers: dict[str, str] = {}
+    sell_only_peers: dict[str, str] = {}
 
 
 class RejectedOrder(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     order: Order
     reason: str
+
+
+class SignedCandidate(BaseModel):
+    """A signed order as the operator received it before the gate, with its rejection reason
+    (None: accepted into the book); the controller records each on the run's ledger."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    order: SignedOrder
+    reason: str | None = None
 
 
 class ClearingReport(Message):
@@ -185,6 +198,7 @@ class ClearingReport(Message):
     report: dict[str, Any]
     submitted: list[str]  # peers whose orders (or an empty submission) arrived before the gate
     gate_closed_wall: float
+    signed: list[SignedCandidate] = []  # every signed order of the interval, accepted first
 
 
 class MeteringReport(Message):

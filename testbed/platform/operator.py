@@ -27,6 +27,7 @@ from pathlib import Path
 
 from testbed.config import TestbedConfig
 from testbed.documents import OrderBook
+from testbed.ledger.orders import order_window
 from testbed.market.book import Order, Trade
 from testbed.platform import topics
 from testbed.platform.journal import Journal
@@ -48,6 +49,7 @@ from testbed.platform.messages import (
     PublicClearing,
     RejectedOrder,
     SettlementReport,
+    SignedCandidate,
     SignedOrder,
     Submission,
     parse,
@@ -75,7 +77,10 @@ class _Interval:
         default_factory=lambda: defaultdict(list)
     )
     rejected: list[tuple[Order, str]] = field(default_factory=list)
+    rejected_signed: list[SignedCandidate] = field(default_factory=list)
     complete: set[str] = field(default_factory=set)
+    refused_peers: dict[str, str] = field(default_factory=dict)
+    sell_only_peers: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -237,6 +242,8 @@ class OperatorService:
         for signed in submission.orders:
             reason = self._order_problem(peer, submission, signed, public_key, closed)
             if reason is None and book is not None:
+                reason = _standing_problem(book, signed)
+            if reason is None and book is not None:
                 known = {o.order_id: o for _, o in book.accepted[peer]}
                 if signed.order_id in known:
                     if known[signed.order_id] != signed:
@@ -255,6 +262,7 @@ class OperatorService:
                 )
                 if book is not None and _utc(signed.interval_start) == interval:
                     book.rejected.append((signed.as_order(), reason))
+                    book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
             rows.append(
                 (
                     interval,
@@ -307,6 +315,12 @@ class OperatorService:
                 f"the gate of interval {signed.interval_start.isoformat()} has closed; "
                 "the order came too late"
             )
+        opens, closes = order_window(signed.interval_start, self.config.market.interval_s)
+        if not opens <= signed.signed_at <= closes:
+            return (
+                f"signed at {signed.signed_at.isoformat()}, outside the order window "
+                f"{opens.isoformat()} to {closes.isoformat()}"
+            )
         return None
 
     # -- gate closure and clearing ------------------------------------------------------------
@@ -328,7 +342,9 @@ class OperatorService:
             context=market_context(self.config, interval),
         )
         if interval not in self._gate_tasks:
-            self._intervals.setdefault(interval, _Interval())
+            book = self._intervals.setdefault(interval, _Interval())
+            book.refused_peers = dict(request.refused_peers)
+            book.sell_only_peers = dict(request.sell_only_peers)
             await self.link.publish(
                 topics.MARKET_STATUS,
                 MarketStatus(open_interval=interval, last_closed_interval=self.last_closed()),
@@ -357,11 +373,12 @@ class OperatorService:
         gate_closed_wall = time.time()
         book = self._intervals.pop(interval, _Interval())
         ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
-        orders = [
-            signed.as_order()
+        accepted = [
+            signed
             for _, signed_orders in ranked
             for _, signed in sorted(signed_orders, key=lambda pair: pair[0])
         ]
+        orders = [signed.as_order() for signed in accepted]
         order_book, clearing = self.clearer.clear(interval, orders, self.peers, book.rejected)
         submitted = sorted(
             set(book.complete) | {p for p, o in book.accepted.items() if o},
@@ -377,6 +394,10 @@ class OperatorService:
             report=dict(clearing.report),
             submitted=submitted,
             gate_closed_wall=gate_closed_wall,
+            signed=[
+                *(SignedCandidate(order=signed) for signed in accepted),
+                *book.rejected_signed,
+            ],
         )
         self.journal.record_clearing(interval, report.model_dump_json(), self.clearer.order_count)
         self._closed[interval] = report
@@ -450,7 +471,11 @@ class OperatorService:
         clearing = self._closed.get(interval)
         trades = tuple(clearing.trades) if clearing is not None else ()
         settlements = settle_interval(
-            interval, trades, dict(metering.metered_kwh), self.config.prices
+            interval,
+            trades,
+            dict(metering.metered_kwh),
+            self.config.prices,
+            balancing=self.config.market.balancing,
         )
         report = SettlementReport(interval_start=interval, settlements=settlements)
         self.journal.record_settlement(interval, report.model_dump_json())
@@ -540,6 +565,15 @@ class OperatorService:
         )
 
 
+def _standing_problem(book: _Interval, signed: SignedOrder) -> str | None:
+    """The run ledger's objection to the peer (sent with the gate request), or None."""
+    if signed.peer in book.refused_peers:
+        return book.refused_peers[signed.peer]
+    if signed.side == "buy" and signed.peer in book.sell_only_peers:
+        return book.sell_only_peers[signed.peer]
+    return None
+
+
 def _message_id_of(payload: bytes) -> str:
     """The message id of an unreadable submission, when it has one (for the rejection)."""
     import json
@@ -550,4 +584,3 @@ def _message_id_of(payload: bytes) -> str:
         return ""
     value = data.get("message_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else ""
-

@@ -99,6 +99,17 @@ class PlatformProcesses:
         self.broker.stop()
 
 
+def with_run_keys(config: TestbedConfig, run_dir: Path) -> TestbedConfig:
+    """The configuration with `[ledger] keys_dir` set to the folder the run's ledger uses, so the
+    platform's agents sign with the identities the ledger registers."""
+    from testbed.ledger.run_ledger import keys_dir
+
+    folder = keys_dir(config.ledger.keys_dir, run_dir).resolve()
+    return config.model_copy(
+        update={"ledger": config.ledger.model_copy(update={"keys_dir": folder})}
+    )
+
+
 def tls_files(config: TestbedConfig) -> TlsFiles | None:
     if not config.platform.tls:
         return None
@@ -126,7 +137,7 @@ def platform_processes(
     gate_wait_s: float | None = None,
 ) -> Iterator[PlatformProcesses]:
     """Broker, operator and agents for `config`'s peers in `folder`; all stopped on exit."""
-    platform_dir = PlatformDir(folder)
+    platform_dir = PlatformDir.for_config(folder, config)
     peers = list(config.peers)
     broker = platform_dir.broker(
         peers, port=config.platform.broker_port or None, tls=tls_files(config)

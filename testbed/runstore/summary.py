@@ -24,7 +24,8 @@ def summarize(reader: RunReader) -> dict[str, Any]:
     settlements = reader.settlements()
     totals = RunTotals(sorted(str(p) for p in settlements["peer"].unique()))
     for row in settlements.to_dict("records"):
-        values = {name: row[name] for name in SETTLEMENT_FIELDS}
+        # runs written before a field existed (e.g. the local balancing's) read it as 0
+        values = {name: row.get(name, 0.0) for name in SETTLEMENT_FIELDS}
         values["interval_start"] = pd.Timestamp(values["interval_start"]).to_pydatetime()
         totals.add_settlement(Settlement(**values))
     for row in reader.clearings().to_dict("records"):

@@ -68,6 +68,10 @@ SETTLEMENT_FIELDS = (
     "network_charge",
     "bill",
     "bill_grid_only",
+    "balancing_bought_kwh",
+    "balancing_sold_kwh",
+    "balancing_paid",
+    "balancing_received",
 )
 
 # Readings keep 12 significant digits (far beyond any meter): three times cheaper to format than

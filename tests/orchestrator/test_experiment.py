@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +23,8 @@ from hil_sim.endpoints import PlantEndpoints
 from testbed.config import TestbedConfig, load_config, parse_config
 from testbed.engine import Engine
 from testbed.experiment import RunResult, run_experiment, with_plant_endpoints
+from testbed.ledger.money import to_paisa
+from testbed.ledger.verify import verify_run
 from testbed.runstore import RunReader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,3 +231,42 @@ def test_interrupt_ends_the_interval_cleanly(morning_plant, tmp_path):
         == sorted(reader.clearings()["interval_start"])[:2]
     )
     assert reader.meta.status == "interrupted"
+
+
+def test_the_run_ledger_verifies_and_wallets_equal_the_settlements_to_the_paisa(morning_run):
+    """Every order on the ledger, signed; the ledger verifies; each peer's wallet moved by exactly
+    its settled bill, to the paisa; `testbed ledger verify` agrees, and names an edited entry."""
+    run_dir = morning_run.run_dir
+    report = verify_run(run_dir)
+    assert report.ok, report.describe()
+    assert report.closed and report.operator_key_trusted is False
+    reader = RunReader(run_dir)
+    opening = to_paisa(1000.0)
+    bills = reader.settlements().groupby("peer")["bill"].sum()
+    for peer, bill in bills.items():
+        balance, debt = report.wallets[peer]
+        assert balance - debt - opening == to_paisa(-bill), peer
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        counts = dict(conn.execute("SELECT kind, COUNT(*) FROM ledger GROUP BY kind"))
+    assert counts["order"] == len(reader.orders())
+    assert counts["settlement"] == len(reader.clearings()) == 6
+    assert counts["register"] == counts["approve"] == 3
+
+    cli = [sys.executable, "-m", "testbed", "ledger", "verify", str(run_dir)]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ledger verified" in done.stdout
+
+    edited = run_dir.parent / "edited"
+    shutil.copytree(run_dir, edited)
+    with sqlite3.connect(edited / "run.sqlite") as conn:
+        seq = conn.execute("SELECT MIN(seq) FROM ledger WHERE kind = 'settlement'").fetchone()[0]
+        conn.execute(
+            "UPDATE ledger SET payload = replace(payload, '\"bill\":', '\"bill\":1') WHERE seq = ?",
+            (seq,),
+        )
+    done = subprocess.run([*cli[:-1], str(edited)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 1
+    assert f"entry {seq}: settlement: its hash does not match its contents" in " ".join(
+        done.stdout.split()
+    )

@@ -86,3 +86,52 @@ def test_buyers_pay_what_sellers_receive_plus_network_charges(raw_trades, metere
     charges = sum(s.network_charge for s in result)
     assert paid == pytest.approx(received, abs=1e-9)
     assert charges == pytest.approx(0.5 * sum(t.quantity_kwh for t in trades), abs=1e-9)
+
+
+def test_local_balancing_settles_deviations_among_peers_before_the_grid():
+    """A delivers 0.2 kWh beyond its trade, C draws 0.3 kWh beyond it: 0.2 kWh stay local."""
+    trades = [Trade("b1", "s1", "C", "A", 0.25, 5.0)]
+    metered = {"A": 0.45, "B": 0.0, "C": -0.55}
+    plain = by_peer(settle_interval(T0, trades, metered, PRICES))
+    local = by_peer(
+        settle_interval(T0, trades, metered, PRICES, balancing="local", clearing_price=5.0)
+    )
+    seller, buyer = local["A"], local["C"]
+    assert seller.balancing_sold_kwh == pytest.approx(0.2)
+    assert buyer.balancing_bought_kwh == pytest.approx(0.2)
+    assert seller.grid_export_kwh == pytest.approx(0.0)
+    assert buyer.grid_import_kwh == pytest.approx(0.1)
+    # the long side gets halfway between the clearing price and feed-in, the short side pays
+    # halfway between it and retail plus the network charge: both better than the grid, both
+    # worse than having traded ahead at the clearing price
+    assert seller.balancing_received == pytest.approx(0.2 * 4.0)
+    assert buyer.balancing_paid == pytest.approx(0.2 * 6.5)
+    assert seller.bill == pytest.approx(plain["A"].bill - 0.2 * (4.0 - 3.0))
+    assert buyer.bill == pytest.approx(plain["C"].bill - 0.2 * (8.0 - 6.5 - 0.5))
+    assert 3.0 < 4.0 < 5.0 and 5.0 + 0.5 < 6.5 + 0.5 < 8.0
+    assert local["B"].bill == pytest.approx(0.0)
+    # money balances to the paisa: the spread is the market operator's
+    spread = buyer.balancing_paid - seller.balancing_received
+    outside = sum(
+        s.grid_cost - s.grid_revenue + s.network_charge + s.penalty for s in local.values()
+    )
+    paid = sum(s.p2p_paid - s.p2p_received for s in local.values())
+    assert sum(s.bill for s in local.values()) == pytest.approx(outside + paid + spread)
+
+
+@given(
+    metered=st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=3, max_size=3),
+    price=st.none() | st.floats(3.0, 8.0, allow_nan=False),
+)
+def test_local_balancing_never_leaves_a_peer_worse_off_than_without_it(metered, price):
+    trades = [Trade("b1", "s1", "C", "A", 0.1, 5.0)]
+    readings = dict(zip(("A", "B", "C"), metered, strict=True))
+    plain = by_peer(settle_interval(T0, trades, readings, PRICES))
+    local = by_peer(
+        settle_interval(T0, trades, readings, PRICES, balancing="local", clearing_price=price)
+    )
+    for peer in readings:
+        assert local[peer].bill <= plain[peer].bill + 1e-9
+    long_total = sum(s.balancing_sold_kwh for s in local.values())
+    short_total = sum(s.balancing_bought_kwh for s in local.values())
+    assert long_total == pytest.approx(short_total)

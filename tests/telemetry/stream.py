@@ -68,7 +68,7 @@ def _interval_documents(run_step: int, interval: int, start: datetime) -> list[D
     rejected = ((Order(f"{interval}-B-buy", "B", Side.BUY, 99.0, 0.0, interval_start), "no limit"),)
     trades = (
         Trade(f"{interval}-C-buy", f"{interval}-A-sell", "C", "A", 1.2, 7.0),
-        Trade(f"{interval}-C-buy", f"{interval}-B-sell", "C", "B", 0.3, 7.0),
+        Trade(f"{interval}-C-buy", f"{interval}-B-sell", "C", "B", 0.3, 7.0, network_charge=0.4),
     )
     documents: list[Document] = [
         OrderBook(interval_start, orders, rejected),

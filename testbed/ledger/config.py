@@ -1,0 +1,28 @@
+"""`[ledger]` in the experiment configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from testbed.ledger.kyc import KycOverride
+
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class LedgerConfig(BaseModel):
+    """The run's registry, wallets and ledger (on by default; nothing to install).
+
+    `keys_dir` holds the operator's key (`operator/`) and each peer's folder (`peers/<id>/`: its
+    key pair and KYC record); default: `keys` beside the run directory. Balances in the currency.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    keys_dir: Path | None = None
+    opening_balance: NonNegativeFloat = 1000.0  # minted to each peer when it joins
+    institution_balance: NonNegativeFloat = 1_000_000.0  # operator, grid retailer, network op.
+    kyc: dict[str, KycOverride] = Field(default_factory=dict)  # per peer, replaces defaults
