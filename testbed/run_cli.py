@@ -322,6 +322,9 @@ def run_command(
             link = PlatformLink(folder.address(), folder.password("controller"))
         except (OSError, ValueError, RuntimeError) as error:
             raise _fail(str(error)) from None
+        # the run's ledger registers the identities the agents sign with
+        ledger = config.ledger.model_copy(update={"keys_dir": folder.keys_dir.resolve()})
+        config = config.model_copy(update={"ledger": ledger})
     result = _execute(config, run_dir, influx, link)
     print_summary(result, started)
 
