@@ -254,6 +254,26 @@ def table(run: Run, name: str, **kwargs: Any) -> pd.DataFrame:
     return localised(_table(str(run.reader.run_dir), run.version(), name, key).copy(), run.zone)
 
 
+@st.cache_data(max_entries=8, show_spinner="Solving the perfect-foresight optimum ...")
+def _value(run_dir: str, version: tuple[float, ...]) -> tuple[dict[str, Any], pd.DataFrame] | str:
+    from testbed.value import IncompleteRun, InfeasibleOptimum, value_report
+
+    try:
+        report = value_report(run_dir)
+    except (IncompleteRun, InfeasibleOptimum) as error:
+        return str(error)
+    return report.as_dict(), report.schedules
+
+
+def value(run: Run) -> tuple[dict[str, Any], pd.DataFrame] | str:
+    """The yardstick for the run (`testbed.value`): (report, schedules), or why there is none."""
+    result = _value(str(run.reader.run_dir), run.version())
+    if isinstance(result, str):
+        return result
+    report, schedules = result
+    return report, localised(schedules.copy(), run.zone)
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 

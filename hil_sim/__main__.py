@@ -1,7 +1,7 @@
 """`python -m hil_sim`: serve the emulated three-peer plant on loopback until Ctrl-C or SIGTERM.
 
     python -m hil_sim [--config plant.toml] [--endpoints-json FILE] [--realtime] [--step S]
-                      [--host 127.0.0.1] [--loop auto|asyncio|uvloop]
+                      [--host 127.0.0.1] [--loop auto|asyncio|uvloop] [--exit-with-parent]
 
 Prints every endpoint, writes them as JSON when asked (see hil_sim.endpoints), and stops cleanly
 (servers closed, endpoints file removed) on SIGINT or SIGTERM. A configuration problem prints one
@@ -10,6 +10,10 @@ line naming the key, the value and what is allowed, and exits with status 2.
 The event loop is uvloop when it is installed (`--loop auto`, the default: about 15 % less CPU per
 lockstep step), else asyncio's own; `--loop asyncio` forces the latter, `--loop uvloop` fails when
 uvloop is missing.
+
+`--exit-with-parent` stops the plant when the process that started it is gone (a `testbed demo`
+killed with SIGKILL leaves no plant behind; the plant runs in its own session, so a Ctrl-C in the
+terminal reaches the controller alone).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -46,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started the plant is gone",
+    )
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
@@ -106,13 +116,31 @@ def _describe(endpoints: PlantEndpoints, start: str) -> str:
     return "\n".join(lines)
 
 
-async def _serve(plant: PlantConfig, servers: ServersConfig, endpoints_json: Path | None) -> None:
+PARENT_CHECK_S = 1.0
+
+
+async def _watch_parent(stop: asyncio.Event) -> None:
+    """Set `stop` once the parent process is gone (this process is handed to another parent)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(PARENT_CHECK_S)
+    logging.getLogger("hil_sim").warning("the process that started the plant is gone; stopping")
+    stop.set()
+
+
+async def _serve(
+    plant: PlantConfig,
+    servers: ServersConfig,
+    endpoints_json: Path | None,
+    exit_with_parent: bool = False,
+) -> None:
     from hil_sim.runner import HilSim
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(_watch_parent(stop)) if exit_with_parent else None
     sim = HilSim(plant, servers)
     endpoints = await sim.start()
     try:
@@ -121,6 +149,8 @@ async def _serve(plant: PlantConfig, servers: ServersConfig, endpoints_json: Pat
         print(_describe(endpoints, sim.now.isoformat()), flush=True)
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await sim.stop()
         if endpoints_json is not None:
             endpoints_json.unlink(missing_ok=True)
@@ -145,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         loop_name, new_loop = loop_factory(args.loop)
         logging.getLogger("hil_sim").info("serving on the %s event loop", loop_name)
         with asyncio.Runner(loop_factory=new_loop) as runner:
-            runner.run(_serve(plant, servers, args.endpoints_json))
+            runner.run(_serve(plant, servers, args.endpoints_json, args.exit_with_parent))
     except KeyboardInterrupt:
         print("hil_sim stopped while starting", file=sys.stderr)
         return 0

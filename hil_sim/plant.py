@@ -481,19 +481,23 @@ class Plant:
 
         # Plant-time counters, after the substep: a write's effect lasts exactly its timeout.
         if record:
-            if inv.wset_enabled and inv.wset_revert_timeout_s > 0.0:
-                inv.wset_revert_remaining_s -= h
-                if inv.wset_revert_remaining_s <= _EPS_S:
-                    inv.wset_revert_remaining_s = 0.0
-                    inv.wset_enabled = False
-            ev.seconds_since_setpoint += h
-            timeout = ev.watchdog_timeout_s
-            if (
-                timeout > 0.0
-                and ev.setpoint_kw != 0.0
-                and ev.seconds_since_setpoint >= timeout - _EPS_S
-            ):
-                ev.setpoint_kw = 0.0
+            self.run_watchdogs(h)
+
+    def run_watchdogs(self, dt_s: float) -> None:
+        """Count the devices' watchdogs down by dt_s: the inverter's WSet revert timer and the EV
+        charger's setpoint watchdog. Every substep does it on plant time; a lockstep plant whose
+        controller is gone does it on wall time (the physics stays where it is)."""
+        inv, ev = self.inverter, self.ev
+        if inv.wset_enabled and inv.wset_revert_timeout_s > 0.0:
+            inv.wset_revert_remaining_s -= dt_s
+            if inv.wset_revert_remaining_s <= _EPS_S:
+                inv.wset_revert_remaining_s = 0.0
+                inv.wset_enabled = False
+        ev.seconds_since_setpoint += dt_s
+        timeout = ev.watchdog_timeout_s
+        expired = timeout > 0.0 and ev.seconds_since_setpoint >= timeout - _EPS_S
+        if expired and ev.setpoint_kw != 0.0:
+            ev.setpoint_kw = 0.0
 
     # -- writes -----------------------------------------------------------------------------------
 

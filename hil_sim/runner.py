@@ -4,6 +4,9 @@
 TCP, the EV charger on OPC UA, the programmable load on SCPI), the simulation-control endpoint and
 the fault board. Time moves only by `advance` (lockstep, the default) or, with `realtime`, by one
 step every `step_s` seconds of wall time. Every advance refreshes every server's image once.
+When the lockstep controller's connection closes (it stopped or was killed), plant time stands
+still but the devices' watchdogs (the inverter's WSet revert, the charger's setpoint watchdog) go
+on counting on wall time, as a real plant's would, until a controller speaks again.
 
     async with HilSim() as sim:          # serves on free loopback ports
         endpoints = sim.endpoints         # PlantEndpoints
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 __all__ = ["HilSim", "load_config"]
 
 MAX_ADVANCE_S = 7 * 86400.0
+WATCHDOG_TICK_S = 0.5  # how often the watchdogs count wall time while no controller is connected
+_CONTROLLER_COMMANDS = ("advance", "reset", "time")  # a controller speaking again
 
 
 class HilSim:
@@ -74,6 +79,7 @@ class HilSim:
         self.faults = FaultBoard()
         self._lock = asyncio.Lock()
         self._realtime_task: asyncio.Task[None] | None = None
+        self._watchdog_task: asyncio.Task[None] | None = None
         self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
         self.endpoints: PlantEndpoints | None = None
         host = servers.host
@@ -115,7 +121,12 @@ class HilSim:
         )
         self.load = ScpiLoadServer(plant, host=host, port=servers.load.port,
                                    faults=self.faults["load"])  # fmt: skip
-        self.control = ControlServer(self.handle_command, host=host, port=servers.control.port)
+        self.control = ControlServer(
+            self.handle_command,
+            host=host,
+            port=servers.control.port,
+            on_controller_gone=self._controller_gone,
+        )
         self._modbus_servers = [self.inverter, *self.meters.values()]
         self._publish_modbus()
 
@@ -136,6 +147,7 @@ class HilSim:
             certificate=ev.certificate,
             private_key=ev.private_key,
             cert_dir=cert_dir,
+            trusted_clients=ev.trusted_clients,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -157,6 +169,7 @@ class HilSim:
 
     async def stop(self) -> None:
         """Stop the clock and every server; safe to call twice."""
+        await self._stop_watchdogs()
         if self._realtime_task is not None:
             self._realtime_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -264,6 +277,38 @@ class HilSim:
                 )
                 deadline = loop.time()
 
+    # -- without a controller ----------------------------------------------------------------------
+    def _controller_gone(self) -> None:
+        """The lockstep controller's connection closed: count the watchdogs on wall time."""
+        if self.config.realtime or self._watchdog_task is not None:
+            return
+        log.warning("the lockstep controller is gone; device watchdogs run on wall time")
+        self._watchdog_task = asyncio.get_running_loop().create_task(self._run_watchdogs())
+
+    async def _run_watchdogs(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK_S)
+            now = loop.time()
+            async with self._lock:
+                self.plant.run_watchdogs(now - last)
+                self._publish_modbus()
+                await self.ev_charger.publish(self.plant.now)
+            last = now
+
+    @property
+    def watchdogs_on_wall_time(self) -> bool:
+        """True while no lockstep controller is connected and the watchdogs count wall time."""
+        return self._watchdog_task is not None
+
+    async def _stop_watchdogs(self) -> None:
+        task, self._watchdog_task = self._watchdog_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def reset(self) -> datetime:
         """A fresh plant from the same configuration (time back to its start), faults cleared;
         servers and their connections stay up. Returns plant time."""
@@ -304,6 +349,8 @@ class HilSim:
     async def handle_command(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one control request (see hil_sim.servers.control)."""
         command = request.get("cmd")
+        if command in _CONTROLLER_COMMANDS and self._watchdog_task is not None:
+            await self._stop_watchdogs()
         if command == "advance":
             if self.config.realtime:
                 raise CommandError(
@@ -318,7 +365,9 @@ class HilSim:
         if command == "ping":
             return {"ok": True}
         if command == "state":
-            return {"ok": True, "state": self.plant.state_dict()}
+            state = self.plant.state_dict()
+            state["watchdogs_on_wall_time"] = self.watchdogs_on_wall_time
+            return {"ok": True, "state": state}
         if command == "faults":
             return {"ok": True, "faults": [f.as_dict() for f in self.faults.active()]}
         if command == "fault":

@@ -125,6 +125,23 @@ class EvChargerConfig(LinkConfig):
         None, description="Client certificate (DER or PEM); generated beside the key if missing"
     )
     private_key_path: Path | None = None
+    server_certificate_path: Path | None = Field(
+        None,
+        description="The charger's own certificate (DER or PEM): the only one accepted (pinned)",
+    )
+    trust_dir: Path | None = Field(
+        None,
+        description="Folder of trusted certificates (DER or PEM): the charger's own, or the CA "
+        "that issued it; any other server certificate is refused",
+    )
+    write_status_and_timestamps: bool = Field(
+        False,
+        description="Send a Good status code and a source timestamp with each written value "
+        "(off: the value alone, which every server takes; PLC-based ones refuse the rest)",
+    )
+    max_nodes_per_read: int | None = Field(
+        None, ge=1, description="Most variables per Read (else the server's MaxNodesPerRead)"
+    )
     limits_every_reads: int = Field(
         30,
         ge=1,
@@ -146,6 +163,17 @@ class EvChargerConfig(LinkConfig):
                 f"security={self.security!r} needs username and password_env "
                 f"(got username={self.username!r}, password_env={self.password_env!r})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _trust_needs_security(self):
+        trust = {
+            "server_certificate_path": self.server_certificate_path,
+            "trust_dir": self.trust_dir,
+        }
+        for key, value in trust.items():
+            if value is not None and self.security == "none":
+                raise ValueError(f"{key}={str(value)!r} needs security='Basic256Sha256'")
         return self
 
 

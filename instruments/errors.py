@@ -77,3 +77,17 @@ class ReadbackMismatch(InstrumentError):
 class ProtocolMismatch(InstrumentError):
     """The device does not look like what the driver expects (no SunS marker, missing model,
     unknown node, wrong *IDN?)."""
+
+
+class UntrustedCertificate(InstrumentError):
+    """A peer's certificate that is neither the pinned one nor in the trust list: refused before
+    anything (a password) is sent. `thumbprint` is its SHA-256 fingerprint."""
+
+    def __init__(self, device: str, subject: str, thumbprint: str, trusted: str) -> None:
+        super().__init__(
+            device,
+            f"the server's certificate ({subject}, SHA-256 {thumbprint}) is not trusted "
+            f"({trusted}): refused",
+        )
+        self.subject = subject
+        self.thumbprint = thumbprint

@@ -6,6 +6,9 @@ timeout; a timeout or a broken connection closes the session, marks the link LOS
 record, one status callback) and raises `DeviceTimeout` / `DeviceUnavailable` at once. Later calls
 reopen the session when the backoff delay has passed (0.1 s, 0.2 s, 0.4 s ... up to the maximum),
 and fail fast with `DeviceUnavailable` before that, so a dead device never hangs the control loop.
+The delay runs on `Link.seconds`, the wall clock's monotonic seconds unless the owner sets the
+run's clock there (a lockstep run counts plant seconds, so a device comes back on the same step
+whatever the machine's speed).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class Link:
         self.last_error = ""
         self.failures = 0
         self._next_attempt = 0.0
+        self.seconds: Callable[[], float] = time.monotonic  # the clock the backoff runs on
 
     def subscribe(self, listener: StatusListener) -> None:
         """Call `listener(device, status, reason)` on every change of status."""
@@ -141,10 +145,10 @@ class Link:
         self._next_attempt = 0.0
 
     def _retry_in(self) -> float:
-        return max(0.0, self._next_attempt - time.monotonic())
+        return max(0.0, self._next_attempt - self.seconds())
 
     async def _ensure_open(self) -> None:
-        if time.monotonic() < self._next_attempt:
+        if self.seconds() < self._next_attempt:
             raise DeviceUnavailable(self.device, self.last_error, self._retry_in())
         try:
             await asyncio.wait_for(self._open_session(), self.connect_timeout_s)
@@ -177,7 +181,7 @@ class Link:
     def _failed(self, reason: str) -> None:
         self.failures += 1
         self.last_error = reason
-        self._next_attempt = time.monotonic() + self.backoff.delay_after(self.failures)
+        self._next_attempt = self.seconds() + self.backoff.delay_after(self.failures)
         if self.status is LinkStatus.LOST:
             logger.debug(
                 "%s: still unavailable (%s), attempt %d", self.device, reason, self.failures

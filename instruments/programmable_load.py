@@ -15,7 +15,8 @@ waits ~40 ms for delayed ACKs).
 Power in snapshots and setpoints is in kW with the generator convention: the load consumes, so its
 power is <= 0 (the instrument itself speaks in W of consumption, >= 0).
 
-Safe state: POW 0 and INP OFF (the load draws nothing).
+Safe state: POW 0 and INP OFF (the load draws nothing). Operating state (`play_program`): FUNC LIST
+and INP ON (the load plays its stored house-load program).
 """
 
 from __future__ import annotations
@@ -347,6 +348,21 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
     async def safe_state(self) -> Confirmation[LoadSetpoint]:
         """POW 0 and INP OFF."""
         return await self._write_and_confirm(LoadSetpoint(0.0, input_on=False))
+
+    async def play_program(self) -> None:
+        """FUNC LIST and INP ON: the load draws its programmed profile; confirmed by read-back."""
+
+        def plan(load: AcElectronicLoadScpi) -> ProgramMessage:
+            return load.plan_exchange(
+                {"function": "LIST", "input_on": True}, ("function", "input_on")
+            )
+
+        answers = await self._exchange(plan, "FUNC LIST; INP ON")
+        if answers["function"] != "LIST":
+            raise ReadbackMismatch(self.name, "function", "LIST", answers["function"])
+        confirm(self.name, "input_on", True, answers["input_on"])
+        self._function = "LIST"
+        self.last_confirmed = None
 
     async def _write_and_confirm(self, setpoint: LoadSetpoint) -> Confirmation[LoadSetpoint]:
         power_w = round(-setpoint.power_kw * 1000, 1) + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -286,8 +286,14 @@ class Hems:
         cap = self.settings.p2p_limit_kw
         buy_cap = a.grid_import_limit_kw if cap is None else cap
         sell_cap = a.grid_export_limit_kw if cap is None else cap
-        model.set("p2p_buy_cap_kw", np.full(T, buy_cap if p2p else 0.0))
-        model.set("p2p_sell_cap_kw", np.full(T, sell_cap if p2p else 0.0))
+        buy_caps = np.full(T, buy_cap if p2p else 0.0)
+        sell_caps = np.full(T, sell_cap if p2p else 0.0)
+        if p2p and inputs.p2p_buy_cap_kw is not None:
+            buy_caps = np.minimum(buy_caps, np.maximum(inputs.p2p_buy_cap_kw, 0.0))
+        if p2p and inputs.p2p_sell_cap_kw is not None:
+            sell_caps = np.minimum(sell_caps, np.maximum(inputs.p2p_sell_cap_kw, 0.0))
+        model.set("p2p_buy_cap_kw", buy_caps)
+        model.set("p2p_sell_cap_kw", sell_caps)
         model.set("voll", self.settings.value_of_lost_load)
         model.set("ev_holding_value", self.settings.ev_holding_value_per_kwh_step)
         if a.pv is not None:

@@ -131,6 +131,8 @@ class HorizonInputs:
     p2p_sell_price: np.ndarray  # what a planned P2P sale is expected to earn per kWh
     battery_kwh: float | None
     ev: EvHorizon | None
+    p2p_buy_cap_kw: np.ndarray | None = None  # P2P energy expected on offer per step (None: any)
+    p2p_sell_cap_kw: np.ndarray | None = None  # P2P energy expected in demand per step
 
     @property
     def steps(self) -> int:

@@ -235,6 +235,8 @@ class MarketOutcome:
     fills: tuple[Fill, ...] = ()
     best_bid_price: float | None = None  # highest bid in the book, any peer
     best_ask_price: float | None = None  # lowest ask in the book, any peer
+    bid_volume_kwh: float | None = None  # all accepted bids' quantity, any peer (book depth)
+    ask_volume_kwh: float | None = None  # all accepted asks' quantity, any peer
 
     def traded_kwh(self, side: OrderSide) -> float:
         return sum(f.quantity_kwh for f in self.fills if f.side == side)

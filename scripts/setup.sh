@@ -4,7 +4,9 @@
 #
 #   bash scripts/setup.sh           what the controller and the emulated plant need (the main job)
 #   bash scripts/setup.sh --tests   also the test tools, and the servers and browser the tests start
-#                                   (Debian packages influxdb, victoria-metrics, chromium, mosquitto)
+#                                   (Debian packages influxdb, victoria-metrics, chromium, mosquitto,
+#                                   nodejs and npm; node-opcua for the conformance tests from the
+#                                   committed lockfile in tests/conformance/opcua_charger, `npm ci`)
 #
 # Idempotent: a second run only checks. PYTHON=/path/to/python3 chooses the interpreter.
 set -euo pipefail
@@ -55,12 +57,22 @@ if ((tests)); then
     command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
     command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
     [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need_apt+=(mosquitto)
+    command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+    command -v npm >/dev/null 2>&1 || need_apt+=(npm)
     if ((${#need_apt[@]})); then
         apt_install "${need_apt[@]}"
         # The Debian packages may start system services; the tests start their own servers.
         for svc in influxdb victoria-metrics mosquitto; do
             $SUDO service "$svc" stop >/dev/null 2>&1 || true
         done
+    fi
+    # node-opcua (another OPC UA stack) for the EV charger's conformance tests: exactly the
+    # committed lockfile's versions, installed again only when the lockfile changed.
+    charger=tests/conformance/opcua_charger
+    if [ ! -d "$charger/node_modules/node-opcua" ] \
+        || [ "$charger/package-lock.json" -nt "$charger/node_modules/.package-lock.json" ]; then
+        echo "setup: installing node-opcua into $charger (npm ci)"
+        (cd "$charger" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
 fi
 

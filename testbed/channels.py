@@ -3,8 +3,10 @@
 A channel wraps a driver from `instruments`. A failed read or write is counted; after
 `lost_after_failures` in a row the device is declared lost and reported as a `device_lost`
 interlock; the engine asks for its safe state and the other devices go on. A reading older than
-`stale_after_steps` steps is not used for control (`stale_measurement`). When the device answers
-again the channel says so (the `device_lost` interlock is cleared) and control resumes.
+`stale_after_steps` steps is not used for control (`stale_measurement`), nor is a reading found
+frozen (`frozen_measurement`, see `testbed.frozen`). When the device answers again the channel says
+so (the `device_lost` interlock is cleared) and control resumes; a device that was sent to its
+safe state is brought back to its operating state by its peer (`PeerDevices.recover`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from instruments.errors import BadReading, InstrumentError, ReadbackMismatch, SetpointRefused
+from testbed.frozen import FreezeWatch
 
 
 @dataclass(slots=True)
@@ -45,6 +48,8 @@ class Channel:
     last_error: str = ""
     refusing: str = ""  # the kind of refusal reported and not yet cleared
     newly_lost: bool = False  # lost since the engine last looked: it asks for the safe state
+    in_safe_state: bool = False  # sent to its safe state and not yet brought back
+    watch: FreezeWatch = field(default_factory=FreezeWatch)
     events: list[ChannelEvent] = field(default_factory=list)
 
     @property
@@ -74,9 +79,26 @@ class Channel:
         self.failures = 0
         return snapshot
 
+    @property
+    def frozen(self) -> bool:
+        return bool(self.watch.frozen)
+
+    def watch_freeze(self, step: int, neighbour_kw: float | None, step_s: float) -> None:
+        """Check this step's reading against what drives it (see `testbed.frozen`)."""
+        if self.snapshot_step != step or self.snapshot is None:
+            return
+        was_frozen = self.frozen
+        reason = self.watch.observe(step, self.snapshot, neighbour_kw, step_s)
+        if reason:
+            self.events.append(ChannelEvent(self.device, "frozen_measurement", reason, "held"))
+        elif was_frozen and not self.frozen:
+            self.events.append(
+                ChannelEvent(self.device, "frozen_measurement", "reading moves again", "cleared")
+            )
+
     def fresh(self, step: int) -> Any:
         """The latest snapshot if it is recent enough to control with, else None."""
-        if self.snapshot is None or self.lost:
+        if self.snapshot is None or self.lost or self.watch.frozen:
             return None
         if step - self.snapshot_step >= self.stale_after_steps:
             return None
@@ -108,12 +130,25 @@ class Channel:
         """Ask the device for its safe state; its own watchdog is the fallback if it cannot hear."""
         if not self.is_actuator:
             return
+        self.in_safe_state = True
         try:
             await asyncio.wait_for(self.driver.safe_state(), timeout=self.io_timeout_s * 2)
             action = "safe_state"
         except Exception as error:
             action = f"safe_state_unconfirmed ({_describe(error)}; the device watchdog reverts it)"
         self.events.append(ChannelEvent(self.device, "safe_state", reason, action))
+
+    async def command(self, operation: Any, what: str) -> bool:
+        """Run one driver operation (bringing the device back, or into its operating state);
+        False, with a `recovery_failed` event, when the device does not take it."""
+        try:
+            await asyncio.wait_for(operation(), timeout=self.io_timeout_s * 2)
+        except Exception as error:
+            self.events.append(
+                ChannelEvent(self.device, "recovery_failed", f"{what}: {_describe(error)}", "held")
+            )
+            return False
+        return True
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead session cannot fail the run

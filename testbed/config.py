@@ -11,7 +11,7 @@ import json
 import tomllib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,8 +23,12 @@ from instruments.config import (
 )
 from peers.assets import PeerAssets, default_assets
 from testbed.ledger.config import LedgerConfig
+from testbed.messages import bounded, quoted
 from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
+
+if TYPE_CHECKING:
+    from hil_sim.endpoints import PlantEndpoints
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
@@ -174,14 +178,15 @@ class TestbedConfig(_Strict):
             try:
                 peer.peer_assets(name)
             except ValidationError as error:
-                raise ValueError(f"peers.{name}.assets: {_describe(error)}") from None
+                problem = describe_validation_error(error)
+                raise ValueError(f"peers.{name}.assets: {problem}") from None
             except ValueError as error:
                 raise ValueError(f"peers.{name}.assets: {error}") from None
         if self.sinks.influx is not None:
             try:
                 InfluxConfig.model_validate(self.sinks.influx)
             except ValidationError as error:
-                raise ValueError(f"sinks.influx: {_describe(error)}") from None
+                raise ValueError(f"sinks.influx: {describe_validation_error(error)}") from None
         unknown = sorted(set(self.ledger.kyc) - set(self.peers))
         if unknown:
             raise ValueError(
@@ -199,7 +204,8 @@ class TestbedConfig(_Strict):
         return json.loads(self.model_dump_json(exclude_none=True))
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem: the key, the value (cut when long) and what is allowed."""
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
@@ -211,7 +217,7 @@ def _describe(error: ValidationError) -> str:
         elif item["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         elif "input" in item and not isinstance(item["input"], dict):
-            lines.append(f"{key} = {item['input']!r}: {message}")
+            lines.append(f"{key} = {quoted(item['input'])}: {message}")
         else:
             lines.append(f"{key}: {message}")
     return "; ".join(lines)
@@ -222,7 +228,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> TestbedConfig:
     try:
         return TestbedConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(f"{source}: {_describe(error)}") from None
+        raise ConfigError(bounded(f"{source}: {describe_validation_error(error)}")) from None
 
 
 def load_config(path: Path | str) -> TestbedConfig:
@@ -232,8 +238,43 @@ def load_config(path: Path | str) -> TestbedConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); a configuration is a TOML text file"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        raise ConfigError(bounded(f"{path}: not valid TOML ({error})")) from None
     return parse_config(data, str(path))
+
+
+def load_plant_endpoints(path: Path | str) -> PlantEndpoints:
+    """Read a running emulated plant's endpoints file (`python -m hil_sim --endpoints-json`);
+    a file that cannot be used gives one `ConfigError` naming it and what was wrong."""
+    from hil_sim.endpoints import PlantEndpoints
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the endpoints file ({error.strerror})") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte 0x{error.object[error.start]:02x} at offset "
+            f"{error.start}); an endpoints file is the JSON that python -m hil_sim writes"
+        ) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(bounded(f"{path}: not valid JSON ({error})")) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: an endpoints file holds a JSON object, not {type(data).__name__}"
+        )
+    try:
+        return PlantEndpoints.model_validate(data)
+    except ValidationError as error:
+        problem = describe_validation_error(error)
+        raise ConfigError(bounded(f"{path}: not a plant endpoints file: {problem}")) from None

@@ -2,7 +2,10 @@
 
 The drivers come from `instruments`; this module knows which snapshot field means what for the
 controller (PCC power, energy registers, storage power and state of charge) and turns a peer's
-contracted power into its flexible device's setpoint each step.
+contracted power into its flexible device's setpoint each step. It also puts the devices into
+their known operating state at the start of a run (`prepare`), checks every reading against what
+drives it (`watch_freezes`, see `testbed.frozen`) and brings a device back from its safe state
+when the cause has cleared (`recover`; the flexible device ramps from what it measures).
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class PeerDevices:
         self.dt_s = control.step_s
 
         def channel(device: str, driver: Any) -> Channel:
+            driver.link.seconds = lambda: clock().timestamp()  # reconnect backoff: run's clock
             return Channel(
                 peer=peer,
                 device=device,
@@ -112,6 +116,7 @@ class PeerDevices:
             )
 
         self.meter = channel("meter", SunSpecMeter(config.meter, clock=clock))
+        self.meter.watch.sensor = True
         self.inverter = (
             channel("inverter", SunSpecInverter(config.inverter, clock=clock))
             if config.inverter
@@ -125,6 +130,8 @@ class PeerDevices:
         self.load = (
             channel("load", ProgrammableLoad(config.load, clock=clock)) if config.load else None
         )
+        if self.load is not None:
+            self.load.watch.sensor = True
         self.channels = [
             c for c in (self.meter, self.inverter, self.ev_charger, self.load) if c is not None
         ]
@@ -134,6 +141,7 @@ class PeerDevices:
         self._last_sent: float | None = None
         self._last_sent_time: datetime | None = None
         self._holding = False
+        self._resume = False  # take the device's measured power as the ramp's start
         self._charging_for_departure = False
         self._events: list[tuple[str, str, str, str]] = []
         self._image_step: int | None = None
@@ -200,6 +208,71 @@ class PeerDevices:
         events, self._events = self._events, []
         return events
 
+    # -- operating state, freezes, recovery -----------------------------------------------------
+
+    async def prepare(self) -> list[str]:
+        """Put every device into its known operating state, whatever an earlier run left behind:
+        the inverter's battery idle (WSetEna off, WSet 0; the dispatcher ramps it from there), the
+        charger enabled at 0 kW, the load's input on playing its programmed profile. Returns
+        the devices that refused."""
+        steps: list[tuple[Channel, Any, str]] = []
+        if self.inverter is not None:
+            steps.append((self.inverter, self.inverter.driver.safe_state, "WSetEna off, WSet 0"))
+        if self.ev_charger is not None:
+            driver = self.ev_charger.driver
+            steps.append(
+                (
+                    self.ev_charger,
+                    lambda: driver.apply(EvSetpoint(power_kw=0.0, enabled=True)),
+                    "enabled at 0 kW",
+                )
+            )
+        if self.load is not None:
+            steps.append((self.load, self.load.driver.play_program, "FUNC LIST, INP ON"))
+        refused = []
+        for channel, operation, what in steps:
+            if await channel.command(operation, f"run start: {what}"):
+                event = (channel.device, "operating_state", f"run start: {what}", "set")
+                self._events.append(event)
+            else:
+                refused.append(f"{channel.device} ({what})")
+        return refused
+
+    def watch_freezes(self, step: int) -> None:
+        """Check this step's readings against what drives them (`testbed.frozen`): the meter
+        against the devices behind it, a device against its setpoint, the load against its meter."""
+        devices_kw: float | None = 0.0
+        for channel in self._devices:
+            if channel.snapshot_step != step or channel.frozen or channel.lost:
+                devices_kw = None
+                break
+            devices_kw += _ac_power_kw(channel.snapshot)
+        meter = self.meter
+        meter.watch_freeze(step, devices_kw if self._devices else None, self.dt_s)
+        meter_kw = (
+            meter.snapshot.power_kw
+            if meter.snapshot_step == step and not meter.frozen and not meter.lost
+            else None
+        )
+        flexible = self.inverter or self.ev_charger
+        if flexible is not None:
+            flexible.watch_freeze(step, self._last_sent, self.dt_s)
+        if self.load is not None:
+            neighbour = None if meter_kw is None or len(self._devices) != 1 else meter_kw
+            self.load.watch_freeze(step, neighbour, self.dt_s)
+
+    async def recover(self, step: int) -> None:
+        """Bring the load back from its safe state once it answers plausibly again: input on at
+        its programmed profile. (The flexible device comes back through the dispatcher.)"""
+        load = self.load
+        if load is None or not load.in_safe_state or load.fresh(step) is None:
+            return
+        if await load.command(load.driver.play_program, "FUNC LIST; INP ON"):
+            load.in_safe_state = False
+            self._events.append(
+                (load.device, "safe_state", "input back on at its programmed profile", "cleared")
+            )
+
     # -- delivery -------------------------------------------------------------------------------
 
     async def dispatch(
@@ -213,6 +286,7 @@ class PeerDevices:
         meter = self.meter.fresh(step)
         device = flexible.fresh(step)
         if flexible.lost:
+            self._forget_command()  # its safe state (or its watchdog) takes it to 0 kW
             return None
         if meter is None or device is None:
             await self._hold(flexible, step, meter is None)
@@ -220,6 +294,8 @@ class PeerDevices:
         if self._holding:
             self._holding = False
             self._events.append((flexible.device, "stale_measurement", "fresh again", "cleared"))
+        if self._resume or flexible.in_safe_state:
+            self._resume_from(flexible, device)
         if flexible is self.inverter:
             setpoint_kw, command = battery_command(
                 contract_kw,
@@ -290,9 +366,35 @@ class PeerDevices:
                 "safe_state",
             )
         )
+        self._forget_command()
+        await flexible.safe_state(f"stale {what} measurement")
+
+    def _forget_command(self) -> None:
+        """The device left our control: the next command ramps from what it measures then."""
         self._last_command_kw = 0.0
         self._last_sent = None
-        await flexible.safe_state(f"stale {what} measurement")
+        self._resume = True
+
+    def _resume_from(self, flexible: Channel, device: Any) -> None:
+        """Back in operation after a safe state: the ramp starts where the device is (the
+        battery's measured power; the charger's setpoint as it holds it, 0 when disabled)."""
+        if flexible is self.inverter:
+            measured_kw = device.battery_power_kw
+        else:
+            measured_kw = device.setpoint_kw if device.enabled else 0.0
+        self._last_command_kw = measured_kw
+        self._last_sent = None
+        self._resume = False
+        if flexible.in_safe_state:
+            flexible.in_safe_state = False
+            self._events.append(
+                (
+                    flexible.device,
+                    "safe_state",
+                    f"back in operation, ramping from {measured_kw:.3f} kW",
+                    "cleared",
+                )
+            )
 
     def _battery_limits(self, snapshot: Any) -> StorageLimits:
         battery = self.assets.battery

@@ -3,12 +3,17 @@
 Every control step: read every device and meter (a frozen process image), record it, then let the
 dispatchers move the flexible devices so each PCC follows its contracted power, within the safety
 limits. At gate closure of each interval the agents bid and the book is cleared; at each interval's
-end the metered energy is settled against the trades. Everything goes out as documents to the sinks.
+end the metered energy is settled against the trades, from the meters' energy registers at the
+boundaries (`testbed.metering`: a boundary a meter missed is filled from its registers once it
+reads again, so a peer's settlement can come a few steps or intervals late, never as zero). The
+summary counts the intervals that were delivered and the settlements that were made. Everything
+goes out as documents to the sinks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +25,7 @@ from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.channels import Channel
 from testbed.clock import Clock
 from testbed.config import TestbedConfig
-from testbed.devices import PeerDevices
+from testbed.devices import PeerDevices, PeerImage
 from testbed.dispatch import StorageCommand
 from testbed.documents import (
     AgentPlan,
@@ -31,6 +36,8 @@ from testbed.documents import (
     Settlement,
     Sink,
 )
+from testbed.frozen import RESPONSE_STEPS
+from testbed.metering import BoundaryReading, RegisterLog
 from testbed.summary import RunTotals
 from testbed.trading import InProcessMarket, IntervalMarket, MarketPort
 
@@ -44,14 +51,18 @@ class StartupError(RuntimeError):
     """The run cannot start (a device unreachable, a clock that does not answer)."""
 
 
+# An interval is settled this many steps after its end, so that a reading found frozen in the
+# meantime is not taken for the boundary (unless the run ends first).
+SETTLE_AFTER_STEPS = RESPONSE_STEPS + 1
+
+
 @dataclass(slots=True)
 class _IntervalAccount:
-    """What one peer's devices did during the current interval."""
+    """What one peer's devices did during one interval."""
 
-    start_import_kwh: float | None = None
-    start_export_kwh: float | None = None
     load_kwh: float = 0.0
     pv_kwh: float = 0.0
+    end_image: PeerImage | None = None  # the process image at the interval's end
 
 
 @dataclass(slots=True)
@@ -115,8 +126,14 @@ class Engine:
         self.stop_requested = False
         self.now: datetime | None = None
         self._interlocks = _ActiveInterlocks()
-        self._accounts = {peer: _IntervalAccount() for peer in self.peers}
+        self._accounts: dict[tuple[str, int], _IntervalAccount] = {}
+        self._current_interval = 0
         self._markets: dict[int, IntervalMarket] = {}
+        self._start_time: datetime | None = None
+        self._registers = {peer: RegisterLog() for peer in self.peers}
+        self._unsettled: list[int] = []  # delivered intervals not yet settled
+        self._waiting: set[tuple[str, int]] = set()  # (peer, interval) reported as waiting
+        self._last_step = 0
         self.timings: dict[str, float] = dict.fromkeys(
             ("read_s", "record_s", "trade_settle_s", "dispatch_s", "advance_s", "steps"), 0.0
         )
@@ -167,6 +184,14 @@ class Engine:
         if failures:
             await self._close_all()
             raise StartupError("cannot reach " + "; ".join(failures))
+        for name, peer in self.peers.items():  # every device in its known operating state
+            refused = await peer.prepare()
+            if refused:
+                await self._close_all()
+                raise StartupError(
+                    f"peer {name}: cannot put into its operating state: " + "; ".join(refused)
+                )
+        self._start_time = start
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
         if self.ledger is not None:
             for peer, reason in self.ledger.start(start).items():
@@ -187,13 +212,15 @@ class Engine:
             t2 = clock()
             if step % spi == 0:
                 if step > 0:
-                    await self._settle(interval, start)
+                    self._delivered(interval)
                     interval += 1
                 if step == n_steps or self.stop_requested:
+                    await self._settle_ready(step)
                     return interval
                 if interval not in self._markets:
                     await self._trade(interval, start, step)
-                self._open_interval()
+                self._open_interval(interval)
+            await self._settle_ready(step)
             following = interval + 1
             if following < n_intervals and step == following * spi - self.gate_closure_steps:
                 await self._trade(following, start, step)
@@ -214,6 +241,8 @@ class Engine:
         return interval
 
     async def _finish(self, status: str) -> RunFinished:
+        if status != "failed":
+            await self._settle_at_end()
         for peer in self.peers.values():
             for channel in peer.channels:
                 if channel.is_actuator and not channel.lost:
@@ -241,12 +270,27 @@ class Engine:
     # -- steps --------------------------------------------------------------------------------
 
     async def _read_all(self, step: int) -> None:
+        self._last_step = step
         channels: list[Channel] = [c for p in self.peers.values() for c in p.channels]
         await asyncio.gather(*(channel.read(step) for channel in channels))
+        for name, peer in self.peers.items():
+            peer.watch_freezes(step)
+            self._log_registers(name, peer, step)
         for channel in channels:
             if channel.newly_lost:
                 channel.newly_lost = False
                 await channel.safe_state("device lost")
+        for peer in self.peers.values():
+            await peer.recover(step)
+
+    def _log_registers(self, name: str, peer: PeerDevices, step: int) -> None:
+        """Keep the meter's trusted register readings (for the boundaries of settlement)."""
+        meter = peer.meter
+        log = self._registers[name]
+        if meter.frozen:
+            log.drop_after(meter.watch.changed_step)
+        elif meter.snapshot_step == step and not meter.lost:
+            log.add(step, meter.snapshot.import_kwh, meter.snapshot.export_kwh)
 
     def _record(self, step: int) -> None:
         assert self.now is not None
@@ -256,7 +300,7 @@ class Engine:
                     self._emit(Sample(self.now, channel.peer, channel.device, peer.values(channel)))
             if step > 0:
                 image = peer.image(step)
-                account = self._accounts[peer.peer]
+                account = self._account(peer.peer, self._current_interval)
                 if image.house_load_kw is not None:
                     account.load_kwh += image.house_load_kw * self.dt_s / 3600.0
                 if image.pv_kw is not None:
@@ -280,7 +324,6 @@ class Engine:
         self._emit(market.clearing)
         if self.ledger is not None:
             self.ledger.operator.record_clearing(self.now or interval_start, market.clearing)
-        self.totals.count_clearing(market.clearing)
         for peer, decision in market.decisions.items():
             self._emit(AgentPlan(interval_start, peer, self.market.agent_kind(peer), decision))
             if decision.fallback_reason:
@@ -288,47 +331,125 @@ class Engine:
                     peer, "agent", "agent_fallback", decision.fallback_reason, "no_trade"
                 )
 
-    def _open_interval(self) -> None:
-        for name, peer in self.peers.items():
-            image = peer.image(None)
-            self._accounts[name] = _IntervalAccount(image.import_kwh, image.export_kwh)
+    def _account(self, peer: str, interval: int) -> _IntervalAccount:
+        return self._accounts.setdefault((peer, interval), _IntervalAccount())
 
-    async def _settle(self, interval: int, start: datetime) -> None:
-        interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
+    def _open_interval(self, interval: int) -> None:
+        self._current_interval = interval
+        for name in self.peers:
+            self._account(name, interval)
+
+    def _interval_start(self, interval: int) -> datetime:
+        assert self._start_time is not None
+        return self._start_time + timedelta(seconds=interval * self.config.market.interval_s)
+
+    def _delivered(self, interval: int) -> None:
+        """The interval's end is reached: it counts in the market's totals, and its settlement
+        is due (as soon as every meter's registers at both boundaries are known)."""
+        self.totals.count_clearing(self._markets[interval].clearing)
+        for name, peer in self.peers.items():
+            self._account(name, interval).end_image = peer.image(None)
+        self._unsettled.append(interval)
+
+    async def _settle_ready(self, step: int, final: bool = False) -> None:
+        """Settle every delivered interval whose boundary registers are known for every peer
+        (at the end of the run: for the peers whose are)."""
+        spi = self.steps_per_interval
+        queue = self._unsettled
+        while queue:
+            interval = queue[0]
+            first, last = interval * spi, (interval + 1) * spi
+            if not final and step < last + SETTLE_AFTER_STEPS:
+                break
+            bounds = {
+                name: (log.boundary(first), log.boundary(last))
+                for name, log in self._registers.items()
+            }
+            missing = {
+                name: first if begin is None else last
+                for name, (begin, end) in bounds.items()
+                if begin is None or end is None
+            }
+            if missing and not final:
+                for name, boundary in missing.items():
+                    self._report_waiting(name, interval, boundary, final=False)
+                break
+            for name, boundary in missing.items():
+                self._report_waiting(name, interval, boundary, final=True)
+            ready = {
+                name: (begin, end)
+                for name, (begin, end) in bounds.items()
+                if begin is not None and end is not None
+            }
+            for name, (begin, end) in ready.items():
+                self._registers[name].fix(first, begin)
+                self._registers[name].fix(last, end)
+            await self._settle_interval(interval, ready)
+            queue.pop(0)
+            for log in self._registers.values():
+                log.forget_before(last)
+            del self._markets[interval]
+
+    def _report_waiting(self, peer: str, interval: int, boundary: int, final: bool) -> None:
+        key = (peer, interval)
+        if final:
+            self._interlock(
+                peer,
+                "meter",
+                "unmetered_interval",
+                f"interval {self._interval_start(interval):%H:%M}: no meter reading at or after "
+                f"its boundary at step {boundary} before the run ended; not settled",
+                "unsettled",
+            )
+        elif key not in self._waiting:
+            self._waiting.add(key)
+            self._interlock(
+                peer,
+                "meter",
+                "unmetered_interval",
+                f"interval {self._interval_start(interval):%H:%M}: no trusted meter reading at "
+                f"its boundary (step {boundary}); settled from the registers once the meter "
+                "reads again",
+                "pending",
+            )
+
+    async def _settle_interval(
+        self, interval: int, bounds: Mapping[str, tuple[BoundaryReading, BoundaryReading]]
+    ) -> None:
+        interval_start = self._interval_start(interval)
         metered: dict[str, float] = {}
         observations: dict[str, IntervalObservation] = {}
-        for name, peer in self.peers.items():
-            image = peer.image(None)
-            account = self._accounts[name]
-            if None in (
-                image.import_kwh,
-                image.export_kwh,
-                account.start_import_kwh,
-                account.start_export_kwh,
-            ):
+        for peer, (begin, end) in bounds.items():
+            metered[peer] = (end.export_kwh - begin.export_kwh) - (
+                end.import_kwh - begin.import_kwh
+            )
+            filled = [b for b in (begin, end) if b.filled]
+            if filled:
+                gaps = ", ".join(f"steps {b.gap_steps[0]}-{b.gap_steps[1]}" for b in filled)
                 self._interlock(
-                    name,
+                    peer,
                     "meter",
                     "unmetered_interval",
-                    "no meter reading at an interval end",
-                    "settled_as_zero",
+                    f"interval {interval_start:%H:%M}: boundary registers interpolated across "
+                    f"the meter's gap ({gaps}); {metered[peer]:.4f} kWh settled",
+                    "filled",
                 )
-                metered[name] = 0.0
-                continue
-            metered[name] = (image.export_kwh - account.start_export_kwh) - (
-                image.import_kwh - account.start_import_kwh
-            )
-            observations[name] = IntervalObservation(
+            self._waiting.discard((peer, interval))
+            account = self._accounts.pop((peer, interval), _IntervalAccount())
+            image = account.end_image or self.peers[peer].image(None)
+            observations[peer] = IntervalObservation(
                 interval_start=interval_start,
                 interval_s=self.config.market.interval_s,
                 load_kwh=max(account.load_kwh, 0.0),
                 pv_kwh=max(account.pv_kwh, 0.0),
-                net_kwh=metered[name],
+                net_kwh=metered[peer],
                 soc_pct=image.battery_soc_pct,
                 ev_soc_pct=image.ev_soc_pct,
                 ev_plugged=image.ev_plugged,
             )
-        market = self._markets.pop(interval)
+        for peer in self.peers:
+            self._accounts.pop((peer, interval), None)
+        market = self._markets[interval]
         settlements: list[Settlement] = await self.market.settle(
             interval_start, market.clearing.trades, metered, observations
         )
@@ -339,6 +460,22 @@ class Engine:
             self.ledger.operator.record_settlement(
                 self.now or interval_start, interval_start, settlements
             )
+
+    async def _settle_at_end(self) -> None:
+        """The run ends: settle what can be. A meter that missed the last boundary is read once
+        more (the plant has not moved in lockstep), bypassing its reconnect backoff."""
+        step = self._last_step
+        for name, peer in self.peers.items():
+            if not self._unsettled or self._registers[name].boundary(step) is not None:
+                continue
+            meter = peer.meter
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(meter.driver.link.connect(), meter.io_timeout_s * 2)
+            if await meter.read(step) is not None:
+                meter.watch_freeze(step, None, self.dt_s)
+                self._log_registers(name, peer, step)
+        await self._settle_ready(step, final=True)
+        self._report_channel_events()
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)

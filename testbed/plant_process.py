@@ -1,4 +1,10 @@
-"""Start the emulated plant (`python -m hil_sim`) as a child process for `testbed demo`."""
+"""Start the emulated plant (`python -m hil_sim`) as a child process for `testbed demo`.
+
+The plant runs in a session of its own: a Ctrl-C in the terminal goes to the terminal's process
+group, so it reaches the controller alone, which ends the interval, settles it and then stops the
+plant. The plant stops by itself when the controller is gone (`--exit-with-parent`), so a
+controller killed with SIGKILL leaves no plant behind.
+"""
 
 from __future__ import annotations
 
@@ -42,10 +48,12 @@ def emulated_plant(
                     str(config),
                     "--endpoints-json",
                     str(endpoints_file),
+                    "--exit-with-parent",
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
             )
             try:
                 yield _wait_for_endpoints(process, endpoints_file, log, timeout_s)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -11,10 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from testbed.cli import app
+from testbed.messages import bounded
 
 if TYPE_CHECKING:  # the experiment stack (cvxpy, asyncua, pymodbus) loads only when a run starts
     from testbed.config import TestbedConfig
@@ -55,7 +56,7 @@ InfluxSpoolIfDown = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(bounded(message))}", soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -287,8 +288,7 @@ def run_command(
     ] = False,
 ) -> None:
     """Run an experiment on the devices the configuration names (the lab, or a running plant)."""
-    from hil_sim.endpoints import PlantEndpoints
-    from testbed.config import ConfigError, load_config
+    from testbed.config import ConfigError, load_config, load_plant_endpoints
     from testbed.experiment import with_overrides, with_plant_endpoints
 
     started = time.monotonic()
@@ -296,9 +296,7 @@ def run_command(
         config = with_overrides(load_config(config_file), hours, seed)
         endpoints_path = endpoints_json or config.plant.endpoints_json
         if endpoints_path is not None:
-            endpoints = PlantEndpoints.model_validate(
-                json.loads(Path(endpoints_path).read_text(encoding="utf-8"))
-            )
+            endpoints = load_plant_endpoints(endpoints_path)
             config = with_plant_endpoints(config, endpoints)
     except (ConfigError, OSError, ValueError) as error:
         raise _fail(str(error)) from None

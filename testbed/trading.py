@@ -189,7 +189,8 @@ class BookClearer:
 def market_outcomes(
     book: OrderBook, clearing: Clearing, peers: list[str]
 ) -> dict[str, MarketOutcome]:
-    """What each peer learns from a cleared interval: its own fills and the public prices."""
+    """What each peer learns from a cleared interval: its own fills, the public prices and the
+    book's depth (the accepted quantity on each side)."""
     fills: dict[str, list[Fill]] = defaultdict(list)
     for trade in clearing.trades:
         fills[trade.buyer].append(Fill(OrderSide.BUY, trade.quantity_kwh, trade.price))
@@ -203,6 +204,8 @@ def market_outcomes(
             fills=tuple(fills[peer]),
             best_bid_price=max(bids) if bids else None,
             best_ask_price=min(asks) if asks else None,
+            bid_volume_kwh=sum(o.quantity_kwh for o in book.orders if o.side is Side.BUY),
+            ask_volume_kwh=sum(o.quantity_kwh for o in book.orders if o.side is Side.SELL),
         )
         for peer in peers
     }

@@ -72,6 +72,9 @@ def _draw(run: data.Run) -> None:
         )
         st.plotly_chart(charts.plan_delivery_figure(compared), key="plan_delivery")
 
+    st.subheader("Against the perfect-foresight optimum")
+    _draw_value(run, currency)
+
     st.subheader("Money flows")
     left, right = st.columns([3, 2])
     with left:
@@ -83,6 +86,30 @@ def _draw(run: data.Run) -> None:
         st.plotly_chart(charts.payment_matrix_figure(money, energy, currency), key="payment_matrix")
     with st.expander("Flows as a table"):
         st.dataframe(flows, hide_index=True, key="flows")
+
+
+def _draw_value(run: data.Run, currency: str) -> None:
+    """The yardstick (`testbed value`): baseline, optimum and run bills, and both schedules."""
+    if run.status != "finished":
+        st.info(f"The optimum needs a finished run; this run is {run.status}.")
+        return
+    result = data.value(run)
+    if isinstance(result, str):
+        st.warning(f"No value figure: {result}")
+        return
+    report, schedules = result
+    captured = report["captured_pct"]
+    cols = st.columns(4)
+    cols[0].metric("Baseline (no market)", f"{report['baseline_bill']:.2f} {currency}")
+    cols[1].metric("Perfect-foresight optimum", f"{report['optimum_bill']:.2f} {currency}")
+    cols[2].metric("This run", f"{report['actual_bill']:.2f} {currency}")
+    cols[3].metric("Value captured", "n/a" if captured is None else f"{captured:.1f} %")
+    st.caption(
+        "Community bills net of the value of the energy left in storage; value captured = "
+        "(baseline - run) / (baseline - optimum). The optimum's schedule beside the run's, per "
+        "interval: PCC energy, storage energy (+ = discharge) and the optimum's P2P position."
+    )
+    st.plotly_chart(charts.optimum_figure(schedules), key="optimum")
 
 
 def render() -> None:

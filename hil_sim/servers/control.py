@@ -13,6 +13,11 @@ Commands (`"cmd"`; an optional `"id"` is echoed in the reply):
   the servers and their connections stay up; replies like `time`
 - `endpoints` -> `{"ok": true, "endpoints": {...}}`
 Errors answer `{"ok": false, "error": "<what was wrong>"}`; the plant keeps running.
+
+The connection that advanced the plant last is its lockstep controller. When that connection
+closes (the controller stopped, or was killed: the kernel closes its sockets) the server calls
+`on_controller_gone`, and the plant runs its devices' watchdogs on wall time until a controller
+speaks again.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ class CommandError(ValueError):
 class _ControlProtocol(asyncio.Protocol):
     """Lines in order: each is handled to completion before the next one starts."""
 
-    def __init__(self, handler: Handler):
+    def __init__(self, handler: Handler, server: ControlServer | None = None):
         self._handler = handler
+        self._server = server
         # request lines seen before (a lockstep clock sends the same advance line every step):
         # their decoded objects, when every value is a scalar (each use gets its own copy)
         self._decoded: dict[bytes, dict[str, Any]] = {}
@@ -72,6 +78,11 @@ class _ControlProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._lines.put_nowait(None)
+        server = self._server
+        if server is not None and server.controller is self:
+            server.controller = None
+            if server.on_controller_gone is not None:
+                server.on_controller_gone()
 
     async def _work(self) -> None:
         while (line := await self._lines.get()) is not None:
@@ -106,6 +117,8 @@ class _ControlProtocol(asyncio.Protocol):
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if request_id is not None:
             reply["id"] = request_id
+        if self._server is not None and request.get("cmd") == "advance" and reply.get("ok"):
+            self._server.controller = self
         return reply
 
     def _reply(self, reply: dict[str, Any]) -> None:
@@ -116,8 +129,17 @@ class _ControlProtocol(asyncio.Protocol):
 class ControlServer:
     """The control endpoint's listener (no faults: it is the test harness's own line)."""
 
-    def __init__(self, handler: Handler, *, host: str, port: int = 0):
-        self.gate = ListenerGate("control", lambda: _ControlProtocol(handler), host, port)
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str,
+        port: int = 0,
+        on_controller_gone: Callable[[], None] | None = None,
+    ):
+        self.controller: _ControlProtocol | None = None  # the connection that advanced last
+        self.on_controller_gone = on_controller_gone
+        self.gate = ListenerGate("control", lambda: _ControlProtocol(handler, self), host, port)
 
     @property
     def port(self) -> int:

@@ -11,7 +11,9 @@ changes. They carry the plant time as their source and server timestamps. Read a
 take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`).
 
 Security: "none" (anonymous, for tests) or "sign_and_encrypt" (Basic256Sha256 SignAndEncrypt with a
-user name and password); a self-signed server certificate is generated when none is given.
+user name and password); a self-signed server certificate is generated when none is given. Client
+certificates are checked against a trust-list folder (`trusted_clients`,
+`hil_sim.servers.opcua_clients`); without one, any client certificate is accepted (a warning).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hil_sim.faults import DeviceFaults
 from hil_sim.plant import EvState, SetpointRejected
 from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.opcua_clients import ClientTrustList
 from hil_sim.servers.opcua_fastpath import fast_protocol_factory
 from labspec.ev_charger import (
     NAMESPACE_URI,
@@ -139,6 +142,7 @@ class OpcUaSecurity:
     certificate: Path | None = None  # DER or PEM; generated into cert_dir when None
     private_key: Path | None = None
     cert_dir: Path | None = None  # where a generated certificate goes (a temp folder if None)
+    trusted_clients: Path | None = None  # folder of trusted client certificates; None: any
 
 
 class _PasswordUserManager:
@@ -293,6 +297,13 @@ class EvChargerOpcUaServer:
             await server.load_private_key(str(key))
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
             server.set_identity_tokens([ua.UserNameIdentityToken])
+            if security.trusted_clients is not None:
+                server.set_certificate_validator(ClientTrustList(security.trusted_clients))
+            else:
+                log.warning(
+                    "the EV charger accepts any client certificate: set "
+                    "servers.ev_charger.trusted_clients to a folder of trusted ones"
+                )
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
             server.set_identity_tokens([ua.AnonymousIdentityToken])

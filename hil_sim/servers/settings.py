@@ -43,6 +43,9 @@ class OpcUaSettings(_Section):
     certificate: Path | None = None  # server certificate (DER or PEM); generated when absent
     private_key: Path | None = None
     cert_dir: Path | None = None  # where a generated certificate is kept (a temp folder if unset)
+    # folder of trusted client certificates (DER or PEM; or the CA that issued them), read at each
+    # connect; any other client certificate is refused. Unset: any is accepted (a warning).
+    trusted_clients: Path | None = None
 
 
 class PortSettings(_Section):
@@ -101,10 +104,17 @@ def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
 
 
 def check_secrets(servers: ServersConfig, opcua_password: str | None = None) -> None:
-    """Fail early when a secured OPC UA endpoint has no password in its environment variable."""
+    """Fail early when a secured OPC UA endpoint has no password in its environment variable, or
+    its trust list of client certificates is not a folder."""
     ev = servers.ev_charger
     if ev.security != "none" and not (opcua_password or os.environ.get(ev.password_env)):
         raise ConfigError(
             f"servers.ev_charger.security = {ev.security!r} needs a password in the "
             f"environment variable {ev.password_env}"
+        )
+    folder = ev.trusted_clients
+    if ev.security != "none" and folder is not None and not Path(folder).is_dir():
+        raise ConfigError(
+            f"servers.ev_charger.trusted_clients = {str(folder)!r}: not a folder "
+            "(it holds the trusted client certificates; create it, it may start empty)"
         )

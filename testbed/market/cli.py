@@ -55,6 +55,7 @@ def clear(
 
     from testbed.market.csv_io import read_order_columns, write_trades_csv
     from testbed.market.registry import get_mechanism
+    from testbed.messages import bounded, quoted
 
     params = _parse_params(param or [])
     if k is not None:
@@ -68,7 +69,8 @@ def clear(
     try:
         book, problems = read_order_columns(orders_csv)
     except (ValueError, UnicodeDecodeError) as error:
-        raise typer.BadParameter(f"{orders_csv}: {error}", param_hint="ORDERS_CSV") from None
+        message = bounded(f"{orders_csv}: {error}")
+        raise typer.BadParameter(message, param_hint="ORDERS_CSV") from None
     rejected = [
         {"line": p.line, "order_id": p.order_id, "peer": None, "reason": p.reason} for p in problems
     ]
@@ -81,7 +83,7 @@ def clear(
                 "line": None,
                 "order_id": str(book.order_id[row]),
                 "peer": str(book.peer[row]),
-                "reason": f"unknown peer {book.peer[row]!r} (known peers: {known_list})",
+                "reason": f"unknown peer {quoted(str(book.peer[row]))} (known peers: {known_list})",
             }
             for row in np.flatnonzero(unknown).tolist()
         ]
@@ -90,7 +92,8 @@ def clear(
     rejected += [{"line": None, **item} for item in result.report["rejected"]]
     for item in rejected:
         where = f"line {item['line']} " if item["line"] else ""
-        typer.echo(f"rejected {where}(order_id {item['order_id']!r}): {item['reason']}", err=True)
+        line = f"{orders_csv}: rejected {where}(order_id {quoted(item['order_id'])}): "
+        typer.echo(bounded(line + str(item["reason"])), err=True)
     if out is None:
         write_trades_csv(result, sys.stdout)
     else:

@@ -23,6 +23,7 @@ import numpy as np
 from testbed.market.book import Order, Side, Trade
 from testbed.market.columns import ArrowStrings, OrderColumns
 from testbed.market.result import TRADE_COLUMNS, ClearingResult
+from testbed.messages import quoted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +44,7 @@ class RowProblem:
     reason: str
 
     def __str__(self) -> str:
-        return f"line {self.line} (order_id {self.order_id!r}): {self.reason}"
+        return f"line {self.line} (order_id {quoted(self.order_id)}): {self.reason}"
 
 
 class CsvOrders(NamedTuple):
@@ -231,32 +232,32 @@ def _parse(source: Source, interval_start: datetime | None):
         fresh = mask & (reasons == "")
         reasons[fresh] = message if isinstance(message, str) else message[fresh]
 
-    def quoted(name: str) -> pd.Series:
-        return name + " " + frame[name].map(repr)
+    def value_of(name: str) -> pd.Series:
+        return name + " " + frame[name].map(quoted)
 
     flag(order_id == "", "order_id is empty")
     side_text = frame["side"].str.strip().str.lower()
-    flag(~side_text.isin(list(_SIDES)), quoted("side") + " is not buy or sell")
+    flag(~side_text.isin(list(_SIDES)), value_of("side") + " is not buy or sell")
     quantity = _numbers(frame["quantity_kwh"])
     flag(
         quantity.isna() & ~_says_nan(frame["quantity_kwh"]),
-        quoted("quantity_kwh") + " is not a number",
+        value_of("quantity_kwh") + " is not a number",
     )
     price = _numbers(frame["price"])
-    flag(price.isna() & ~_says_nan(frame["price"]), quoted("price") + " is not a number")
+    flag(price.isna() & ~_says_nan(frame["price"]), value_of("price") + " is not a number")
     time = pd.Series(0.0, index=frame.index)
     if "time" in frame.columns:
         blank = frame["time"].str.strip() == ""
         time = _seconds(frame["time"]).where(~blank, 0.0)
         flag(
             time.isna() & ~_says_nan(frame["time"]),
-            quoted("time") + " is neither seconds nor an ISO-8601 timestamp",
+            value_of("time") + " is neither seconds nor an ISO-8601 timestamp",
         )
     starts = None
     if "interval_start" in frame.columns:
         text = frame["interval_start"].str.strip()
         starts = text.map(_parse_time)
-        flag(starts.isna() & (text != ""), quoted("interval_start") + " is not ISO-8601")
+        flag(starts.isna() & (text != ""), value_of("interval_start") + " is not ISO-8601")
     ok = (reasons == "").to_numpy()
     problems = [
         RowProblem(int(i) + 2, str(order_id[i]), str(reasons[i]))

@@ -20,6 +20,8 @@ _CLASSES = {
     "huang": "testbed.market.huang:HuangAuction",
     "cda": "testbed.market.cda:ContinuousDoubleAuctionMechanism",
     "vcg": "testbed.market.vcg:VCGAuction",
+    "welfare": "testbed.market.optimisation.welfare:WelfareMarket",
+    "admm": "testbed.market.optimisation.admm:AdmmMarket",
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from testbed.market.book import Order, Side
+from testbed.messages import quoted
 
 
 def order_problem(
@@ -17,22 +18,22 @@ def order_problem(
 ) -> str | None:
     """Why `order` cannot enter the book, or None when it can."""
     if not isinstance(order.order_id, str) or not order.order_id:
-        return f"order_id {order.order_id!r} must be a non-empty string"
+        return f"order_id {quoted(order.order_id)} must be a non-empty string"
     if not isinstance(order.side, Side):
         try:
             Side(order.side)
         except ValueError:
-            return f"side {order.side!r} is not 'buy' or 'sell'"
+            return f"side {quoted(order.side)} is not 'buy' or 'sell'"
     if not _is_finite_number(order.quantity_kwh) or order.quantity_kwh <= 0:
-        return f"quantity_kwh {order.quantity_kwh!r} must be a finite number > 0"
+        return f"quantity_kwh {quoted(order.quantity_kwh)} must be a finite number > 0"
     if not _is_finite_number(order.price):
-        return f"price {order.price!r} must be a finite number (currency per kWh)"
+        return f"price {quoted(order.price)} must be a finite number (currency per kWh)"
     if not _is_finite_number(order.time):
-        return f"time {order.time!r} must be a finite number (seconds)"
+        return f"time {quoted(order.time)} must be a finite number (seconds)"
     if peers is not None:
         known = set(peers)
         if order.peer not in known:
-            return f"unknown peer {order.peer!r} (known peers: {', '.join(sorted(known))})"
+            return f"unknown peer {quoted(order.peer)} (known peers: {', '.join(sorted(known))})"
     if interval_start is not None and order.interval_start != interval_start:
         return (
             f"interval_start {_iso(order.interval_start)} is not the market interval "
@@ -60,7 +61,9 @@ def validate_orders(
     for order in orders:
         problem = order_problem(order, known, interval_start)
         if problem is None and order.order_id in seen:
-            problem = f"duplicate order_id {order.order_id!r} (the first order with it is kept)"
+            problem = (
+                f"duplicate order_id {quoted(order.order_id)} (the first order with it is kept)"
+            )
         if problem is None:
             seen.add(order.order_id)
             valid.append(order)

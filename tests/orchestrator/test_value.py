@@ -291,3 +291,29 @@ def test_inconsistent_limits_name_the_peer_and_the_constraint():
         r"EV SoC window 10-95 %",
     ):
         optimum(broken)
+
+
+def test_settlement_page_shows_the_optimum_beside_the_run(noon_run, tmp_path, monkeypatch):
+    from tests.dashboard.apptest import figures, metrics, numbers, open_page
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(noon_run, runs / "noon")
+    report = value_report(runs / "noon")
+    at = open_page(monkeypatch, runs, "settlement", "noon")
+    shown = metrics(at)
+    assert shown["Perfect-foresight optimum"] == f"{report.community.optimum_bill:.2f} INR"
+    assert shown["This run"] == f"{report.community.actual_bill:.2f} INR"
+    drawn = next(
+        f for f in figures(at) if any(t.get("name") == "A optimum: PCC" for t in f["data"])
+    )
+    traces = {t["name"]: t for t in drawn["data"]}
+    table = report.schedules
+    for peer in "ABC":
+        mine = table[table["peer"] == peer]
+        assert numbers(traces[f"{peer} optimum: PCC"]["y"]) == pytest.approx(
+            mine["optimum_net_kwh"].tolist(), abs=1e-9
+        )
+        assert numbers(traces[f"{peer} run: PCC"]["y"]) == pytest.approx(
+            mine["run_net_kwh"].tolist(), abs=1e-9
+        )

@@ -1,0 +1,25 @@
+"""A plant at work (11:00, battery half full) shared by the fault tests; each run resets it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hil_sim.endpoints import PlantEndpoints
+from tests.faults.harness import WORKING_PLANT_TOML
+
+
+@pytest.fixture(scope="session")
+def working_plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlantEndpoints]:
+    from tests.fixtures.plant import start_plant_process
+    from tests.fixtures.ports import stop_process
+
+    folder = tmp_path_factory.mktemp("working_plant")
+    config = folder / "plant.toml"
+    config.write_text(WORKING_PLANT_TOML)
+    plant = start_plant_process(folder, "--config", str(config))
+    try:
+        yield plant.endpoints
+    finally:
+        stop_process(plant.proc)

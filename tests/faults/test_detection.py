@@ -1,0 +1,52 @@
+"""Frozen measurements are recognised within a few steps, also near zero (defect 1)."""
+
+from __future__ import annotations
+
+from testbed.frozen import REPEATS, RESPONSE_STEPS
+from tests.faults.harness import clear, experiment_config, fault, run_with_faults
+
+
+def test_frozen_meter_load_and_charger_readings_are_caught_within_a_few_steps(
+    working_plant, tmp_path
+):
+    """Defect 1: with meter A frozen near 0 kW across a change of A's contract, the freeze was
+    never flagged and the battery was driven by the frozen reading (the real PCC ran 2.8 kW off
+    the contract for 180 s); other frozen readings took 84-173 steps to be noticed, and a frozen
+    load reading near 0.4 kW was never noticed in 240 s."""
+    config = experiment_config(working_plant, hours=0.4)
+    schedule = {
+        540: [fault("meter_A", "freeze"), fault("load", "freeze")],  # across the 600 s boundary
+        780: [clear("meter_A"), clear("load")],
+        1200: [fault("ev_charger", "freeze")],  # while the EV charges
+        1260: [clear("ev_charger")],
+    }
+    run = run_with_faults(working_plant, tmp_path / "run", config, schedule)
+    interlocks = run.interlocks()
+    frozen = interlocks[interlocks["kind"] == "frozen_measurement"]
+    caught = {
+        (row.peer, row.device): row.step for row in frozen[frozen["action"] == "held"].itertuples()
+    }
+    cleared = {
+        (row.peer, row.device): row.step
+        for row in frozen[frozen["action"] == "cleared"].itertuples()
+    }
+    assert caught.keys() == {("A", "meter"), ("C", "load"), ("B", "ev_charger")}
+    assert 540 < caught[("A", "meter")] <= 540 + REPEATS
+    assert 540 < caught[("C", "load")] <= 540 + REPEATS
+    assert 1200 < caught[("B", "ev_charger")] <= 1200 + 3 * RESPONSE_STEPS
+    assert 780 < cleared[("A", "meter")] <= 782 and 1260 < cleared[("B", "ev_charger")] <= 1262
+
+    # near zero: the load drew about 0.4 kW when its reading froze, and was caught all the same
+    load = run.samples("C", "load").set_index("step")
+    assert -0.6 < load.loc[540, "power_kw"] < -0.2
+
+    # while meter A was frozen the battery idled: the frozen reading drove nothing
+    inverter = run.samples("A", "inverter").set_index("step")
+    held = inverter.loc[caught[("A", "meter")] + 2 : 780]
+    assert (held["battery_power_kw"] == 0.0).all() and (held["wset_enabled"] == 0).all()
+    # and the battery came back into operation after the meter thawed
+    assert (inverter.loc[790:1000, "wset_enabled"] == 1).all()
+    # the interval across the freeze was settled from the registers: nothing lost
+    settled = run.reader.settlements(peer="A")["metered_kwh"].sum()
+    truth = run.truth_end["meters"]["A"]
+    assert abs(settled - (truth["export_kwh"] - truth["import_kwh"])) < 1e-6
