@@ -1,5 +1,5 @@
-"""The lean Modbus TCP client (`instruments.modbus_wire`) against pymodbus's own codec: the frames it
-sends are the frames pymodbus's client would send, and it reads what pymodbus's server side
+"""The lean Modbus TCP client (`instruments.modbus_wire`) against pymodbus's own codec: the frames
+it sends are the frames pymodbus's client would send, and it reads what pymodbus's server side
 encodes (registers, writes, exception answers), over a real loopback socket."""
 
 from __future__ import annotations
