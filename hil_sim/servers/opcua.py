@@ -251,8 +251,12 @@ class EvChargerOpcUaServer:
         port: int = 0,
         faults: DeviceFaults,
         security: OpcUaSecurity | None = None,
+        device: str | None = None,
+        path: str = URL_PATH,
     ):
         self.plant = plant
+        self.device = device if device is not None else next(iter(plant.evs))
+        self.path = path
         self._host = host
         self._port = port
         self.faults = faults
@@ -271,7 +275,7 @@ class EvChargerOpcUaServer:
 
     @property
     def url(self) -> str:
-        return f"opc.tcp://{self._host}:{self.port}{URL_PATH}"
+        return f"opc.tcp://{self._host}:{self.port}{self.path}"
 
     async def start(self) -> str:
         """Build the address space, listen; returns the endpoint URL."""
@@ -284,7 +288,7 @@ class EvChargerOpcUaServer:
         server = await initialised_server(user_manager)
         server.set_server_name(SERVER_NAME)
         await server.set_application_uri(APPLICATION_URI)
-        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{URL_PATH}")
+        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{self.path}")
         if security.mode == "sign_and_encrypt":
             cert, key = security.certificate, security.private_key
             if cert is None or key is None:
@@ -318,7 +322,7 @@ class EvChargerOpcUaServer:
             await binary._server.wait_closed()
             binary._server = None
         self.gate = ListenerGate(
-            "ev_charger", fast_protocol_factory(binary), self._host, listening_port, self.faults
+            self.device, fast_protocol_factory(binary), self._host, listening_port, self.faults
         )
         await self.gate.open()
         return self.url
@@ -335,7 +339,7 @@ class EvChargerOpcUaServer:
         charger = await server.nodes.objects.add_object(
             ua.NodeId(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
         )
-        values = self._values(self.plant.ev, out_of_range=False)
+        values = self._values(self.plant.evs[self.device], out_of_range=False)
         for position, spec in enumerate(VARIABLES):
             variant_type = _VARIANT_TYPES[spec.ua_type]
             value = values[position]
@@ -385,7 +389,7 @@ class EvChargerOpcUaServer:
         """Write every value that changed since the last publish (skipped while frozen)."""
         if self.faults.frozen or self.server is None:
             return
-        values = self._values(self.plant.ev, self.faults.out_of_range)
+        values = self._values(self.plant.evs[self.device], self.faults.out_of_range)
         published = self._published
         timestamp: datetime | None = None
         for i, value in enumerate(values):
@@ -420,9 +424,9 @@ class EvChargerOpcUaServer:
         new = value.Value.Value if value.Value is not None else None
         try:
             if var is Var.POWER_SETPOINT_KW:
-                self.plant.write_ev_setpoint(float(new))
+                self.plant.write_ev_setpoint(float(new), self.device)
             elif var is Var.ENABLED:
-                self.plant.write_ev_enabled(bool(new))
+                self.plant.write_ev_enabled(bool(new), self.device)
             else:  # only writable variables get a setter
                 raise ua.UaStatusCodeError(ua.StatusCodes.BadNotWritable)
         except (SetpointRejected, TypeError, ValueError) as exc:

@@ -89,7 +89,16 @@ def apply_network(result: ClearingResult, settings: NetworkSettings | None) -> C
         "injections_kw": injections,
         "check": check.to_report(),
     }
-    report = {**result.report, "network": network, "network_ok": check.ok}
+    report = {
+        **result.report,
+        "network": network,
+        "network_ok": check.ok,
+        # flat numbers, so that the time-series sinks record them (report_network_...)
+        "network_min_voltage_pu": check.min_voltage_pu,
+        "network_max_voltage_pu": check.max_voltage_pu,
+        "network_max_loading_pct": check.max_loading_pct,
+        "network_losses_kw": check.losses_kw,
+    }
     result = replace(result, report=report)
     if not check.ok:
         return fall_back(result, "network check: " + "; ".join(check.violations))

@@ -22,6 +22,8 @@ _CLASSES = {
     "vcg": "testbed.market.vcg:VCGAuction",
     "welfare": "testbed.market.optimisation.welfare:WelfareMarket",
     "admm": "testbed.market.optimisation.admm:AdmmMarket",
+    "nash": "testbed.market.optimisation.nash:NashBargainingMarket",
+    "stackelberg": "testbed.market.optimisation.stackelberg:StackelbergMarket",
 }
 
 
