@@ -105,9 +105,12 @@ _SESSION_LOST = (
     "BadTcp",
 )
 _TOO_MANY_OPERATIONS = ua.StatusCodes.BadTooManyOperations
+# asyncua annotates NodeId, StatusCode and DataValue fields with its encoding classes (ua.Int32,
+# ua.UInt32, ua.DateTime, ...), subclasses of int, str and datetime, while it takes and encodes
+# the plain values: the `type: ignore[arg-type]` below are that typing fault only.
 _OPERATION_LIMITS = (
-    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
-    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite),
+    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),  # type: ignore[arg-type]
+    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite),  # type: ignore[arg-type]
 )
 _VT = ua.VariantType
 # DataType (ns=0 numeric ids, OPC UA Part 6) -> what a value of it is written as
@@ -276,7 +279,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             ) from None
         index = await client.get_namespace_index(NAMESPACE_URI)
         self._limits = {}  # a (re)connected charger may have restarted: read its limits again
-        self._node_ids = {var: ua.NodeId(node_id(var), index) for var in Var}
+        self._node_ids = {
+            var: ua.NodeId(node_id(var), index)  # type: ignore[arg-type]  # see _OPERATION_LIMITS
+            for var in Var
+        }
         await self._learn_server(client)
         self._plan_reads()
 
@@ -467,7 +473,8 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         values: dict[Var, Any] = {}
         for var, (status, value) in zip(variables, results, strict=True):
             if status & _NOT_GOOD:
-                raise DeviceError(self.name, f"Read {var.value}", ua.StatusCode(status).name)
+                name = ua.StatusCode(status).name  # type: ignore[arg-type]  # see _OPERATION_LIMITS
+                raise DeviceError(self.name, f"Read {var.value}", name)
             values[var] = value
         if with_limits:
             self._limits = {var: values[var] for var in _LIMIT_VARS}
@@ -608,7 +615,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             variant = ua.Variant(float(value), variant_type)
         if self.config.write_status_and_timestamps:
             now = self.clock().astimezone(UTC).replace(tzinfo=None)  # asyncua: naive = UTC
-            return ua.DataValue(variant, SourceTimestamp=now)
+            return ua.DataValue(variant, SourceTimestamp=now)  # type: ignore[arg-type]  # as above
         return ua.DataValue(variant, StatusCode=None)
 
     def _as_held(self, var: Var, value: float) -> float:

@@ -83,6 +83,8 @@ def apply_network(result: ClearingResult, settings: NetworkSettings | None) -> C
     charges = table.network_charge
     network: dict[str, Any] = {
         "feeder_buses": list(settings.feeder.buses),
+        "feeder_lines": [[line.from_bus, line.to_bus] for line in settings.feeder.lines],
+        "peer_buses": {peer: settings.bus_of(peer) for peer in sorted(positions)},
         "voltage_band_pct": settings.voltage_band_pct,
         "charges": settings.charges,
         "network_charges": None if charges is None else float(np.sum(charges * table.quantity_kwh)),
