@@ -67,7 +67,7 @@ from instruments.errors import (
     SetpointRefused,
 )
 from instruments.link import Link, StatusListener, logger
-from instruments.opcua_read import ReadResult, read_values
+from instruments.opcua_read import ReadResult, ReadSender
 from instruments.opcua_trust import check_server_certificate, first_certificate
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
@@ -215,6 +215,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         # each Read ("all", "measured", "setpoint") as one or more requests (the server's
         # MaxNodesPerRead), sent together
         self._reads: dict[str, list[ua.ReadParameters]] = {}
+        self._read_sender = ReadSender()
         self.max_nodes_per_read: int | None = None  # None: no limit
         self.max_nodes_per_write: int | None = None
         self.write_types: dict[Var, ua.VariantType] = {}  # from each node's DataType
@@ -243,6 +244,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         client.session_timeout = 600_000  # ms; what servers commonly grant (asyncua asks for 1 h)
         client.name = client.description = f"p2p-testbed {self.name} driver"
         self.client = client
+        self._read_sender = ReadSender()  # the fast paths' switch is read per session
         client_certificate = None
         if self.config.security == "Basic256Sha256":
             client_certificate = await self._secure(client)
@@ -362,8 +364,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             uaclient = self._client().uaclient
             try:
                 if len(requests) == 1:
-                    return await read_values(uaclient, requests[0])
-                parts = await asyncio.gather(*(read_values(uaclient, r) for r in requests))
+                    return await self._read_sender.read(uaclient, requests[0])
+                parts = await asyncio.gather(
+                    *(self._read_sender.read(uaclient, r) for r in requests)
+                )
                 return [result for part in parts for result in part]
             except ua.UaStatusCodeError as exc:
                 largest = max(len(r.NodesToRead) for r in requests)

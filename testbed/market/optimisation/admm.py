@@ -17,9 +17,10 @@ and stops when the primal residual |x - z| (14) and the dual residual rho |z - z
 below eps_abs * sqrt(N) + eps_rel * (the scale of x, z, resp. rho u) (Boyd et al. 2011, 3.3).
 Quantities are counted in units of the book's largest order, so rho (currency per unit^2) and
 the tolerances mean the same for a book of Wh as of MWh; the reported primal residual is in kWh.
-rho is updated by residual balancing (Boyd et al. 3.4.1): when the primal residual is more than
-10 times the dual, rho doubles (u halves); when the dual is more than 10 times the primal, rho
-halves (u doubles).
+rho is updated by residual balancing (Boyd et al. 3.4.1) every 10 iterations: when the primal
+residual is more than 10 times the dual, rho doubles (u halves); when the dual is more than 10
+times the primal, rho halves (u doubles). After iteration 500 rho stays fixed, so the iteration
+keeps ADMM's convergence guarantee (adapting at every iteration made step offers oscillate).
 
 A peer's step (11) is `peer_update(offers, message)`: a plain function of the peer's own offers
 and the coordinator's message (its target z_n - u_n and rho), returning its position, its
@@ -247,7 +248,8 @@ def run_admm(
     eps_abs: float = 1e-7,
     eps_rel: float = 1e-6,
     max_iterations: int = 5000,
-    balance_every: int = 1,
+    balance_every: int = 10,
+    balance_until: int = 500,
 ) -> AdmmSolution:
     """Iterate (11)-(13) until (14) and (15) hold; raises NoTrade if it does not converge."""
     n = community.size
@@ -280,7 +282,7 @@ def run_admm(
         eps_dual = root * eps_abs + eps_rel * float(np.linalg.norm(rho * u))
         if primal <= eps_primal and dual <= eps_dual:
             break
-        if iteration % balance_every == 0:
+        if iteration % balance_every == 0 and iteration <= balance_until:
             if primal > 10 * dual:
                 rho, u = rho * 2, u / 2
             elif dual > 10 * primal:

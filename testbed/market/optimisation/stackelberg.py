@@ -136,8 +136,8 @@ class StackelbergMarket(OptimisationMechanism):
         optimum = leader_optimum(
             bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh, self.max_spread
         )
-        if optimum is None:
-            raise NoTrade("no prices at which the operator and the peers trade")
+        if optimum is None:  # no bid at or above an ask: nothing to gain
+            return Outcome(TradeTable.empty(), None)
         buy_price, sell_price, volume, margin = optimum
         segments = pair_fills(_fill(bids.quantity_kwh, volume), _fill(asks.quantity_kwh, volume))
         n = len(segments.quantity_kwh)
