@@ -121,17 +121,21 @@ def _supply(offers: PeerOffers, price: np.ndarray, side: str) -> np.ndarray:
     """Net position (sold - bought) at each price; side "left"/"right" at the steps' jumps."""
     p = price[:, None]
     c = offers.curvature
+    sold: np.ndarray
+    bought: np.ndarray
     if c > 0:
         sold = np.clip((p - offers.ask_price) / c, 0.0, offers.ask_qty).sum(axis=1)
         bought = np.clip((offers.bid_price - p) / c, 0.0, offers.bid_qty).sum(axis=1)
-        return sold - bought
+        net: np.ndarray = sold - bought
+        return net
     if side == "left":
         sold = ((offers.ask_price < p) * offers.ask_qty).sum(axis=1)
         bought = ((offers.bid_price >= p) * offers.bid_qty).sum(axis=1)
     else:
         sold = ((offers.ask_price <= p) * offers.ask_qty).sum(axis=1)
         bought = ((offers.bid_price > p) * offers.bid_qty).sum(axis=1)
-    return sold - bought
+    net = sold - bought
+    return net
 
 
 def peer_update(offers: PeerOffers, message: PeerMessage) -> PeerReply:
@@ -237,13 +241,15 @@ class Coordinator:
 
     def project(self, point: np.ndarray) -> np.ndarray:
         if self._problem is None:
-            return point - point.mean()
+            centred: np.ndarray = point - point.mean()
+            return centred
         self._point.value = point
         self._problem.solve(solver="CLARABEL")
         if self._problem.status not in ("optimal", "optimal_inaccurate"):
             raise NoTrade(f"the feeder's limits cannot be met ({self._problem.status})")
         value = np.asarray(self._z.value, dtype=float)
-        return value - value.mean()  # exact balance
+        balanced: np.ndarray = value - value.mean()  # exact balance
+        return balanced
 
 
 @dataclass
@@ -372,7 +378,8 @@ def published_prices(
     if pool:
         common = float(np.clip(np.mean(price), low.max(initial=-np.inf), high.min(initial=np.inf)))
         return np.full(community.size, common)
-    return np.clip(price, low, high)
+    clipped: np.ndarray = np.clip(price, low, high)
+    return clipped
 
 
 class AdmmMarket(OptimisationMechanism):
