@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from instruments.event_loop import loop_factory  # noqa: E402
+from labspec.site import default_site  # noqa: E402
 from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
@@ -77,8 +78,9 @@ def run_day(set_name: str, day: tuple, hours: float, step_s: float, out: Path) -
     for peer in data["peers"].values():
         peer["agent"] = spec["agent"]
         peer["agent_params"] = dict(spec.get("agent_params", {}))
-    plant_toml = f"start = {start}\n[plant.pv]\ncloud_cover = {cloud_cover}\n"
-    with emulated_plant(seed, plant_toml=plant_toml) as endpoints:
+    plant_toml = f"start = {start}\n"
+    site = default_site().with_changes({"weather": {"cloud_cover": cloud_cover}})
+    with emulated_plant(seed, plant_toml=plant_toml, site=site) as endpoints:
         config = with_plant_endpoints(parse_config(data), endpoints)
         _, new_loop = loop_factory("auto")
         with asyncio.Runner(loop_factory=new_loop) as runner:

@@ -286,6 +286,28 @@ def summary(run: Run) -> tuple[dict[str, Any], bool]:
     return summarize(run.reader), False
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def _ledger(run_dir: str, version: tuple[float, ...]) -> dict[str, Any] | None:
+    from testbed.ledger.verify import verify_run
+
+    report = verify_run(run_dir)
+    if report.state is None and report.problem is not None and "no ledger" in report.problem.what:
+        return None
+    return {
+        "ok": report.ok,
+        "text": report.describe(),
+        "entries": report.n_entries,
+        "closed": report.closed,
+        "wallets": pd.DataFrame(report.wallet_rows()),
+    }
+
+
+def ledger(run: Run) -> dict[str, Any] | None:
+    """The run's ledger verified (ok, text, entries, closed, wallets), or None without a ledger;
+    cached until the run's files change."""
+    return _ledger(str(run.reader.run_dir), run.version())
+
+
 def telemetry(run: Run, app: Settings) -> TelemetrySource:
     """Where the live page reads samples: InfluxDB when configured, else the run store."""
     if app.influx_url:

@@ -37,11 +37,11 @@ PLANT_TOML = """
 [plant]
 seed = 3
 start = 2026-03-21T11:30:00+05:30
-[plant.battery]
-initial_soc_pct = 80.0
-[plant.ev]
-initial_soc_pct = 60.0
+site = "site.toml"
 """
+SITE_CHANGES = {
+    "peers": {"A": {"battery": {"initial_soc_pct": 80.0}}, "B": {"ev": {"initial_soc_pct": 60.0}}}
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def noon_run(tmp_path_factory) -> Path:
     """One hour of the optimising agents, the uniform market and local balancing from 11:30 IST."""
     from tests.fixtures.plant import start_plant_process
     from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
 
     folder = tmp_path_factory.mktemp("value_plant")
+    write_site(folder / "site.toml", SITE_CHANGES)
     (folder / "plant.toml").write_text(PLANT_TOML)
     plant = start_plant_process(folder, "--config", str(folder / "plant.toml"))
     try:
