@@ -101,7 +101,8 @@ def leader_optimum(
 
 def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
     start = np.cumsum(quantity_in_priority) - quantity_in_priority
-    return np.clip(volume - start, 0.0, quantity_in_priority)
+    fill: np.ndarray = np.clip(volume - start, 0.0, quantity_in_priority)
+    return fill
 
 
 class StackelbergMarket(OptimisationMechanism):
@@ -111,7 +112,7 @@ class StackelbergMarket(OptimisationMechanism):
 
     def __init__(
         self,
-        max_spread: float | None = None,
+        max_spread: float | str | None = None,  # "" (from a form or CSV) = None
         network: NetworkSettings | None = None,
         feeder: Any = None,
         voltage_band_pct: float = 6.0,
