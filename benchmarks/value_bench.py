@@ -1,7 +1,8 @@
 """Benchmark: the share of the perfect-foresight value each set of agents captures, day by day.
 
     python benchmarks/value_bench.py [--sets baseline,optimising,improved] [--days all|1,4]
-                                     [--hours 24] [--out runs/value-bench] [--json FILE]
+                                     [--hours 24] [--step-s 1] [--jobs 1]
+                                     [--out runs/value-bench] [--json FILE]
 
 Runs seeded days of different seasons and cloud cover on the emulated plant through the whole
 controller (real protocols, lockstep), one run per day and agent set, then measures each finished
@@ -17,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from instruments.event_loop import loop_factory  # noqa: E402
+from labspec.site import default_site  # noqa: E402
 from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
@@ -63,21 +67,35 @@ SETS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_day(set_name: str, day: tuple, hours: float, out: Path) -> None:
+def run_day(set_name: str, day: tuple, hours: float, step_s: float, out: Path) -> None:
     label, seed, start, cloud_cover = day
     spec = SETS[set_name]
     data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
     data["experiment"].update(hours=hours, seed=seed, name=f"value-{set_name}-{label}")
+    data["control"]["step_s"] = step_s
     data["market"].update(spec["market"])
     for peer in data["peers"].values():
         peer["agent"] = spec["agent"]
         peer["agent_params"] = dict(spec.get("agent_params", {}))
-    plant_toml = f"start = {start}\n[plant.pv]\ncloud_cover = {cloud_cover}\n"
-    with emulated_plant(seed, plant_toml=plant_toml) as endpoints:
+    plant_toml = f"start = {start}\n"
+    site = default_site().with_changes({"weather": {"cloud_cover": cloud_cover}})
+    with emulated_plant(seed, plant_toml=plant_toml, site=site) as endpoints:
         config = with_plant_endpoints(parse_config(data), endpoints)
         _, new_loop = loop_factory("auto")
         with asyncio.Runner(loop_factory=new_loop) as runner:
             runner.run(run_experiment(config, out))
+
+
+def timed_run(set_name: str, day: tuple, hours: float, step_s: float, run_dir: Path) -> str:
+    """Run one day afresh (in a worker process) and say how long it took."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    try:
+        run_day(set_name, day, hours, step_s, run_dir)
+    except Exception as error:  # reported in the table as the run's missing figure
+        return f"{set_name} {day[0]}: failed: {error!r}"
+    return f"{set_name} {day[0]}: ran in {time.perf_counter() - t0:.0f} s"
 
 
 def finished(run_dir: Path) -> bool:
@@ -138,26 +156,35 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--days", default="all", help="all, or 1-based day numbers: 1,4")
     parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument(
+        "--step-s", type=float, default=1.0, help="control step (1 s as the demo; 5 s is faster)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (each with its plant)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "value-bench")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = parser.parse_args()
     days = DAYS if args.days == "all" else [DAYS[int(i) - 1] for i in args.days.split(",")]
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for set_name in args.sets.split(","):
+    sets = args.sets.split(",")
+    for set_name in sets:
         if set_name not in SETS:
             parser.error(f"--sets: unknown set {set_name!r}; choose from {', '.join(SETS)}")
-        results[set_name] = {}
-        for day in days:
-            run_dir = args.out / f"{set_name}-{day[0]}"
-            if not finished(run_dir):
-                if run_dir.exists():
-                    import shutil
-
-                    shutil.rmtree(run_dir)
-                t0 = time.perf_counter()
-                run_day(set_name, day, args.hours, run_dir)
-                print(f"{set_name} {day[0]}: ran in {time.perf_counter() - t0:.0f} s", flush=True)
-            results[set_name][day[0]] = measure(run_dir)
+    todo = [
+        (set_name, day, args.out / f"{set_name}-{day[0]}")
+        for set_name in sets
+        for day in days
+        if not finished(args.out / f"{set_name}-{day[0]}")
+    ]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [
+            pool.submit(timed_run, set_name, day, args.hours, args.step_s, run_dir)
+            for set_name, day, run_dir in todo
+        ]
+        for future in futures:
+            print(future.result(), flush=True)
+    results: dict[str, dict[str, dict[str, Any]]] = {
+        set_name: {day[0]: measure(args.out / f"{set_name}-{day[0]}") for day in days}
+        for set_name in sets
+    }
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")

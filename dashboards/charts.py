@@ -439,6 +439,50 @@ def plan_delivery_figure(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def optimum_figure(table: pd.DataFrame) -> go.Figure:
+    """Per peer (one row each): the run's and the optimum's PCC and storage energy per interval."""
+    peers = sorted(table["peer"].unique())
+    fig = make_subplots(
+        rows=max(1, len(peers)),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        subplot_titles=[f"Peer {peer}" for peer in peers],
+    )
+    lines = (
+        ("run_net_kwh", "run: PCC", 0.0, "solid"),
+        ("optimum_net_kwh", "optimum: PCC", 0.5, "dash"),
+        ("run_storage_kwh", "run: storage", 0.0, "dot"),
+        ("optimum_storage_kwh", "optimum: storage", 0.5, "dashdot"),
+        ("optimum_p2p_kwh", "optimum: P2P", 0.7, "longdash"),
+    )
+    for row, peer in enumerate(peers, start=1):
+        rows = table[table["peer"] == peer]
+        colour = peer_colour(str(peer))
+        for column, label, shade, dash in lines:
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["interval_start"],
+                    y=rows[column],
+                    name=f"{peer} {label}",
+                    mode="lines",
+                    line={
+                        "color": lighter(colour, shade) if shade else colour,
+                        "dash": dash,
+                        "width": 2.5 if column == "run_net_kwh" else 1.5,
+                    },
+                ),
+                row=row,
+                col=1,
+            )
+    styled(fig, "", "", height=max(320, 230 * len(peers)))
+    for row in range(1, len(peers) + 1):
+        fig.update_yaxes(title_text="energy (kWh, + = export / discharge)", row=row, col=1)
+    title = time_title(table, "interval_start", "interval start")
+    fig.update_xaxes(title_text=title, row=max(1, len(peers)), col=1)
+    return fig
+
+
 def _actor_colour(name: str) -> str:
     return {
         "Grid retailer": GRID_COLOUR,

@@ -254,6 +254,26 @@ def table(run: Run, name: str, **kwargs: Any) -> pd.DataFrame:
     return localised(_table(str(run.reader.run_dir), run.version(), name, key).copy(), run.zone)
 
 
+@st.cache_data(max_entries=8, show_spinner="Solving the perfect-foresight optimum ...")
+def _value(run_dir: str, version: tuple[float, ...]) -> tuple[dict[str, Any], pd.DataFrame] | str:
+    from testbed.value import IncompleteRun, InfeasibleOptimum, value_report
+
+    try:
+        report = value_report(run_dir)
+    except (IncompleteRun, InfeasibleOptimum) as error:
+        return str(error)
+    return report.as_dict(), report.schedules
+
+
+def value(run: Run) -> tuple[dict[str, Any], pd.DataFrame] | str:
+    """The yardstick for the run (`testbed.value`): (report, schedules), or why there is none."""
+    result = _value(str(run.reader.run_dir), run.version())
+    if isinstance(result, str):
+        return result
+    report, schedules = result
+    return report, localised(schedules.copy(), run.zone)
+
+
 def _hashable(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -264,6 +284,28 @@ def summary(run: Run) -> tuple[dict[str, Any], bool]:
     if stored is not None:
         return stored, True
     return summarize(run.reader), False
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _ledger(run_dir: str, version: tuple[float, ...]) -> dict[str, Any] | None:
+    from testbed.ledger.verify import verify_run
+
+    report = verify_run(run_dir)
+    if report.state is None and report.problem is not None and "no ledger" in report.problem.what:
+        return None
+    return {
+        "ok": report.ok,
+        "text": report.describe(),
+        "entries": report.n_entries,
+        "closed": report.closed,
+        "wallets": pd.DataFrame(report.wallet_rows()),
+    }
+
+
+def ledger(run: Run) -> dict[str, Any] | None:
+    """The run's ledger verified (ok, text, entries, closed, wallets), or None without a ledger;
+    cached until the run's files change."""
+    return _ledger(str(run.reader.run_dir), run.version())
 
 
 def telemetry(run: Run, app: Settings) -> TelemetrySource:

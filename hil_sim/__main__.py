@@ -1,7 +1,10 @@
-"""`python -m hil_sim`: serve the emulated three-peer plant on loopback until Ctrl-C or SIGTERM.
+"""`python -m hil_sim`: serve the emulated plant of a site on loopback until Ctrl-C or SIGTERM.
 
-    python -m hil_sim [--config plant.toml] [--endpoints-json FILE] [--realtime] [--step S]
+    python -m hil_sim [--config plant.toml] [--site SITE.toml] [--seed N]
+                      [--endpoints-json FILE] [--realtime] [--step S]
                       [--host 127.0.0.1] [--loop auto|asyncio|uvloop] [--exit-with-parent]
+
+The site defaults to the IIT Gandhinagar three-peer testbed (labspec/sites/iitgn.toml).
 
 Prints every endpoint, writes them as JSON when asked (see hil_sim.endpoints), and stops cleanly
 (servers closed, endpoints file removed) on SIGINT or SIGTERM. A configuration problem prints one
@@ -30,7 +33,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
-from hil_sim.endpoints import PlantEndpoints
+from hil_sim.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints
 from hil_sim.servers.settings import ServersConfig, check_secrets, load_config
 
 EXIT_CONFIG_ERROR = 2
@@ -42,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the emulated P2P testbed plant (Modbus TCP/SunSpec, OPC UA, SCPI).",
     )
     parser.add_argument("--config", type=Path, help="TOML file with [plant] and [servers] tables")
+    parser.add_argument("--site", type=Path, help="site file (default: the IIT Gandhinagar site)")
+    parser.add_argument("--seed", type=int, help="seed of the plant's profiles (default 0)")
     parser.add_argument("--endpoints-json", type=Path, help="write the endpoints to this file")
     parser.add_argument(
         "--realtime", action="store_true", help="free-running: step the plant with the wall clock"
@@ -83,6 +88,13 @@ def _settings(args: argparse.Namespace) -> tuple[PlantConfig, ServersConfig]:
         plant, servers = load_config(args.config)
     else:
         plant, servers = PlantConfig(), ServersConfig()
+    if args.site is not None or args.seed is not None:
+        data: dict[str, object] = {"seed": plant.seed, "start": plant.start, "site": plant.site}
+        if args.site is not None:
+            data["site"] = args.site
+        if args.seed is not None:
+            data["seed"] = args.seed
+        plant = PlantConfig.from_mapping(data, prefix="--")
     overrides: dict[str, object] = {}
     if args.realtime:
         overrides["realtime"] = True
@@ -104,14 +116,15 @@ def _settings(args: argparse.Namespace) -> tuple[PlantConfig, ServersConfig]:
 
 def _describe(endpoints: PlantEndpoints, start: str) -> str:
     lines = [f"hil_sim serving ({endpoints.mode}, plant time {start}, pid {endpoints.pid})"]
-    for name in ("inverter", "meter_A", "meter_B", "meter_C"):
-        ep = getattr(endpoints, name)
-        lines.append(
-            f"  {name:<11} modbus  {ep.host}:{ep.port}  unit {ep.unit}  base {ep.base_address}"
-        )
-    ev = endpoints.ev_charger
-    lines.append(f"  {'ev_charger':<11} opcua   {ev.url}  security {ev.security}")
-    lines.append(f"  {'load':<11} scpi    {endpoints.load.resource}")
+    for name, ep in endpoints.devices.items():
+        if isinstance(ep, ModbusEndpoint):
+            lines.append(
+                f"  {name:<11} modbus  {ep.host}:{ep.port}  unit {ep.unit}  base {ep.base_address}"
+            )
+        elif isinstance(ep, OpcUaEndpoint):
+            lines.append(f"  {name:<11} opcua   {ep.url}  security {ep.security}")
+        else:
+            lines.append(f"  {name:<11} scpi    {ep.resource}")
     lines.append(f"  {'control':<11} json    {endpoints.control.host}:{endpoints.control.port}")
     return "\n".join(lines)
 

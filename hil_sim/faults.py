@@ -23,9 +23,6 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
-MODBUS_DEVICES = ("inverter", "meter_A", "meter_B", "meter_C")
-DEVICES = (*MODBUS_DEVICES, "ev_charger", "load")
-
 # Modbus exception codes a fault may answer with (pymodbus.constants.ExcCodes values).
 MODBUS_EXCEPTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11)
 DEFAULT_EXCEPTION_CODE = 4  # SLAVE/SERVER DEVICE FAILURE
@@ -69,10 +66,17 @@ class Fault:
         return {k: (str(v) if k == "kind" else v) for k, v in asdict(self).items() if v is not None}
 
 
-def make_fault(device: str, kind: str, **params: Any) -> Fault:
-    """Validate a fault request; raises FaultError naming the bad device, kind or parameter."""
-    if device not in DEVICES:
-        raise FaultError(f"unknown device {device!r}; devices are {', '.join(DEVICES)}")
+def make_fault(
+    device: str,
+    kind: str,
+    devices: tuple[str, ...],
+    modbus_devices: tuple[str, ...],
+    **params: Any,
+) -> Fault:
+    """Validate a fault request on one of `devices` (the plant's device ids and Modbus gateways);
+    raises FaultError naming the bad device, kind or parameter."""
+    if device not in devices:
+        raise FaultError(f"unknown device {device!r}; devices are {', '.join(devices)}")
     try:
         fault_kind = FaultKind(kind)
     except ValueError:
@@ -98,9 +102,9 @@ def make_fault(device: str, kind: str, **params: Any) -> Fault:
             )
         return Fault(device, fault_kind, delay_ms=float(delay_ms))
     if fault_kind is FaultKind.EXCEPTION:
-        if device not in MODBUS_DEVICES:
+        if device not in modbus_devices:
             raise FaultError(
-                f"fault 'exception' applies to Modbus devices ({', '.join(MODBUS_DEVICES)}), "
+                f"fault 'exception' applies to Modbus devices ({', '.join(modbus_devices)}), "
                 f"not {device!r}"
             )
         code = params.get("code", DEFAULT_EXCEPTION_CODE)
@@ -158,22 +162,25 @@ class DeviceFaults:
 
 
 class FaultBoard:
-    """Active faults of every device of the plant."""
+    """Active faults of every device of the plant (and of every Modbus gateway, whose
+    connection faults act on all the devices behind it)."""
 
-    def __init__(self) -> None:
-        self.devices: dict[str, DeviceFaults] = {name: DeviceFaults(name) for name in DEVICES}
+    def __init__(self, devices: tuple[str, ...], modbus_devices: tuple[str, ...] = ()) -> None:
+        self.names = tuple(devices)
+        self.modbus_names = tuple(modbus_devices)
+        self.devices: dict[str, DeviceFaults] = {name: DeviceFaults(name) for name in devices}
 
     def __getitem__(self, device: str) -> DeviceFaults:
         try:
             return self.devices[device]
         except KeyError:
             raise FaultError(
-                f"unknown device {device!r}; devices are {', '.join(DEVICES)}"
+                f"unknown device {device!r}; devices are {', '.join(self.names)}"
             ) from None
 
     async def set_fault(self, device: str, kind: str, **params: Any) -> Fault:
         """Validate and activate a fault; returns it."""
-        fault = make_fault(device, kind, **params)
+        fault = make_fault(device, kind, self.names, self.modbus_names, **params)
         await self.devices[device].set(fault)
         return fault
 

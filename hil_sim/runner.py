@@ -1,12 +1,14 @@
 """The emulated plant behind its servers, in one asyncio event loop.
 
-`HilSim` owns one `Plant`, the protocol servers (SunSpec inverter and three PCC meters on Modbus
-TCP, the EV charger on OPC UA, the programmable load on SCPI), the simulation-control endpoint and
-the fault board. Time moves only by `advance` (lockstep, the default) or, with `realtime`, by one
-step every `step_s` seconds of wall time. Every advance refreshes every server's image once.
+`HilSim` owns one `Plant` built from a site, a protocol server for every device the site declares
+(SunSpec inverters and PCC meters on Modbus TCP, each on its own port or several behind one
+gateway port by unit id; EV chargers on OPC UA; programmable loads on SCPI), the
+simulation-control endpoint and the fault board. Time moves only by `advance` (lockstep, the
+default) or, with `realtime`, by one step every `step_s` seconds of wall time. Every advance
+refreshes every server's image once.
 When the lockstep controller's connection closes (it stopped or was killed), plant time stands
-still but the devices' watchdogs (the inverter's WSet revert, the charger's setpoint watchdog) go
-on counting on wall time, as a real plant's would, until a controller speaks again.
+still but the devices' watchdogs (every inverter's WSet revert, every charger's setpoint watchdog)
+go on counting on wall time, as a real plant's would, until a controller speaks again.
 
     async with HilSim() as sim:          # serves on free loopback ports
         endpoints = sim.endpoints         # PlantEndpoints
@@ -25,34 +27,41 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from hil_sim.config import PlantConfig
+from hil_sim.config import ConfigError, PlantConfig
 from hil_sim.endpoints import (
     ControlEndpoint,
+    DeviceEndpoint,
     ModbusEndpoint,
     OpcUaEndpoint,
     PlantEndpoints,
     ScpiEndpoint,
 )
 from hil_sim.faults import FaultBoard, FaultError
-from hil_sim.plant import PEERS, Plant
+from hil_sim.plant import InverterState, Plant
 from hil_sim.servers.control import CommandError, ControlServer
-from hil_sim.servers.modbus import SunSpecModbusServer
-from hil_sim.servers.opcua import EvChargerOpcUaServer, OpcUaSecurity
+from hil_sim.servers.modbus import SunSpecModbusServer, SunSpecUnit
+from hil_sim.servers.opcua import URL_PATH, EvChargerOpcUaServer, OpcUaSecurity
 from hil_sim.servers.scpi import ScpiLoadServer
-from hil_sim.servers.settings import ModbusSettings, ServersConfig, check_secrets, load_config
+from hil_sim.servers.settings import (
+    ServersConfig,
+    charger_security,
+    load_config,
+)
 from hil_sim.servers.sunspec_devices import (
-    INVERTER_POINTS,
     INVERTER_WRITABLE,
     METER_POINTS,
     InverterRatings,
     inverter_image,
+    inverter_points,
     inverter_values,
     inverter_write_handler,
     meter_image,
     meter_values,
 )
 from labspec.ev_charger import NAMESPACE_URI
+from labspec.site import MODBUS_KINDS, EvCharger, ProgrammableLoad, Site
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +70,31 @@ __all__ = ["HilSim", "load_config"]
 MAX_ADVANCE_S = 7 * 86400.0
 WATCHDOG_TICK_S = 0.5  # how often the watchdogs count wall time while no controller is connected
 _CONTROLLER_COMMANDS = ("advance", "reset", "time")  # a controller speaking again
+
+
+def modbus_listeners(site: Site) -> dict[str, list[str]]:
+    """The Modbus TCP listeners the plant serves: name -> the device ids behind it.
+
+    A device with port 0 and no gateway gets a listener of its own (named after the device); the
+    devices behind a gateway share its listener (named after the gateway); devices that give the
+    same non-zero port without a gateway share one too (named `modbus:<port>`).
+    """
+    listeners: dict[str, list[str]] = {}
+    for device_id, device in site.devices.items():
+        if device.kind not in MODBUS_KINDS:
+            continue
+        _, port, gateway = site.modbus_address(device_id)
+        if gateway is not None:
+            name = gateway
+        elif port:
+            name = f"modbus:{port}"
+        else:
+            name = device_id
+        listeners.setdefault(name, []).append(device_id)
+    for name, devices in list(listeners.items()):  # a shared port with one device: its own name
+        if name.startswith("modbus:") and len(devices) == 1:
+            listeners[devices[0]] = listeners.pop(name)
+    return listeners
 
 
 class HilSim:
@@ -75,78 +109,130 @@ class HilSim:
     ):
         self.plant_config = plant_config or PlantConfig()
         self.plant = Plant(self.plant_config)
+        self.site = site = self.plant_config.site
         self.config = servers = servers or ServersConfig()
-        self.faults = FaultBoard()
+        self._listeners = modbus_listeners(site)
+        gateways = tuple(name for name, ids in self._listeners.items() if name not in ids)
+        modbus_ids = tuple(d for d, dev in site.devices.items() if dev.kind in MODBUS_KINDS)
+        self.faults = FaultBoard((*site.devices, *gateways), (*modbus_ids, *gateways))
         self._lock = asyncio.Lock()
         self._realtime_task: asyncio.Task[None] | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
         self._temp_dir: tempfile.TemporaryDirectory[str] | None = None
         self.endpoints: PlantEndpoints | None = None
         host = servers.host
-
         plant = self.plant
-        inv = servers.inverter
-        self.inverter = SunSpecModbusServer(
-            "inverter",
-            inverter_image(
-                InverterRatings.from_state(plant.inverter), inv.base_address, inv.unit_id
-            ),
-            host=host,
-            port=inv.port,
-            unit_id=inv.unit_id,
-            faults=self.faults["inverter"],
-            writable=INVERTER_WRITABLE,
-            on_write=inverter_write_handler(lambda: self.plant),
-            published=INVERTER_POINTS,
+
+        # Modbus TCP: one unit per device, one listener per port.
+        self.modbus_units: dict[str, SunSpecUnit] = {}
+        self.modbus_servers: dict[str, SunSpecModbusServer] = {}  # device id -> its listener
+        self._unit_kinds: dict[str, str] = {}
+        servers_by_name: dict[str, SunSpecModbusServer] = {}
+        for name, device_ids in self._listeners.items():
+            units = [self._modbus_unit(device_id) for device_id in device_ids]
+            _, port, _ = site.modbus_address(device_ids[0])
+            faults = self.faults[name]
+            server = SunSpecModbusServer.gateway(name, units, host=host, port=port, faults=faults)
+            servers_by_name[name] = server
+            for device_id in device_ids:
+                self.modbus_servers[device_id] = server
+        self._modbus_servers = list(servers_by_name.values())
+        inverters = [d for d in plant.inverters]
+        self.inverter: SunSpecModbusServer | None = (
+            self.modbus_servers[inverters[0]] if inverters else None
         )
-        self.meters: dict[str, SunSpecModbusServer] = {}
-        for peer in PEERS:
-            settings: ModbusSettings = getattr(servers, f"meter_{peer}")
-            self.meters[peer] = SunSpecModbusServer(
-                f"meter_{peer}",
-                meter_image(peer, settings.base_address, settings.unit_id),
-                host=host,
-                port=settings.port,
-                unit_id=settings.unit_id,
-                faults=self.faults[f"meter_{peer}"],
-                published=METER_POINTS,
-            )
-        ev = servers.ev_charger
-        self.ev_charger = EvChargerOpcUaServer(
-            plant,
-            host=host,
-            port=ev.port,
-            faults=self.faults["ev_charger"],
-            security=self._opcua_security(opcua_password),
-        )
-        self.load = ScpiLoadServer(plant, host=host, port=servers.load.port,
-                                   faults=self.faults["load"])  # fmt: skip
+        self.meters: dict[str, SunSpecModbusServer] = {
+            peer: self.modbus_servers[site.meter_of(peer)] for peer in site.peers
+        }
+        self._meter_peers = dict(plant.meter_peers)
+
+        # OPC UA chargers and SCPI loads: a server each.
+        self.ev_chargers: dict[str, EvChargerOpcUaServer] = {}
+        self.loads: dict[str, ScpiLoadServer] = {}
+        for device_id, device in site.devices.items():
+            if isinstance(device, EvCharger):
+                self.ev_chargers[device_id] = EvChargerOpcUaServer(
+                    plant,
+                    host=host,
+                    port=device.opcua.port,
+                    faults=self.faults[device_id],
+                    security=self._opcua_security(device, opcua_password),
+                    device=device_id,
+                    path=urlsplit(device.opcua.url).path or URL_PATH,
+                )
+            elif isinstance(device, ProgrammableLoad):
+                self.loads[device_id] = ScpiLoadServer(
+                    plant, host=host, port=device.visa.port, faults=self.faults[device_id],
+                    device=device_id,
+                )  # fmt: skip
+        self.ev_charger = next(iter(self.ev_chargers.values()), None)
+        self.load = next(iter(self.loads.values()), None)
         self.control = ControlServer(
             self.handle_command,
             host=host,
             port=servers.control.port,
             on_controller_gone=self._controller_gone,
         )
-        self._modbus_servers = [self.inverter, *self.meters.values()]
         self._publish_modbus()
 
-    def _opcua_security(self, password: str | None) -> OpcUaSecurity:
-        ev = self.config.ev_charger
-        if ev.security == "none":
+    def _modbus_unit(self, device_id: str) -> SunSpecUnit:
+        device = self.site.devices[device_id]
+        endpoint = device.modbus  # type: ignore[union-attr]
+        faults = self.faults[device_id]
+        self._unit_kinds[device_id] = device.kind
+        if device.kind == "pcc_meter":
+            unit = SunSpecUnit(
+                device_id,
+                meter_image(device.peer, endpoint.sunspec_base, endpoint.unit_id),
+                unit_id=endpoint.unit_id,
+                faults=faults,
+                published=METER_POINTS,
+            )
+        else:
+            state: InverterState = self.plant.inverters[device_id]
+            kind = device.kind
+            unit = SunSpecUnit(
+                device_id,
+                inverter_image(
+                    InverterRatings.from_state(state),
+                    endpoint.sunspec_base,
+                    endpoint.unit_id,
+                    kind,
+                    serial=device.peer,
+                ),
+                unit_id=endpoint.unit_id,
+                faults=faults,
+                writable=INVERTER_WRITABLE if kind != "pv_inverter" else (),
+                on_write=inverter_write_handler(lambda: self.plant, device_id),
+                published=inverter_points(kind),
+            )
+        self.modbus_units[device_id] = unit
+        return unit
+
+    def _opcua_security(self, device: EvCharger, password: str | None) -> OpcUaSecurity:
+        mode, username, password_env = charger_security(self.config, device.opcua)
+        if mode == "none":
             return OpcUaSecurity()
-        check_secrets(self.config, password)
-        password = password or os.environ[ev.password_env]
+        password = password or os.environ.get(password_env)
+        if not password:
+            raise ConfigError(
+                f"the emulated charger {device.opcua.url} is secured: it needs a password in "
+                f"the environment variable {password_env}"
+            )
+        ev = self.config.ev_charger
         cert_dir = ev.cert_dir
         if cert_dir is None and (ev.certificate is None or ev.private_key is None):
-            self._temp_dir = tempfile.TemporaryDirectory(prefix="hil_sim-opcua-")
+            if self._temp_dir is None:
+                self._temp_dir = tempfile.TemporaryDirectory(prefix="hil_sim-opcua-")
             cert_dir = Path(self._temp_dir.name)
         return OpcUaSecurity(
             mode="sign_and_encrypt",
-            username=ev.username,
+            username=username,
             password=password,
             certificate=ev.certificate,
             private_key=ev.private_key,
             cert_dir=cert_dir,
+            trusted_clients=ev.trusted_clients,
         )
 
     # -- life cycle -----------------------------------------------------------------------------
@@ -155,8 +241,10 @@ class HilSim:
         try:
             for server in self._modbus_servers:
                 await server.start()
-            await self.ev_charger.start()
-            await self.load.start()
+            for charger in self.ev_chargers.values():
+                await charger.start()
+            for load in self.loads.values():
+                await load.start()
             await self.control.start()
         except BaseException:
             await self.stop()
@@ -175,8 +263,10 @@ class HilSim:
                 await self._realtime_task
             self._realtime_task = None
         await self.control.stop()
-        await self.load.stop()
-        await self.ev_charger.stop()
+        for load in self.loads.values():
+            await load.stop()
+        for charger in self.ev_chargers.values():
+            await charger.stop()
         for server in self._modbus_servers:
             await server.stop()
         if self._temp_dir is not None:
@@ -192,32 +282,37 @@ class HilSim:
 
     def _describe_endpoints(self) -> PlantEndpoints:
         host = self.config.host
-
-        def modbus(server: SunSpecModbusServer) -> ModbusEndpoint:
-            return ModbusEndpoint(host=host, port=server.port, unit=server.unit_id,
-                                  base_address=server.image.base_address)  # fmt: skip
-
-        security = self.ev_charger.security
-        certificate = self.ev_charger.certificate_path
+        devices: dict[str, DeviceEndpoint] = {}
+        for device_id in self.site.devices:
+            if device_id in self.modbus_units:
+                unit = self.modbus_units[device_id]
+                devices[device_id] = ModbusEndpoint(
+                    host=host,
+                    port=self.modbus_servers[device_id].port,
+                    unit=unit.unit_id,
+                    base_address=unit.image.base_address,
+                )
+            elif device_id in self.ev_chargers:
+                charger = self.ev_chargers[device_id]
+                security = charger.security
+                certificate = charger.certificate_path
+                devices[device_id] = OpcUaEndpoint(
+                    host=host,
+                    port=charger.port,
+                    url=charger.url,
+                    namespace_uri=NAMESPACE_URI,
+                    security=security.mode,
+                    username=security.username if security.mode != "none" else None,
+                    server_certificate=str(certificate) if certificate else None,
+                )
+            else:
+                load = self.loads[device_id]
+                devices[device_id] = ScpiEndpoint(
+                    host=host, port=load.port, resource=f"TCPIP0::{host}::{load.port}::SOCKET"
+                )
         return PlantEndpoints(
-            inverter=modbus(self.inverter),
-            meter_A=modbus(self.meters["A"]),
-            meter_B=modbus(self.meters["B"]),
-            meter_C=modbus(self.meters["C"]),
-            ev_charger=OpcUaEndpoint(
-                host=host,
-                port=self.ev_charger.port,
-                url=self.ev_charger.url,
-                namespace_uri=NAMESPACE_URI,
-                security=security.mode,
-                username=security.username if security.mode != "none" else None,
-                server_certificate=str(certificate) if certificate else None,
-            ),
-            load=ScpiEndpoint(
-                host=host,
-                port=self.load.port,
-                resource=f"TCPIP0::{host}::{self.load.port}::SOCKET",
-            ),
+            devices=devices,
+            meters={peer: self.site.meter_of(peer) for peer in self.site.peers},
             control=ControlEndpoint(host=host, port=self.control.port),
             mode="realtime" if self.config.realtime else "lockstep",
             pid=os.getpid(),
@@ -247,14 +342,20 @@ class HilSim:
     async def publish(self) -> None:
         """Refresh every server's image from the plant (each skips it while frozen)."""
         self._publish_modbus()
-        self.load.publish()
-        await self.ev_charger.publish(self.plant.now)
+        now = self.plant.now
+        for charger in self.ev_chargers.values():
+            await charger.publish(now)
 
     def _publish_modbus(self) -> None:
         plant = self.plant
-        self.inverter.publish(inverter_values(plant.inverter, self.inverter.faults.out_of_range))
-        for peer, server in self.meters.items():
-            server.publish(meter_values(plant.meters[peer], server.faults.out_of_range))
+        inverters, meters, peers = plant.inverters, plant.meters, self._meter_peers
+        for device_id, unit in self.modbus_units.items():
+            out_of_range = unit.faults.out_of_range
+            if device_id in peers:
+                unit.publish(meter_values(meters[peers[device_id]], out_of_range))
+            else:
+                kind = self._unit_kinds[device_id]
+                unit.publish(inverter_values(inverters[device_id], out_of_range, kind))
 
     async def _run_realtime(self) -> None:
         """Free-running clock: one plant step of step_s every step_s seconds of wall time."""
@@ -293,7 +394,8 @@ class HilSim:
             async with self._lock:
                 self.plant.run_watchdogs(now - last)
                 self._publish_modbus()
-                await self.ev_charger.publish(self.plant.now)
+                for charger in self.ev_chargers.values():
+                    await charger.publish(self.plant.now)
             last = now
 
     @property
@@ -315,10 +417,12 @@ class HilSim:
             await self.faults.clear()
             plant = Plant(self.plant_config)
             self.plant = plant
-            self.ev_charger.plant = plant
-            self.load.instrument.bind(plant)
+            for charger in self.ev_chargers.values():
+                charger.plant = plant
+            for load in self.loads.values():
+                load.instrument.bind(plant)
             for server in self._modbus_servers:
-                server.image.forget_cache()
+                server.forget_cache()
             await self.publish()
         return self.plant.now
 
@@ -338,7 +442,7 @@ class HilSim:
         # out-of-range values appear (or go) at once, not at the next advance
         async with self._lock:
             for server in self._modbus_servers:
-                server.image.forget_cache()
+                server.forget_cache()
             await self.publish()
 
     # -- control endpoint -----------------------------------------------------------------------

@@ -53,7 +53,10 @@ def fingerprint(der: bytes) -> str:
 
 def _subject(certificate: x509.Certificate) -> str:
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return f"CN={names[0].value}" if names else certificate.subject.rfc4514_string()
+    if not names:
+        return certificate.subject.rfc4514_string()
+    value = names[0].value
+    return f"CN={value.decode(errors='replace') if isinstance(value, bytes) else value}"
 
 
 def _der(certificate: x509.Certificate) -> bytes:

@@ -606,6 +606,24 @@ class Site(_Table):
         """The site as plain data (JSON types), as a run directory records it."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def with_changes(self, changes: dict[str, Any], source: str = "site") -> Site:
+        """A copy with `changes` merged in table by table (a None value removes a key),
+        validated and cross-checked like a file."""
+        return parse_site(merged(self.to_toml_dict(), changes), source)
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` merged in, table by table; a None value removes the key."""
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
 
 # -- loading and cross-checks -------------------------------------------------------------------
 class _Problem(Exception):

@@ -15,10 +15,15 @@ COMMON_MODEL = 1
 # Hybrid inverter (peer A): DER AC measurement, capacity, AC controls, storage capacity,
 # DC measurement.
 INVERTER_MODELS = (COMMON_MODEL, 701, 702, 704, 713, 714)
+# Battery inverter: the same models, model 714 with one DC port (ESS).
+BATTERY_INVERTER_MODELS = INVERTER_MODELS
+# PV inverter: no storage and no active-power control; model 714 with one DC port (PV).
+PV_INVERTER_MODELS = (COMMON_MODEL, 701, 702, 714)
 # PCC meter: single-phase float meter.
 METER_MODELS = (COMMON_MODEL, 211)
 
-# Model 714 carries one group per DC port, in this order.
+# A hybrid inverter's model 714 carries one group per DC port, in this order (single-port devices
+# carry just theirs); drivers find the ports by their PrtTyp.
 DC_PORT_PV = 0
 DC_PORT_BATTERY = 1
 DC_PORT_TYPE_PV = 0  # model 714 PrtTyp enum: PV

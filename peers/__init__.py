@@ -19,6 +19,7 @@ from peers.assets import (
     default_assets,
 )
 from peers.bill import Bill, plan_bill
+from peers.community import CommunityAgent  # registers the `community` kind
 from peers.interface import (
     Agent,
     AgentDecision,
@@ -39,6 +40,7 @@ __all__ = [
     "BaselineAgent",
     "BatteryAsset",
     "Bill",
+    "CommunityAgent",
     "DeviceState",
     "EvAsset",
     "Fill",

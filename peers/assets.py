@@ -27,6 +27,13 @@ class PvAsset(_Model):
     """A rooftop PV array behind the peer's inverter."""
 
     peak_power_kw: float = Field(gt=0, description="Rated DC peak power (kWp)")
+    tilt_deg: float = Field(default=23.0, ge=0, le=90, description="Panel tilt from horizontal")
+    azimuth_deg: float = Field(
+        default=180.0, ge=0, lt=360, description="Panel azimuth, 180 = facing south"
+    )
+    latitude_deg: float = Field(default=23.21, ge=-90, le=90, description="Site (IIT Gandhinagar)")
+    longitude_deg: float = Field(default=72.68, ge=-180, le=180)
+    altitude_m: float = Field(default=80.0, ge=-500, le=9000)
     levelised_cost_per_kwh: float = Field(
         default=0.0,
         ge=0,
@@ -212,7 +219,15 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
         grid_export_limit_kw=spec.grid_export_limit_kw,
         pv=None
         if pv is None
-        else PvAsset(peak_power_kw=pv.peak_kw, levelised_cost_per_kwh=pv.levelised_cost_per_kwh),
+        else PvAsset(
+            peak_power_kw=pv.peak_kw,
+            levelised_cost_per_kwh=pv.levelised_cost_per_kwh,
+            tilt_deg=pv.tilt_deg,
+            azimuth_deg=pv.azimuth_deg,
+            latitude_deg=site.site.latitude_deg,
+            longitude_deg=site.site.longitude_deg,
+            altitude_m=site.site.altitude_m,
+        ),
         battery=None
         if battery is None
         else BatteryAsset(

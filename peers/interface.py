@@ -156,7 +156,8 @@ class MarketContext:
     def p2p_price_per_step(self) -> np.ndarray:
         if self.expected_p2p_price is not None:
             return np.full(self.horizon, self.expected_p2p_price)
-        return 0.5 * (self.retail_per_step() + self.feed_in_per_step())
+        midpoint: np.ndarray = 0.5 * (self.retail_per_step() + self.feed_in_per_step())
+        return midpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +236,8 @@ class MarketOutcome:
     fills: tuple[Fill, ...] = ()
     best_bid_price: float | None = None  # highest bid in the book, any peer
     best_ask_price: float | None = None  # lowest ask in the book, any peer
+    bid_volume_kwh: float | None = None  # all accepted bids' quantity, any peer (book depth)
+    ask_volume_kwh: float | None = None  # all accepted asks' quantity, any peer
 
     def traded_kwh(self, side: OrderSide) -> float:
         return sum(f.quantity_kwh for f in self.fills if f.side == side)

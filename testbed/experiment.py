@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from hil_sim.endpoints import PlantEndpoints
-from peers import make_agent
 from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
@@ -24,6 +23,7 @@ from testbed.ledger.run_ledger import open_run_ledger
 from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
+from testbed.trading import LedgerAttachable, MarketPort, make_peer_agent
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,14 @@ async def run_experiment(
     progress: ProgressCallback | None = None,
     on_engine: Callable[[Engine], None] | None = None,
     check_influx: bool = True,
+    market: MarketPort | None = None,
 ) -> RunResult:
     """Run the experiment into `run_dir`; a first Ctrl-C ends the current interval cleanly.
 
     With InfluxDB configured, its target is checked first (`check_influx_target`; pass
     `check_influx=False` when the caller did it) and its settings are kept in config.toml.
+    `market`: trade through the platform (`testbed.platform.controller_link.RemoteMarket`, the
+    agents in their own processes) instead of agents in this process.
     """
     run_id = run_id or run_dir.name
     influx_cfg = influx_config(config, influx)
@@ -147,16 +150,11 @@ async def run_experiment(
         name: PeerDevices(name, peer, peer.peer_assets(name), config.control, lambda: clock.now)
         for name, peer in config.peers.items()
     }
-    agents = {
-        name: make_agent(
-            peer.agent,
-            name,
-            peer.peer_assets(name),
-            peer.agent_params,
-            seed=config.experiment.seed * 1000 + index,
-        )
-        for index, (name, peer) in enumerate(sorted(config.peers.items()))
-    }
+    agents = (
+        {name: make_peer_agent(config, name) for name in sorted(config.peers)}
+        if market is None
+        else {}
+    )
     created = not run_dir.exists()
     store = RunStore(run_dir)
     run_ledger = (
@@ -164,12 +162,16 @@ async def run_experiment(
         if config.ledger.enabled
         else None
     )
+    if run_ledger is not None and isinstance(market, LedgerAttachable):
+        market.attach_ledger(run_ledger)
     sinks: list[Sink] = [store]
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:
         sinks.append(influx_sink)
 
-    engine = Engine(config, run_id, clock, peers, agents, sinks, progress, ledger=run_ledger)
+    engine = Engine(
+        config, run_id, clock, peers, agents, sinks, progress, market, ledger=run_ledger
+    )
     if on_engine is not None:
         on_engine(engine)
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ controller killed with SIGKILL leaves no plant behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import tomli_w
+
 from hil_sim.endpoints import PlantEndpoints
+from labspec.site import Site
 
 
 class PlantStartError(RuntimeError):
@@ -26,16 +30,24 @@ class PlantStartError(RuntimeError):
 
 @contextlib.contextmanager
 def emulated_plant(
-    seed: int, timeout_s: float = 60.0, plant_toml: str = ""
+    seed: int, timeout_s: float = 60.0, plant_toml: str = "", site: Site | None = None
 ) -> Iterator[PlantEndpoints]:
-    """Serve a lockstep plant with `seed` on free loopback ports; stop it (by its pid) on exit.
+    """Serve a lockstep plant of `site` (default: the default site) with `seed` on free loopback
+    ports; stop it (by its pid) on exit.
 
-    `plant_toml`: more of the plant's TOML after `seed` (e.g. `start = ...` and a `[plant.pv]`
-    table), for benchmarks that vary the day.
+    `plant_toml`: more of the `[plant]` table after `seed` (e.g. `start = ...`), for benchmarks
+    that vary the day.
     """
     with tempfile.TemporaryDirectory(prefix="hil_sim-") as folder:
         config = Path(folder) / "plant.toml"
-        config.write_text(f"[plant]\nseed = {int(seed)}\n{plant_toml}\n", encoding="utf-8")
+        site_line = ""
+        if site is not None:
+            site_file = Path(folder) / "site.toml"
+            site_file.write_text(tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+            site_line = f"site = {json.dumps(str(site_file))}\n"
+        config.write_text(
+            f"[plant]\nseed = {int(seed)}\n{site_line}{plant_toml}\n", encoding="utf-8"
+        )
         endpoints_file = Path(folder) / "endpoints.json"
         log = Path(folder) / "plant.log"
         with log.open("wb") as log_file:

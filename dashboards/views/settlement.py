@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data
@@ -57,6 +58,8 @@ def _draw(run: data.Run) -> None:
     st.plotly_chart(charts.bills_figure(totals, currency), key="bills")
     st.dataframe(totals[TABLE_COLUMNS], hide_index=True, key="peer_totals")
 
+    _wallets(run, totals)
+
     st.subheader("Deviations, penalties and network charges per interval")
     st.plotly_chart(charts.settlement_timeline_figure(settlements, currency), key="timeline")
 
@@ -72,6 +75,9 @@ def _draw(run: data.Run) -> None:
         )
         st.plotly_chart(charts.plan_delivery_figure(compared), key="plan_delivery")
 
+    st.subheader("Against the perfect-foresight optimum")
+    _draw_value(run, currency)
+
     st.subheader("Money flows")
     left, right = st.columns([3, 2])
     with left:
@@ -83,6 +89,64 @@ def _draw(run: data.Run) -> None:
         st.plotly_chart(charts.payment_matrix_figure(money, energy, currency), key="payment_matrix")
     with st.expander("Flows as a table"):
         st.dataframe(flows, hide_index=True, key="flows")
+
+
+def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
+    """The wallets replayed from the ledger, and whether the ledger verifies."""
+    st.subheader("Wallets and ledger")
+    ledger = data.ledger(run)
+    if ledger is None:
+        st.info(
+            "This run has no ledger (written before ledgers, or with `[ledger] enabled = false`)."
+        )
+        return
+    if ledger["ok"]:
+        st.success(ledger["text"], icon="✅")
+    else:
+        st.error(ledger["text"], icon="🚨")
+    wallets = ledger["wallets"]
+    if wallets.empty:
+        return
+    bills = totals.set_index("peer")["bill"]
+    wallets = wallets.assign(
+        settlement_total=[-bills[w] if w in bills.index else None for w in wallets["wallet"]]
+    )
+    for column, row in zip(st.columns(len(wallets)), wallets.itertuples(), strict=True):
+        column.metric(
+            f"Wallet of {row.wallet}",
+            f"{row.balance:,.2f} {run.currency}",
+            f"{row.settled:+,.2f} settled" + (f", owes {row.debt:,.2f}" if row.debt else ""),
+            help="balance replayed from the ledger; the delta is what settlement moved",
+        )
+    st.caption(
+        "`settled` = balance - debt - minted + redeemed: for a peer it equals minus its bills "
+        "(`settlement_total`) to the paisa."
+    )
+    st.dataframe(wallets, hide_index=True, key="wallets")
+
+
+def _draw_value(run: data.Run, currency: str) -> None:
+    """The yardstick (`testbed value`): baseline, optimum and run bills, and both schedules."""
+    if run.status != "finished":
+        st.info(f"The optimum needs a finished run; this run is {run.status}.")
+        return
+    result = data.value(run)
+    if isinstance(result, str):
+        st.warning(f"No value figure: {result}")
+        return
+    report, schedules = result
+    captured = report["captured_pct"]
+    cols = st.columns(4)
+    cols[0].metric("Baseline (no market)", f"{report['baseline_bill']:.2f} {currency}")
+    cols[1].metric("Perfect-foresight optimum", f"{report['optimum_bill']:.2f} {currency}")
+    cols[2].metric("This run", f"{report['actual_bill']:.2f} {currency}")
+    cols[3].metric("Value captured", "n/a" if captured is None else f"{captured:.1f} %")
+    st.caption(
+        "Community bills net of the value of the energy left in storage; value captured = "
+        "(baseline - run) / (baseline - optimum). The optimum's schedule beside the run's, per "
+        "interval: PCC energy, storage energy (+ = discharge) and the optimum's P2P position."
+    )
+    st.plotly_chart(charts.optimum_figure(schedules), key="optimum")
 
 
 def render() -> None:

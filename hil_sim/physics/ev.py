@@ -1,4 +1,4 @@
-"""Peer B's bidirectional charger and the cart's battery: plug windows, ramp, limits, reserve.
+"""A bidirectional EV charger and the cart's battery: plug windows, ramp, limits, reserve.
 
 The charger's power (AC, + = V2G discharge) moves toward the setpoint at most `ramp_kw_per_s`.
 Protective cut-offs act at once, as a contactor or the battery's BMS would: power transfer stops
@@ -10,15 +10,25 @@ the window's bottom.
 
 from __future__ import annotations
 
-from hil_sim.config import EvConfig, plug_seconds
+from typing import Protocol
+
 from hil_sim.physics.battery import Storage
+from labspec.site import plug_seconds
+
+
+class ChargerLimits(Protocol):
+    """What `charger_power_kw` needs to know of the charger (an EvState has it)."""
+
+    max_charge_kw: float
+    max_discharge_kw: float
+    ramp_kw_per_s: float
 
 
 class PlugSchedule:
     """Local plug-in windows: is the cart plugged at a time of day (s after local midnight)?"""
 
-    def __init__(self, config: EvConfig) -> None:
-        self.windows = plug_seconds(config.plug_windows)
+    def __init__(self, plug_windows: tuple[tuple[str, str], ...]) -> None:
+        self.windows = plug_seconds(plug_windows)
 
     def plugged(self, tod_s: float) -> bool:
         for arrive, leave in self.windows:
@@ -48,7 +58,7 @@ def charger_power_kw(
     setpoint_kw: float,
     enabled: bool,
     plugged: bool,
-    config: EvConfig,
+    config: ChargerLimits,
     storage: Storage,
     reserve_kwh: float,
     h_s: float,

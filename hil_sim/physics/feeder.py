@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hil_sim.config import LineConfig
+import numpy as np
+
+from labspec.site import ResolvedLine
 
 SLACK_BUS = "LV"
 
@@ -29,11 +31,12 @@ class RadialFeeder:
 
     def __init__(
         self,
-        lines: Sequence[LineConfig],
+        lines: Sequence[ResolvedLine],
         slack_voltage_v: float,
         load_buses: Sequence[str],
         tolerance_v: float = 1e-6,
         max_iterations: int = 100,
+        slack_bus: str = SLACK_BUS,
     ) -> None:
         parent: dict[str, str] = {}
         impedance: dict[str, complex] = {}
@@ -41,16 +44,19 @@ class RadialFeeder:
             km = line.length_m / 1000.0
             parent[line.to_bus] = line.from_bus
             impedance[line.to_bus] = complex(line.r_ohm_per_km * km, line.x_ohm_per_km * km)
-        self.bus_names = [SLACK_BUS, *parent]
+        self.slack_bus = slack_bus
+        self.bus_names = [slack_bus, *parent]
         self.load_buses = list(load_buses)
         self._path = {bus: self._path_to_slack(bus, parent) for bus in self.bus_names}
         self._impedance = impedance
 
         def shared(a: str, b: str) -> complex:
-            common = set(self._path[a]) & set(self._path[b])
-            return sum((impedance[bus] for bus in common), 0j)
+            # summed in path order, so the result does not depend on set (hash) order
+            other = set(self._path[b])
+            return sum((impedance[bus] for bus in self._path[a] if bus in other), 0j)
 
         self.path_z = [[shared(a, b) for b in self.load_buses] for a in self.load_buses]
+        self._z: np.ndarray | None = None
         self.slack_voltage_v = slack_voltage_v
         self.tolerance_v = tolerance_v
         self.max_iterations = max_iterations
@@ -59,11 +65,10 @@ class RadialFeeder:
         self.losses_kw = 0.0
         self.iterations = 0
 
-    @staticmethod
-    def _path_to_slack(bus: str, parent: dict[str, str]) -> list[str]:
+    def _path_to_slack(self, bus: str, parent: dict[str, str]) -> list[str]:
         """The buses whose feeding line lies on the way from `bus` up to the slack."""
         path = []
-        while bus != SLACK_BUS:
+        while bus != self.slack_bus:
             path.append(bus)
             bus = parent[bus]
         return path
@@ -73,26 +78,21 @@ class RadialFeeder:
         if len(self.load_voltage) == 3:
             self._solve_three(load_va)
             return
-        z = self.path_z
-        v = list(self.load_voltage)
+        self._solve_matrix(load_va)
+
+    def _solve_matrix(self, load_va: Sequence[complex]) -> None:
+        """`solve` for any number of load buses, as numpy matrix-vector products."""
+        if self._z is None:
+            self._z = np.array(self.path_z, dtype=complex).reshape(len(self.load_buses), -1)
+        z = self._z
+        s = np.asarray(load_va, dtype=complex)
+        v = np.asarray(self.load_voltage, dtype=complex)
         slack = complex(self.slack_voltage_v, 0.0)
-        n = len(v)
-        rows = range(n)
         tolerance = self.tolerance_v
-        current = [0j] * n
         for iteration in range(1, self.max_iterations + 1):  # noqa: B007 (kept after the loop)
-            for j in rows:
-                current[j] = (load_va[j] / v[j]).conjugate()
-            change = 0.0
-            for i in rows:
-                zi = z[i]
-                new = slack
-                for j in rows:
-                    new -= zi[j] * current[j]
-                delta = abs(new - v[i])
-                if delta > change:
-                    change = delta
-                v[i] = new
+            new = slack - z @ np.conj(s / v)
+            change = float(np.max(np.abs(new - v))) if len(v) else 0.0
+            v = new
             if change < tolerance:
                 break
         else:
@@ -100,18 +100,11 @@ class RadialFeeder:
                 f"feeder power flow did not converge in {self.max_iterations} sweeps "
                 f"(loads {list(load_va)} VA): is the load beyond what the feeder can carry?"
             )
-        for j in rows:  # currents consistent with the converged voltages
-            current[j] = (load_va[j] / v[j]).conjugate()
+        current = np.conj(s / v)
         # Losses: the sum of R_b |I_b|^2 over branches equals Re(I^H Z I) over the load currents.
-        losses_w = 0.0
-        for i in rows:
-            zi = z[i]
-            drop = 0j
-            for j in rows:
-                drop += zi[j] * current[j]
-            losses_w += (current[i].conjugate() * drop).real
-        self.load_voltage = v
-        self.load_current = current
+        losses_w = float(np.real(np.conj(current) @ (z @ current))) if len(v) else 0.0
+        self.load_voltage = v.tolist()
+        self.load_current = current.tolist()
         self.losses_kw = losses_w / 1000.0
         self.iterations = iteration
 

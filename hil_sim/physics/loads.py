@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hil_sim.config import HouseLoadConfig
+from labspec.site import HouseLoad
 
 
 def _bump(hours: np.ndarray, centre_h: float, width_h: float) -> np.ndarray:
@@ -16,7 +16,7 @@ def _bump(hours: np.ndarray, centre_h: float, width_h: float) -> np.ndarray:
 
 
 def house_load_day_kw(
-    load: HouseLoadConfig, rng: np.random.Generator, n: int, step_s: float
+    load: HouseLoad, rng: np.random.Generator, n: int, step_s: float
 ) -> np.ndarray:
     """Consumption (kW, > 0) at n samples step_s apart from local midnight."""
     hours = np.arange(n) * step_s / 3600.0

@@ -8,17 +8,20 @@ from functools import lru_cache
 
 import numpy as np
 
-from hil_sim.config import HouseLoadConfig, PlantConfig, PvConfig, SiteConfig
+from hil_sim.config import PlantConfig
 from hil_sim.physics.loads import frequency_day_hz, house_load_day_kw
-from hil_sim.physics.solar import pv_day_kw
+from hil_sim.physics.solar import cloud_index, pv_day_kw
+from labspec.site import HouseLoad, Pv, SiteInfo, Weather
 
 STEP_S = 10.0
 # Both midnights included, so interpolation never runs off the end.
 SAMPLES = int(86400 / STEP_S) + 1
 
-# Random streams, one per quantity, so changing one model does not reshuffle the others.
+# Random streams, one per quantity, so changing one model does not reshuffle the others: the
+# site's clouds, the grid frequency, and each peer's house load (the first peer of the site file
+# draws stream 11, the next 12, ...).
 STREAM_PV, STREAM_FREQUENCY = 1, 2
-STREAM_LOAD = {"A": 11, "B": 12, "C": 13}
+STREAM_LOAD_FIRST = 11
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,34 +30,45 @@ class DayProfiles:
     to index from Python)."""
 
     local_date: date
-    pv_kw: list[float]
-    house_load_kw: dict[str, list[float]]  # consumption, > 0
+    pv_kw: dict[str, list[float]]  # available AC power of each peer's array, by peer
+    house_load_kw: dict[str, list[float]]  # consumption, > 0, by peer
     frequency_hz: list[float]
 
 
-def local_midnight_utc(site: SiteConfig, local_date: date) -> datetime:
-    """The UTC instant of local midnight starting `local_date`."""
-    offset = timedelta(minutes=site.utc_offset_minutes)
-    return datetime(local_date.year, local_date.month, local_date.day, tzinfo=UTC) - offset
+def local_midnight_utc(utc_offset_s: float, local_date: date) -> datetime:
+    """The UTC instant of local midnight starting `local_date` on a clock `utc_offset_s` ahead."""
+    midnight = datetime(local_date.year, local_date.month, local_date.day, tzinfo=UTC)
+    return midnight - timedelta(seconds=utc_offset_s)
 
 
-def build_day(config: PlantConfig, local_date: date) -> DayProfiles:
+def load_stream(index: int) -> int:
+    """The random stream of the house load of the site's peer number `index` (from 0)."""
+    return STREAM_LOAD_FIRST + index
+
+
+def build_day(config: PlantConfig, local_date: date, utc_offset_s: float) -> DayProfiles:
     """Every profile of one local day; depends only on the config and the date.
 
-    Each profile is cached under just the settings it depends on, so plants whose configs differ
+    Each profile is cached under just the settings it depends on, so plants whose sites differ
     only in device parameters share them (the lists are never written to).
     """
+    site = config.site
     loads = {
-        peer: _house_load(getattr(config.house_loads, peer), config.seed, stream, local_date)
-        for peer, stream in STREAM_LOAD.items()
+        peer_id: _house_load(peer.load, config.seed, load_stream(index), local_date)
+        for index, (peer_id, peer) in enumerate(site.peers.items())
+    }
+    pv = {
+        peer_id: _pv(site.site, site.weather, peer.pv, config.seed, utc_offset_s, local_date)
+        for peer_id, peer in site.peers.items()
+        if peer.pv is not None
     }
     return DayProfiles(
         local_date=local_date,
-        pv_kw=_pv(config.site, config.pv, config.seed, local_date),
+        pv_kw=pv,
         house_load_kw=loads,
         frequency_hz=_frequency(
-            config.feeder.nominal_frequency_hz,
-            config.feeder.frequency_noise_hz,
+            site.feeder.nominal_frequency_hz,
+            site.feeder.frequency_noise_hz,
             config.seed,
             local_date,
         ),
@@ -66,13 +80,24 @@ def _rng(seed: int, stream: int, local_date: date) -> np.random.Generator:
 
 
 @lru_cache(maxsize=16)
-def _pv(site: SiteConfig, pv: PvConfig, seed: int, local_date: date) -> list[float]:
-    start = local_midnight_utc(site, local_date)
-    return pv_day_kw(site, pv, start, SAMPLES, STEP_S, _rng(seed, STREAM_PV, local_date)).tolist()
+def _clouds(weather: Weather, seed: int, local_date: date) -> np.ndarray:
+    """The site's clear-sky index for the day (shared by every array; never written to)."""
+    index = cloud_index(weather, _rng(seed, STREAM_PV, local_date), SAMPLES, STEP_S)
+    index.setflags(write=False)
+    return index
 
 
-@lru_cache(maxsize=48)
-def _house_load(load: HouseLoadConfig, seed: int, stream: int, local_date: date) -> list[float]:
+@lru_cache(maxsize=512)
+def _pv(
+    site: SiteInfo, weather: Weather, pv: Pv, seed: int, utc_offset_s: float, local_date: date
+) -> list[float]:
+    start = local_midnight_utc(utc_offset_s, local_date)
+    clouds = _clouds(weather, seed, local_date)
+    return pv_day_kw(site, weather, pv, start, STEP_S, clouds).tolist()
+
+
+@lru_cache(maxsize=1024)
+def _house_load(load: HouseLoad, seed: int, stream: int, local_date: date) -> list[float]:
     rng = _rng(seed, stream, local_date)
     return house_load_day_kw(load, rng, SAMPLES, STEP_S).tolist()
 
@@ -86,15 +111,16 @@ def _frequency(nominal_hz: float, noise_hz: float, seed: int, local_date: date) 
 class ProfileBook:
     """Builds days on first use and keeps the last few."""
 
-    def __init__(self, config: PlantConfig, keep_days: int = 3) -> None:
+    def __init__(self, config: PlantConfig, utc_offset_s: float, keep_days: int = 3) -> None:
         self.config = config
+        self.utc_offset_s = utc_offset_s
         self.keep_days = keep_days
         self._days: dict[date, DayProfiles] = {}
 
     def day(self, local_date: date) -> DayProfiles:
         profiles = self._days.get(local_date)
         if profiles is None:
-            profiles = build_day(self.config, local_date)
+            profiles = build_day(self.config, local_date, self.utc_offset_s)
             self._days[local_date] = profiles
             while len(self._days) > self.keep_days:
                 del self._days[next(iter(self._days))]  # the one built longest ago
@@ -103,5 +129,5 @@ class ProfileBook:
 
 def clear_profile_caches() -> None:
     """Forget every cached day (tests use it to show a day is rebuilt identically)."""
-    for cached in (_pv, _house_load, _frequency):
+    for cached in (_clouds, _pv, _house_load, _frequency):
         cached.cache_clear()

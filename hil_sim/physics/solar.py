@@ -1,4 +1,8 @@
-"""Peer A's PV: clear-sky irradiance at the site (pvlib, once per day) times seeded clouds."""
+"""PV arrays: clear-sky irradiance at the site (pvlib, once per day) times the site's seeded clouds.
+
+The clouds are the weather of the whole site (one clear-sky index per day, shared by every array);
+each array has its own rating and orientation.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from hil_sim.config import PvConfig, SiteConfig
+from labspec.site import Pv, SiteInfo, Weather
 
 
-def clear_sky_poa(site: SiteConfig, pv: PvConfig, times_utc: pd.DatetimeIndex) -> np.ndarray:
+def clear_sky_poa(site: SiteInfo, pv: Pv, times_utc: pd.DatetimeIndex) -> np.ndarray:
     """Plane-of-array irradiance (W/m²) under a clear sky (Ineichen, Linke turbidity lookup)."""
     location = pvlib.location.Location(
         site.latitude_deg, site.longitude_deg, tz="UTC", altitude=site.altitude_m
@@ -32,24 +36,24 @@ def clear_sky_poa(site: SiteConfig, pv: PvConfig, times_utc: pd.DatetimeIndex) -
     return np.nan_to_num(poa["poa_global"].to_numpy(dtype=float), nan=0.0).clip(min=0.0)
 
 
-def cloud_index(pv: PvConfig, rng: np.random.Generator, n: int, step_s: float) -> np.ndarray:
+def cloud_index(weather: Weather, rng: np.random.Generator, n: int, step_s: float) -> np.ndarray:
     """Clear-sky index (0..1] per sample: alternating clear spells and clouds of random thickness.
 
     Cloud and clear spell lengths are exponential; `cloud_cover` is the expected shaded share of
     time. Edges are softened over about a minute, as a cloud's shadow takes that long to pass.
     """
     index = np.ones(n)
-    if pv.cloud_cover <= 0.0:
+    if weather.cloud_cover <= 0.0:
         return index
-    mean_cloud_s = pv.cloud_mean_duration_s
-    mean_clear_s = mean_cloud_s * (1.0 - pv.cloud_cover) / pv.cloud_cover
+    mean_cloud_s = weather.cloud_mean_duration_s
+    mean_clear_s = mean_cloud_s * (1.0 - weather.cloud_cover) / weather.cloud_cover
     t = 0.0
     total = n * step_s
-    cloudy = rng.random() < pv.cloud_cover
+    cloudy = rng.random() < weather.cloud_cover
     while t < total:
         if cloudy:
             length = rng.exponential(mean_cloud_s)
-            transmittance = rng.uniform(pv.cloud_transmittance_min, 0.85)
+            transmittance = rng.uniform(weather.cloud_transmittance_min, 0.85)
             first, last = int(t / step_s), int(min(total, t + length) / step_s)
             index[first:last] = transmittance
         else:
@@ -63,27 +67,29 @@ def cloud_index(pv: PvConfig, rng: np.random.Generator, n: int, step_s: float) -
     return index
 
 
-def ambient_temperature_c(site: SiteConfig, local_hours: np.ndarray) -> np.ndarray:
+def ambient_temperature_c(weather: Weather, local_hours: np.ndarray) -> np.ndarray:
     """A daily cycle: warmest at 15:00 local, coolest twelve hours earlier."""
-    mid = (site.ambient_max_c + site.ambient_min_c) / 2.0
-    amplitude = (site.ambient_max_c - site.ambient_min_c) / 2.0
+    mid = (weather.ambient_max_c + weather.ambient_min_c) / 2.0
+    amplitude = (weather.ambient_max_c - weather.ambient_min_c) / 2.0
     return mid + amplitude * np.cos(2.0 * np.pi * (local_hours - 15.0) / 24.0)
 
 
 def pv_day_kw(
-    site: SiteConfig,
-    pv: PvConfig,
+    site: SiteInfo,
+    weather: Weather,
+    pv: Pv,
     day_start_utc: datetime,
-    n: int,
     step_s: float,
-    rng: np.random.Generator,
+    clouds: np.ndarray,
 ) -> np.ndarray:
-    """The array's available AC power (kW, >= 0) at n samples step_s apart from day_start_utc."""
+    """The array's available AC power (kW, >= 0) at len(clouds) samples step_s apart from
+    day_start_utc, under the day's clear-sky index `clouds` (`cloud_index`)."""
+    n = len(clouds)
     times = pd.date_range(day_start_utc, periods=n, freq=pd.Timedelta(seconds=step_s))
-    poa = clear_sky_poa(site, pv, times) * cloud_index(pv, rng, n, step_s)
+    poa = clear_sky_poa(site, pv, times) * clouds
     local_hours = np.arange(n) * step_s / 3600.0
     temp_cell = pvlib.temperature.faiman(
-        poa, ambient_temperature_c(site, local_hours), wind_speed=1.0
+        poa, ambient_temperature_c(weather, local_hours), wind_speed=1.0
     )
     dc_w = pvlib.pvsystem.pvwatts_dc(
         poa, temp_cell, pdc0=pv.peak_kw * 1000.0, gamma_pdc=pv.temperature_coefficient_per_c

@@ -43,6 +43,7 @@ from pymodbus.transaction import TransactionManager
 from hil_sim.faults import DeviceFaults
 from hil_sim.servers.gate import ListenerGate
 from hil_sim.servers.sunspec_image import PointSlot, SunSpecImage
+from labspec import fast_paths
 
 log = logging.getLogger(__name__)
 
@@ -177,16 +178,14 @@ class _ImageReadRequest(ReadHoldingRegistersRequest):
         return response
 
 
-class SunSpecModbusServer:
-    """One SunSpec Modbus TCP device: image, pymodbus server, gate and faults."""
+class SunSpecUnit:
+    """One SunSpec device behind a Modbus TCP listener: its image, unit id, writes and faults."""
 
     def __init__(
         self,
         name: str,
         image: SunSpecImage,
         *,
-        host: str,
-        port: int = 0,
         unit_id: int = 1,
         faults: DeviceFaults,
         writable: Iterable[str] = (),
@@ -201,7 +200,7 @@ class SunSpecModbusServer:
         self._points = image.writer(published)
         self._on_write = on_write
         self._served_generation = -1
-        self._device = SimDevice(
+        self.sim_device = SimDevice(
             id=unit_id,
             simdata=[
                 SimData(
@@ -212,42 +211,16 @@ class SunSpecModbusServer:
             ],
             action=self._action,
         )
-        self._host = host
-        self._port = port
-        self._server: ModbusTcpServer | None = None
-        self.gate: ListenerGate | None = None
-        self._read_request = type("ImageReadRequest", (_ImageReadRequest,), {"device": self})
-
-    @property
-    def port(self) -> int:
-        return self.gate.port if self.gate is not None else self._port
-
-    async def start(self) -> int:
-        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port."""
-        self._server = _ModbusServer(
-            self._device, address=(self._host, self._port), custom_pdu=[self._read_request]
-        )
-        self.gate = ListenerGate(
-            self.name, self._server.handle_new_connection, self._host, self._port, self.faults
-        )
-        return await self.gate.open()
-
-    async def stop(self) -> None:
-        if self.gate is not None:
-            await self.gate.close()
-        if self._server is not None:
-            await self._server.shutdown()
 
     def publish(self, values: Sequence[float | int | str | None]) -> None:
         """Encode new values of the `published` points (skipped while measurements are frozen)."""
         if not self.faults.frozen:
             self._points.write(values)
 
-    # -- request path ---------------------------------------------------------------------------
-    def read_payload(self, unit_id: int, address: int, count: int) -> bytes | None:
+    def read_payload(self, address: int, count: int) -> bytes | None:
         """Byte count + registers of a function-3 read answered from the image, or None when
-        pymodbus's own path must answer it (another unit id, outside the image, a fault)."""
-        if unit_id != self.unit_id or self.faults.exception_code is not None:
+        pymodbus's own path must answer it (outside the image, a fault)."""
+        if self.faults.exception_code is not None:
             return None
         image = self.image
         index = address - image.base_address
@@ -322,3 +295,103 @@ class SunSpecModbusServer:
             slots.append(slot)
             i = slot.index + slot.length
         return slots
+
+
+class SunSpecModbusServer:
+    """A Modbus TCP listener (pymodbus server, gate and connection faults) in front of one SunSpec
+    device, or of several behind different unit ids, as a Modbus TCP gateway serves them.
+
+    `SunSpecModbusServer(name, image, ...)` serves one device (`image`, `unit_id`, `faults`,
+    `publish` are that device's); `SunSpecModbusServer.gateway(name, units, ...)` serves several,
+    and `faults` are then the gateway's own (refuse, drop, delay act on the shared connection).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        image: SunSpecImage,
+        *,
+        host: str,
+        port: int = 0,
+        unit_id: int = 1,
+        faults: DeviceFaults,
+        writable: Iterable[str] = (),
+        on_write: WriteHandler | None = None,
+        published: Sequence[str] = (),
+    ):
+        unit = SunSpecUnit(
+            name, image, unit_id=unit_id, faults=faults, writable=writable, on_write=on_write,
+            published=published,
+        )  # fmt: skip
+        self._setup(name, [unit], host, port, faults)
+
+    @classmethod
+    def gateway(
+        cls, name: str, units: Sequence[SunSpecUnit], *, host: str, port: int = 0,
+        faults: DeviceFaults,
+    ) -> SunSpecModbusServer:  # fmt: skip
+        """One listener for several devices, told apart by their unit ids."""
+        server = cls.__new__(cls)
+        server._setup(name, list(units), host, port, faults)
+        return server
+
+    def _setup(
+        self, name: str, units: list[SunSpecUnit], host: str, port: int, faults: DeviceFaults
+    ) -> None:
+        ids = [unit.unit_id for unit in units]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{name}: two devices with one unit id ({ids})")
+        self.name = name
+        self.units = {unit.unit_id: unit for unit in units}
+        self.faults = faults
+        first = units[0]
+        self.image = first.image
+        self.unit_id = first.unit_id
+        self._host = host
+        self._port = port
+        self._server: ModbusTcpServer | None = None
+        self.gate: ListenerGate | None = None
+        self._read_request = type("ImageReadRequest", (_ImageReadRequest,), {"device": self})
+
+    @property
+    def port(self) -> int:
+        return self.gate.port if self.gate is not None else self._port
+
+    async def start(self) -> int:
+        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port.
+        With the fast paths off (`labspec.fast_paths`) pymodbus's own server answers all."""
+        devices = [unit.sim_device for unit in self.units.values()]
+        served = devices if len(devices) > 1 else devices[0]
+        if fast_paths.enabled():
+            self._server = _ModbusServer(
+                served, address=(self._host, self._port), custom_pdu=[self._read_request]
+            )
+        else:
+            self._server = ModbusTcpServer(served, address=(self._host, self._port))
+        self.gate = ListenerGate(
+            self.name, self._server.handle_new_connection, self._host, self._port, self.faults
+        )
+        return await self.gate.open()
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.close()
+        if self._server is not None:
+            await self._server.shutdown()
+
+    def publish(self, values: Sequence[float | int | str | None]) -> None:
+        """Encode new values of the (first) device's `published` points."""
+        next(iter(self.units.values())).publish(values)
+
+    def forget_cache(self) -> None:
+        for unit in self.units.values():
+            unit.image.forget_cache()
+
+    # -- request path ---------------------------------------------------------------------------
+    def read_payload(self, unit_id: int, address: int, count: int) -> bytes | None:
+        """Byte count + registers of a function-3 read answered from the image, or None when
+        pymodbus's own path must answer it (another unit id, outside the image, a fault)."""
+        unit = self.units.get(unit_id)
+        if unit is None:
+            return None
+        return unit.read_payload(address, count)

@@ -8,10 +8,13 @@ refuses answers `BadOutOfRange`. Values change once per plant advance: only thos
 stored, straight into the address space (the server itself needs none of the checks a client's
 write gets), and each variable's data-change callbacks are called, so subscriptions see the
 changes. They carry the plant time as their source and server timestamps. Read and Write requests
-take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`).
+take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`; asyncua's own with the
+fast paths off, `labspec.fast_paths`).
 
 Security: "none" (anonymous, for tests) or "sign_and_encrypt" (Basic256Sha256 SignAndEncrypt with a
-user name and password); a self-signed server certificate is generated when none is given.
+user name and password); a self-signed server certificate is generated when none is given. Client
+certificates are checked against a trust-list folder (`trusted_clients`,
+`hil_sim.servers.opcua_clients`); without one, any client certificate is accepted (a warning).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hil_sim.faults import DeviceFaults
 from hil_sim.plant import EvState, SetpointRejected
 from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.opcua_clients import ClientTrustList
 from hil_sim.servers.opcua_fastpath import fast_protocol_factory
+from labspec import fast_paths
 from labspec.ev_charger import (
     NAMESPACE_URI,
     OBJECT_BROWSE_NAME,
@@ -139,6 +144,7 @@ class OpcUaSecurity:
     certificate: Path | None = None  # DER or PEM; generated into cert_dir when None
     private_key: Path | None = None
     cert_dir: Path | None = None  # where a generated certificate goes (a temp folder if None)
+    trusted_clients: Path | None = None  # folder of trusted client certificates; None: any
 
 
 class _PasswordUserManager:
@@ -247,8 +253,12 @@ class EvChargerOpcUaServer:
         port: int = 0,
         faults: DeviceFaults,
         security: OpcUaSecurity | None = None,
+        device: str | None = None,
+        path: str = URL_PATH,
     ):
         self.plant = plant
+        self.device = device if device is not None else next(iter(plant.evs))
+        self.path = path
         self._host = host
         self._port = port
         self.faults = faults
@@ -267,7 +277,7 @@ class EvChargerOpcUaServer:
 
     @property
     def url(self) -> str:
-        return f"opc.tcp://{self._host}:{self.port}{URL_PATH}"
+        return f"opc.tcp://{self._host}:{self.port}{self.path}"
 
     async def start(self) -> str:
         """Build the address space, listen; returns the endpoint URL."""
@@ -280,7 +290,7 @@ class EvChargerOpcUaServer:
         server = await initialised_server(user_manager)
         server.set_server_name(SERVER_NAME)
         await server.set_application_uri(APPLICATION_URI)
-        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{URL_PATH}")
+        server.set_endpoint(f"opc.tcp://{self._host}:{self._port}{self.path}")
         if security.mode == "sign_and_encrypt":
             cert, key = security.certificate, security.private_key
             if cert is None or key is None:
@@ -293,6 +303,13 @@ class EvChargerOpcUaServer:
             await server.load_private_key(str(key))
             server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
             server.set_identity_tokens([ua.UserNameIdentityToken])
+            if security.trusted_clients is not None:
+                server.set_certificate_validator(ClientTrustList(security.trusted_clients))
+            else:
+                log.warning(
+                    "the EV charger accepts any client certificate: set "
+                    "servers.ev_charger.trusted_clients to a folder of trusted ones"
+                )
         else:
             server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
             server.set_identity_tokens([ua.AnonymousIdentityToken])
@@ -307,7 +324,11 @@ class EvChargerOpcUaServer:
             await binary._server.wait_closed()
             binary._server = None
         self.gate = ListenerGate(
-            "ev_charger", fast_protocol_factory(binary), self._host, listening_port, self.faults
+            self.device,
+            fast_protocol_factory(binary) if fast_paths.enabled() else binary._make_protocol,
+            self._host,
+            listening_port,
+            self.faults,
         )
         await self.gate.open()
         return self.url
@@ -324,7 +345,7 @@ class EvChargerOpcUaServer:
         charger = await server.nodes.objects.add_object(
             ua.NodeId(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
         )
-        values = self._values(self.plant.ev, out_of_range=False)
+        values = self._values(self.plant.evs[self.device], out_of_range=False)
         for position, spec in enumerate(VARIABLES):
             variant_type = _VARIANT_TYPES[spec.ua_type]
             value = values[position]
@@ -374,7 +395,7 @@ class EvChargerOpcUaServer:
         """Write every value that changed since the last publish (skipped while frozen)."""
         if self.faults.frozen or self.server is None:
             return
-        values = self._values(self.plant.ev, self.faults.out_of_range)
+        values = self._values(self.plant.evs[self.device], self.faults.out_of_range)
         published = self._published
         timestamp: datetime | None = None
         for i, value in enumerate(values):
@@ -409,9 +430,9 @@ class EvChargerOpcUaServer:
         new = value.Value.Value if value.Value is not None else None
         try:
             if var is Var.POWER_SETPOINT_KW:
-                self.plant.write_ev_setpoint(float(new))
+                self.plant.write_ev_setpoint(float(new), self.device)
             elif var is Var.ENABLED:
-                self.plant.write_ev_enabled(bool(new))
+                self.plant.write_ev_enabled(bool(new), self.device)
             else:  # only writable variables get a setter
                 raise ua.UaStatusCodeError(ua.StatusCodes.BadNotWritable)
         except (SetpointRejected, TypeError, ValueError) as exc:

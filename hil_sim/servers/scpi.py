@@ -57,9 +57,10 @@ def _number(value: float) -> str:
 class ProgrammableLoadInstrument:
     """The instrument's command set over the plant; one error queue, as on the real instrument."""
 
-    def __init__(self, plant: Any, faults: DeviceFaults):
+    def __init__(self, plant: Any, faults: DeviceFaults, device: str | None = None):
         self.plant = plant
         self.faults = faults
+        self.device = device if device is not None else next(iter(plant.loads))
         self._frozen: ProgrammableLoadState | None = None  # measurements while "freeze" is on
         faults.subscribe(self._faults_changed)
         self.tree = tree = CommandTree()
@@ -87,19 +88,19 @@ class ProgrammableLoadInstrument:
 
     async def _faults_changed(self, faults: DeviceFaults) -> None:
         if faults.frozen and self._frozen is None:
-            self._frozen = dataclasses.replace(self.plant.load_c)
+            self._frozen = dataclasses.replace(self.plant.loads[self.device])
         elif not faults.frozen:
             self._frozen = None
 
     @property
     def measured(self) -> ProgrammableLoadState:
         """Where measurements come from: the plant, or the snapshot while frozen."""
-        return self._frozen if self._frozen is not None else self.plant.load_c
+        return self._frozen if self._frozen is not None else self.plant.loads[self.device]
 
     @property
     def state(self) -> ProgrammableLoadState:
         """Setpoints: always the plant's (a write reads back at once)."""
-        return self.plant.load_c
+        return self.plant.loads[self.device]
 
     def execute(self, line: str) -> str | None:
         return self.tree.execute(line)
@@ -111,7 +112,7 @@ class ProgrammableLoadInstrument:
 
     def _reset(self, params: list[str]) -> None:
         no_parameters(params)
-        self.plant.reset_load()
+        self.plant.reset_load(self.device)
 
     def _operation_complete(self, params: list[str]) -> str:
         no_parameters(params)
@@ -131,7 +132,7 @@ class ProgrammableLoadInstrument:
 
     def _set_input(self, params: list[str]) -> None:
         on = parse_boolean(one_parameter(params))
-        self._write(self.plant.write_load_input, on)
+        self._write(lambda v: self.plant.write_load_input(v, self.device), on)
 
     def _set_function(self, params: list[str]) -> None:
         text = one_parameter(params).upper()
@@ -141,7 +142,7 @@ class ProgrammableLoadInstrument:
             function = "LIST"
         else:
             raise ScpiError(ERROR_DATA_TYPE, f"{text!r} is not POWer or LIST")
-        self._write(self.plant.write_load_function, function)
+        self._write(lambda v: self.plant.write_load_function(v, self.device), function)
 
     def _set_power(self, params: list[str]) -> None:
         text = one_parameter(params)
@@ -154,7 +155,7 @@ class ProgrammableLoadInstrument:
             power_w = parse_watts(text)
         if not MIN_POWER_W <= power_w <= MAX_POWER_W:
             raise out_of_range(f"{power_w:g} W outside [{MIN_POWER_W:g}, {MAX_POWER_W:g}] W")
-        self._write(self.plant.write_load_power, power_w)
+        self._write(lambda v: self.plant.write_load_power(v, self.device), power_w)
 
     def _query_power(self, params: list[str]) -> str:
         if params:
@@ -243,9 +244,13 @@ class _ScpiProtocol(asyncio.Protocol):
 class ScpiLoadServer:
     """The programmable load's SCPI socket server, behind a `ListenerGate`."""
 
-    def __init__(self, plant: Any, *, host: str, port: int = 0, faults: DeviceFaults):
-        self.instrument = ProgrammableLoadInstrument(plant, faults)
-        self.gate = ListenerGate("load", lambda: _ScpiProtocol(self.instrument), host, port, faults)
+    def __init__(
+        self, plant: Any, *, host: str, port: int = 0, faults: DeviceFaults,
+        device: str | None = None,
+    ):  # fmt: skip
+        self.instrument = ProgrammableLoadInstrument(plant, faults, device)
+        name = self.instrument.device
+        self.gate = ListenerGate(name, lambda: _ScpiProtocol(self.instrument), host, port, faults)
 
     @property
     def port(self) -> int:

@@ -1,8 +1,10 @@
 """How the emulated plant is served: the `[servers]` table of the plant's TOML file.
 
-Every port defaults to 0 (a free port picked at start); everything listens on `host` (loopback by
-default). Secrets are never in the file: the OPC UA password is read from the environment variable
-named by `ev_charger.password_env`.
+Which devices there are, their ports (0 = a free port picked at start), unit ids and SunSpec base
+addresses come from the site file; everything listens on `host` (loopback by default), whatever
+hosts the site names. `ev_charger` holds the emulated chargers' server-side OPC UA settings.
+Secrets are never in the file: the OPC UA password is read from the environment variable named by
+the site's device (`opcua.password_env`) or by `ev_charger.password_env`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
-from labspec.sunspec_layout import DEFAULT_BASE_ADDRESS
+from labspec.site import OpcUaEndpoint
 
 DEFAULT_PASSWORD_ENV = "HIL_SIM_OPCUA_PASSWORD"
 
@@ -25,24 +27,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class ModbusSettings(_Section):
-    """A SunSpec Modbus TCP device."""
-
-    port: int = Field(0, ge=0, le=65535)
-    unit_id: int = Field(1, ge=1, le=247)
-    base_address: int = Field(DEFAULT_BASE_ADDRESS, ge=0, le=65000)
-
-
 class OpcUaSettings(_Section):
-    """The EV charger's OPC UA endpoint."""
+    """The emulated EV chargers' OPC UA servers: security (at least what the site asks for)."""
 
-    port: int = Field(0, ge=0, le=65535)
     security: Literal["none", "sign_and_encrypt"] = "none"
     username: str = Field("lab", min_length=1)
     password_env: str = Field(DEFAULT_PASSWORD_ENV, min_length=1)
     certificate: Path | None = None  # server certificate (DER or PEM); generated when absent
     private_key: Path | None = None
     cert_dir: Path | None = None  # where a generated certificate is kept (a temp folder if unset)
+    # folder of trusted client certificates (DER or PEM; or the CA that issued them), read at each
+    # connect; any other client certificate is refused. Unset: any is accepted (a warning).
+    trusted_clients: Path | None = None
 
 
 class PortSettings(_Section):
@@ -55,12 +51,7 @@ class ServersConfig(_Section):
     host: str = "127.0.0.1"
     realtime: bool = False  # False: lockstep (time moves only by `advance`)
     step_s: float = Field(1.0, gt=0, le=3600)  # realtime mode: plant step per wall-clock step
-    inverter: ModbusSettings = ModbusSettings()
-    meter_A: ModbusSettings = ModbusSettings()
-    meter_B: ModbusSettings = ModbusSettings()
-    meter_C: ModbusSettings = ModbusSettings()
     ev_charger: OpcUaSettings = OpcUaSettings()
-    load: PortSettings = PortSettings()
     control: PortSettings = PortSettings()
 
     @field_validator("host")
@@ -89,7 +80,7 @@ def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
         if not isinstance(data.get(table, {}), dict):
             raise ConfigError(f"{path}: {table} = {data[table]!r}: must be a table")
     try:
-        plant = PlantConfig.from_mapping(data.get("plant", {}))
+        plant = PlantConfig.from_mapping(data.get("plant", {}), base_dir=path.parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     try:
@@ -101,10 +92,26 @@ def load_config(path: str | Path) -> tuple[PlantConfig, ServersConfig]:
 
 
 def check_secrets(servers: ServersConfig, opcua_password: str | None = None) -> None:
-    """Fail early when a secured OPC UA endpoint has no password in its environment variable."""
+    """Fail early when a secured OPC UA endpoint has no password in its environment variable, or
+    its trust list of client certificates is not a folder."""
     ev = servers.ev_charger
     if ev.security != "none" and not (opcua_password or os.environ.get(ev.password_env)):
         raise ConfigError(
             f"servers.ev_charger.security = {ev.security!r} needs a password in the "
             f"environment variable {ev.password_env}"
         )
+    folder = ev.trusted_clients
+    if ev.security != "none" and folder is not None and not Path(folder).is_dir():
+        raise ConfigError(
+            f"servers.ev_charger.trusted_clients = {str(folder)!r}: not a folder "
+            "(it holds the trusted client certificates; create it, it may start empty)"
+        )
+
+
+def charger_security(servers: ServersConfig, device: OpcUaEndpoint) -> tuple[str, str, str]:
+    """(mode, username, password variable) of an emulated charger: secured when the site's device
+    or the servers' settings ask for it."""
+    ev = servers.ev_charger
+    secured = ev.security != "none" or device.security != "none"
+    mode = "sign_and_encrypt" if secured else "none"
+    return mode, device.username or ev.username, device.password_env or ev.password_env

@@ -1,7 +1,9 @@
 """The SunSpec images of the lab's Modbus devices and how plant state maps onto their points.
 
-Peer A's hybrid inverter carries models 1, 701, 702, 704, 713 and 714 (two DC ports: PV, battery);
-each PCC meter carries models 1 and 211 (single-phase float meter, W positive = import). The scale
+A hybrid inverter carries models 1, 701, 702, 704, 713 and 714 (two DC ports: PV, battery); a
+battery inverter the same models with one DC port (battery); a PV inverter models 1, 701, 702 and
+714 with one DC port (PV); each PCC meter carries models 1 and 211 (single-phase float meter, W
+positive = import). The scale
 factors below are chosen so every value of a 3-10 kW lab device fits its integer type with room
 for the out-of-range fault's values (W_SF 0 -> +-32.7 kW, Pct_SF -1 -> up to 6553.4 %).
 """
@@ -16,13 +18,13 @@ from hil_sim.plant import InverterState, MeterState
 from hil_sim.servers.modbus import WriteRefused
 from hil_sim.servers.sunspec_image import SunSpecImage
 from labspec.sunspec_layout import (
+    BATTERY_INVERTER_MODELS,
     COMMON_MODEL,
-    DC_PORT_BATTERY,
-    DC_PORT_PV,
     DC_PORT_TYPE_ESS,
     DC_PORT_TYPE_PV,
     INVERTER_MODELS,
     METER_MODELS,
+    PV_INVERTER_MODELS,
     WSET_ENA_DISABLED,
     WSET_ENA_ENABLED,
     WSET_MOD_WATTS,
@@ -77,8 +79,33 @@ class InverterRatings:
         )
 
 
-def inverter_image(ratings: InverterRatings, base_address: int, unit_id: int) -> SunSpecImage:
+# The DC ports of each kind of inverter, in model 714's order.
+INVERTER_PORTS: dict[str, tuple[str, ...]] = {
+    "hybrid_inverter": ("PV", "ESS"),
+    "battery_inverter": ("ESS",),
+    "pv_inverter": ("PV",),
+}
+_KIND_MODELS = {
+    "hybrid_inverter": INVERTER_MODELS,
+    "battery_inverter": BATTERY_INVERTER_MODELS,
+    "pv_inverter": PV_INVERTER_MODELS,
+}
+_KIND_MODEL_NAME = {
+    "hybrid_inverter": "HybridInverter",
+    "battery_inverter": "BatteryInverter",
+    "pv_inverter": "PVInverter",
+}
+
+
+def inverter_image(
+    ratings: InverterRatings,
+    base_address: int,
+    unit_id: int,
+    kind: str = "hybrid_inverter",
+    serial: str = "A",
+) -> SunSpecImage:
     """The inverter's register image with its static points and scale factors set."""
+    ports = INVERTER_PORTS[kind]
     w_max = round(ratings.rated_power_kw * 1000)
     sf = {
         "A_SF": -2,
@@ -93,7 +120,9 @@ def inverter_image(ratings: InverterRatings, base_address: int, unit_id: int) ->
         "Tmp_SF": -1,
     }
     models: dict[int, dict[str, Any]] = {
-        COMMON_MODEL: _common("HybridInverter-A", "HIL-INV-A-0001", unit_id),
+        COMMON_MODEL: _common(
+            f"{_KIND_MODEL_NAME[kind]}-{serial}", f"HIL-INV-{serial}-0001", unit_id
+        ),
         701: {"ACType": _AC_TYPE_SINGLE_PHASE, "St": _ST_ON, "InvSt": _INV_ST_RUNNING,
               "ConnSt": _CONN_ST_CONNECTED, "Alrm": 0, "DERMode": 0, **sf},
         702: {
@@ -117,21 +146,26 @@ def inverter_image(ratings: InverterRatings, base_address: int, unit_id: int) ->
               "VarSetPct_SF": -1},
         713: {"WHRtg": round(ratings.battery_capacity_kwh * 1000), "SoH": 1000,
               "Sta": _STORAGE_STA_OK, "WH_SF": 0, "Pct_SF": -1},
-        714: {"NPrt": 2, "DCA_SF": -2, "DCV_SF": -1, "DCW_SF": 0, "DCWH_SF": 0, "Tmp_SF": -1,
-              "PrtAlrms": 0,
-              "Prt": [
-                  {"PrtTyp": DC_PORT_TYPE_PV, "ID": DC_PORT_PV, "IDStr": "PV", "DCAlrm": 0},
-                  {"PrtTyp": DC_PORT_TYPE_ESS, "ID": DC_PORT_BATTERY, "IDStr": "BAT", "DCAlrm": 0},
-              ]},
+        714: {"NPrt": len(ports), "DCA_SF": -2, "DCV_SF": -1, "DCW_SF": 0, "DCWH_SF": 0,
+              "Tmp_SF": -1, "PrtAlrms": 0,
+              "Prt": [_PORT_GROUPS[port] | {"ID": i} for i, port in enumerate(ports)]},
     }  # fmt: skip
-    return SunSpecImage(base_address, [(mid, models[mid]) for mid in INVERTER_MODELS])
+    return SunSpecImage(base_address, [(mid, models[mid]) for mid in _KIND_MODELS[kind]])
+
+
+_PORT_GROUPS: dict[str, dict[str, Any]] = {
+    "PV": {"PrtTyp": DC_PORT_TYPE_PV, "IDStr": "PV", "DCAlrm": 0},
+    "ESS": {"PrtTyp": DC_PORT_TYPE_ESS, "IDStr": "BAT", "DCAlrm": 0},
+}
 
 
 # Points a client may write on the inverter (model 704 active-power control).
 INVERTER_WRITABLE = ("704.WSetEna", "704.WSetMod", "704.WSet", "704.WSetRvrtTms")
 
 
-def inverter_write_handler(get_plant: Callable[[], Any]) -> Callable[[dict[str, Any]], None]:
+def inverter_write_handler(
+    get_plant: Callable[[], Any], device: str | None = None
+) -> Callable[[dict[str, Any]], None]:
     """Apply a client's model-704 write to the plant `get_plant()`, all or nothing.
 
     Checks that need no plant come first (enum values, "not implemented" patterns); then WSet, the
@@ -152,56 +186,39 @@ def inverter_write_handler(get_plant: Callable[[], Any]) -> Callable[[dict[str, 
             raise WriteRefused(f"704.WSetEna = {enable}: must be 0 (DISABLED) or 1 (ENABLED)")
         plant = get_plant()
         if "704.WSet" in changes:
-            plant.write_inverter_wset(float(changes["704.WSet"]) / 1000.0)
+            plant.write_inverter_wset(float(changes["704.WSet"]) / 1000.0, device)
         if "704.WSetRvrtTms" in changes:
-            plant.write_inverter_revert_timeout(float(changes["704.WSetRvrtTms"]))
+            plant.write_inverter_revert_timeout(float(changes["704.WSetRvrtTms"]), device)
         if enable is not None:
-            plant.write_inverter_wset_enabled(enable == WSET_ENA_ENABLED)
+            plant.write_inverter_wset_enabled(enable == WSET_ENA_ENABLED, device)
 
     return on_write
 
 
-# Points refreshed after every plant step, in the order inverter_values gives them.
-INVERTER_POINTS = (
-    "701.InvSt",
-    "701.W",
-    "701.VA",
-    "701.Var",
-    "701.PF",
-    "701.A",
-    "701.LNV",
-    "701.Hz",
-    "701.TotWhInj",
-    "701.TotWhAbs",
-    "701.WL1",
-    "701.AL1",
-    "701.VL1",
-    "704.WSetEna",
-    "704.WSet",
-    "704.WSetRvrtTms",
-    "704.WSetRvrtRem",
-    "713.WHAvail",
-    "713.SoC",
-    "714.DCW",
-    "714.DCWhInj",
-    "714.DCWhAbs",
-    f"714.Prt[{DC_PORT_PV}].DCW",
-    f"714.Prt[{DC_PORT_PV}].DCV",
-    f"714.Prt[{DC_PORT_PV}].DCA",
-    f"714.Prt[{DC_PORT_PV}].DCWhInj",
-    f"714.Prt[{DC_PORT_PV}].DCWhAbs",
-    f"714.Prt[{DC_PORT_PV}].DCSta",
-    f"714.Prt[{DC_PORT_BATTERY}].DCW",
-    f"714.Prt[{DC_PORT_BATTERY}].DCV",
-    f"714.Prt[{DC_PORT_BATTERY}].DCA",
-    f"714.Prt[{DC_PORT_BATTERY}].DCWhInj",
-    f"714.Prt[{DC_PORT_BATTERY}].DCWhAbs",
-    f"714.Prt[{DC_PORT_BATTERY}].DCSta",
-)
+_PORT_POINTS = ("DCW", "DCV", "DCA", "DCWhInj", "DCWhAbs", "DCSta")
+_AC_POINTS = ("701.InvSt", "701.W", "701.VA", "701.Var", "701.PF", "701.A", "701.LNV", "701.Hz",
+              "701.TotWhInj", "701.TotWhAbs", "701.WL1", "701.AL1", "701.VL1")  # fmt: skip
+_CONTROL_POINTS = ("704.WSetEna", "704.WSet", "704.WSetRvrtTms", "704.WSetRvrtRem")
+_STORAGE_POINTS = ("713.WHAvail", "713.SoC")
+_DC_POINTS = ("714.DCW", "714.DCWhInj", "714.DCWhAbs")
 
 
-def inverter_values(state: InverterState, out_of_range: bool = False) -> tuple[Any, ...]:
-    """Values of INVERTER_POINTS (engineering units, SunSpec signs) for the inverter's state."""
+def inverter_points(kind: str = "hybrid_inverter") -> tuple[str, ...]:
+    """Points refreshed after every plant step, in the order inverter_values gives them."""
+    storage = kind != "pv_inverter"
+    points = _AC_POINTS + (_CONTROL_POINTS + _STORAGE_POINTS if storage else ()) + _DC_POINTS
+    for i, _ in enumerate(INVERTER_PORTS[kind]):
+        points += tuple(f"714.Prt[{i}].{name}" for name in _PORT_POINTS)
+    return points
+
+
+INVERTER_POINTS = inverter_points()
+
+
+def inverter_values(
+    state: InverterState, out_of_range: bool = False, kind: str = "hybrid_inverter"
+) -> tuple[Any, ...]:
+    """Values of `inverter_points(kind)` (engineering units, SunSpec signs) for the state."""
     ac_w = state.ac_power_kw * 1000.0
     voltage_v = state.voltage_v
     soc_pct = state.soc_pct
@@ -217,7 +234,7 @@ def inverter_values(state: InverterState, out_of_range: bool = False) -> tuple[A
     available_wh = (
         max(0.0, (soc_pct - state.soc_min_pct) / 100.0) * state.battery_capacity_kwh * 1000
     )
-    return (
+    values: tuple[Any, ...] = (
         _INV_ST_THROTTLED if curtailed else _INV_ST_RUNNING,
         ac_w,
         abs(ac_w),
@@ -231,28 +248,41 @@ def inverter_values(state: InverterState, out_of_range: bool = False) -> tuple[A
         ac_w,
         current_a,
         voltage_v,
-        WSET_ENA_ENABLED if state.wset_enabled else WSET_ENA_DISABLED,
-        state.wset_kw * 1000.0,
-        state.wset_revert_timeout_s,
-        state.wset_revert_remaining_s,
-        available_wh,
-        soc_pct,
+    )
+    if kind != "pv_inverter":
+        values += (
+            WSET_ENA_ENABLED if state.wset_enabled else WSET_ENA_DISABLED,
+            state.wset_kw * 1000.0,
+            state.wset_revert_timeout_s,
+            state.wset_revert_remaining_s,
+            available_wh,
+            soc_pct,
+        )
+    values += (
         pv_w + battery_w,
         (state.pv_energy_kwh + state.battery_discharged_kwh) * 1000.0,
         state.battery_charged_kwh * 1000.0,
-        pv_w,
-        PV_DC_VOLTAGE_V if pv_w > 0 else 0.0,
-        pv_w / PV_DC_VOLTAGE_V,
-        state.pv_energy_kwh * 1000.0,
-        0,
-        _DC_STA_ON if pv_w > 0 else _DC_STA_OFF,
-        battery_w,
-        BATTERY_DC_VOLTAGE_V,
-        battery_w / BATTERY_DC_VOLTAGE_V,
-        state.battery_discharged_kwh * 1000.0,
-        state.battery_charged_kwh * 1000.0,
-        _DC_STA_ON,
     )
+    for port in INVERTER_PORTS[kind]:
+        if port == "PV":
+            values += (
+                pv_w,
+                PV_DC_VOLTAGE_V if pv_w > 0 else 0.0,
+                pv_w / PV_DC_VOLTAGE_V,
+                state.pv_energy_kwh * 1000.0,
+                0,
+                _DC_STA_ON if pv_w > 0 else _DC_STA_OFF,
+            )
+        else:
+            values += (
+                battery_w,
+                BATTERY_DC_VOLTAGE_V,
+                battery_w / BATTERY_DC_VOLTAGE_V,
+                state.battery_discharged_kwh * 1000.0,
+                state.battery_charged_kwh * 1000.0,
+                _DC_STA_ON,
+            )
+    return values
 
 
 # -- PCC meters ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 from testbed.ledger.entries import GENESIS_PREV_HASH, Entry, entry_hash, head_message
 from testbed.ledger.errors import LedgerRuleError
 from testbed.ledger.keys import signature_valid
+from testbed.ledger.money import from_paisa
 from testbed.ledger.state import LedgerState
 from testbed.ledger.store import has_ledger, read_entries
 
@@ -49,6 +50,24 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    def wallet_rows(self) -> list[dict[str, object]]:
+        """Each replayed wallet in the currency: balance, debt, minted, redeemed, and what
+        settlement moved (balance - debt - minted + redeemed)."""
+        if self.state is None:
+            return []
+        return [
+            {
+                "wallet": name,
+                "kind": wallet.kind,
+                "balance": from_paisa(wallet.balance_paisa),
+                "debt": from_paisa(wallet.debt_paisa),
+                "minted": from_paisa(wallet.minted_paisa),
+                "redeemed": from_paisa(wallet.redeemed_paisa),
+                "settled": from_paisa(wallet.settled_paisa),
+            }
+            for name, wallet in sorted(self.state.wallets.wallets.items())
+        ]
 
     def describe(self) -> str:
         if self.problem is not None:
@@ -86,15 +105,19 @@ def verify_connection(
     if not has_ledger(conn):
         report.problem = Problem(None, "the run has no ledger")
         return report
-    entries = read_entries(conn)
-    report.n_entries = len(entries)
-    state = LedgerState()
-    report.state = state
-    problem = _replay(entries, state, report, trusted_operator_key)
-    if problem is None and entries:
-        problem = _check_head(conn, entries[-1], report.operator_key)
-    if problem is None:
-        problem = _check_wallets(conn, state)
+    conn.execute("BEGIN")  # one snapshot of entries, head and wallets, also of a live run
+    try:
+        entries = read_entries(conn)
+        report.n_entries = len(entries)
+        state = LedgerState()
+        report.state = state
+        problem = _replay(entries, state, report, trusted_operator_key)
+        if problem is None and entries:
+            problem = _check_head(conn, entries[-1], report.operator_key)
+        if problem is None:
+            problem = _check_wallets(conn, state)
+    finally:
+        conn.rollback()
     report.problem = problem
     report.closed = state.closed
     report.wallets = state.wallets.balances()

@@ -40,6 +40,13 @@ class Wallet:
     kind: str
     balance_paisa: int = 0
     debt_paisa: int = 0  # owed to the operator
+    minted_paisa: int = 0
+    redeemed_paisa: int = 0
+
+    @property
+    def settled_paisa(self) -> int:
+        """What settlement moved into the wallet (negative: out), debts counted."""
+        return self.balance_paisa - self.debt_paisa - self.minted_paisa + self.redeemed_paisa
 
 
 class Wallets:
@@ -66,7 +73,9 @@ class Wallets:
 
     def mint(self, wallet: str, amount_paisa: int) -> None:
         _positive(amount_paisa, "mint")
-        self.get(wallet).balance_paisa += amount_paisa
+        held = self.get(wallet)
+        held.balance_paisa += amount_paisa
+        held.minted_paisa += amount_paisa
 
     def redeem(self, wallet: str, amount_paisa: int) -> None:
         _positive(amount_paisa, "redeem")
@@ -76,6 +85,7 @@ class Wallets:
                 f"redeem {amount_paisa} paisa from {wallet!r}, which holds {held.balance_paisa}"
             )
         held.balance_paisa -= amount_paisa
+        held.redeemed_paisa += amount_paisa
 
     def split(self, payer: str, payee: str, amount_paisa: int) -> TransferSplit:
         """How a transfer would be paid now (see the module docstring)."""

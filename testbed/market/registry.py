@@ -20,6 +20,10 @@ _CLASSES = {
     "huang": "testbed.market.huang:HuangAuction",
     "cda": "testbed.market.cda:ContinuousDoubleAuctionMechanism",
     "vcg": "testbed.market.vcg:VCGAuction",
+    "welfare": "testbed.market.optimisation.welfare:WelfareMarket",
+    "admm": "testbed.market.optimisation.admm:AdmmMarket",
+    "nash": "testbed.market.optimisation.nash:NashBargainingMarket",
+    "stackelberg": "testbed.market.optimisation.stackelberg:StackelbergMarket",
 }
 
 

@@ -36,6 +36,9 @@ class TradeTable:
     quantity_kwh: np.ndarray
     buyer_price: np.ndarray
     seller_price: np.ndarray
+    # Network charge per kWh each trade's buyer pays the network operator on top of buyer_price
+    # (allocated per trade, testbed.network); None: the flat charge of the settlement applies.
+    network_charge: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.buy_row)
@@ -143,13 +146,23 @@ class ClearingResult:
         """Trades (buyer, seller, kWh, price); `price` is the price the buyer pays."""
         t = self.table
         ids, peers = self.book.order_id, self.book.peer
+        charges = [None] * len(t) if t.network_charge is None else t.network_charge.tolist()
         return [
-            Trade(str(ids[b]), str(ids[s]), str(peers[b]), str(peers[s]), float(q), float(p))
-            for b, s, q, p in zip(
+            Trade(
+                str(ids[b]),
+                str(ids[s]),
+                str(peers[b]),
+                str(peers[s]),
+                float(q),
+                float(p),
+                network_charge=c,
+            )
+            for b, s, q, p, c in zip(
                 t.buy_row.tolist(),
                 t.sell_row.tolist(),
                 t.quantity_kwh.tolist(),
                 t.buyer_price.tolist(),
+                charges,
                 strict=True,
             )
         ]

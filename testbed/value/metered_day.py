@@ -93,6 +93,17 @@ def run_config(reader: RunReader) -> TestbedConfig:
         raise IncompleteRun(str(error)) from None
 
 
+def _samples(reader: RunReader, what: str, **query: object) -> pd.DataFrame:
+    """The samples the yardstick reads; a run without them is incomplete, not an error."""
+    try:
+        frame = reader.samples(**query)
+    except KeyError as error:
+        raise IncompleteRun(f"{what}: {error.args[0]}") from None
+    if frame.empty:
+        raise IncompleteRun(f"{what}: no samples")
+    return frame
+
+
 def _boundary_values(
     frame: pd.DataFrame, column: str, times_s: np.ndarray, what: str, tolerance_s: float
 ) -> np.ndarray:
@@ -165,7 +176,9 @@ def metered_day(run_dir: Path | str) -> MeteredDay:
         battery = ev = None
         if peer.inverter is not None:
             what = f"{reader.run_dir}: peer {name} inverter"
-            frame = reader.samples(
+            frame = _samples(
+                reader,
+                what,
                 peer=name,
                 device="inverter",
                 fields=[
@@ -176,8 +189,6 @@ def metered_day(run_dir: Path | str) -> MeteredDay:
                     "rated_power_kw",
                 ],
             )
-            if frame.empty:
-                raise IncompleteRun(f"{what}: no samples")
             injected = _boundary_values(frame, "ac_injected_kwh", boundaries, what, tolerance_s)
             absorbed = _boundary_values(frame, "ac_absorbed_kwh", boundaries, what, tolerance_s)
             ac = np.diff(injected - absorbed)
@@ -194,13 +205,13 @@ def metered_day(run_dir: Path | str) -> MeteredDay:
                 )
         if peer.ev_charger is not None:
             what = f"{reader.run_dir}: peer {name} EV charger"
-            frame = reader.samples(
+            frame = _samples(
+                reader,
+                what,
                 peer=name,
                 device="ev_charger",
                 fields=["soc_pct", "plugged", "energy_charged_kwh", "energy_discharged_kwh"],
             )
-            if frame.empty:
-                raise IncompleteRun(f"{what}: no samples")
             charged = np.diff(
                 _boundary_values(frame, "energy_charged_kwh", boundaries, what, tolerance_s)
             )

@@ -14,11 +14,12 @@ midpoint of feed-in and retail when nothing traded).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from peers.settlement_kernel import settle_position
 from testbed.runstore import RunReader
@@ -55,9 +56,12 @@ class ValueReport:
     p2p_price: float
     community: BillSet
     peers: dict[str, BillSet] = field(default_factory=dict)
+    # per interval and peer: the run's and the optimum's net position and stored energy
+    schedules: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, schedules=None))
+        data.pop("schedules")
         data.update(
             {
                 key: getattr(self.community, key)
@@ -170,4 +174,29 @@ def value_report(run_dir: Path | str) -> ValueReport:
         totals["ac"],
         {"baseline": totals["bk"], "optimum": totals["ok"], "actual": totals["ak"]},
     )
-    return ValueReport(str(day.run_dir), day.n, price, community, peers)
+    return ValueReport(
+        str(day.run_dir), day.n, price, community, peers, schedule_table(day, best)
+    )
+
+
+def schedule_table(day: MeteredDay, best: Optimum) -> pd.DataFrame:
+    """Per interval and peer: the run's and the optimum's PCC energy, storage and P2P energy."""
+    frames = []
+    starts = pd.DatetimeIndex(day.interval_starts())
+    for name in day.peers:
+        run = _run_schedule(day, name)
+        o = best.schedules[name]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "interval_start": starts,
+                    "peer": name,
+                    "run_net_kwh": run.net_kwh,
+                    "optimum_net_kwh": o.net_kwh,
+                    "run_storage_kwh": run.battery_kwh + run.ev_kwh,
+                    "optimum_storage_kwh": o.battery_kwh + o.ev_kwh,
+                    "optimum_p2p_kwh": o.p2p_sold_kwh - o.p2p_bought_kwh,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

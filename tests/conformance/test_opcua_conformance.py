@@ -32,14 +32,16 @@ def as_float32(value: float) -> float:
 
 @pytest.fixture(scope="module")
 def node_charger(tmp_path_factory):
-    """Float setpoint, Byte Enabled, at most 5 variables per Read, writes of values only; an
-    anonymous endpoint without security, and a SignAndEncrypt one for the user "lab"."""
+    """Float setpoint, Byte Enabled, at most 5 variables per Read and 1 per Write, writes of
+    values only; an anonymous endpoint without security, and a SignAndEncrypt one for the user
+    "lab"."""
     workdir = tmp_path_factory.mktemp("node_charger")
     pem, der, key = write_certificate(workdir / "own", "node-charger", APPLICATION_URI)
     charger = NodeOpcuaCharger(
         workdir,
         types=OTHER_TYPES,
         max_nodes_per_read=5,
+        max_nodes_per_write=1,
         plc_writes=True,
         security="both",
         certificate=pem,
@@ -102,12 +104,21 @@ async def test_writes_are_typed_as_each_node_declares(plc_charger):
 
 
 async def test_reads_honour_the_servers_max_nodes_per_read(plc_charger):
-    """The charger takes at most 5 variables per Read (BadTooManyOperations beyond): the driver
-    learns the limit at connect and sends the 18 variables as four Reads, together."""
+    """The charger takes at most 5 variables per Read and 1 per Write (BadTooManyOperations
+    beyond): the driver learns the limits at connect, sends the 18 variables as four Reads and
+    the setpoint as two Writes, each set together."""
     charger = EvCharger(EvChargerConfig(url=plc_charger.url, limits_every_reads=1, **FAST))
     await charger.connect()
     try:
-        assert charger.max_nodes_per_read == 5
+        assert (charger.max_nodes_per_read, charger.max_nodes_per_write) == (5, 1)
+        assert (await charger.apply(EvSetpoint(-0.6))).read_back.enabled is True
+        assert await server_value(plc_charger.url, Var.ENABLED) == (1, ua.VariantType.Byte)
+        await charger.safe_state()
+        charger.max_nodes_per_write = None  # as if the limit were not known: the server refuses
+        with pytest.raises(DeviceError, match="BadTooManyOperations"):
+            await charger.apply(EvSetpoint(-0.6))
+        assert charger.status == "connected"  # a refused request, not a lost connection
+        charger.max_nodes_per_write = 1
         snapshot = await charger.read()  # all 18 variables (limits every read)
         assert (snapshot.soc_pct, snapshot.capacity_kwh) == (60.0, as_float32(4.6))
         assert (snapshot.soc_min_pct, snapshot.watchdog_timeout_s) == (10, 60)

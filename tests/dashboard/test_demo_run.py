@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards.data import fmt_time
+from testbed.ledger.verify import verify_run
 from testbed.runstore import RunReader
 from tests.dashboard import browser
 from tests.dashboard.apptest import metrics, open_page, table
@@ -113,6 +116,9 @@ def test_live_page_follows_the_demo_run_until_it_finishes(
             assert browser.rendered_plots(browser_page, plots) >= plots, name
         else:  # one run in the folder: nothing to compare it with
             browser.wait_for_text(browser_page, "Compare needs two", browser.LOAD_TIMEOUT_MS)
+        if name == "settlement":  # the wallets and the ledger's verification status
+            browser.wait_for_text(browser_page, "ledger verified", browser.LOAD_TIMEOUT_MS)
+            browser.wait_for_text(browser_page, "Wallet of grid_retailer", 10_000)
         assert browser.exceptions(browser_page) == [], name
         browser.screenshot(browser_page, screenshot_dir, f"demo-{name}")
 
@@ -155,9 +161,42 @@ def test_market_and_settlement_pages_show_the_demo_runs_figures(
     for peer in sums.index:
         assert shown[f"Bill of {peer}"] == f"{sums.loc[peer, 'bill']:.2f} INR"
 
+    # The wallets replayed from the ledger, which verifies; each peer's settled money is minus
+    # its bills to the paisa.
+    report = verify_run(demo.run_dir)
+    assert report.ok, report.describe()
+    assert any(s.value.startswith("ledger verified") for s in at.success)
+    wallets = table(at, "wallet", "balance", "settled", "settlement_total").set_index("wallet")
+    for row in report.wallet_rows():
+        name = str(row["wallet"])
+        assert shown[f"Wallet of {name}"] == f"{row['balance']:,.2f} INR"
+        assert wallets.loc[name, "balance"] == pytest.approx(row["balance"])
+    for peer in sums.index:
+        assert wallets.loc[peer, "settled"] == pytest.approx(-sums.loc[peer, "bill"], abs=0.005)
+
     at = open_page(monkeypatch, demo.runs, "runs", demo.run_dir.name)
     summary = json.loads((demo.run_dir / "summary.json").read_text())
     peers = table(at, "peer", "bill", "bill_grid_only").set_index("peer")
     for peer, totals in summary["peers"].items():
         assert peers.loc[peer, "bill"] == pytest.approx(totals["bill"])
     assert not at.error
+
+
+def test_settlement_page_names_the_first_bad_entry_of_an_edited_ledger(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    demo.wait_finished()
+    edited = tmp_path / "edited"
+    shutil.copytree(demo.run_dir, edited)
+    with sqlite3.connect(edited / "run.sqlite") as conn:
+        seq = conn.execute("SELECT MAX(seq) FROM ledger WHERE kind = 'transfer'").fetchone()[0]
+        conn.execute(
+            "UPDATE ledger SET payload = replace(payload, '\"amount_paisa\":', "
+            "'\"amount_paisa\":9') WHERE seq = ?",
+            (seq,),
+        )
+    at = open_page(monkeypatch, tmp_path, "settlement", "edited")
+    errors = [e.value for e in at.error]
+    assert f"ledger NOT verified: entry {seq}: transfer: its hash does not match its contents" in (
+        errors
+    )

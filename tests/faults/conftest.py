@@ -7,15 +7,17 @@ from collections.abc import Iterator
 import pytest
 
 from hil_sim.endpoints import PlantEndpoints
-from tests.faults.harness import WORKING_PLANT_TOML
+from tests.faults.harness import WORKING_PLANT_TOML, WORKING_SITE_CHANGES
 
 
 @pytest.fixture(scope="session")
 def working_plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlantEndpoints]:
     from tests.fixtures.plant import start_plant_process
     from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
 
     folder = tmp_path_factory.mktemp("working_plant")
+    write_site(folder / "site.toml", WORKING_SITE_CHANGES)
     config = folder / "plant.toml"
     config.write_text(WORKING_PLANT_TOML)
     plant = start_plant_process(folder, "--config", str(config))

@@ -31,9 +31,9 @@ WORKING_PLANT_TOML = """
 [plant]
 seed = 5
 start = 2026-03-21T11:00:00+05:30
-[plant.battery]
-initial_soc_pct = 60.0
+site = "site.toml"
 """
+WORKING_SITE_CHANGES = {"peers": {"A": {"battery": {"initial_soc_pct": 60.0}}}}
 
 Action = Callable[[SyncPlantControl], Any]
 

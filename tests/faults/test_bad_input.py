@@ -62,9 +62,12 @@ def test_a_malformed_endpoints_json_gives_one_line_naming_the_file(tmp_path):
     """Defect 10: a malformed --endpoints-json gave a raw 22-line pydantic dump without the
     file's name."""
     endpoints = tmp_path / "endpoints.json"
-    endpoints.write_text(json.dumps({"inverter": {"host": "127.0.0.1", "port": "x" * 5000}}))
+    bad_port = {"protocol": "modbus", "host": "127.0.0.1", "port": "x" * 5000, "unit": 1,
+                "base_address": 40000}  # fmt: skip
+    endpoints.write_text(json.dumps({"devices": {"inverter": bad_port}, "meters": {},
+                                     "control": {"host": "127.0.0.1", "port": 1}}))  # fmt: skip
     not_json = tmp_path / "truncated.json"
-    not_json.write_text('{"inverter": {"host": ')
+    not_json.write_text('{"devices": {"inverter": {"host": ')
     config = REPO / "configs" / "emulated.toml"
     for path in (endpoints, not_json):
         done = run_testbed(

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from hil_sim.control import ControlError
+from labspec.site import default_site
 from tests.fixtures.plant import REPO_ROOT
 from tests.fixtures.ports import wait_until
 
@@ -54,15 +56,21 @@ def test_realtime_plant_prints_its_endpoints_runs_on_its_own_and_stops_on_sigint
     assert not plant.endpoints_file.exists()
 
 
-def test_config_file_moves_the_sunspec_base_and_sigterm_stops_cleanly(
+def test_a_site_file_moves_the_sunspec_base_and_sigterm_stops_cleanly(
     plant_process_factory, tmp_path
 ):
-    config = tmp_path / "plant.toml"
-    config.write_text(
-        "[plant]\nseed = 7\n\n[servers.inverter]\nbase_address = 50000\n"
-        "[servers.meter_C]\nunit_id = 3\n",
-        encoding="utf-8",
+    site = default_site().with_changes(
+        {
+            "devices": {
+                "inverter": {"modbus": {"sunspec_base": 50000}},
+                "meter_C": {"modbus": {"unit_id": 3}},
+            }
+        }
     )
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+    config = tmp_path / "plant.toml"
+    config.write_text('[plant]\nseed = 7\nsite = "site.toml"\n', encoding="utf-8")
     plant = plant_process_factory("--config", str(config))
     assert plant.endpoints.inverter.base_address == 50000
     assert plant.endpoints.meter_C.unit == 3
@@ -82,12 +90,44 @@ def test_config_file_moves_the_sunspec_base_and_sigterm_stops_cleanly(
     assert not plant.endpoints_file.exists()
 
 
+def test_devices_behind_one_gateway_answer_on_one_port_by_unit_id(plant_process_factory, tmp_path):
+    """Four SunSpec devices behind one Modbus TCP port, as a gateway serves them; pysunspec2's
+    client finds each by its unit id."""
+    units = {"inverter": 1, "meter_A": 2, "meter_B": 3, "meter_C": 4}
+    site = default_site().with_changes(
+        {
+            "modbus_gateways": {"gw": {"port": 0}},
+            "devices": {d: {"modbus": {"gateway": "gw", "unit_id": u}} for d, u in units.items()},
+        }
+    )
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+    plant = plant_process_factory("--site", str(site_file))
+    ports = {plant.endpoints.modbus(d).port for d in units}
+    assert len(ports) == 1
+    (port,) = ports
+    found = {}
+    for device_id, unit in units.items():
+        assert plant.endpoints.modbus(device_id).unit == unit
+        client = SunSpecModbusClientDeviceTCP(
+            slave_id=unit, ipaddr="127.0.0.1", ipport=port, timeout=5
+        )
+        client.scan()
+        client.disconnect()
+        found[device_id] = [m.model_id for m in client.model_list]
+    assert found["inverter"] == [1, 701, 702, 704, 713, 714]
+    assert found["meter_B"] == [1, 211]
+    with plant.control() as control:
+        control.advance(5.0)
+        assert set(control.state()["meters"]) == {"A", "B", "C"}
+
+
 @pytest.mark.parametrize(
     ("toml", "message"),
     [
-        ("[plant.battery]\ncapacity_kwh = -3\n", "plant.battery.capacity_kwh = -3: must be > 0"),
+        ("[plant]\nseed = -3\n", "plant.seed = -3: must be >= 0"),
         ("[servers]\nstep_s = 0\n", "servers.step_s = 0: must be > 0"),
-        ("[servers.inverter]\nport = 70000\n", "servers.inverter.port = 70000: must be <= 65535"),
+        ("[servers.control]\nport = 70000\n", "servers.control.port = 70000: must be <= 65535"),
         ("[servers]\nhots = '127.0.0.1'\n", "servers.hots = '127.0.0.1': unknown key"),
         ("[plants]\n", "plants: unknown key; allowed: plant, servers"),
         ("[plant\n", "not valid TOML"),

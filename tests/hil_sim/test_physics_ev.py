@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil_sim.config import PlantConfig
 from hil_sim.plant import Plant, SetpointRejected
-
-
-def make_plant(**sections: Any) -> Plant:
-    """A plant with the default testbed, some config sections overridden (dicts, as in TOML)."""
-    return Plant(PlantConfig.from_mapping(sections))
+from tests.hil_sim.plants import make_plant
 
 
 def ev_plant(local_time: str = "10:00:00", **ev: object) -> Plant:
@@ -136,7 +130,9 @@ def test_leaving_cuts_the_power_and_driving_drains_the_battery() -> None:
 
 
 def test_stored_energy_follows_the_charger_efficiency_exactly() -> None:
-    plant = ev_plant("08:45:00", charger_efficiency=0.9, watchdog_timeout_s=0.0)
+    plant = ev_plant(
+        "08:45:00", charge_efficiency=0.9, discharge_efficiency=0.9, watchdog_timeout_s=0.0
+    )
     start_soc = plant.ev.soc_pct
     charged = discharged = 0.0
     for setpoint in (-2.0, -2.0, 1.5, 0.0, -0.7, 1.0):
@@ -173,26 +169,26 @@ actions = st.lists(
 @given(
     actions=actions,
     initial_soc=st.floats(10.0, 95.0),
-    capacity_ah=st.sampled_from([0.3, 2.0, 90.0]),
+    capacity_kwh=st.sampled_from([0.3 * 0.0512, 2.0 * 0.0512, 90 * 0.0512]),
     local_time=st.sampled_from(["10:00:00", "17:29:40", "08:59:40"]),
     watchdog_s=st.sampled_from([0.0, 5.0, 30.0]),
 )
 def test_limits_hold_under_any_sequence_of_setpoints(
     actions: list[tuple[float, bool, int, float]],
     initial_soc: float,
-    capacity_ah: float,
+    capacity_kwh: float,
     local_time: str,
     watchdog_s: float,
 ) -> None:
     plant = ev_plant(
         local_time,
         initial_soc_pct=initial_soc,
-        capacity_ah=capacity_ah,
+        capacity_kwh=capacity_kwh,
         watchdog_timeout_s=watchdog_s,
         reserve_soc_pct=max(30.0, initial_soc - 5.0),
     )
     ev = plant.ev
-    config = plant.config.ev
+    config = plant.site.peers["B"].ev
     floor_pct = max(config.reserve_soc_pct, config.soc_min_pct)
     for setpoint, enabled, seconds, dt in actions:
         valid = setpoint == 0.0 or (

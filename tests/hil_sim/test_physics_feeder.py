@@ -5,26 +5,28 @@ from __future__ import annotations
 import pandapower as pp
 import pytest
 
-from hil_sim.config import FeederConfig, PlantConfig
-from hil_sim.physics.feeder import SLACK_BUS, RadialFeeder
-from hil_sim.plant import Plant
+from hil_sim.physics.feeder import RadialFeeder
+from labspec.site import Feeder, default_site
+from tests.hil_sim.plants import make_plant
 
 NOMINAL_KV = 0.23
 
 
+def sweep_of(feeder: Feeder, buses: tuple[str, ...] = ("A", "B", "C")) -> RadialFeeder:
+    return RadialFeeder(
+        feeder.resolved_lines(), feeder.transformer.lv_voltage_v, buses, slack_bus=feeder.slack_bus
+    )
+
+
 def pandapower_solution(
-    feeder: FeederConfig, loads_va: dict[str, complex]
+    feeder: Feeder, loads_va: dict[str, complex]
 ) -> tuple[dict[str, float], float]:
     """Bus voltages (V) and total line losses (kW) from pandapower's Newton-Raphson."""
     net = pp.create_empty_network(sn_mva=1.0)
-    names = (
-        {SLACK_BUS}
-        | {line.from_bus for line in feeder.lines}
-        | {line.to_bus for line in feeder.lines}
-    )
-    bus = {name: pp.create_bus(net, vn_kv=NOMINAL_KV, name=name) for name in sorted(names)}
-    pp.create_ext_grid(net, bus[SLACK_BUS], vm_pu=feeder.lv_bus_voltage_v / (NOMINAL_KV * 1000))
-    for line in feeder.lines:
+    bus = {name: pp.create_bus(net, vn_kv=NOMINAL_KV, name=name) for name in feeder.buses}
+    lv_v = feeder.transformer.lv_voltage_v
+    pp.create_ext_grid(net, bus[feeder.slack_bus], vm_pu=lv_v / (NOMINAL_KV * 1000))
+    for line in feeder.resolved_lines():
         pp.create_line_from_parameters(
             net,
             bus[line.from_bus],
@@ -55,30 +57,32 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 def test_sweep_matches_pandapower(case: str) -> None:
-    feeder_config = PlantConfig().feeder
+    feeder_config = default_site().feeder
     loads = CASES[case]
-    sweep = RadialFeeder(feeder_config.lines, feeder_config.lv_bus_voltage_v, ("A", "B", "C"))
+    sweep = sweep_of(feeder_config)
     sweep.solve([loads[peer] for peer in ("A", "B", "C")])
     expected_v, expected_loss_kw = pandapower_solution(feeder_config, loads)
     for name, voltage in sweep.voltage_magnitudes().items():
         assert voltage == pytest.approx(expected_v[name], abs=1e-6), name
     assert sweep.losses_kw == pytest.approx(expected_loss_kw, rel=1e-7, abs=1e-12)
     if case == "noon export at A":
-        assert sweep.voltage_magnitudes()["A"] > feeder_config.lv_bus_voltage_v  # voltage rise
+        assert (
+            sweep.voltage_magnitudes()["A"] > feeder_config.transformer.lv_voltage_v
+        )  # voltage rise
     if case == "heavy import":
-        assert sweep.voltage_magnitudes()["C"] < feeder_config.lv_bus_voltage_v - 5.0
+        assert sweep.voltage_magnitudes()["C"] < feeder_config.transformer.lv_voltage_v - 5.0
 
 
 def test_plant_feeder_state_matches_pandapower_and_closes_the_balance() -> None:
-    plant = Plant(PlantConfig.from_mapping({"start": "2026-03-21T20:00:00+05:30"}))
+    plant = make_plant(start="2026-03-21T20:00:00+05:30")
     plant.write_ev_setpoint(-2.0)
     plant.advance(10.0)
     loads = {}
     for peer, meter in plant.meters.items():
-        power_factor = getattr(plant.config.house_loads, peer).power_factor  # A, B: 0.95; C: 1
+        power_factor = plant.site.peers[peer].load.power_factor  # A, B: 0.95; C: 1
         q_var = -plant.house_loads[peer] * (1 / power_factor**2 - 1) ** 0.5 * 1000.0
         loads[peer] = complex(-meter.power_kw * 1000.0, q_var)
-    expected_v, expected_loss_kw = pandapower_solution(plant.config.feeder, loads)
+    expected_v, expected_loss_kw = pandapower_solution(plant.site.feeder, loads)
     for peer, meter in plant.meters.items():
         assert meter.voltage_v == pytest.approx(expected_v[peer], abs=1e-6)
     assert plant.feeder.losses_kw == pytest.approx(expected_loss_kw, rel=1e-7)
@@ -99,9 +103,13 @@ def test_a_custom_radial_feeder_matches_pandapower() -> None:
         {"from_bus": "C", "to_bus": "B", "length_m": 150, "r_ohm_per_km": 1.5, "x_ohm_per_km": 0.1},
         {"from_bus": "C", "to_bus": "A", "length_m": 50, "r_ohm_per_km": 3.0, "x_ohm_per_km": 0.02},
     ]
-    feeder = PlantConfig.from_mapping({"feeder": {"lines": lines, "lv_bus_voltage_v": 240}}).feeder
+    feeder = Feeder(
+        buses=("LV", "A", "B", "C"),
+        lines=[{**line, "max_current_a": 100} for line in lines],
+        transformer={"lv_voltage_v": 240},
+    )
     loads = {"A": 2500 + 800j, "B": -1200 + 0j, "C": 1800 + 100j}
-    sweep = RadialFeeder(feeder.lines, feeder.lv_bus_voltage_v, ("A", "B", "C"))
+    sweep = sweep_of(feeder)
     sweep.solve([loads[peer] for peer in ("A", "B", "C")])
     expected_v, expected_loss_kw = pandapower_solution(feeder, loads)
     for name, voltage in sweep.voltage_magnitudes().items():
@@ -110,10 +118,10 @@ def test_a_custom_radial_feeder_matches_pandapower() -> None:
 
 
 def test_the_general_sweep_with_a_load_at_a_junction_matches_pandapower() -> None:
-    feeder = PlantConfig().feeder
+    feeder = default_site().feeder
     buses = ("A", "B", "C", "J2")  # four load buses: the general code path, not the 3-PCC one
     loads = {"A": 1800 + 500j, "B": -1500 + 0j, "C": 2500 + 300j, "J2": 900 + 400j}
-    sweep = RadialFeeder(feeder.lines, feeder.lv_bus_voltage_v, buses)
+    sweep = sweep_of(feeder, buses)
     sweep.solve([loads[bus] for bus in buses])
     expected_v, expected_loss_kw = pandapower_solution(feeder, loads)
     for name, voltage in sweep.voltage_magnitudes().items():

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hil_sim.config import PlantConfig
 from hil_sim.plant import Plant
+from tests.hil_sim.plants import make_plant
 
 NOON_START = "2026-03-21T12:00:00+05:30"
 
 
-def make_plant(**sections: Any) -> Plant:
-    """A plant with the default testbed, some config sections overridden (dicts, as in TOML)."""
-    return Plant(PlantConfig.from_mapping(sections))
-
-
 def noon_plant(**battery: float) -> Plant:
-    return make_plant(start=NOON_START, pv={"cloud_cover": 0.0}, battery=battery)
+    return make_plant(start=NOON_START, weather={"cloud_cover": 0.0}, battery=battery)
 
 
 def test_with_wset_disabled_the_battery_idles_and_ac_is_pv() -> None:
@@ -105,7 +98,9 @@ def test_wset_reverts_after_the_timeout_of_plant_time_without_a_new_write() -> N
 
 
 def test_the_ac_rating_bounds_the_output() -> None:
-    plant = make_plant(start=NOON_START, pv={"cloud_cover": 0.0}, inverter={"rated_power_kw": 2.0})
+    plant = make_plant(
+        start=NOON_START, weather={"cloud_cover": 0.0}, inverter={"rated_power_kw": 2.0}
+    )
     plant.advance(1.0)
     assert plant.inverter.pv_available_kw > 2.5
     assert plant.inverter.ac_power_kw == 2.0  # disabled: PV clipped to the rating
@@ -168,7 +163,7 @@ def test_limits_hold_under_any_sequence_of_setpoints(
         battery={"initial_soc_pct": initial_soc, "capacity_kwh": capacity_kwh},
     )
     inverter = plant.inverter
-    config = plant.config.battery
+    config = plant.site.peers["A"].battery
     for share, enabled, timeout, seconds, dt in actions:
         plant.write_inverter_revert_timeout(timeout)
         plant.write_inverter_wset(share * inverter.rated_power_kw)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import Any
 
 import pytest
 
 from hil_sim.config import PlantConfig
 from hil_sim.physics.profiles import STEP_S, build_day
 from hil_sim.plant import Plant, SetpointRejected
-
-
-def make_plant(**sections: Any) -> Plant:
-    return Plant(PlantConfig.from_mapping(sections))
+from tests.hil_sim.plants import make_plant
 
 
 def busy_plant() -> Plant:
@@ -86,7 +82,7 @@ def test_meter_reads_voltage_current_and_frequency() -> None:
     assert c.current_a == pytest.approx(2300.0 / c.voltage_v)  # unity power factor
     assert plant.load_c.current_a == pytest.approx(c.current_a)
     assert plant.load_c.voltage_v == c.voltage_v
-    assert 215.0 < c.voltage_v < plant.config.feeder.lv_bus_voltage_v
+    assert 215.0 < c.voltage_v < plant.site.feeder.transformer.lv_voltage_v
     a = plant.meters["A"]
     assert a.current_a >= abs(a.power_kw) * 1000.0 / a.voltage_v  # reactive power adds current
     assert plant.inverter.voltage_v == a.voltage_v
@@ -96,7 +92,7 @@ def test_meter_reads_voltage_current_and_frequency() -> None:
 
 
 def test_house_loads_have_the_testbed_sizes() -> None:
-    day = build_day(PlantConfig(), date(2026, 3, 21))
+    day = build_day(PlantConfig(), date(2026, 3, 21), 5.5 * 3600)
     peaks = {peer: max(values) for peer, values in day.house_load_kw.items()}
     assert 1.6 <= peaks["A"] <= 3.0  # "around 2 kW"
     assert 0.8 <= peaks["B"] <= 1.5  # "around 1 kW"

@@ -12,7 +12,7 @@ from hil_sim.plant import Plant
 
 def profiles(seed: int) -> DayProfiles:
     clear_profile_caches()  # rebuilt from the seed, not reused
-    return build_day(PlantConfig(seed=seed), date(2026, 3, 21))
+    return build_day(PlantConfig(seed=seed), date(2026, 3, 21), 5.5 * 3600)
 
 
 def run_hours(seed: int, hours: int = 2) -> tuple[list[Any], dict]:

@@ -1,4 +1,4 @@
-"""Peer A's PV: dark at night, near the array's rating around local noon on a clear day."""
+"""PV: dark at night, near the array's rating around local noon on a clear day."""
 
 from __future__ import annotations
 
@@ -8,12 +8,20 @@ import numpy as np
 
 from hil_sim.config import PlantConfig
 from hil_sim.physics.profiles import STEP_S, build_day
+from tests.hil_sim.plants import site_with
 
 DAY = date(2026, 3, 21)
 
 
+WEATHER = ("cloud_cover", "cloud_transmittance_min", "cloud_mean_duration_s")
+
+
 def pv_day(**pv: float) -> np.ndarray:
-    return np.array(build_day(PlantConfig.from_mapping({"pv": pv}), DAY).pv_kw)
+    """Peer A's array on DAY, with its settings or the site's weather changed."""
+    weather = {k: v for k, v in pv.items() if k in WEATHER}
+    array = {k: v for k, v in pv.items() if k not in WEATHER}
+    config = PlantConfig(site=site_with(pv=array, weather=weather))
+    return np.array(build_day(config, DAY, 5.5 * 3600).pv_kw["A"])
 
 
 def local_hour(index: np.ndarray | int) -> np.ndarray | float:

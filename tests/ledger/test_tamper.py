@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows_of(root: Path) -> list[Row]:
-    with sqlite3.connect(root / "run" / "run.sqlite") as conn:
+    # closing(): a connection left to the garbage collector removes the WAL files at a random
+    # moment, possibly while `tampered` copies the folder.
+    with closing(sqlite3.connect(root / "run" / "run.sqlite")) as conn:
         return [
             list(r) for r in conn.execute(f"SELECT {', '.join(COLUMNS)} FROM ledger ORDER BY seq")
         ]

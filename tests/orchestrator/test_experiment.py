@@ -32,8 +32,7 @@ PLANT_TOML = """
 [plant]
 seed = 7
 start = 2026-03-21T11:00:00+05:30
-[plant.battery]
-initial_soc_pct = 95.0
+site = "site.toml"
 """
 
 
@@ -42,8 +41,10 @@ def morning_plant(tmp_path_factory) -> PlantEndpoints:
     """A plant of its own that starts at 11:00 IST (shared by this module's runs)."""
     from tests.fixtures.plant import start_plant_process
     from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
 
     folder = tmp_path_factory.mktemp("morning_plant")
+    write_site(folder / "site.toml", {"peers": {"A": {"battery": {"initial_soc_pct": 95.0}}}})
     config = folder / "plant.toml"
     config.write_text(PLANT_TOML)
     plant = start_plant_process(folder, "--config", str(config))

@@ -74,6 +74,11 @@ def desk(mechanism: str, **params: object) -> tuple[TradingDesk, dict[str, Fixed
         ("huang", {}),
         ("vcg", {}),
         ("cda", {}),
+        ("welfare", {}),
+        ("welfare", {"bilateral": True, "feeder": "site", "charges": "distance"}),
+        ("admm", {"feeder": "site"}),
+        ("nash", {"powers": "A:2"}),
+        ("stackelberg", {"max_spread": 1.0}),
     ],
 )
 def test_every_mechanism_clears_through_the_desk_and_money_balances(mechanism, params):

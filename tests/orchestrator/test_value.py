@@ -37,11 +37,11 @@ PLANT_TOML = """
 [plant]
 seed = 3
 start = 2026-03-21T11:30:00+05:30
-[plant.battery]
-initial_soc_pct = 80.0
-[plant.ev]
-initial_soc_pct = 60.0
+site = "site.toml"
 """
+SITE_CHANGES = {
+    "peers": {"A": {"battery": {"initial_soc_pct": 80.0}}, "B": {"ev": {"initial_soc_pct": 60.0}}}
+}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,10 @@ def noon_run(tmp_path_factory) -> Path:
     """One hour of the optimising agents, the uniform market and local balancing from 11:30 IST."""
     from tests.fixtures.plant import start_plant_process
     from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
 
     folder = tmp_path_factory.mktemp("value_plant")
+    write_site(folder / "site.toml", SITE_CHANGES)
     (folder / "plant.toml").write_text(PLANT_TOML)
     plant = start_plant_process(folder, "--config", str(folder / "plant.toml"))
     try:
@@ -291,3 +293,29 @@ def test_inconsistent_limits_name_the_peer_and_the_constraint():
         r"EV SoC window 10-95 %",
     ):
         optimum(broken)
+
+
+def test_settlement_page_shows_the_optimum_beside_the_run(noon_run, tmp_path, monkeypatch):
+    from tests.dashboard.apptest import figures, metrics, numbers, open_page
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(noon_run, runs / "noon")
+    report = value_report(runs / "noon")
+    at = open_page(monkeypatch, runs, "settlement", "noon")
+    shown = metrics(at)
+    assert shown["Perfect-foresight optimum"] == f"{report.community.optimum_bill:.2f} INR"
+    assert shown["This run"] == f"{report.community.actual_bill:.2f} INR"
+    drawn = next(
+        f for f in figures(at) if any(t.get("name") == "A optimum: PCC" for t in f["data"])
+    )
+    traces = {t["name"]: t for t in drawn["data"]}
+    table = report.schedules
+    for peer in "ABC":
+        mine = table[table["peer"] == peer]
+        assert numbers(traces[f"{peer} optimum: PCC"]["y"]) == pytest.approx(
+            mine["optimum_net_kwh"].tolist(), abs=1e-9
+        )
+        assert numbers(traces[f"{peer} run: PCC"]["y"]) == pytest.approx(
+            mine["run_net_kwh"].tolist(), abs=1e-9
+        )

@@ -1,0 +1,121 @@
+"""PV forecasts from what an agent knows without history: its array and the site's clear sky.
+
+`clear_sky_pv_kw` is the array's mean AC power per interval under a clear sky (pvlib: Ineichen
+clear sky with the Linke turbidity lookup, Hay-Davies transposition onto the panel's tilt and
+azimuth, a flat derate for temperature and system losses). `ClearSkyIndexForecaster` scales it by
+the clear-sky index (metered PV / clear-sky PV): for the coming steps the index of the last metered
+hour, relaxing with the lead time toward the index of the whole history (or a prior before any).
+So a first day is forecast from the sun's path and the morning's clouds, not a flat profile.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pvlib
+
+from peers.assets import PvAsset
+from peers.forecast import Forecast
+
+DERATE = 0.9  # temperature and system losses at the array's usual operating point
+SUBSTEPS = 3  # clear-sky samples per interval (start, middle, end thirds)
+
+
+def clear_sky_pv_kw(pv: PvAsset, start: datetime, steps: int, interval_s: float) -> np.ndarray:
+    """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC)."""
+    offsets = (np.arange(steps * SUBSTEPS) + 0.5) * interval_s / SUBSTEPS
+    times = pd.DatetimeIndex(pd.Timestamp(start).tz_convert("UTC") + pd.to_timedelta(offsets, "s"))
+    location = pvlib.location.Location(
+        pv.latitude_deg, pv.longitude_deg, tz="UTC", altitude=pv.altitude_m
+    )
+    position = location.get_solarposition(times)
+    clear = location.get_clearsky(times, model="ineichen", solar_position=position)
+    poa = pvlib.irradiance.get_total_irradiance(
+        surface_tilt=pv.tilt_deg,
+        surface_azimuth=pv.azimuth_deg,
+        solar_zenith=position["apparent_zenith"],
+        solar_azimuth=position["azimuth"],
+        dni=clear["dni"],
+        ghi=clear["ghi"],
+        dhi=clear["dhi"],
+        dni_extra=pvlib.irradiance.get_extra_radiation(times),
+        model="haydavies",
+    )["poa_global"]
+    kw = np.nan_to_num(poa.to_numpy(dtype=float), nan=0.0).clip(min=0.0)
+    kw = kw / 1000.0 * pv.peak_power_kw * DERATE
+    mean_kw: np.ndarray = kw.reshape(steps, SUBSTEPS).mean(axis=1)
+    return mean_kw
+
+
+class ClearSkyIndexForecaster:
+    """Clear-sky PV times a clear-sky index from recent metering (see the module docstring)."""
+
+    name = "clearsky"
+
+    def __init__(
+        self,
+        pv: PvAsset,
+        interval_s: float,
+        prior_index: float = 0.8,
+        recent_h: float = 1.0,
+        relax_h: float = 3.0,
+    ) -> None:
+        self.pv = pv
+        self.interval_s = interval_s
+        self.prior_index = prior_index
+        self.recent_h = recent_h
+        self.relax_h = relax_h
+        self.recent_index: float | None = None
+        self.mean_index = prior_index
+        self.spread = 0.25
+        self._cache: dict[tuple[datetime, int], np.ndarray] = {}
+
+    def _clear(self, start: datetime, steps: int) -> np.ndarray:
+        key = (start, steps)
+        if key not in self._cache:
+            if len(self._cache) > 512:
+                self._cache.clear()
+            self._cache[key] = clear_sky_pv_kw(self.pv, start, steps, self.interval_s)
+        return self._cache[key]
+
+    def fit(self, history: pd.Series) -> ClearSkyIndexForecaster:
+        """`history`: metered mean PV (kW) per interval, UTC index (NaN where missing)."""
+        self.recent_index = None
+        data = history.dropna()
+        if data.empty:
+            return self
+        recent = data[data.index >= data.index[-1] - timedelta(hours=max(self.recent_h, 24.0))]
+        start = recent.index[0].to_pydatetime()
+        steps = round((recent.index[-1] - recent.index[0]).total_seconds() / self.interval_s) + 1
+        clear = pd.Series(
+            self._clear(start, steps),
+            index=pd.date_range(
+                recent.index[0], periods=steps, freq=pd.Timedelta(seconds=self.interval_s)
+            ),
+        ).reindex(recent.index)
+        sunny = clear > 0.1 * self.pv.peak_power_kw
+        if sunny.sum() == 0:
+            return self
+        index = (recent[sunny] / clear[sunny]).clip(0.0, 1.2)
+        self.mean_index = float(index.mean()) if len(index) >= 4 else self.prior_index
+        self.spread = float(max(index.std(), 0.1)) if len(index) >= 4 else 0.25
+        last = index[index.index >= index.index[-1] - timedelta(hours=self.recent_h)]
+        self.recent_index = float(last.mean())
+        return self
+
+    def predict(self, start: datetime, steps: int) -> Forecast:
+        clear = self._clear(start, steps)
+        lead_h = np.arange(steps) * self.interval_s / 3600.0
+        if self.recent_index is None:
+            index = np.full(steps, self.mean_index)
+        else:
+            weight = np.exp(-lead_h / self.relax_h)
+            index = weight * self.recent_index + (1.0 - weight) * self.mean_index
+        mean = clear * index
+        low = clear * np.clip(index - 1.3 * self.spread, 0.0, None)
+        high = np.minimum(
+            clear * np.clip(index + 1.3 * self.spread, None, 1.1), self.pv.peak_power_kw
+        )
+        return Forecast(start, self.interval_s, mean, {0.1: low, 0.9: high})

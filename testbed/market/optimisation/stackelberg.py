@@ -1,0 +1,158 @@
+"""Stackelberg pricing (seed 4.1.1, equations 3-4): the operator leads, the peers follow.
+
+The leader (the market operator) announces an internal buy price p_b (what buyers pay) and sell
+price p_s (what sellers receive), p_s <= p_b, optionally with p_b - p_s <= max_spread. Each peer
+then plays its best response: a bid (its marginal value of a kWh) is bought in full when its
+limit is above p_b and not at all below it; an ask in full when its limit is below p_s; an order
+whose limit equals the price is indifferent and may trade any part of its quantity. The internal
+market balances (bought = sold). The leader maximises its margin (p_b - p_s) * volume.
+
+Solution method (exact for step offers, documented in docs/market.md): between two consecutive
+limits, demand and supply do not change, so raising p_b to the next bid limit above, or lowering
+p_s to the next ask limit below, only increases the margin. The leader's optimum is therefore at
+a pair (bid limit, ask limit), or, when the spread cap binds, a limit and the price one cap
+away: every such pair is evaluated (vectorised, O(bid limits x ask limits)) and the feasible one
+with the largest margin is chosen; at that pair the volume is the largest the
+followers' best responses allow (ties broken in the leader's favour: a strong Stackelberg
+equilibrium). Indifferent orders trade in the book's priority order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from testbed.market.columns import OrderColumns
+from testbed.market.matching import pair_fills, side_books
+from testbed.market.optimisation.base import (
+    NoTrade,
+    OptimisationMechanism,
+    Outcome,
+    network_settings,
+    positive,
+)
+from testbed.market.result import TradeTable
+from testbed.network.settings import NetworkSettings
+
+MAX_PRICE_PAIRS = 25_000_000  # bid limits x ask limits evaluated in one interval
+
+
+class _Side:
+    """One side's kWh at any price: strictly better than it, and at least as good."""
+
+    def __init__(self, price: np.ndarray, quantity: np.ndarray, buyers: bool) -> None:
+        self.sign = -1.0 if buyers else 1.0  # key ascending = better first
+        key = self.sign * price
+        order = np.argsort(key, kind="stable")
+        self.key = key[order]
+        self.cum = np.concatenate(([0.0], np.cumsum(quantity[order])))
+        self.levels = self.sign * np.unique(key)  # distinct limits, best first
+
+    def strict(self, price: np.ndarray) -> np.ndarray:
+        return self.cum[np.searchsorted(self.key, self.sign * price, side="left")]
+
+    def at_least(self, price: np.ndarray) -> np.ndarray:
+        return self.cum[np.searchsorted(self.key, self.sign * price, side="right")]
+
+
+def leader_optimum(
+    bid_price: np.ndarray,
+    bid_kwh: np.ndarray,
+    ask_price: np.ndarray,
+    ask_kwh: np.ndarray,
+    max_spread: float | None = None,
+) -> tuple[float, float, float, float] | None:
+    """(p_b, p_s, volume kWh, margin) of the leader's best prices, or None if no trade pays.
+
+    Candidates: every (bid limit, ask limit) pair and, with a spread cap, every limit paired
+    with the price one cap away (where the cap binds, the margin changes only at those).
+    """
+    if len(bid_price) == 0 or len(ask_price) == 0:
+        return None
+    demand = _Side(bid_price, bid_kwh, buyers=True)
+    supply = _Side(ask_price, ask_kwh, buyers=False)
+    pb_levels, ps_levels = demand.levels, supply.levels
+    if len(pb_levels) * len(ps_levels) > MAX_PRICE_PAIRS:
+        raise NoTrade(
+            f"stackelberg: {len(pb_levels)} bid limits x {len(ps_levels)} ask limits is more "
+            f"than {MAX_PRICE_PAIRS} price pairs"
+        )
+    pb = np.repeat(pb_levels, len(ps_levels))
+    ps = np.tile(ps_levels, len(pb_levels))
+    if max_spread is not None:
+        pb = np.concatenate((pb, pb_levels, ps_levels + max_spread))
+        ps = np.concatenate((ps, pb_levels - max_spread, ps_levels))
+    spread = pb - ps
+    low = np.maximum(demand.strict(pb), supply.strict(ps))
+    volume = np.minimum(demand.at_least(pb), supply.at_least(ps))
+    feasible = (spread >= 0) & (volume >= low) & (volume > 0)
+    if max_spread is not None:
+        feasible &= spread <= max_spread * (1 + 1e-12)
+    if not np.any(feasible):
+        return None
+    margin = np.where(feasible, spread * volume, -np.inf)
+    best = margin.max()
+    # among the best margins, the largest volume, then the smallest spread
+    ties = np.flatnonzero(margin >= best - 1e-12 * max(1.0, abs(best)))
+    k = max(ties.tolist(), key=lambda t: (volume[t], -spread[t]))
+    return float(pb[k]), float(ps[k]), float(volume[k]), float(margin[k])
+
+
+def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
+    start = np.cumsum(quantity_in_priority) - quantity_in_priority
+    return np.clip(volume - start, 0.0, quantity_in_priority)
+
+
+class StackelbergMarket(OptimisationMechanism):
+    """The operator sets internal buy and sell prices; peers respond (module docstring)."""
+
+    name = "stackelberg"
+
+    def __init__(
+        self,
+        max_spread: float | None = None,
+        network: NetworkSettings | None = None,
+        feeder: Any = None,
+        voltage_band_pct: float = 6.0,
+        voltage_margin_pct: float = 0.5,
+        interval_s: float = 900.0,
+        charges: str = "flat",
+    ) -> None:
+        self.max_spread = (
+            None if max_spread in (None, "") else positive("max_spread", max_spread, True)
+        )
+        self.network = network_settings(
+            network, feeder, voltage_band_pct, voltage_margin_pct, interval_s, charges
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"max_spread": self.max_spread, **self.network_params()}
+
+    def solve(self, book: OrderColumns) -> Outcome:
+        bids, asks = side_books(book)
+        optimum = leader_optimum(
+            bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh, self.max_spread
+        )
+        if optimum is None:
+            raise NoTrade("no prices at which the operator and the peers trade")
+        buy_price, sell_price, volume, margin = optimum
+        segments = pair_fills(_fill(bids.quantity_kwh, volume), _fill(asks.quantity_kwh, volume))
+        n = len(segments.quantity_kwh)
+        table = TradeTable(
+            buy_row=bids.rows[segments.bid],
+            sell_row=asks.rows[segments.ask],
+            quantity_kwh=segments.quantity_kwh,
+            buyer_price=np.full(n, buy_price),
+            seller_price=np.full(n, sell_price),
+        )
+        report = {
+            "objective": margin,
+            "leader": "operator",
+            "leader_margin": margin,
+            "buy_price": buy_price,
+            "sell_price": sell_price,
+            "iterations": None,
+        }
+        return Outcome(table, buy_price, report)

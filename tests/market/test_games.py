@@ -1,0 +1,140 @@
+"""Nash bargaining and Stackelberg pricing: the game-theoretic properties, on random communities."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from testbed.market import Order, Side, get_mechanism
+from testbed.market.optimisation.nash import bargain
+from tests.market.books import INTERVAL, ask, best_welfare, bid
+from tests.market.test_optimisation import communities
+
+FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def gains_by_peer(orders: list[Order], result) -> dict[str, float]:
+    """Each trading peer's gain: its filled orders' worth to it, plus money in, minus out."""
+    limit = {o.order_id: o.price for o in orders}
+    gains: dict[str, float] = {}
+    for trade, seller_price in zip(result.trades, result.seller_prices, strict=True):
+        q = trade.quantity_kwh
+        gains[trade.buyer] = gains.get(trade.buyer, 0.0) + q * (
+            limit[trade.buy_order_id] - trade.price
+        )
+        gains[trade.seller] = gains.get(trade.seller, 0.0) + q * (
+            seller_price - limit[trade.sell_order_id]
+        )
+    return gains
+
+
+def money(result) -> tuple[float, float]:
+    paid = sum(t.quantity_kwh * t.price for t in result.trades)
+    received = sum(
+        t.quantity_kwh * p for t, p in zip(result.trades, result.seller_prices, strict=True)
+    )
+    return paid, received
+
+
+@FAST
+@given(communities())
+def test_nash_is_individually_rational_pareto_efficient_and_balanced(orders):
+    result = get_mechanism("nash").clear(orders)
+    gains = gains_by_peer(orders, result)
+    assert all(gain >= -1e-9 for gain in gains.values())
+    assert sum(gains.values()) == pytest.approx(best_welfare(orders), abs=1e-6)
+    paid, received = money(result)
+    assert abs(paid - received) <= 1e-9
+    if gains:  # equal powers: equal shares of the gains
+        assert max(gains.values()) - min(gains.values()) <= 1e-6
+
+
+@FAST
+@given(communities(max_peers=3, max_orders=6))
+def test_nash_treats_symmetric_peers_alike(orders):
+    twins = orders + [
+        Order(o.order_id + "t", o.peer + "t", o.side, o.quantity_kwh, o.price, INTERVAL, o.time)
+        for o in orders
+    ]
+    gains = gains_by_peer(twins, get_mechanism("nash").clear(twins))
+    for peer, gain in gains.items():
+        if not peer.endswith("t"):
+            assert gains.get(peer + "t", 0.0) == pytest.approx(gain, abs=1e-6)
+
+
+def test_bargaining_powers_split_the_gains():
+    orders = [bid("b1", 2.0, 10.0, peer="A"), ask("a1", 2.0, 4.0, peer="B")]
+    result = get_mechanism("nash", powers="A:3,B:1").clear(orders)
+    gains = gains_by_peer(orders, result)
+    assert gains["A"] == pytest.approx(9.0)  # 3/4 of the 12 of gains
+    assert gains["B"] == pytest.approx(3.0)
+    assert result.report["peer_gains"] == pytest.approx({"A": 9.0, "B": 3.0})
+
+
+def test_the_closed_form_bargain_is_the_convex_programs_optimum():
+    values = np.array([7.0, -2.0, 4.5, -3.0])
+    powers = np.array([1.0, 2.0, 0.5, 1.5])
+    transfer = cp.Variable(4)
+    problem = cp.Problem(cp.Maximize(powers @ cp.log(values + transfer)), [cp.sum(transfer) == 0])
+    problem.solve(solver="CLARABEL")
+    assert bargain(values, powers, np.zeros(4)) == pytest.approx(transfer.value, abs=1e-4)
+
+
+def test_bad_powers_are_named():
+    with pytest.raises(ValueError, match=r"powers\['A'\] = '-1' must be a finite number > 0"):
+        get_mechanism("nash", powers="A:-1")
+
+
+def margins_on_grid(orders: list[Order], grid: np.ndarray) -> np.ndarray:
+    """The operator's margin at every (buy, sell) price of the grid when every peer plays a best
+    response (-inf where no balanced best responses exist), by brute force."""
+    bid_p = np.array([o.price for o in orders if o.side is Side.BUY])
+    bid_q = np.array([o.quantity_kwh for o in orders if o.side is Side.BUY])
+    ask_p = np.array([o.price for o in orders if o.side is Side.SELL])
+    ask_q = np.array([o.quantity_kwh for o in orders if o.side is Side.SELL])
+    must_buy = ((bid_p[None, :] > grid[:, None]) * bid_q).sum(axis=1)[:, None]
+    may_buy = ((bid_p[None, :] >= grid[:, None]) * bid_q).sum(axis=1)[:, None]
+    must_sell = ((ask_p[None, :] < grid[:, None]) * ask_q).sum(axis=1)[None, :]
+    may_sell = ((ask_p[None, :] <= grid[:, None]) * ask_q).sum(axis=1)[None, :]
+    volume = np.minimum(may_buy, may_sell)
+    spread = grid[:, None] - grid[None, :]
+    ok = (spread >= 0) & (volume >= np.maximum(must_buy, must_sell) - 1e-12)
+    return np.where(ok, spread * volume, -np.inf)
+
+
+@FAST
+@given(communities(max_orders=10))
+def test_stackelberg_followers_best_respond_and_the_leader_cannot_gain(orders):
+    result = get_mechanism("stackelberg").clear(orders)
+    filled: dict[str, float] = {}
+    for trade in result.trades:
+        filled[trade.buy_order_id] = filled.get(trade.buy_order_id, 0.0) + trade.quantity_kwh
+        filled[trade.sell_order_id] = filled.get(trade.sell_order_id, 0.0) + trade.quantity_kwh
+    margin = 0.0
+    if result.trades:
+        p_buy, p_sell = result.report["buy_price"], result.report["sell_price"]
+        for o in orders:  # followers: strictly better orders in full, worse ones not at all
+            better = o.price > p_buy if o.side is Side.BUY else o.price < p_sell
+            worse = o.price < p_buy if o.side is Side.BUY else o.price > p_sell
+            if better:
+                assert filled.get(o.order_id, 0.0) == pytest.approx(o.quantity_kwh)
+            if worse:
+                assert filled.get(o.order_id, 0.0) == 0.0
+        margin = result.report["leader_margin"]
+        paid, received = money(result)
+        assert abs(paid - received - margin) <= 1e-9
+        assert result.report["operator_surplus"] == pytest.approx(margin)
+    grid = np.arange(-0.5, 11.0, 0.0625)  # limits are multiples of 1/4 plus i/1000
+    grid = np.union1d(grid, [o.price for o in orders])  # and the limits themselves
+    assert margins_on_grid(orders, grid).max() <= margin + 1e-9
+
+
+def test_stackelberg_max_spread_caps_the_operators_margin():
+    orders = [bid("b1", 2.0, 10.0, peer="A"), ask("a1", 2.0, 4.0, peer="B")]
+    free = get_mechanism("stackelberg").clear(orders)
+    assert (free.report["buy_price"], free.report["sell_price"]) == (10.0, 4.0)
+    capped = get_mechanism("stackelberg", max_spread=1.0).clear(orders)
+    assert capped.report["buy_price"] - capped.report["sell_price"] == pytest.approx(1.0)
+    assert capped.volume_kwh == pytest.approx(2.0)
