@@ -49,12 +49,24 @@ CAMPAIGN_PLANT_TOML = """
 [plant]
 seed = 5
 start = 2026-03-21T16:00:00+05:30
-[plant.battery]
-initial_soc_pct = 60.0
-[plant.ev]
-initial_soc_pct = 25.0
-watchdog_timeout_s = 10.0
+site = "site.toml"
 """
+CAMPAIGN_SITE_CHANGES = {
+    "peers": {"A": {"battery": {"initial_soc_pct": 60.0}}, "B": {"ev": {"initial_soc_pct": 25.0}}},
+    "devices": {"ev_charger": {"watchdog_timeout_s": 10.0}},
+}
+
+
+def write_campaign_plant(folder: Path) -> Path:
+    """The campaign plant's configuration and site file in `folder`; returns the configuration."""
+    from tests.fixtures.sites import write_site
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_site(folder / "site.toml", CAMPAIGN_SITE_CHANGES)
+    config = folder / "plant.toml"
+    config.write_text(CAMPAIGN_PLANT_TOML)
+    return config
+
 
 INTERVAL_S = 180
 GATE_CLOSURE_S = 60  # the next interval's orders close 120 s into an interval
@@ -498,8 +510,7 @@ def main() -> None:
     from tests.fixtures.ports import stop_process
 
     with tempfile.TemporaryDirectory(prefix="fault-campaign-") as folder:
-        plant_toml = Path(folder) / "plant.toml"
-        plant_toml.write_text(CAMPAIGN_PLANT_TOML)
+        plant_toml = write_campaign_plant(Path(folder))
         plant = start_plant_process(Path(folder) / "plant", "--config", str(plant_toml))
         try:
             run, plant_log = run_campaign(plant.endpoints, Path(folder) / "run")

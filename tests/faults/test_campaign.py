@@ -13,8 +13,7 @@ def campaign_plant(tmp_path):
     from tests.fixtures.plant import start_plant_process
     from tests.fixtures.ports import stop_process
 
-    config = tmp_path / "plant.toml"
-    config.write_text(campaign.CAMPAIGN_PLANT_TOML)
+    config = campaign.write_campaign_plant(tmp_path)
     plant = start_plant_process(tmp_path / "plant", "--config", str(config))
     try:
         yield plant.endpoints
