@@ -20,7 +20,7 @@ def test_a_setpoint_oscillating_around_a_frozen_reading_is_caught():
     contract changed, the dispatcher chased it and WSet alternated 0.696 / 0.468 kW every step;
     the freeze was never flagged, because the setpoint came back within 0.02 kW of where it was
     every other step (the battery swung 0.23 kW for as long as the freeze lasted)."""
-    watch = FreezeWatch()
+    watch = FreezeWatch(follows_setpoint=True)  # as the engine watches a flexible device
     frozen = InverterReading(ac_power_kw=0.470)
     for step in range(5):  # live and steady: the setpoint stays where the reading is
         assert (
@@ -37,7 +37,7 @@ def test_a_setpoint_oscillating_around_a_frozen_reading_is_caught():
 
 def test_a_device_that_follows_its_setpoint_is_not_held():
     """The other side: a live device whose setpoint moves away and back follows it each step."""
-    watch = FreezeWatch()
+    watch = FreezeWatch(follows_setpoint=True)  # as the engine watches a flexible device
     for step in range(20):
         setpoint_kw = 0.696 if step % 2 else 0.468
         reading = InverterReading(ac_power_kw=setpoint_kw + 1e-3 * (step % 3))
