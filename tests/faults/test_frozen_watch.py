@@ -26,8 +26,10 @@ def test_a_setpoint_oscillating_around_a_frozen_reading_is_caught():
         assert (
             watch.observe(step, InverterReading(ac_power_kw=0.470 + step * 1e-3), 0.47, 1.0) is None
         )
+    for step in range(5, 10):  # frozen at 0.470 kW, harmless while nothing departs from it
+        assert watch.observe(step, frozen, 0.470, 1.0) is None
     verdicts = []
-    for step in range(5, 15):
+    for step in range(10, 20):  # the contract changes: the dispatcher chases the frozen reading
         setpoint_kw = 0.696 if step % 2 else 0.468
         verdicts.append(watch.observe(step, frozen, setpoint_kw, 1.0))
     caught = [i for i, verdict in enumerate(verdicts) if verdict]
