@@ -66,7 +66,7 @@ def measured(snapshot: Any) -> tuple[Any, ...]:
 def power_kw(snapshot: Any) -> float:
     """The device's (or meter's) AC power, generator convention."""
     value = getattr(snapshot, "ac_power_kw", None)
-    return snapshot.power_kw if value is None else value
+    return float(snapshot.power_kw if value is None else value)
 
 
 def energy_kwh(snapshot: Any) -> float | None:
@@ -77,8 +77,9 @@ def energy_kwh(snapshot: Any) -> float | None:
         ("energy_charged_kwh", "energy_discharged_kwh"),
     ):
         if hasattr(snapshot, pair[0]):
-            return getattr(snapshot, pair[0]) + getattr(snapshot, pair[1])
-    return getattr(snapshot, "energy_kwh", None)
+            return float(getattr(snapshot, pair[0]) + getattr(snapshot, pair[1]))
+    value = getattr(snapshot, "energy_kwh", None)
+    return None if value is None else float(value)
 
 
 @dataclass(slots=True)
