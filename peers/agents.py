@@ -40,7 +40,7 @@ from peers.bidding import (
 from peers.forecast import Forecast, Forecaster, make_forecaster
 from peers.hems import Hems, HemsError, HemsSettings
 from peers.history import MeterHistory
-from peers.horizon import PlanningError, ev_horizon, horizon_inputs
+from peers.horizon import HorizonInputs, PlanningError, ev_horizon, horizon_inputs
 from peers.interface import (
     AgentDecision,
     DeviceState,
@@ -55,10 +55,13 @@ from peers.interface import (
 from peers.rules import mobility_first_ev, rule_based_schedule
 from peers.schedule import Schedule, plan_steps
 
+ForecastMethod = Literal["persistence", "ewma", "gbm"]
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    forecast_method: ForecastMethod = "persistence"
     min_history_intervals: int = Field(
         default=1, ge=0, description="Below this many metered intervals the agent stays idle"
     )
@@ -67,7 +70,7 @@ class _Params(BaseModel):
 
 
 class BaselineParams(_Params):
-    forecast_method: Literal["persistence", "ewma", "gbm"] = "persistence"
+    forecast_method: ForecastMethod = "persistence"
     bid_fraction: float = Field(default=0.75, ge=0, le=1)
     ask_fraction: float = Field(default=0.25, ge=0, le=1)
     evening_peak_start_local: time = time(18, 0)
@@ -75,7 +78,7 @@ class BaselineParams(_Params):
 
 
 class OptimisingParams(_Params):
-    forecast_method: Literal["persistence", "ewma", "gbm"] = "ewma"
+    forecast_method: ForecastMethod = "ewma"
     bidding: Literal["marginal", "zip"] = "marginal"
     value_of_lost_load: float = Field(default=100.0, gt=0)
     terminal_value_per_kwh: float | None = Field(default=None, ge=0)
@@ -162,7 +165,7 @@ class _AgentBase:
         return AgentDecision(ctx.interval_start, forecast, plan, orders, None, diagnostics)
 
     # --- steps the kinds fill in --------------------------------------------------------------
-    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+    def _schedule(self, inputs: HorizonInputs, ctx: MarketContext) -> Schedule:
         raise NotImplementedError
 
     def _orders(
@@ -269,7 +272,7 @@ class BaselineAgent(_AgentBase):
     Params = BaselineParams
     params: BaselineParams
 
-    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+    def _schedule(self, inputs: HorizonInputs, ctx: MarketContext) -> Schedule:
         peak = (self.params.evening_peak_start_local, self.params.evening_peak_end_local)
         return rule_based_schedule(inputs, self.assets, evening_peak=peak)
 
@@ -318,7 +321,7 @@ class OptimisingAgent(_AgentBase):
             self._hems[key] = Hems(self.assets, steps, interval_s / 3600.0, settings)
         return self._hems[key]
 
-    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+    def _schedule(self, inputs: HorizonInputs, ctx: MarketContext) -> Schedule:
         buy, sell = self.market.prices(
             inputs.retail,
             inputs.feed_in,
@@ -401,7 +404,7 @@ def make_agent(
     assets: PeerAssets,
     params: Mapping[str, Any] | None = None,
     seed: int = 0,
-):
+) -> _AgentBase:
     """Build the agent of `kind` for `peer`; bad params raise ValueError naming key and value.
 
     Kinds: `baseline`, `optimising`, and `zip` (the optimising agent with `bidding="zip"`).

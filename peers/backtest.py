@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -99,7 +100,7 @@ def backtest(
         for method, factory in forecasters.items():
             errors = lead_errors(
                 series,
-                lambda factory=factory, name=name: factory(name),
+                partial(factory, name),
                 max_horizon=max_horizon,
                 origin_every=origin_every,
                 min_history_days=min_history_days,

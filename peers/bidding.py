@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TypeGuard
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def storage_headroom_kw(assets: PeerAssets, step: PlanStep, dt_h: float, buying:
     return room
 
 
-def _known(value: float | None) -> bool:
+def _known(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 

@@ -60,7 +60,7 @@ class Bill:
         return self.total + self.storage_depreciation + self.pv_cost
 
 
-def _per_step(value, steps: int, name: str) -> np.ndarray:
+def _per_step(value: float | Sequence[float] | np.ndarray, steps: int, name: str) -> np.ndarray:
     array = np.broadcast_to(np.asarray(value, dtype=float), (steps,)).copy()
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite")

@@ -45,7 +45,8 @@ def clear_sky_pv_kw(pv: PvAsset, start: datetime, steps: int, interval_s: float)
     )["poa_global"]
     kw = np.nan_to_num(poa.to_numpy(dtype=float), nan=0.0).clip(min=0.0)
     kw = kw / 1000.0 * pv.peak_power_kw * DERATE
-    return kw.reshape(steps, SUBSTEPS).mean(axis=1)
+    mean_kw: np.ndarray = kw.reshape(steps, SUBSTEPS).mean(axis=1)
+    return mean_kw
 
 
 class ClearSkyIndexForecaster:

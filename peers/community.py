@@ -24,8 +24,10 @@ import numpy as np
 from pydantic import Field
 
 from peers.agents import OptimisingAgent, OptimisingParams, register_agent
+from peers.assets import PeerAssets
 from peers.clearsky import ClearSkyIndexForecaster
 from peers.forecast import Forecast
+from peers.horizon import HorizonInputs
 from peers.interface import AgentDecision, DeviceState, MarketContext, MarketOutcome
 from peers.market_depth import MarketDepth
 from peers.schedule import Schedule
@@ -51,7 +53,9 @@ class CommunityAgent(OptimisingAgent):
     Params = CommunityParams
     params: CommunityParams
 
-    def __init__(self, peer, assets, params: CommunityParams, seed: int = 0):
+    def __init__(
+        self, peer: str, assets: PeerAssets, params: CommunityParams, seed: int = 0
+    ) -> None:
         super().__init__(peer, assets, params, seed)
         self.depth: MarketDepth | None = None
         self._pv_forecaster: ClearSkyIndexForecaster | None = None
@@ -91,7 +95,7 @@ class CommunityAgent(OptimisingAgent):
             {q: np.clip(v + shift, 0.0, cap) for q, v in load_fc.quantiles_kw.items()},
         )
 
-    def _schedule(self, inputs, ctx: MarketContext) -> Schedule:
+    def _schedule(self, inputs: HorizonInputs, ctx: MarketContext) -> Schedule:
         buy_cap, sell_cap = self._depth(ctx.interval_s).caps_kw(list(inputs.starts))
         inputs = replace(inputs, p2p_buy_cap_kw=buy_cap, p2p_sell_cap_kw=sell_cap)
         return super()._schedule(inputs, ctx)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import NormalDist
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -92,7 +92,8 @@ class _Base:
 
     def _clip(self, values: np.ndarray) -> np.ndarray:
         values = np.where(np.isfinite(values), values, self._flat_level())
-        return np.clip(values, 0.0, self.max_kw)
+        clipped: np.ndarray = np.clip(values, 0.0, self.max_kw)
+        return clipped
 
     def _slot(self, index: pd.DatetimeIndex) -> np.ndarray:
         seconds = index.hour * 3600 + index.minute * 60 + index.second
@@ -108,7 +109,7 @@ class SeasonalPersistence(_Base):
 
     name = "persistence"
 
-    def __init__(self, *args, max_lookback_days: int = 7, **kwargs) -> None:
+    def __init__(self, *args: Any, max_lookback_days: int = 7, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_lookback_days = max_lookback_days
 
@@ -145,10 +146,10 @@ class EwmaProfile(_Base):
 
     def __init__(
         self,
-        *args,
+        *args: Any,
         halflife_days: float = 3.0,
         quantiles: Sequence[float] = (0.1, 0.9),
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.halflife_days = halflife_days
@@ -168,7 +169,8 @@ class EwmaProfile(_Base):
         slots = self._slot(history.index)
         values = history.to_numpy(dtype=float)
         weight_sum = np.bincount(slots, weights=weights, minlength=self.steps_per_day)
-        mean = np.bincount(slots, weights=weights * values, minlength=self.steps_per_day)
+        weighted = weights * values
+        mean: np.ndarray = np.bincount(slots, weights=weighted, minlength=self.steps_per_day)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = mean / weight_sum
             square = np.bincount(slots, weights=weights * values**2, minlength=self.steps_per_day)
@@ -205,12 +207,12 @@ class GradientBoosted(_Base):
 
     def __init__(
         self,
-        *args,
+        *args: Any,
         quantiles: Sequence[float] = (0.1, 0.9),
         refit_every: int = 96,
         min_train_days: float = 2.0,
         max_iter: int = 50,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.quantiles = tuple(quantiles)
@@ -298,7 +300,7 @@ FORECASTERS: dict[str, Callable[..., Forecaster]] = {
 }
 
 
-def make_forecaster(method: str, **options) -> Forecaster:
+def make_forecaster(method: str, **options: Any) -> Forecaster:
     """A forecaster by name (`persistence`, `ewma`, `gbm`) with its constructor options."""
     try:
         factory = FORECASTERS[method]

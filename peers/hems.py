@@ -24,6 +24,7 @@ import sys
 import time as clock
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -41,6 +42,8 @@ def _quiet_highs_banner() -> None:
         import highspy
 
         sys.stdout.flush()
+        if sys.__stdout__ is None:
+            return  # no real stdout: nothing to hide
         stdout_fd = sys.__stdout__.fileno()
         saved = os.dup(stdout_fd)
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -101,15 +104,15 @@ class _Model:
         self.par: dict[str, cp.Parameter] = {}
         self.var: dict[str, cp.Variable] = {}
 
-        def par(name: str, shape=(), nonneg: bool = False) -> cp.Parameter:
+        def par(name: str, shape: int | tuple[int, ...] = (), nonneg: bool = False) -> cp.Parameter:
             self.par[name] = cp.Parameter(shape, name=name, nonneg=nonneg)
             return self.par[name]
 
-        def var(name: str, shape=T, **kw) -> cp.Variable:
+        def var(name: str, shape: int = T, **kw: bool) -> cp.Variable:
             self.var[name] = cp.Variable(shape, name=name, **kw)
             return self.var[name]
 
-        def mode(name: str, integer_steps: int | None = None):
+        def mode(name: str, integer_steps: int | None = None) -> Any:
             if modes == "fixed":
                 return par(name, T, nonneg=True)
             if modes == "relaxed":
@@ -125,7 +128,7 @@ class _Model:
             cons.append(tail <= 1)
             return cp.hstack([head, tail])
 
-        cons: list = []
+        cons: list[Any] = []  # cvxpy constraints
         load = par("load_kw", T, nonneg=True)
         retail = par("retail", T)
         feed_in = par("feed_in", T)
@@ -240,7 +243,7 @@ class _Model:
         if not self.problem.is_dcp(dpp=True):
             raise HemsError("HEMS model is not DPP; it would recompile on every solve")
 
-    def set(self, name: str, value) -> None:
+    def set(self, name: str, value: float | np.ndarray) -> None:
         self.par[name].value = value
 
 
@@ -263,7 +266,7 @@ class Hems:
         self.lp = _Model(assets, steps, dt_h, modes="fixed") if self.has_modes else self.milp
         self.solves = 0
 
-    def _solver_options(self, milp: bool) -> dict:
+    def _solver_options(self, milp: bool) -> dict[str, float | int]:
         options = {
             "time_limit": float(self.settings.time_limit_s),
             "random_seed": self.settings.seed,
@@ -300,6 +303,8 @@ class Hems:
             model.set("pv_kw", np.maximum(inputs.pv_kw, 0.0))
         terminal_fraction = self.settings.terminal_value_per_kwh
         if a.battery is not None:
+            if inputs.battery_kwh is None:
+                raise HemsError("the peer has a battery but the inputs give no battery energy")
             e0 = float(inputs.battery_kwh)
             model.set("battery_kwh0", max(e0, 0.0))
             model.set("battery_kwh_min", min(a.battery.energy_min_kwh, max(e0, 0.0)))
@@ -310,6 +315,8 @@ class Hems:
             model.set("battery_terminal_value", max(value, 0.0))
         if a.ev is not None:
             horizon = inputs.ev
+            if horizon is None:
+                raise HemsError("the peer has an EV but the inputs give no EV horizon")
             e0 = float(horizon.initial_kwh)
             model.set("ev_available", horizon.available.astype(float))
             model.set("ev_required_kwh", horizon.required_kwh)
@@ -336,7 +343,7 @@ class Hems:
             raise HemsError(f"HiGHS status {status} without a solution")
         return clock.perf_counter() - started
 
-    def _integral(self, v: dict) -> bool:
+    def _integral(self, v: dict[str, Any]) -> bool:
         """Whether a relaxed solution already satisfies every rule the binaries enforce."""
         tol = 1e-6
         battery = self.assets.battery
@@ -357,7 +364,7 @@ class Hems:
                 return False
         return True
 
-    def _modes(self, v: dict) -> dict[str, np.ndarray]:
+    def _modes(self, v: dict[str, Any]) -> dict[str, np.ndarray]:
         """Operating modes implied by a solution's powers, for the LP that prices energy.
 
         `*_floor` marks the steps where the plan obeys the EV deadband (and, discharging, the
@@ -429,7 +436,9 @@ class Hems:
             detail={name: np.asarray(value, dtype=float) for name, value in v.items()},
         )
 
-    def _marginal_values(self, inputs: HorizonInputs, v: dict, info: dict) -> np.ndarray | None:
+    def _marginal_values(
+        self, inputs: HorizonInputs, v: dict[str, Any], info: dict[str, float | str]
+    ) -> np.ndarray | None:
         """Cost of one more kWh of load in each step, with the grid as the only counterpart."""
         lp = self.lp
         self._load(lp, inputs, p2p=False, tie_break=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 
 import numpy as np
 
@@ -15,15 +15,17 @@ class PlanningError(ValueError):
     """The inputs admit no plan (e.g. the EV cannot reach its plug-out energy); says why."""
 
 
-def _next_local(after: datetime, times: list[time], zone) -> datetime:
+def _next_local(after: datetime, times: list[time], zone: tzinfo) -> datetime:
     """The first instant strictly after `after` whose local wall-clock time is one of `times`."""
     local = after.astimezone(zone)
-    best = None
+    best: datetime | None = None
     for at in times:
         candidate = datetime.combine(local.date(), at, tzinfo=zone)
         while candidate <= local:
             candidate = datetime.combine(candidate.date() + timedelta(days=1), at, tzinfo=zone)
         best = candidate if best is None or candidate < best else best
+    if best is None:
+        raise ValueError("no local times of day given to find the next one")
     return best.astimezone(after.tzinfo)
 
 
@@ -46,7 +48,7 @@ class EvHorizon:
 
 
 def ev_horizon(
-    ev: EvAsset, zone, starts: list[datetime], interval_s: float, state: DeviceState
+    ev: EvAsset, zone: tzinfo, starts: list[datetime], interval_s: float, state: DeviceState
 ) -> EvHorizon:
     """Where the vehicle is over the horizon, from the charger's state and the daily windows."""
     steps = len(starts)

@@ -156,7 +156,8 @@ class MarketContext:
     def p2p_price_per_step(self) -> np.ndarray:
         if self.expected_p2p_price is not None:
             return np.full(self.horizon, self.expected_p2p_price)
-        return 0.5 * (self.retail_per_step() + self.feed_in_per_step())
+        midpoint: np.ndarray = 0.5 * (self.retail_per_step() + self.feed_in_per_step())
+        return midpoint
 
 
 @dataclass(frozen=True, slots=True)

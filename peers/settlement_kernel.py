@@ -225,5 +225,5 @@ def settle_position(
         grid_only_bill(metered, retail, feed_in),
     )
     if metered.ndim == 0:
-        values = tuple(float(v) for v in values)
+        return SettledPosition(*(float(v) for v in values))
     return SettledPosition(*values)

@@ -19,6 +19,7 @@ def main() -> None:
 
 from testbed import dashboard_cli as _dashboard_cli  # noqa: E402, F401  (registers `dashboard`)
 from testbed import ledger_cli as _ledger_cli  # noqa: E402, F401  (registers `ledger`)
+from testbed import platform_cli as _platform_cli  # noqa: E402, F401  (broker, operator, agent)
 from testbed import run_cli as _run_cli  # noqa: E402, F401  (registers `run` and `demo`)
 from testbed import site_cli as _site_cli  # noqa: E402, F401  (registers `site`)
 from testbed import telemetry_cli as _telemetry_cli  # noqa: E402, F401  (registers `telemetry`)

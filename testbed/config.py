@@ -24,6 +24,7 @@ from instruments.config import (
 from peers.assets import PeerAssets, default_assets
 from testbed.ledger.config import LedgerConfig
 from testbed.messages import bounded, quoted
+from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
 
 if TYPE_CHECKING:
@@ -165,6 +166,7 @@ class TestbedConfig(_Strict):
     clock: ClockConfig = ClockConfig()
     plant: PlantLink = PlantLink()
     sinks: SinksConfig = SinksConfig()
+    platform: PlatformConfig = PlatformConfig()
     ledger: LedgerConfig = LedgerConfig()
     peers: dict[str, PeerConfig]
 

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hil_sim.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints, ScpiEndpoint
-from peers import make_agent
 from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
@@ -24,6 +23,11 @@ from testbed.ledger.run_ledger import open_run_ledger
 from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
+from testbed.trading import LedgerAttachable, MarketPort, make_peer_agent
+
+if TYPE_CHECKING:
+    from testbed.ledger.chain.node import LocalNode
+    from testbed.ledger.chain.run_chain import RunChain
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +162,14 @@ async def run_experiment(
     progress: ProgressCallback | None = None,
     on_engine: Callable[[Engine], None] | None = None,
     check_influx: bool = True,
+    market: MarketPort | None = None,
 ) -> RunResult:
     """Run the experiment into `run_dir`; a first Ctrl-C ends the current interval cleanly.
 
     With InfluxDB configured, its target is checked first (`check_influx_target`; pass
     `check_influx=False` when the caller did it) and its settings are kept in config.toml.
+    `market`: trade through the platform (`testbed.platform.controller_link.RemoteMarket`, the
+    agents in their own processes) instead of agents in this process.
     """
     run_id = run_id or run_dir.name
     influx_cfg = influx_config(config, influx)
@@ -174,29 +181,36 @@ async def run_experiment(
         name: PeerDevices(name, peer, peer.peer_assets(name), config.control, lambda: clock.now)
         for name, peer in config.peers.items()
     }
-    agents = {
-        name: make_agent(
-            peer.agent,
-            name,
-            peer.peer_assets(name),
-            peer.agent_params,
-            seed=config.experiment.seed * 1000 + index,
-        )
-        for index, (name, peer) in enumerate(sorted(config.peers.items()))
-    }
+    agents = (
+        {name: make_peer_agent(config, name) for name in sorted(config.peers)}
+        if market is None
+        else {}
+    )
     created = not run_dir.exists()
+    chain_node = _start_chain_node(config, run_dir, created)
     store = RunStore(run_dir)
+    run_chain = _open_chain(config, chain_node, store, run_dir, run_id, created)
     run_ledger = (
-        open_run_ledger(config, run_dir, run_id, run_dir / DB_FILE)
+        open_run_ledger(
+            config,
+            run_dir,
+            run_id,
+            run_dir / DB_FILE,
+            on_finalised=run_chain.on_finalised if run_chain is not None else None,
+        )
         if config.ledger.enabled
         else None
     )
+    if run_ledger is not None and isinstance(market, LedgerAttachable):
+        market.attach_ledger(run_ledger)
     sinks: list[Sink] = [store]
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:
         sinks.append(influx_sink)
 
-    engine = Engine(config, run_id, clock, peers, agents, sinks, progress, ledger=run_ledger)
+    engine = Engine(
+        config, run_id, clock, peers, agents, sinks, progress, market, ledger=run_ledger
+    )
     if on_engine is not None:
         on_engine(engine)
     loop = asyncio.get_running_loop()
@@ -226,8 +240,54 @@ async def run_experiment(
             loop.remove_signal_handler(signal.SIGINT)
         if run_ledger is not None:
             run_ledger.close(None, status)  # the engine wrote the close entry; this closes the file
+        if run_chain is not None:
+            run_chain.close()  # what the node did not take yet waits in the ledger
         store.close(status)
         backlog = influx_sink.close() if influx_sink is not None else None
         if not started and created:  # nothing was recorded: leave no half-made run directory
             shutil.rmtree(run_dir, ignore_errors=True)
     return RunResult(run_dir, finished, backlog)
+
+
+def _start_chain_node(
+    config: TestbedConfig, run_dir: Path, created: bool
+) -> tuple[str, LocalNode | None] | None:
+    """With `[ledger.chain]` on: (url, own node or None); a node that does not answer, or chain
+    tools that are missing, stop the run before anything is recorded."""
+    if not (config.ledger.enabled and config.ledger.chain.enabled):
+        return None
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.mirror import ChainUnavailable
+    from testbed.ledger.chain.run_chain import start_run_node
+
+    try:
+        return start_run_node(config.ledger.chain, run_dir)
+    except (ChainUnavailable, ChainSetupError) as error:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise StartupError(f"[ledger.chain] {error}") from None
+
+
+def _open_chain(
+    config: TestbedConfig,
+    chain_node: tuple[str, LocalNode | None] | None,
+    store: RunStore,
+    run_dir: Path,
+    run_id: str,
+    created: bool,
+) -> RunChain | None:
+    """The run's contract deployed on the chain node (None without `[ledger.chain]`)."""
+    if chain_node is None:
+        return None
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.mirror import ChainRejected, ChainUnavailable
+    from testbed.ledger.chain.run_chain import open_run_chain
+
+    url, node = chain_node
+    try:
+        return open_run_chain(config.ledger.chain, url, node, run_dir / DB_FILE, run_id)
+    except (ChainUnavailable, ChainRejected, ChainSetupError) as error:
+        store.close("failed")
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise StartupError(f"[ledger.chain] {error}") from None

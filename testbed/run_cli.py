@@ -128,7 +128,12 @@ def _site_zone(config: TestbedConfig) -> tzinfo:
     return UTC
 
 
-def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) -> RunResult:
+def _execute(
+    config: TestbedConfig,
+    run_dir: Path,
+    influx: InfluxConfig | None,
+    platform: PlatformLink | None = None,
+) -> RunResult:
     from instruments.event_loop import loop_factory
     from testbed.config import ConfigError
     from testbed.engine import StartupError
@@ -147,13 +152,55 @@ def _execute(config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None) 
         try:
             _, new_loop = loop_factory("auto")
             with asyncio.Runner(loop_factory=new_loop) as runner:
-                return runner.run(
-                    run_experiment(config, run_dir, influx=influx, progress=bar, check_influx=False)
-                )
+                if platform is None:
+                    return runner.run(
+                        run_experiment(
+                            config, run_dir, influx=influx, progress=bar, check_influx=False
+                        )
+                    )
+                return runner.run(_run_on_platform(config, run_dir, influx, bar, platform))
         except StartupError as error:
             raise _fail(f"the run did not start: {error}") from None
         except ConfigError as error:
             raise _fail(str(error)) from None
+
+
+class PlatformLink:
+    """Where the controller meets the operator and the agents: the broker and its password;
+    `describe_failure` adds what the platform's processes said when they did not come up."""
+
+    def __init__(self, address: Any, password: str, describe_failure: Any = None) -> None:
+        self.address = address
+        self.password = password
+        self.describe_failure = describe_failure or (lambda: "")
+
+
+async def _run_on_platform(
+    config: TestbedConfig,
+    run_dir: Path,
+    influx: InfluxConfig | None,
+    bar: _ProgressBar,
+    platform: PlatformLink,
+) -> RunResult:
+    """The run with the engine as the platform's controller (agents in their own processes)."""
+    from testbed.engine import StartupError
+    from testbed.experiment import run_experiment
+    from testbed.platform.controller_link import PlatformTimeout
+    from testbed.platform.link import LinkRefused
+    from testbed.platform.roles import connect_controller
+
+    try:
+        market = await connect_controller(
+            config, platform.address, platform.password, config.platform.start_timeout_s
+        )
+    except (PlatformTimeout, LinkRefused, OSError) as error:
+        raise StartupError(f"the trading platform: {error}{platform.describe_failure()}") from None
+    try:
+        return await run_experiment(
+            config, run_dir, influx=influx, progress=bar, check_influx=False, market=market
+        )
+    finally:
+        await market.close()
 
 
 def _money(value: float) -> str:
@@ -231,6 +278,14 @@ def run_command(
     influx_org: InfluxOrg = None,
     influx_skip_database_creation: InfluxSkipCreation = None,
     influx_spool_if_down: InfluxSpoolIfDown = None,
+    platform: Annotated[
+        bool,
+        typer.Option(
+            "--platform",
+            help="Trade through the platform (operator and agents on the broker in "
+            "platform.dir's broker.json) instead of agents in this process.",
+        ),
+    ] = False,
 ) -> None:
     """Run an experiment on the devices the configuration names (the lab, or a running plant)."""
     from testbed.config import ConfigError, load_config, load_plant_endpoints
@@ -256,7 +311,19 @@ def run_command(
         skip_database_creation=influx_skip_database_creation,
         spool_if_down_at_start=influx_spool_if_down,
     )
-    result = _execute(config, run_dir, influx)
+    link = None
+    if platform:
+        from testbed.platform.deployment import PlatformDir
+
+        folder = PlatformDir.for_config(config.platform.dir, config)
+        try:
+            link = PlatformLink(folder.address(), folder.password("controller"))
+        except (OSError, ValueError, RuntimeError) as error:
+            raise _fail(str(error)) from None
+        # the run's ledger registers the identities the agents sign with
+        ledger = config.ledger.model_copy(update={"keys_dir": folder.keys_dir.resolve()})
+        config = config.model_copy(update={"ledger": ledger})
+    result = _execute(config, run_dir, influx, link)
     print_summary(result, started)
 
 
@@ -283,8 +350,19 @@ def demo_command(
     influx_org: InfluxOrg = None,
     influx_skip_database_creation: InfluxSkipCreation = None,
     influx_spool_if_down: InfluxSpoolIfDown = None,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Agents and market operator inside this process (no broker), as before the "
+            "platform; the same seed gives the same settlement.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow)."""
+    """Start the emulated plant and run a day on it (lockstep, as fast as the protocols allow).
+
+    Without --in-process: its own mosquitto on a free loopback port, the market operator and one
+    agent process per peer, with this process as the controller; all stopped at the end."""
     from labspec.site import SiteError
     from testbed.config import ConfigError, load_config
     from testbed.experiment import with_overrides, with_plant_endpoints, with_site
@@ -309,6 +387,8 @@ def demo_command(
         skip_database_creation=influx_skip_database_creation,
         spool_if_down_at_start=influx_spool_if_down,
     )
+    if not in_process:
+        in_process = _platform_unavailable()
     console.print(
         f"starting the emulated plant of {site.site.name} ({len(site.peers)} peers, "
         f"{len(site.devices)} devices; seed {config.experiment.seed}) ..."
@@ -316,7 +396,79 @@ def demo_command(
     try:
         with emulated_plant(config.experiment.seed, site=site) as endpoints:
             config = with_plant_endpoints(config, endpoints)
-            result = _execute(config, run_dir, influx)
+            if in_process:
+                result = _execute(config, run_dir, influx)
+            else:
+                result = _demo_on_platform(config, run_dir, influx)
     except PlantStartError as error:
         raise _fail(str(error)) from None
     print_summary(result, started)
+
+
+def _platform_unavailable() -> bool:
+    """True (after saying so) when mosquitto is not installed: the demo then trades in this
+    process, which gives the same settlement as the platform on the same seed."""
+    from testbed.platform.broker import BrokerStartError, mosquitto_binary
+
+    try:
+        mosquitto_binary()
+    except BrokerStartError as error:
+        console.print(
+            f"[yellow]{error}; trading in this process instead (as --in-process)[/yellow]"
+        )
+        return True
+    return False
+
+
+def _demo_on_platform(
+    config: TestbedConfig, run_dir: Path, influx: InfluxConfig | None
+) -> RunResult:
+    """Broker, operator and agent processes in a folder of their own; the journal and the
+    processes' logs are kept in the run directory's `platform/` afterwards."""
+    import shutil
+    import signal
+    import tempfile
+
+    from testbed.platform.broker import BrokerStartError
+    from testbed.platform.credentials import CredentialsError
+    from testbed.platform.processes import platform_processes, with_run_keys
+
+    config = with_run_keys(config, run_dir)
+
+    def terminated(*_: object) -> None:  # SIGTERM ends the run and stops every child
+        raise SystemExit(143)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    with tempfile.TemporaryDirectory(prefix="platform-") as folder:
+        console.print("starting mosquitto, the market operator and the agents ...")
+        try:
+            with platform_processes(config, Path(folder)) as platform:
+                link = PlatformLink(
+                    platform.address,
+                    platform.controller_password(),
+                    lambda: _platform_failure(platform),
+                )
+                result = _execute(config, run_dir, influx, link)
+        except (BrokerStartError, CredentialsError, FileNotFoundError) as error:
+            raise _fail(str(error)) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            kept = run_dir / "platform"
+            if run_dir.exists():
+                for name in ("operator", "logs"):
+                    if (Path(folder) / name).exists():
+                        shutil.copytree(Path(folder) / name, kept / name, dirs_exist_ok=True)
+    return result
+
+
+def _platform_failure(platform: Any) -> str:
+    gone = platform.exited()
+    if not gone:
+        return ""
+    logs = platform.folder.root / "logs"
+    tails = []
+    for path in sorted(logs.glob("*.log")):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if text:
+            tails.append(f"{path.name}: {text[-600:]}")
+    return f" (exited: {', '.join(gone)}; " + " | ".join(tails) + ")"

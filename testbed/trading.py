@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from peers.interface import (
     Agent,
@@ -32,6 +32,7 @@ from testbed.settlement import settle_interval
 
 if TYPE_CHECKING:
     from testbed.ledger.orders import SignedOrder
+    from testbed.ledger.run_ledger import RunLedger
 
 NO_MARKET = "none"  # the mechanism name of a grid-only run: orders are recorded, nothing clears
 NO_MARKET_REASON = "no P2P market in this run (grid only)"
@@ -68,6 +69,22 @@ def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> 
         position[trade.seller] = position.get(trade.seller, 0.0) + trade.quantity_kwh
         position[trade.buyer] = position.get(trade.buyer, 0.0) - trade.quantity_kwh
     return position
+
+
+def make_peer_agent(config: TestbedConfig, peer: str) -> Agent:
+    """The peer's agent as the configuration says, seeded from the run's seed and the peer's place
+    in the sorted peer list (the same agent in the engine's process or in its own)."""
+    from peers import make_agent
+
+    section = config.peers[peer]
+    index = sorted(config.peers).index(peer)
+    return make_agent(
+        section.agent,
+        peer,
+        section.peer_assets(peer),
+        section.agent_params,
+        seed=config.experiment.seed * 1000 + index,
+    )
 
 
 def market_context(config: TestbedConfig, interval_start: datetime) -> MarketContext:
@@ -290,6 +307,13 @@ class MarketPort(Protocol):
     ) -> list[Settlement]:
         """Give the agents their metering and settle the interval."""
         ...
+
+
+@runtime_checkable
+class LedgerAttachable(Protocol):
+    """A market port that records its orders on the run's ledger once the run opens it."""
+
+    def attach_ledger(self, ledger: RunLedger) -> None: ...
 
 
 class InProcessMarket:

@@ -2,15 +2,65 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
 from dashboards import charts, data
 from dashboards.market_curves import curves, from_report
+from dashboards.trade_network import feeder_figure, trade_matrix, trade_matrix_figure
 
 
 def _label(moment: pd.Timestamp) -> str:
     return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _report(report_json: str | None) -> dict[str, Any]:
+    try:
+        report = json.loads(report_json) if report_json else {}
+    except ValueError:
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def _who_with_whom(report: dict[str, Any], trades: pd.DataFrame, currency: str) -> None:
+    """The interval's trades as a buyer x seller matrix and, with a feeder, on the feeder."""
+    st.subheader("Who traded with whom")
+    solver = [
+        f"{label} {report[key]:.6g}"
+        for key, label in (
+            ("welfare", "welfare"),
+            ("iterations", "iterations"),
+            ("primal_residual", "primal residual (kWh)"),
+            ("dual_residual", "dual residual"),
+        )
+        if isinstance(report.get(key), int | float)
+    ]
+    if solver:
+        st.caption("Solver: " + ", ".join(solver) + ".")
+    if report.get("fallback"):
+        st.warning(f"This interval fell back to the grid: {report['fallback']}")
+    if trades.empty:
+        st.caption("No trades in this interval.")
+        return
+    kwh, money = trade_matrix(trades)
+    network = report.get("network")
+    left, right = st.columns(2) if network else (st.container(), None)
+    with left:
+        st.plotly_chart(trade_matrix_figure(kwh, money, currency), key="trade_matrix")
+    if network and right is not None:
+        with right:
+            st.plotly_chart(feeder_figure(network, trades), key="feeder_picture")
+            check = network.get("check", {})
+            st.caption(
+                f"Feeder after this interval's trades (AC power flow): voltages "
+                f"{check.get('min_voltage_pu', float('nan')):.4f}-"
+                f"{check.get('max_voltage_pu', float('nan')):.4f} pu of nominal, band "
+                f"+-{network.get('voltage_band_pct')} %; highest line loading "
+                f"{check.get('max_loading_pct', float('nan')):.1f} %."
+            )
 
 
 def _draw(run: data.Run) -> None:
@@ -73,6 +123,8 @@ def _draw(run: data.Run) -> None:
         "price down (demand), "
         "asks from the lowest price up (supply); each marker is one order, in its peer's colour."
     )
+
+    _who_with_whom(_report(clearing["report_json"]), interval_trades, currency)
 
     st.subheader("Clearing price and volume over the run")
     st.plotly_chart(

@@ -71,15 +71,33 @@ class LedgerState:
 
     # -- orders (the operator's admission uses the same rule) ---------------------------------
 
+    def peer_problem(self, peer: str) -> str | None:
+        """Why the ledger refuses every order of `peer` (not registered or not approved)."""
+        record = self.peers.get(peer)
+        if record is None:
+            return f"peer {peer!r} is not registered"
+        if record.status != "approved":
+            why = f" ({record.reason})" if record.reason else ""
+            return f"peer {peer!r} is {record.status}, not approved{why}"
+        return None
+
+    def buy_problem(self, peer: str) -> str | None:
+        """Why the ledger refuses `peer`'s buy orders (a debt to the operator), or None."""
+        debt = self.wallets.get(peer).debt_paisa if peer in self.wallets else 0
+        if debt > 0:
+            return (
+                f"peer {peer!r} owes the operator {format_money(debt, self.currency)}: "
+                "it may only sell until that is repaid"
+            )
+        return None
+
     def order_problem(self, signed: SignedOrder) -> str | None:
         """Why the ledger refuses `signed`, or None when the peer may place it."""
         order = signed.order
-        record = self.peers.get(order.peer)
-        if record is None:
-            return f"peer {order.peer!r} is not registered"
-        if record.status != "approved":
-            why = f" ({record.reason})" if record.reason else ""
-            return f"peer {order.peer!r} is {record.status}, not approved{why}"
+        refused = self.peer_problem(order.peer)
+        if refused is not None:
+            return refused
+        record = self.peers[order.peer]
         if not order_signature_valid(record.public_key, signed):
             return f"signature does not verify with peer {order.peer!r}'s registered key"
         if order.order_id in self.seen_orders:
@@ -93,12 +111,8 @@ class LedgerState:
                 f"signed at {iso(signed.signed_at)}, outside the order window {iso(opens)} to "
                 f"{iso(closes)} of interval {iso(order.interval_start)}"
             )
-        debt = self.wallets.get(order.peer).debt_paisa if order.peer in self.wallets else 0
-        if order.side is Side.BUY and debt > 0:
-            return (
-                f"peer {order.peer!r} owes the operator {format_money(debt, self.currency)}: "
-                "it may only sell until that is repaid"
-            )
+        if order.side is Side.BUY:
+            return self.buy_problem(order.peer)
         return None
 
     # -- replay -------------------------------------------------------------------------------

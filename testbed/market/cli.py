@@ -108,9 +108,31 @@ def clear(
     typer.echo(
         f"{market.name}: {len(result.book)} orders cleared, {len(result.table)} trades, "
         f"{result.volume_kwh:.6g} kWh at price {price}; "
-        f"{len(rejected)} rejected",
+        f"{len(rejected)} rejected" + _solver_summary(result.report),
         err=True,
     )
+
+
+def _solver_summary(report: dict[str, Any]) -> str:
+    """Welfare, iterations, residuals and the network check, where the mechanism reports them."""
+    parts = []
+    if "objective" in report:
+        parts.append(f"welfare {report['welfare']:.6g}")
+    if report.get("iterations") is not None:
+        parts.append(f"{report['iterations']} iterations")
+    if "primal_residual" in report:
+        parts.append(
+            f"residuals {report['primal_residual']:.2g} kWh (primal), "
+            f"{report['dual_residual']:.2g} (dual)"
+        )
+    if "network_ok" in report:
+        low, high = report["network_min_voltage_pu"], report["network_max_voltage_pu"]
+        parts.append(
+            f"feeder {'ok' if report['network_ok'] else 'violated'} ({low:.4f}-{high:.4f} pu)"
+        )
+    if report.get("fallback"):
+        parts.append(f"fell back to the grid: {report['fallback']}")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

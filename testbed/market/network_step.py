@@ -20,7 +20,9 @@ from testbed.network.powerflow import ac_check
 from testbed.network.settings import NetworkSettings
 
 
-def off_feeder(book: OrderColumns, settings: NetworkSettings | None) -> tuple[np.ndarray, list]:
+def off_feeder(
+    book: OrderColumns, settings: NetworkSettings | None
+) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """(mask of orders whose peer has a bus, [(order_id, peer, reason)] for the others)."""
     if settings is None or len(book) == 0:
         return np.ones(len(book), dtype=bool), []
@@ -63,7 +65,8 @@ def distance_charges(result: ClearingResult, settings: NetworkSettings) -> np.nd
     pair_total = np.zeros((len(peers), len(peers)))
     np.add.at(pair_total, (seller, buyer), t.quantity_kwh)
     usage = linear.usage_charge[seller, buyer]
-    return usage + linear.loss_coefficient[seller, buyer] * pair_total[seller, buyer]
+    charge: np.ndarray = usage + linear.loss_coefficient[seller, buyer] * pair_total[seller, buyer]
+    return charge
 
 
 def apply_network(result: ClearingResult, settings: NetworkSettings | None) -> ClearingResult:
@@ -83,13 +86,24 @@ def apply_network(result: ClearingResult, settings: NetworkSettings | None) -> C
     charges = table.network_charge
     network: dict[str, Any] = {
         "feeder_buses": list(settings.feeder.buses),
+        "feeder_lines": [[line.from_bus, line.to_bus] for line in settings.feeder.lines],
+        "peer_buses": {peer: settings.bus_of(peer) for peer in sorted(positions)},
         "voltage_band_pct": settings.voltage_band_pct,
         "charges": settings.charges,
         "network_charges": None if charges is None else float(np.sum(charges * table.quantity_kwh)),
         "injections_kw": injections,
         "check": check.to_report(),
     }
-    report = {**result.report, "network": network, "network_ok": check.ok}
+    report = {
+        **result.report,
+        "network": network,
+        "network_ok": check.ok,
+        # flat numbers, so that the time-series sinks record them (report_network_...)
+        "network_min_voltage_pu": check.min_voltage_pu,
+        "network_max_voltage_pu": check.max_voltage_pu,
+        "network_max_loading_pct": check.max_loading_pct,
+        "network_losses_kw": check.losses_kw,
+    }
     result = replace(result, report=report)
     if not check.ok:
         return fall_back(result, "network check: " + "; ".join(check.violations))

@@ -46,12 +46,18 @@ RAMP_LIMIT_KW = 0.6
 
 
 def synthetic_config(
-    hours: float, seed: int, mechanism: str, interval_s: float, step_s: float
+    hours: float,
+    seed: int,
+    mechanism: str,
+    interval_s: float,
+    step_s: float,
+    params: dict | None = None,
 ) -> dict:
     """A valid testbed configuration for the synthetic run (as plain data)."""
+    market = {"mechanism": mechanism, "interval_s": interval_s, "gate_closure_s": 60.0}
     data = {
         "experiment": {"name": "synthetic", "hours": hours, "seed": seed},
-        "market": {"mechanism": mechanism, "interval_s": interval_s, "gate_closure_s": 60.0},
+        "market": {**market, **({"params": dict(params)} if params else {})},
         "control": {"step_s": step_s},
         "peers": {
             "A": {"role": "prosumer", "meter": {}, "inverter": {}},
@@ -125,14 +131,15 @@ def document_stream(
     mechanism: str = "uniform",
     interval_s: float = 900.0,
     start: datetime = DEFAULT_START,
+    params: dict | None = None,
 ) -> Iterator[Document]:
     """Every document of one synthetic run, in the order the orchestrator emits them."""
     rng = np.random.default_rng(seed)
     prices = PricesConfig()
-    config = synthetic_config(hours, seed, mechanism, interval_s, step_s)
+    config = synthetic_config(hours, seed, mechanism, interval_s, step_s, params)
     yield RunStarted(run_id=run_id, time=start, config=config)
     plant = _Plant(rng)
-    market = get_mechanism(mechanism)
+    market = get_mechanism(mechanism, **(params or {}))
     steps_per_interval = round(interval_s / step_s)
     n_intervals = max(1, round(hours * 3600 / interval_s))
     dt_h = step_s / 3600

@@ -24,7 +24,7 @@ from tests.dashboard.apptest import (
     unlabelled_axes,
 )
 from tests.dashboard.conftest import HALF, NOT_STARTED, OLDER, PAY_AS_BID, UNIFORM
-from tests.dashboard.synthetic import document_stream
+from tests.dashboard.synthetic import document_stream, write_run
 
 IST = ZoneInfo("Asia/Kolkata")
 
@@ -290,3 +290,43 @@ def _dead_pid() -> int:
         except PermissionError:
             pass
         pid += 1
+
+
+@pytest.fixture(scope="module")
+def welfare_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One hour cleared by bilateral welfare on the site's feeder, with charges by distance."""
+    root = tmp_path_factory.mktemp("welfare-runs")
+    params = {"bilateral": True, "feeder": "site", "charges": "distance"}
+    write_run(root / "welfare", hours=1.0, step_s=5.0, seed=3, mechanism="welfare", params=params)
+    return root
+
+
+def test_market_page_shows_who_traded_with_whom_and_the_feeder(
+    monkeypatch: pytest.MonkeyPatch, welfare_run: Path
+) -> None:
+    reader = RunReader(welfare_run / "welfare")
+    clearings, trades = reader.clearings(), reader.trades()
+    chosen = clearings[clearings["n_trades"] > 0].iloc[0]
+    at = open_page(monkeypatch, welfare_run, "market", "welfare")
+    at.select_slider(key="market_interval").set_value(
+        chosen["interval_start"].tz_convert(IST).strftime("%Y-%m-%d %H:%M IST")
+    ).run()
+    assert not at.exception
+    shown = {f["data"][0].get("name"): f for f in figures(at)}
+    matrix = shown["trade matrix"]["data"][0]
+    interval = trades[trades["interval_start"] == chosen["interval_start"]]
+    expected = interval.groupby(["buyer", "seller"])["quantity_kwh"].sum()
+    assert expected.sum() > 0
+    for (buyer, seller), kwh in expected.items():
+        row, column = matrix["y"].index(buyer), matrix["x"].index(seller)
+        assert matrix["z"][row][column] == pytest.approx(kwh)
+    assert sum(map(sum, matrix["z"])) == pytest.approx(chosen["volume_kwh"])
+    # the feeder picture: every bus with the AC power flow's voltage from the stored report
+    report = json.loads(chosen["report_json"])
+    feeder = next(f for f in figures(at) if any(t.get("name") == "buses" for t in f["data"]))
+    buses = next(t for t in feeder["data"] if t.get("name") == "buses")
+    for bus, volts in report["network"]["check"]["voltages_v"].items():
+        assert f"{bus}<br>{volts:.1f} V" in buses["text"]
+    arrows = feeder["layout"]["annotations"]
+    assert len(arrows) == len(expected)
+    assert "iterations" in texts(at) or "welfare" in texts(at)

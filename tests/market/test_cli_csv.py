@@ -143,3 +143,35 @@ def test_trades_round_trip_through_csv(tmp_path):
     assert read_trades_csv(path) == result.trades
     write_trades_csv(result.trades, path)
     assert read_trades_csv(path) == result.trades
+
+
+@pytest.mark.parametrize("name", ["welfare", "admm", "nash", "stackelberg"])
+def test_clear_runs_the_optimisation_and_game_methods_on_the_site_feeder(book_csv, tmp_path, name):
+    report_path = tmp_path / "report.json"
+    args = ["clear", "-m", name, "-p", "feeder=site", "--report", str(report_path), str(book_csv)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trades = pd.read_csv(io.StringIO(result.stdout))  # stdout is the trades CSV and nothing else
+    report = json.loads(report_path.read_text())
+    assert trades["quantity_kwh"].sum() == pytest.approx(report["volume_kwh"], abs=1e-6)
+    assert report["network"]["check"]["ok"] is True
+    assert "feeder ok" in result.stderr
+    if name != "stackelberg":  # the welfare optimum: 10-3 + 9-4 + 8-5 = 15
+        assert report["welfare"] == pytest.approx(15.0, abs=1e-4)
+    if name == "admm":
+        assert report["iterations"] >= 1 and report["primal_residual"] < 1e-5
+        assert f"{report['iterations']} iterations; residuals" in result.stderr
+
+
+def test_clear_writes_each_trades_network_charge_when_charged_by_distance(book_csv, tmp_path):
+    trades_path, report_path = tmp_path / "trades.csv", tmp_path / "report.json"
+    args = ["clear", "-m", "welfare", "-p", "feeder=site", "-p", "charges=distance"]
+    args += ["--out", str(trades_path), "--report", str(report_path), str(book_csv)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trades = read_trades_csv(trades_path)
+    report = json.loads(report_path.read_text())
+    assert all(t.network_charge is not None and t.network_charge >= 0 for t in trades)
+    assert any(t.network_charge > 0 for t in trades)  # none between a peer and itself
+    total = sum(t.network_charge * t.quantity_kwh for t in trades)
+    assert total == pytest.approx(report["network"]["network_charges"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -237,3 +238,55 @@ def test_every_grafana_query_of_the_docs_answers_with_rows(stored_run) -> None:
         statement = query.replace("$run", run).replace("$timeFilter", time_filter)
         rows = influxql_records(config, statement.replace("$__interval", "60s"))
         assert rows, query
+
+
+def test_an_optimisation_clearing_is_recorded_with_its_iterations_and_network_check(
+    influxd_server: InfluxServer, influx_database: str, tmp_path: Path
+) -> None:
+    """ADMM on the site's feeder: welfare, iterations, residuals and the AC check's voltages reach
+    InfluxDB as report_ fields and the run store's clearing report, and the trades' network
+    charges both."""
+    from testbed.market import Order, Side, get_mechanism
+    from testbed.runstore import RunReader, RunStore
+
+    start = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    orders = [
+        Order("b1", "A", Side.BUY, 1.0, 9.0, start, 1.0),
+        Order("a1", "C", Side.SELL, 0.6, 3.0, start, 2.0),
+        Order("a2", "B", Side.SELL, 0.6, 4.0, start, 3.0),
+    ]
+    result = get_mechanism("admm", feeder="site", charges="distance").clear(orders)
+    report = result.report
+    assert report["iterations"] > 1 and report["network_ok"] is True
+    clearing = result.to_document(start)
+    run = f"run-{uuid.uuid4().hex[:8]}"
+    documents = [RunStarted(run, start, {"market": {"mechanism": "admm"}}), clearing]
+    config = InfluxConfig(url=influxd_server.url, database=influx_database, **FAST)
+    sink = InfluxSink(config, tmp_path / "buffer.sqlite", run_id=run)
+    store = RunStore(tmp_path / "run")
+    for doc in documents:
+        sink.emit(doc)
+        store.emit(doc)
+    sink.close(timeout_s=10)
+    store.close()
+
+    [row] = influxql_records(config, f'SELECT * FROM "clearing" WHERE "run" = \'{run}\'')
+    assert row["mechanism"] == "admm"
+    assert row["report_iterations"] == report["iterations"]
+    assert row["report_welfare"] == pytest.approx(report["welfare"])
+    assert row["report_primal_residual"] == pytest.approx(report["primal_residual"])
+    assert row["report_dual_residual"] == pytest.approx(report["dual_residual"])
+    assert (
+        0.94 < row["report_network_min_voltage_pu"] <= row["report_network_max_voltage_pu"] < 1.06
+    )
+    trades = influxql_records(config, f'SELECT * FROM "trade" WHERE "run" = \'{run}\'')
+    assert sorted(t["network_charge"] for t in trades) == pytest.approx(
+        sorted(t.network_charge for t in result.trades)
+    )
+    stored = RunReader(tmp_path / "run")
+    [stored_report] = [json.loads(text) for text in stored.clearings()["report_json"]]
+    assert stored_report["iterations"] == report["iterations"]
+    assert stored_report["network"]["check"]["ok"] is True
+    assert stored.trades()["network_charge"].tolist() == pytest.approx(
+        [t.network_charge for t in result.trades]
+    )

@@ -1,0 +1,154 @@
+"""The operator's own journal (SQLite, WAL): every submission it answered, every order with its
+status, every clearing and settlement it published, and its counters.
+
+Written before the operator publishes anything, so that after a broker restart (or its own) it
+answers a repeated request with exactly what it said the first time and loses no accepted order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    message_id TEXT PRIMARY KEY, peer TEXT NOT NULL, ack TEXT NOT NULL, received_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS orders (
+    interval_start TEXT NOT NULL, peer TEXT NOT NULL, order_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    status TEXT NOT NULL, reason TEXT, signed_order TEXT NOT NULL,
+    PRIMARY KEY (interval_start, peer, order_id, status)
+);
+CREATE TABLE IF NOT EXISTS rejected_messages (
+    received_at TEXT NOT NULL, peer TEXT, topic TEXT NOT NULL, reason TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clearings (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS settlements (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def _key(moment: datetime) -> str:
+    from datetime import UTC
+
+    return moment.astimezone(UTC).isoformat()
+
+
+class Journal:
+    """Append-mostly records of the operator (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- submissions and orders ---------------------------------------------------------------
+
+    def ack_for(self, message_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT ack FROM submissions WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def record_submission(
+        self,
+        message_id: str,
+        peer: str,
+        ack_json: str,
+        received_at: datetime,
+        orders: list[tuple[datetime, str, str, int, str, str | None, str]],
+    ) -> None:
+        """The answer to a submission and its orders (interval, peer, id, seq, status, reason,
+        signed order JSON), in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR IGNORE INTO submissions VALUES (?, ?, ?, ?)",
+                (message_id, peer, ack_json, _key(received_at)),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(_key(i), p, o, seq, s, r, signed) for i, p, o, seq, s, r, signed in orders],
+            )
+
+    def record_rejected_message(
+        self, received_at: datetime, peer: str | None, topic: str, reason: str, payload: bytes
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO rejected_messages VALUES (?, ?, ?, ?, ?)",
+            (_key(received_at), peer, topic, reason, payload),
+        )
+
+    def accepted_orders(self) -> list[tuple[str, str, int, str]]:
+        """(interval, peer, seq, signed order JSON) of every accepted order, in arrival order."""
+        return self._db.execute(
+            "SELECT interval_start, peer, seq, signed_order FROM orders "
+            "WHERE status = 'accepted' ORDER BY seq"
+        ).fetchall()
+
+    def order_rows(self) -> list[tuple[str, str, str, str, str | None]]:
+        return self._db.execute(
+            "SELECT interval_start, peer, order_id, status, reason FROM orders ORDER BY seq"
+        ).fetchall()
+
+    def rejected_messages(self) -> list[tuple[str, str | None, str, str]]:
+        return self._db.execute(
+            "SELECT received_at, peer, topic, reason FROM rejected_messages"
+        ).fetchall()
+
+    # -- clearings and settlements ------------------------------------------------------------
+
+    def record_clearing(self, interval_start: datetime, report_json: str, order_count: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO clearings VALUES (?, ?)",
+                (_key(interval_start), report_json),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO counters VALUES ('order_count', ?)", (order_count,)
+            )
+
+    def clearing(self, interval_start: datetime) -> str | None:
+        row = self._db.execute(
+            "SELECT report FROM clearings WHERE interval_start = ?", (_key(interval_start),)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def clearings(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT report FROM clearings ORDER BY 1")]
+
+    def record_settlement(self, interval_start: datetime, report_json: str) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO settlements VALUES (?, ?)", (_key(interval_start), report_json)
+        )
+
+    def settlement(self, interval_start: datetime) -> str | None:
+        row = self._db.execute(
+            "SELECT report FROM settlements WHERE interval_start = ?", (_key(interval_start),)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def settlements(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT report FROM settlements ORDER BY 1")]
+
+    def counter(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def max_seq(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM orders").fetchone()
+        return int(row[0] or 0)
+
+
+def dumps(data: object) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,586 @@
+"""The market operator as a service: order intake, gate closure, clearing, settlement, journal.
+
+It listens on the broker for orders (`peers/+/orders`), the peers' liveness (`peers/+/status`) and
+the controller's gate requests and metering; it answers every submission with an acknowledgement
+that accepts or rejects each order with a reason, closes each interval's gate when every online
+agent has submitted (or after `gate_wait_s`), clears the book with the configured mechanism
+(`testbed.trading.BookClearer`, the in-process desk's own), and publishes the clearing (to the
+controller in full, to everyone as price and volume, to each peer its own result), then each
+interval's settlements. Everything is journalled before it is published; a repeated request gets
+the journal's answer, so duplicates change nothing.
+
+Rules an order must pass (else `rejected` with the reason, journalled, and left out of the book):
+the submission parses (schema), it came on its own peer's topic, the peer is registered with a
+public key, the signature verifies, the interval's gate is still open, and its id is new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from testbed.config import TestbedConfig
+from testbed.documents import OrderBook
+from testbed.ledger.orders import order_window
+from testbed.market.book import Order, Trade
+from testbed.platform import topics
+from testbed.platform.journal import Journal
+from testbed.platform.link import BrokerAddress, Credentials, Link
+from testbed.platform.messages import (
+    Account,
+    AccountOrder,
+    Ack,
+    Announcement,
+    BadMessage,
+    ClearingReport,
+    GateRequest,
+    Liveness,
+    MarketStatus,
+    MeteringReport,
+    OrderStatus,
+    PeerResult,
+    PeerSettlement,
+    PublicClearing,
+    RejectedOrder,
+    SettlementReport,
+    SignedCandidate,
+    SignedOrder,
+    Submission,
+    parse,
+)
+from testbed.platform.registry import Registry
+from testbed.platform.signing import signature_valid
+from testbed.settlement import settle_interval
+from testbed.trading import BookClearer, market_context, market_outcomes
+
+log = logging.getLogger(__name__)
+
+OPENING_BALANCE = 1000.0  # each peer's wallet at joining (the ledger's default opening balance)
+ACCOUNT_ORDERS = 100  # orders kept in a peer's account view
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+@dataclass
+class _Interval:
+    """One interval's book while its gate is open."""
+
+    accepted: dict[str, list[tuple[int, SignedOrder]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    rejected: list[tuple[Order, str]] = field(default_factory=list)
+    rejected_signed: list[SignedCandidate] = field(default_factory=list)
+    complete: set[str] = field(default_factory=set)
+    refused_peers: dict[str, str] = field(default_factory=dict)
+    sell_only_peers: dict[str, str] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _AccountView:
+    orders: deque[AccountOrder] = field(default_factory=lambda: deque(maxlen=ACCOUNT_ORDERS))
+    trades: deque[Trade] = field(default_factory=lambda: deque(maxlen=ACCOUNT_ORDERS))
+    bill_total: float = 0.0
+    settled_intervals: int = 0
+
+
+class OperatorService:
+    """See the module docstring. `run()` serves until `stop()`."""
+
+    def __init__(
+        self,
+        config: TestbedConfig,
+        registry: Registry,
+        address: BrokerAddress,
+        password: str,
+        journal_path: Path,
+        *,
+        gate_wait_s: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.peers = list(registry.peers)
+        self._peer_rank = {peer: rank for rank, peer in enumerate(self.peers)}
+        self.gate_wait_s = gate_wait_s
+        self.journal = Journal(journal_path)
+        self.clearer = BookClearer(config)
+        self.clearer.order_count = self.journal.counter("order_count")
+        self._seq = self.journal.max_seq()
+        self.online: set[str] = set()
+        self._intervals: dict[datetime, _Interval] = {}
+        self._closed: dict[datetime, ClearingReport] = {}
+        self._gate_tasks: dict[datetime, asyncio.Task[None]] = {}
+        self._accounts: dict[str, _AccountView] = defaultdict(_AccountView)
+        self._settled: set[datetime] = set()
+        self._stopped = asyncio.Event()
+        self._restore()
+        self.link = Link(
+            address,
+            Credentials("operator", password),
+            "operator",
+            [
+                f"{topics.PEERS}/+/orders",
+                f"{topics.PEERS}/+/status",
+                topics.GATE_REQUESTS,
+                topics.METERING,
+            ],
+            self._on_message,
+            will=None,
+        )
+
+    # -- state from the journal ---------------------------------------------------------------
+
+    def _restore(self) -> None:
+        for text in self.journal.clearings():
+            report = parse(ClearingReport, text)
+            self._closed[_utc(report.interval_start)] = report
+        for text in self.journal.settlements():
+            self._settled.add(_utc(parse(SettlementReport, text).interval_start))
+        for interval_text, peer, seq, signed_json in self.journal.accepted_orders():
+            interval = _utc(datetime.fromisoformat(interval_text))
+            if interval in self._closed:
+                continue
+            book = self._intervals.setdefault(interval, _Interval())
+            book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+
+    def last_closed(self) -> datetime | None:
+        return max(self._closed) if self._closed else None
+
+    # -- the service --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        link_task = asyncio.create_task(self.link.run())
+        stop_task = asyncio.create_task(self._stopped.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {link_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if link_task in done:
+                link_task.result()  # raises LinkRefused
+        finally:
+            for task in self._gate_tasks.values():
+                task.cancel()
+            await self.link.close()
+            link_task.cancel()
+            stop_task.cancel()
+            await asyncio.gather(link_task, stop_task, return_exceptions=True)
+            self.journal.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == topics.GATE_REQUESTS:
+            await self._on_gate_request(payload)
+        elif topic == topics.METERING:
+            await self._on_metering(payload)
+        elif topic.endswith("/orders"):
+            await self._on_submission(topic, payload)
+        elif topic.endswith("/status"):
+            self._on_status(topic, payload)
+
+    def _on_status(self, topic: str, payload: bytes) -> None:
+        peer = topics.peer_of(topic)
+        try:
+            status = parse(Liveness, payload)
+        except BadMessage:
+            return
+        if peer is None or status.peer != peer:
+            return
+        if status.state == "online":
+            self.online.add(peer)
+        else:
+            self.online.discard(peer)
+        for book in self._intervals.values():
+            book.changed.set()
+
+    # -- intake -------------------------------------------------------------------------------
+
+    async def _on_submission(self, topic: str, payload: bytes) -> None:
+        peer = topics.peer_of(topic) or "?"
+        received = datetime.now(UTC)
+        try:
+            submission = parse(Submission, payload)
+        except BadMessage as error:
+            reason = str(error)
+            self.journal.record_rejected_message(received, peer, topic, reason, payload)
+            await self.link.publish(
+                topics.acks(peer), Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason)
+            )
+            return
+        known = self.journal.ack_for(submission.message_id)
+        if known is not None:  # a duplicate delivery: the same answer, nothing changes
+            await self.link.publish(topics.acks(peer), known.encode("utf-8"))
+            return
+        ack, rows = self._intake(peer, submission)
+        ack_json = ack.model_dump_json()
+        self.journal.record_submission(submission.message_id, peer, ack_json, received, rows)
+        await self.link.publish(topics.acks(peer), ack_json.encode("utf-8"))
+        self._note_account(peer, submission, ack)
+        await self._publish_account(peer)
+        book = self._intervals.get(_utc(submission.interval_start))
+        if book is not None:
+            book.changed.set()
+
+    def _intake(
+        self, peer: str, submission: Submission
+    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]]]:
+        interval = _utc(submission.interval_start)
+        statuses: list[OrderStatus] = []
+        rows = []
+        closed = self._is_closed(interval)
+        book = None if closed else self._intervals.setdefault(interval, _Interval())
+        public_key = self.registry.public_key(peer)
+        for signed in submission.orders:
+            reason = self._order_problem(peer, submission, signed, public_key, closed)
+            if reason is None and book is not None:
+                reason = _standing_problem(book, signed)
+            if reason is None and book is not None:
+                known = {o.order_id: o for _, o in book.accepted[peer]}
+                if signed.order_id in known:
+                    if known[signed.order_id] != signed:
+                        reason = f"order id {signed.order_id!r} already used for another order"
+                    else:
+                        statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
+                        continue
+            self._seq += 1
+            if reason is None:
+                assert book is not None
+                book.accepted[peer].append((self._seq, signed))
+                statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
+            else:
+                statuses.append(
+                    OrderStatus(order_id=signed.order_id, status="rejected", reason=reason)
+                )
+                if book is not None and _utc(signed.interval_start) == interval:
+                    book.rejected.append((signed.as_order(), reason))
+                    book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
+            rows.append(
+                (
+                    interval,
+                    peer,
+                    signed.order_id,
+                    self._seq,
+                    statuses[-1].status,
+                    reason,
+                    signed.model_dump_json(),
+                )
+            )
+        if submission.complete and book is not None and submission.peer == peer:
+            book.complete.add(peer)
+        ack = Ack(
+            in_reply_to=submission.message_id,
+            peer=peer,
+            interval_start=submission.interval_start,
+            statuses=statuses,
+        )
+        return ack, rows
+
+    def _is_closed(self, interval: datetime) -> bool:
+        last = self.last_closed()
+        return interval in self._closed or (last is not None and interval <= last)
+
+    def _order_problem(
+        self,
+        peer: str,
+        submission: Submission,
+        signed: SignedOrder,
+        public_key: str | None,
+        closed: bool,
+    ) -> str | None:
+        if submission.peer != peer or signed.peer != peer:
+            return (
+                f"order for peer {signed.peer!r} (submission of {submission.peer!r}) arrived on "
+                f"peer {peer!r}'s topic: a peer places only its own orders"
+            )
+        if public_key is None:
+            return f"peer {peer!r} is not registered (no approved public key)"
+        if _utc(signed.interval_start) != _utc(submission.interval_start):
+            return (
+                f"order interval {signed.interval_start.isoformat()} is not the submission's "
+                f"{submission.interval_start.isoformat()}"
+            )
+        if not signature_valid(public_key, signed):
+            return "bad signature: not signed by the peer's registered key, or changed since"
+        if closed:
+            return (
+                f"the gate of interval {signed.interval_start.isoformat()} has closed; "
+                "the order came too late"
+            )
+        opens, closes = order_window(signed.interval_start, self.config.market.interval_s)
+        if not opens <= signed.signed_at <= closes:
+            return (
+                f"signed at {signed.signed_at.isoformat()}, outside the order window "
+                f"{opens.isoformat()} to {closes.isoformat()}"
+            )
+        return None
+
+    # -- gate closure and clearing ------------------------------------------------------------
+
+    async def _on_gate_request(self, payload: bytes) -> None:
+        try:
+            request = parse(GateRequest, payload)
+        except BadMessage as error:
+            log.warning("gate request ignored: %s", error)
+            return
+        interval = _utc(request.interval_start)
+        if interval in self._closed:  # a repeated request: the journal's answer
+            await self.link.publish(topics.CLEARING_REPORTS, self._closed[interval])
+            return
+        announcement = Announcement(
+            interval_start=interval,
+            gate_closes_at=request.gate_closes_at,
+            mechanism=self.config.market.mechanism,
+            context=market_context(self.config, interval),
+        )
+        if interval not in self._gate_tasks:
+            book = self._intervals.setdefault(interval, _Interval())
+            book.refused_peers = dict(request.refused_peers)
+            book.sell_only_peers = dict(request.sell_only_peers)
+            await self.link.publish(
+                topics.MARKET_STATUS,
+                MarketStatus(open_interval=interval, last_closed_interval=self.last_closed()),
+                retain=True,
+            )
+            self._gate_tasks[interval] = asyncio.create_task(self._gate(interval))
+        await self.link.publish(topics.ANNOUNCEMENTS, announcement)
+
+    async def _gate(self, interval: datetime) -> None:
+        """Wait for every online agent's orders (at most `gate_wait_s`), then close and clear."""
+        book = self._intervals[interval]
+        deadline = time.monotonic() + self.gate_wait_s
+        while True:
+            waiting = [p for p in self.peers if p in self.online and p not in book.complete]
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                break
+            book.changed.clear()
+            try:
+                await asyncio.wait_for(book.changed.wait(), timeout=left)
+            except TimeoutError:
+                break
+        await self._close(interval)
+
+    async def _close(self, interval: datetime) -> None:
+        gate_closed_wall = time.time()
+        book = self._intervals.pop(interval, _Interval())
+        ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
+        accepted = [
+            signed
+            for _, signed_orders in ranked
+            for _, signed in sorted(signed_orders, key=lambda pair: pair[0])
+        ]
+        orders = [signed.as_order() for signed in accepted]
+        order_book, clearing = self.clearer.clear(interval, orders, self.peers, book.rejected)
+        submitted = sorted(
+            set(book.complete) | {p for p, o in book.accepted.items() if o},
+            key=lambda p: self._peer_rank.get(p, 1e9),
+        )
+        report = ClearingReport(
+            interval_start=interval,
+            mechanism=clearing.mechanism,
+            orders=list(order_book.orders),
+            rejected=[RejectedOrder(order=o, reason=r) for o, r in order_book.rejected],
+            trades=list(clearing.trades),
+            clearing_price=clearing.clearing_price,
+            report=dict(clearing.report),
+            submitted=submitted,
+            gate_closed_wall=gate_closed_wall,
+            signed=[
+                *(SignedCandidate(order=signed) for signed in accepted),
+                *book.rejected_signed,
+            ],
+        )
+        self.journal.record_clearing(interval, report.model_dump_json(), self.clearer.order_count)
+        self._closed[interval] = report
+        self._gate_tasks.pop(interval, None)
+        await self.link.publish(
+            topics.MARKET_STATUS,
+            MarketStatus(
+                open_interval=max(self._intervals) if self._intervals else None,
+                last_closed_interval=self.last_closed(),
+            ),
+            retain=True,
+        )
+        await self.link.publish(topics.CLEARING_REPORTS, report)
+        await self._publish_results(order_book, report)
+
+    async def _publish_results(self, order_book: OrderBook, report: ClearingReport) -> None:
+        from testbed.documents import Clearing
+
+        clearing = Clearing(
+            interval_start=report.interval_start,
+            mechanism=report.mechanism,
+            clearing_price=report.clearing_price,
+            volume_kwh=sum(t.quantity_kwh for t in report.trades),
+            trades=tuple(report.trades),
+            report=report.report,
+        )
+        outcomes = market_outcomes(order_book, clearing, self.peers)
+        own_trades: dict[str, list[Trade]] = defaultdict(list)
+        for trade in report.trades:
+            own_trades[trade.buyer].append(trade)
+            if trade.seller != trade.buyer:
+                own_trades[trade.seller].append(trade)
+        publications = [
+            self.link.publish(
+                topics.CLEARINGS,
+                PublicClearing(
+                    interval_start=report.interval_start,
+                    mechanism=report.mechanism,
+                    clearing_price=report.clearing_price,
+                    volume_kwh=clearing.volume_kwh,
+                    orders=len(report.orders),
+                ),
+            )
+        ]
+        for peer, outcome in outcomes.items():
+            result = PeerResult(
+                peer=peer,
+                interval_start=report.interval_start,
+                outcome=outcome,
+                trades=own_trades[peer],
+                gate_closed_wall=report.gate_closed_wall,
+            )
+            publications.append(self.link.publish(topics.results(peer), result))
+        await asyncio.gather(*publications)
+        changed = self._account_after_clearing(report, own_trades)
+        await asyncio.gather(*(self._publish_account(peer) for peer in changed))
+
+    # -- settlement ---------------------------------------------------------------------------
+
+    async def _on_metering(self, payload: bytes) -> None:
+        try:
+            metering = parse(MeteringReport, payload)
+        except BadMessage as error:
+            log.warning("metering ignored: %s", error)
+            return
+        interval = _utc(metering.interval_start)
+        known = self.journal.settlement(interval)
+        if known is not None:
+            await self.link.publish(topics.SETTLEMENT_REPORTS, known.encode("utf-8"))
+            return
+        clearing = self._closed.get(interval)
+        trades = tuple(clearing.trades) if clearing is not None else ()
+        settlements = settle_interval(
+            interval,
+            trades,
+            dict(metering.metered_kwh),
+            self.config.prices,
+            balancing=self.config.market.balancing,
+        )
+        report = SettlementReport(interval_start=interval, settlements=settlements)
+        self.journal.record_settlement(interval, report.model_dump_json())
+        self._settled.add(interval)
+        await self.link.publish(topics.SETTLEMENT_REPORTS, report)
+        publications = []
+        for settlement in settlements:
+            account = self._accounts[settlement.peer]
+            account.bill_total += settlement.bill
+            account.settled_intervals += 1
+            publications.append(
+                self.link.publish(
+                    topics.settlements(settlement.peer),
+                    PeerSettlement(
+                        peer=settlement.peer,
+                        settlement=settlement,
+                        wallet_balance=self.wallet_balance(settlement.peer),
+                    ),
+                )
+            )
+            publications.append(self._publish_account(settlement.peer))
+        await asyncio.gather(*publications)
+
+    def wallet_balance(self, peer: str) -> float:
+        """The peer's wallet: its opening balance less its settled bills (the ledger's wallets
+        replace this view when they are on)."""
+        return round(OPENING_BALANCE - self._accounts[peer].bill_total, 6)
+
+    # -- each peer's account (what the participants' page shows) ------------------------------
+
+    def _note_account(self, peer: str, submission: Submission, ack: Ack) -> None:
+        account = self._accounts[peer]
+        by_id = {o.order_id: o for o in submission.orders}
+        for status in ack.statuses:
+            order = by_id.get(status.order_id)
+            if order is None:
+                continue
+            account.orders.append(
+                AccountOrder(
+                    order_id=order.order_id,
+                    interval_start=order.interval_start,
+                    side=order.side,
+                    quantity_kwh=order.quantity_kwh,
+                    price=order.price,
+                    status=status.status,
+                    reason=status.reason,
+                )
+            )
+
+    def _account_after_clearing(
+        self, report: ClearingReport, own_trades: dict[str, Sequence[Trade]]
+    ) -> set[str]:
+        """Mark the interval's accepted orders traded or not; the peers whose view changed."""
+        traded: dict[str, float] = defaultdict(float)
+        for trade in report.trades:
+            traded[trade.buy_order_id] += trade.quantity_kwh
+            traded[trade.sell_order_id] += trade.quantity_kwh
+        interval = _utc(report.interval_start)
+        changed = set()
+        for peer, account in self._accounts.items():
+            for index, order in enumerate(account.orders):
+                if _utc(order.interval_start) == interval and order.status == "accepted":
+                    changed.add(peer)
+                    done = traded.get(order.order_id, 0.0)
+                    account.orders[index] = order.model_copy(
+                        update={
+                            "status": "traded" if done > 0 else "not traded",
+                            "traded_kwh": done,
+                        }
+                    )
+            account.trades.extend(own_trades.get(peer, ()))
+        return changed
+
+    async def _publish_account(self, peer: str) -> None:
+        account = self._accounts[peer]
+        await self.link.publish(
+            topics.account(peer),
+            Account(
+                peer=peer,
+                orders=list(account.orders),
+                trades=list(account.trades),
+                wallet_balance=self.wallet_balance(peer),
+                settled_intervals=account.settled_intervals,
+                bill_total=round(account.bill_total, 6),
+            ),
+            retain=True,
+        )
+
+
+def _standing_problem(book: _Interval, signed: SignedOrder) -> str | None:
+    """The run ledger's objection to the peer (sent with the gate request), or None."""
+    if signed.peer in book.refused_peers:
+        return book.refused_peers[signed.peer]
+    if signed.side == "buy" and signed.peer in book.sell_only_peers:
+        return book.sell_only_peers[signed.peer]
+    return None
+
+
+def _message_id_of(payload: bytes) -> str:
+    """The message id of an unreadable submission, when it has one (for the rejection)."""
+    import json
+
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return ""
+    value = data.get("message_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,30 @@
+"""`[platform]` in the experiment configuration: how the roles meet on the broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class PlatformConfig(BaseModel):
+    """The trading platform's settings (used by `testbed demo` without `--in-process`, and by
+    `testbed broker|operator|agent`).
+
+    `tls = true` is the one switch for TLS: the broker listens with `tls_dir`'s `server.crt` and
+    `server.key`, and every client checks it against `ca.crt` (docs/platform.md has the commands).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dir: Path = Path("platform")  # keys, broker passwords, broker files, the operator's journal
+    broker_host: str = "127.0.0.1"
+    broker_port: int = Field(0, ge=0, le=65535)  # 0: a free port (testbed demo, testbed broker)
+    tls: bool = False
+    tls_dir: Path = Path("certs")
+    gate_wait_s: PositiveFloat = 30.0  # wall time the operator waits for online agents at a gate
+    agents_per_process: int = Field(1, ge=1)  # testbed demo: agents sharing one process
+    start_timeout_s: PositiveFloat = 120.0  # testbed demo: wait this long for every agent

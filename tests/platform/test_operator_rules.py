@@ -1,0 +1,140 @@
+"""The market operator on a real mosquitto: what it accepts and refuses, and why; duplicates; the
+broker's passwords and ACL against rogue clients."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aiomqtt
+import pytest
+
+from testbed.platform import topics
+from testbed.platform.messages import Ack, ClearingReport, GateRequest, parse
+from testbed.platform.operator import OperatorService
+from tests.platform.conftest import INTERVAL, Platform, next_message
+
+
+@pytest.fixture
+async def operator(platform: Platform) -> AsyncIterator[OperatorService]:
+    service = OperatorService(
+        platform.config,
+        platform.folder.registry(list(platform.config.peers)),
+        platform.broker.address,
+        platform.folder.password("operator"),
+        platform.folder.journal_path,
+        gate_wait_s=0.2,
+    )
+    task = asyncio.create_task(service.run())
+    await service.link.wait_connected(30)
+    yield service
+    service.stop()
+    await task
+
+
+def gate_request() -> bytes:
+    request = GateRequest(interval_start=INTERVAL, gate_closes_at=INTERVAL - timedelta(seconds=60))
+    return request.payload()
+
+
+def submission_ids(platform: Platform) -> list[str]:
+    with sqlite3.connect(platform.folder.journal_path) as db:
+        return [row[0] for row in db.execute("SELECT message_id FROM submissions")]
+
+
+async def test_forged_foreign_late_and_malformed_orders_are_rejected_with_reasons(
+    platform: Platform, operator: OperatorService
+) -> None:
+    good = platform.signed("A", 1)
+    forged = platform.signed("A", 2, signer="B")  # A's order signed with B's key
+    foreign = platform.signed("B", 1)  # B's genuine order, sent on A's topic
+    async with platform.client("A") as peer, platform.client("controller") as controller:
+        await peer.subscribe(topics.acks("A"), qos=1)
+        await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+        submission = platform.submission("A", good, forged, foreign)
+        await peer.publish(topics.orders("A"), submission.payload(), qos=1)
+        ack = parse(Ack, (await next_message(peer.messages)).payload)
+        await peer.publish(topics.orders("A"), b'{"v": 1, "kind": "submission"}', qos=1)
+        malformed = parse(Ack, (await next_message(peer.messages)).payload)
+        await controller.publish(topics.GATE_REQUESTS, gate_request(), qos=1)
+        report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+        late = platform.submission("A", platform.signed("A", 3), message_id="A-late")
+        await peer.publish(topics.orders("A"), late.payload(), qos=1)
+        too_late = parse(Ack, (await next_message(peer.messages)).payload)
+
+    status = {s.order_id: s for s in ack.statuses}
+    assert status[good.order_id].status == "accepted"
+    assert status[forged.order_id].status == "rejected"
+    assert "bad signature" in (status[forged.order_id].reason or "")
+    assert status[foreign.order_id].status == "rejected"
+    assert "places only its own orders" in (status[foreign.order_id].reason or "")
+    assert malformed.error is not None and "message_id" in malformed.error
+    assert too_late.statuses[0].status == "rejected"
+    assert "gate" in (too_late.statuses[0].reason or "")
+
+    # the interval cleared without them; the controller gets each with its reason to record
+    assert [o.order_id for o in report.orders] == [good.order_id]
+    assert {r.order.order_id for r in report.rejected} == {forged.order_id, foreign.order_id}
+    assert [(c.order.order_id, c.reason is None) for c in report.signed] == [
+        (good.order_id, True),
+        (forged.order_id, False),
+        (foreign.order_id, False),
+    ]
+    rows = {(p, order_id, status) for _, p, order_id, status, _ in operator.journal.order_rows()}
+    assert ("A", forged.order_id, "rejected") in rows
+    assert ("A", foreign.order_id, "rejected") in rows
+    assert ("A", late.orders[0].order_id, "rejected") in rows
+    assert len(operator.journal.rejected_messages()) == 1
+
+
+async def test_a_duplicate_delivery_changes_nothing(
+    platform: Platform, operator: OperatorService
+) -> None:
+    order = platform.signed("A", 1)
+    submission = platform.submission("A", order, message_id="A-once")
+    async with platform.client("A") as peer, platform.client("controller") as controller:
+        await peer.subscribe(topics.acks("A"), qos=1)
+        await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+        acks = []
+        for _ in range(2):
+            await peer.publish(topics.orders("A"), submission.payload(), qos=1)
+            acks.append(parse(Ack, (await next_message(peer.messages)).payload))
+        reports = []
+        for _ in range(2):
+            await controller.publish(topics.GATE_REQUESTS, gate_request(), qos=1)
+            reports.append(parse(ClearingReport, (await next_message(controller.messages)).payload))
+    assert acks[0] == acks[1] and acks[0].statuses[0].status == "accepted"
+    assert submission_ids(platform) == ["A-once"]
+    assert len(operator.journal.order_rows()) == 1
+    assert [o.order_id for o in reports[0].orders] == [order.order_id]
+    assert reports[0] == reports[1]
+
+
+async def test_the_broker_refuses_rogue_clients_and_foreign_topics(
+    platform: Platform, operator: OperatorService
+) -> None:
+    with pytest.raises(aiomqtt.MqttError):
+        async with platform.client("A", password="not-the-password"):
+            pass
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client(platform.broker.host, platform.broker.port, timeout=10):
+            pass  # no credentials at all
+
+    async with platform.client("A") as rogue, platform.client("B") as peer_b:
+        await rogue.subscribe(topics.acks("A"), qos=1)
+        await rogue.subscribe(topics.acks("B"), qos=1)  # not A's to read
+        await peer_b.subscribe(topics.acks("B"), qos=1)
+        # A publishes on B's order topic: the broker drops it
+        as_b = platform.submission("B", platform.signed("B", 1, signer="A"), message_id="rogue")
+        await rogue.publish(topics.orders("B"), as_b.payload(), qos=1)
+        own_b = platform.submission("B", platform.signed("B", 2), message_id="B-own")
+        await peer_b.publish(topics.orders("B"), own_b.payload(), qos=1)
+        assert parse(Ack, (await next_message(peer_b.messages)).payload).in_reply_to == "B-own"
+        own_a = platform.submission("A", platform.signed("A", 1), message_id="A-own")
+        await rogue.publish(topics.orders("A"), own_a.payload(), qos=1)
+        # B's ack went out first; A, not allowed to read it, gets only its own
+        first = parse(Ack, (await next_message(rogue.messages)).payload)
+    assert first.in_reply_to == "A-own"
+    assert sorted(submission_ids(platform)) == ["A-own", "B-own"]
