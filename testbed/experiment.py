@@ -100,10 +100,13 @@ def with_overrides(
 
 
 def with_site(config: TestbedConfig, site: Path) -> TestbedConfig:
-    """The configuration on another site: its peers are built from the site file."""
+    """The configuration on another site: its peers are built from the site file, and a market
+    that asks for the site's feeder (`params.feeder = "site"`) gets this site's."""
     data = config.model_dump(mode="json", exclude_none=True)
-    data["site"] = str(site)
+    data["site"] = str(Path(site).resolve())  # the run directory's config.toml works from anywhere
     data.pop("peers", None)
+    if data["market"].get("params", {}).get("feeder") == "site":
+        data["market"]["params"]["feeder"] = data["site"]
     return parse_config(data, f"configuration on the site {site}")
 
 
