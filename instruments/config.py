@@ -8,7 +8,7 @@ reports (SunSpec ratings, the charger's limit variables, the load's range).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,7 +52,7 @@ class _SocWindow(_Config):
     soc_max_pct: float = Field(100.0, ge=0, le=100)
 
     @model_validator(mode="after")
-    def _ordered(self):
+    def _ordered(self) -> Self:
         if self.soc_min_pct >= self.soc_max_pct:
             raise ValueError(
                 f"soc_min_pct ({self.soc_min_pct}) must be below soc_max_pct ({self.soc_max_pct})"
@@ -157,7 +157,7 @@ class EvChargerConfig(LinkConfig):
     plausibility: PlausibilityConfig = PlausibilityConfig()
 
     @model_validator(mode="after")
-    def _secure_needs_user(self):
+    def _secure_needs_user(self) -> Self:
         if self.security != "none" and (self.username is None or self.password_env is None):
             raise ValueError(
                 f"security={self.security!r} needs username and password_env "
@@ -166,7 +166,7 @@ class EvChargerConfig(LinkConfig):
         return self
 
     @model_validator(mode="after")
-    def _trust_needs_security(self):
+    def _trust_needs_security(self) -> Self:
         trust = {
             "server_certificate_path": self.server_certificate_path,
             "trust_dir": self.trust_dir,

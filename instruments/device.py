@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from instruments.errors import BadReading, ReadbackMismatch, SetpointRefused
 from instruments.link import Link, LinkStatus, StatusListener
@@ -55,7 +55,7 @@ class Instrument(ABC, Generic[SnapshotT]):
     async def read(self) -> SnapshotT:
         """Read every measurement of one control step (as few requests as the protocol allows)."""
 
-    async def safe_state(self) -> Confirmation | None:
+    async def safe_state(self) -> Confirmation[Any] | None:
         """Put the device where it is harmless without the controller (nothing for a sensor)."""
         return None
 
@@ -71,11 +71,11 @@ class Instrument(ABC, Generic[SnapshotT]):
         """Call `listener(device, status, reason)` once per change of connection status."""
         self.link.subscribe(listener)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
 
@@ -87,7 +87,7 @@ class Actuator(Instrument[SnapshotT], Generic[SnapshotT, SetpointT]):
         """Refuse the setpoint if outside the limits, write it, confirm it by read-back."""
 
     @abstractmethod
-    async def safe_state(self) -> Confirmation:
+    async def safe_state(self) -> Confirmation[SetpointT]:
         """Write the device's safe state and confirm it."""
 
 

@@ -67,7 +67,7 @@ from instruments.errors import (
     SetpointRefused,
 )
 from instruments.link import Link, StatusListener, logger
-from instruments.opcua_read import ReadResult, read_values
+from instruments.opcua_read import ReadResult, ReadSender
 from instruments.opcua_trust import check_server_certificate, first_certificate
 from labspec.ev_charger import NAMESPACE_URI, VARIABLES, Var, node_id
 
@@ -105,9 +105,12 @@ _SESSION_LOST = (
     "BadTcp",
 )
 _TOO_MANY_OPERATIONS = ua.StatusCodes.BadTooManyOperations
+# asyncua annotates NodeId, StatusCode and DataValue fields with its encoding classes (ua.Int32,
+# ua.UInt32, ua.DateTime, ...), subclasses of int, str and datetime, while it takes and encodes
+# the plain values: the `type: ignore[arg-type]` below are that typing fault only.
 _OPERATION_LIMITS = (
-    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),
-    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite),
+    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead),  # type: ignore[arg-type]
+    ua.NodeId(ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite),  # type: ignore[arg-type]
 )
 _VT = ua.VariantType
 # DataType (ns=0 numeric ids, OPC UA Part 6) -> what a value of it is written as
@@ -212,6 +215,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         # each Read ("all", "measured", "setpoint") as one or more requests (the server's
         # MaxNodesPerRead), sent together
         self._reads: dict[str, list[ua.ReadParameters]] = {}
+        self._read_sender = ReadSender()
         self.max_nodes_per_read: int | None = None  # None: no limit
         self.max_nodes_per_write: int | None = None
         self.write_types: dict[Var, ua.VariantType] = {}  # from each node's DataType
@@ -240,6 +244,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         client.session_timeout = 600_000  # ms; what servers commonly grant (asyncua asks for 1 h)
         client.name = client.description = f"p2p-testbed {self.name} driver"
         self.client = client
+        self._read_sender = ReadSender()  # the fast paths' switch is read per session
         client_certificate = None
         if self.config.security == "Basic256Sha256":
             client_certificate = await self._secure(client)
@@ -274,7 +279,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             ) from None
         index = await client.get_namespace_index(NAMESPACE_URI)
         self._limits = {}  # a (re)connected charger may have restarted: read its limits again
-        self._node_ids = {var: ua.NodeId(node_id(var), index) for var in Var}
+        self._node_ids = {
+            var: ua.NodeId(node_id(var), index)  # type: ignore[arg-type]  # see _OPERATION_LIMITS
+            for var in Var
+        }
         await self._learn_server(client)
         self._plan_reads()
 
@@ -356,8 +364,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             uaclient = self._client().uaclient
             try:
                 if len(requests) == 1:
-                    return await read_values(uaclient, requests[0])
-                parts = await asyncio.gather(*(read_values(uaclient, r) for r in requests))
+                    return await self._read_sender.read(uaclient, requests[0])
+                parts = await asyncio.gather(
+                    *(self._read_sender.read(uaclient, r) for r in requests)
+                )
                 return [result for part in parts for result in part]
             except ua.UaStatusCodeError as exc:
                 largest = max(len(r.NodesToRead) for r in requests)
@@ -463,7 +473,8 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
         values: dict[Var, Any] = {}
         for var, (status, value) in zip(variables, results, strict=True):
             if status & _NOT_GOOD:
-                raise DeviceError(self.name, f"Read {var.value}", ua.StatusCode(status).name)
+                name = ua.StatusCode(status).name  # type: ignore[arg-type]  # see _OPERATION_LIMITS
+                raise DeviceError(self.name, f"Read {var.value}", name)
             values[var] = value
         if with_limits:
             self._limits = {var: values[var] for var in _LIMIT_VARS}
@@ -604,7 +615,7 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             variant = ua.Variant(float(value), variant_type)
         if self.config.write_status_and_timestamps:
             now = self.clock().astimezone(UTC).replace(tzinfo=None)  # asyncua: naive = UTC
-            return ua.DataValue(variant, SourceTimestamp=now)
+            return ua.DataValue(variant, SourceTimestamp=now)  # type: ignore[arg-type]  # as above
         return ua.DataValue(variant, StatusCode=None)
 
     def _as_held(self, var: Var, value: float) -> float:

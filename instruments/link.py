@@ -99,7 +99,11 @@ class Link:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s or max(timeout_s, 2.0)
         self.backoff = backoff or Backoff()
-        self._connection_errors = (OSError, EOFError, *connection_errors)
+        self._connection_errors: tuple[type[BaseException], ...] = (
+            OSError,
+            EOFError,
+            *connection_errors,
+        )
         self._listeners: list[StatusListener] = [on_status] if on_status else []
         self.status = LinkStatus.CLOSED
         self.last_error = ""
@@ -152,7 +156,7 @@ class Link:
             raise DeviceUnavailable(self.device, self.last_error, self._retry_in())
         try:
             await asyncio.wait_for(self._open_session(), self.connect_timeout_s)
-        except (TimeoutError, *self._connection_errors) as exc:
+        except self._connection_errors as exc:  # TimeoutError among them: it is an OSError
             reason = (
                 f"connect timed out after {self.connect_timeout_s:.1f} s"
                 if isinstance(exc, TimeoutError)

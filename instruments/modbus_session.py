@@ -2,10 +2,11 @@
 
 Finds the SunSpec models by scanning from the `SunS` marker at the candidate base addresses, reads
 register blocks into a `RegisterImage`, and turns a Modbus exception response into a `DeviceError`
-naming the device, the function and the exception code. The register responses are decoded by
-`instruments.modbus_pdu` (one unpack per block), and the blocks read every step go out as requests
-encoded once. Answers are matched to requests by transaction id, whatever unit id they carry
-(`instruments.modbus_framer`).
+naming the device, the function and the exception code. Answers are matched to requests by
+transaction id, whatever unit id they carry. With the fast paths on (`labspec.fast_paths`, the
+default) the session speaks through `instruments.modbus_wire` (the same frames, built and parsed in
+place, the blocks read every step encoded once); with them off, through pymodbus's client (with
+`instruments.modbus_framer` for the unit ids).
 
 The scan tells the device's answers apart: a busy device (exception 6) is asked again with a
 growing delay for up to the request timeout; no answer (or still busy) at every base where the
@@ -24,12 +25,12 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 
-from instruments import modbus_framer
-from instruments.errors import DeviceError, ProtocolMismatch
+from instruments import modbus_framer, modbus_wire
+from instruments.errors import DeviceError, InstrumentError, ProtocolMismatch
 from instruments.link import Backoff, Link, StatusListener
-from instruments.modbus_pdu import CLIENT_RESPONSES, ReadRequest
 from instruments.sunspec_codec import RegisterImage
 from instruments.sunspec_models import MAX_REGISTERS_PER_READ, ModelLayout, layout_model
+from labspec import fast_paths
 from labspec.sunspec_layout import CANDIDATE_BASE_ADDRESSES, END_MODEL_ID, SUNSPEC_MARKER
 
 _MARKER_REGISTERS = [int.from_bytes(SUNSPEC_MARKER[i : i + 2], "big") for i in (0, 2)]
@@ -83,7 +84,10 @@ class ModbusSession:
         self.device_id = device_id
         self._client: AsyncModbusTcpClient | None = None
         self.framer: modbus_framer.TransactionFramer | None = None
-        self._blocks: dict[tuple[int, int], tuple[ReadRequest, str]] = {}  # requests read again
+        self._wire: modbus_wire.ModbusWire | None = None  # the fast path's connection
+        self.fast = fast_paths.enabled()
+        self._wire_unit_ids: set[int] = set()
+        self._wire_blocks: dict[tuple[int, int], tuple[bytes, str]] = {}  # requests read again
         self.requests = 0  # Modbus requests sent (for tests and benchmarks)
         self.link = Link(
             device,
@@ -98,6 +102,13 @@ class ModbusSession:
         )
 
     async def _open(self) -> None:
+        self.fast = fast_paths.enabled()
+        if self.fast:
+            self._wire = await modbus_wire.ModbusWire.open(self.host, self.port)
+            self._wire_unit_ids = self._wire.answered_unit_ids
+            if self.on_open is not None:
+                await self.on_open()
+            return
         client = AsyncModbusTcpClient(
             self.host,
             port=self.port,
@@ -107,8 +118,6 @@ class ModbusSession:
             reconnect_delay=0,
             trace_connect=self._on_connection_change,
         )
-        for response_class in CLIENT_RESPONSES:
-            client.register(response_class)
         self.framer = modbus_framer.install(client)
         self._client = client
         if not await client.connect():
@@ -128,6 +137,37 @@ class ModbusSession:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
+
+    @property
+    def answered_unit_ids(self) -> set[int]:
+        """The unit ids the device has answered with on the latest connection (diagnostics)."""
+        if self.fast:
+            return self._wire_unit_ids
+        return self.framer.answered_unit_ids if self.framer is not None else set()
+
+    def _require_wire(self) -> modbus_wire.ModbusWire:
+        wire = self._wire
+        if wire is None or not wire.connected:
+            raise ConnectionResetError("connection closed")
+        return wire
+
+    async def _wire_exchange(self, pdu: bytes, what: str, *, backstop: bool) -> bytes:
+        """One request on the fast path; the answer's PDU, or DeviceError for an exception.
+        `backstop`: bound the wait (unsupervised calls; the link bounds the others)."""
+        wire = self._require_wire()
+        self.requests += 1
+        if backstop:
+            async with asyncio.timeout(4 * self.link.timeout_s):
+                return await wire.exchange(self.device_id, pdu)
+        return await wire.exchange(self.device_id, pdu)
+
+    def _wire_error(self, what: str, exc: Exception) -> InstrumentError:
+        if isinstance(exc, modbus_wire.ModbusExceptionResponse):
+            return DeviceError(self.device, what, exc.code, exception_meaning(exc.code))
+        return ProtocolMismatch(self.device, f"{what}: {exc}")
 
     def _require_client(self) -> AsyncModbusTcpClient:
         if self._client is None or not self._client.connected:
@@ -144,33 +184,46 @@ class ModbusSession:
 
     async def raw_read(self, address: int, count: int) -> list[int]:
         """Read holding registers without the link's supervision (while the session opens)."""
-        data = await self._read_block(address, count)
+        data = await self._read_block(address, count, backstop=True)
         return list(struct.unpack(f">{count}H", data))
 
-    def _block(self, address: int, count: int) -> tuple[ReadRequest, str]:
-        """The request of a block (built once) and its description for errors."""
-        block = self._blocks.get((address, count))
+    def _block(self, address: int, count: int) -> tuple[bytes, str]:
+        """The request PDU of a block (encoded once) and its description for errors."""
+        block = self._wire_blocks.get((address, count))
         if block is None:
-            block = ReadRequest(address, count, self.device_id), self._what_read(address, count)
-            self._blocks[(address, count)] = block
+            block = modbus_wire.encode_read(address, count), self._what_read(address, count)
+            self._wire_blocks[(address, count)] = block
         return block
 
-    async def _read_block(self, address: int, count: int) -> bytes:
+    async def _read_block(self, address: int, count: int, *, backstop: bool = False) -> bytes:
         """The bytes of `count` holding registers from `address` (function 3), unsupervised."""
-        request, what = self._block(address, count)
+        pdu, what = self._block(address, count)
+        if self.fast:
+            answer = await self._wire_exchange(pdu, what, backstop=backstop)
+            try:
+                return modbus_wire.parse_registers(
+                    answer, modbus_wire.READ_HOLDING_REGISTERS, count
+                )
+            except (modbus_wire.ModbusExceptionResponse, modbus_wire.MalformedResponse) as exc:
+                raise self._wire_error(what, exc) from None
         client = self._require_client()
         self.requests += 1
-        response = await client.execute(False, request)
+        response = await client.read_holding_registers(
+            address, count=count, device_id=self.device_id
+        )
         if response.isError():
             code = getattr(response, "exception_code", -1)
             raise DeviceError(self.device, what, code, exception_meaning(code))
-        data = getattr(response, "data", b"")
-        if len(data) < 2 * count:
-            raise ProtocolMismatch(self.device, f"{what}: got {len(data) // 2} registers")
-        return data[: 2 * count]
+        registers = response.registers
+        if len(registers) < count:
+            raise ProtocolMismatch(self.device, f"{what}: got {len(registers)} registers")
+        return struct.pack(f">{count}H", *registers[:count])
 
     async def raw_write(self, address: int, values: Sequence[int]) -> None:
         """Write registers without the link's supervision (while the session opens)."""
+        if self.fast:
+            await self._fast_write(address, values, backstop=True)
+            return
         client = self._require_client()
         self.requests += 1
         response = await client.write_registers(address, list(values), device_id=self.device_id)
@@ -183,6 +236,10 @@ class ModbusSession:
         self, write_address: int, values: Sequence[int], read_address: int, read_count: int
     ) -> list[int]:
         """Function 23: write `values`, then read, in ONE transaction (unsupervised)."""
+        if self.fast:
+            return await self._fast_read_write(
+                write_address, values, read_address, read_count, backstop=True
+            )
         client = self._require_client()
         self.requests += 1
         response = await client.readwrite_registers(
@@ -202,10 +259,47 @@ class ModbusSession:
             )
         return list(response.registers[:read_count])
 
+    async def _fast_write(self, address: int, values: Sequence[int], *, backstop: bool) -> None:
+        what = self._what_write(address, len(values))
+        answer = await self._wire_exchange(
+            modbus_wire.encode_write(address, values), what, backstop=backstop
+        )
+        try:
+            modbus_wire.parse_write(answer, address, len(values))
+        except (modbus_wire.ModbusExceptionResponse, modbus_wire.MalformedResponse) as exc:
+            raise self._wire_error(what, exc) from None
+
+    async def _fast_read_write(
+        self,
+        write_address: int,
+        values: Sequence[int],
+        read_address: int,
+        read_count: int,
+        *,
+        backstop: bool,
+    ) -> list[int]:
+        what = self._what_read_write(write_address, len(values), read_address, read_count)
+        pdu = modbus_wire.encode_read_write(write_address, values, read_address, read_count)
+        answer = await self._wire_exchange(pdu, what, backstop=backstop)
+        try:
+            data = modbus_wire.parse_registers(
+                answer, modbus_wire.READ_WRITE_MULTIPLE_REGISTERS, read_count
+            )
+        except (modbus_wire.ModbusExceptionResponse, modbus_wire.MalformedResponse) as exc:
+            raise self._wire_error(what, exc) from None
+        return list(struct.unpack(f">{read_count}H", data))
+
     async def read_write(
         self, write_address: int, values: Sequence[int], read_address: int, read_count: int
     ) -> list[int]:
         """Write `values`, then read `read_count` registers, with one request (function 23)."""
+        if self.fast:
+            return await self.link.run(
+                lambda: self._fast_read_write(
+                    write_address, values, read_address, read_count, backstop=False
+                ),
+                self._what_read_write(write_address, len(values), read_address, read_count),
+            )
         return await self.link.run(
             lambda: self.raw_read_write(write_address, values, read_address, read_count),
             self._what_read_write(write_address, len(values), read_address, read_count),
@@ -226,6 +320,12 @@ class ModbusSession:
 
     async def write(self, address: int, values: Sequence[int]) -> None:
         """Write registers (function 16) from `address`."""
+        if self.fast:
+            await self.link.run(
+                lambda: self._fast_write(address, values, backstop=False),
+                self._what_write(address, len(values)),
+            )
+            return
         await self.link.run(
             lambda: self.raw_write(address, values), self._what_write(address, len(values))
         )

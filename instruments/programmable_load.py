@@ -6,11 +6,12 @@ labspec.programmable_load. The async driver (`ProgrammableLoad`) sends each step
 waits there, without blocking, until the answer's line has arrived (the socket is watched by the
 loop; pyvisa then reads a line that is already there). A worker thread per session
 (pyvisa blocks) does the rest: open (*CLS, *IDN?), close, draining the error queue after an
-error, and an answer too long to check without reading it. Handing every step's exchange to the
-thread cost ~100 us of CPU per step (thread wake-ups, the GIL passed back and forth); writing
-from the loop cannot block: one program message at a time is in flight, a few dozen bytes in
-the socket's send buffer. The socket has TCP_NODELAY on (without it a write followed by a query
-waits ~40 ms for delayed ACKs).
+error, and an answer too long to check without reading it; with the fast paths off
+(`labspec.fast_paths`), every exchange, as pyvisa is meant to be used from asyncio. Handing
+every step's exchange to the thread cost ~100 us of CPU per step (thread wake-ups, the GIL passed
+back and forth); writing from the loop cannot block: one program message at a time is in flight,
+a few dozen bytes in the socket's send buffer. The socket has TCP_NODELAY on (without it a write
+followed by a query waits ~40 ms for delayed ACKs).
 
 Power in snapshots and setpoints is in kW with the generator convention: the load consumes, so its
 power is <= 0 (the instrument itself speaks in W of consumption, >= 0).
@@ -58,6 +59,7 @@ from instruments.scpi import (
     scpi_bool,
     scpi_choice,
 )
+from labspec import fast_paths
 from labspec import programmable_load as spec
 
 T = TypeVar("T")
@@ -161,6 +163,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         self._resource = None
         self._socket: socket.socket | None = None
         self._exchanging = asyncio.Lock()  # one program message in flight per session
+        self._fast = True  # the step's exchange from the loop (labspec.fast_paths)
         self.instrument: AcElectronicLoadScpi | None = None
         self.identity = ""
         self.last_snapshot: LoadSnapshot | None = None
@@ -223,6 +226,13 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
         resource, sock = self._resource, self._socket
         if resource is None or sock is None:
             raise ConnectionResetError("session closed")
+        if not self._fast:  # the fast paths off: all of it in pyvisa's thread
+
+            def exchange() -> list[str]:
+                resource.write(message)
+                return [resource.read() for _ in range(lines)]
+
+            return await self._in_thread(exchange)
         resource.write(message)
         while True:
             try:
@@ -254,6 +264,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             resource.timeout = timeout
 
     async def _open(self) -> None:
+        self._fast = fast_paths.enabled()
         await self._in_thread(self._open_blocking)
 
     def _open_blocking(self) -> None:

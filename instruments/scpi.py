@@ -162,7 +162,9 @@ def split_answers(text: str) -> list[str]:
     """Split a response message at ";" outside double-quoted strings."""
     if '"' not in text:
         return [part.strip() for part in text.split(";")]
-    parts, current, quoted = [], [], False
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

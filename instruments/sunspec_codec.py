@@ -72,6 +72,7 @@ def decode_from(point: PointLayout, data: bytes, offset: int) -> int | float | s
     fmt = _FORMATS.get(point.type)
     if fmt is None:
         raise ValueError(f"{point.name}: point type {point.type!r} is not supported")
+    value: int | float
     (value,) = struct.unpack_from(fmt, data, offset)
     if point.type in ("float32", "float64"):
         return None if math.isnan(value) else value
@@ -136,9 +137,10 @@ class RegisterImage:
             return None
         sf = point.sf
         if isinstance(sf, str):
-            sf = self.raw(base, model.points[sf])
-            if sf is None:
+            sf_raw = self.raw(base, model.points[sf])
+            if not isinstance(sf_raw, int):  # unset (a sunssf point decodes to an int)
                 return None
+            sf = sf_raw
         if not sf:
             return float(raw)
         return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf  # 2301 / 10, not 2301 * 0.1
@@ -157,7 +159,6 @@ class PointReader:
         "_block",
         "_float",
         "_model",
-        "_numeric",
         "_offset",
         "_point",
         "_sf",
@@ -183,7 +184,6 @@ class PointReader:
         fixed = _STRUCTS.get(point.type)
         self._unpack = fixed.unpack_from if fixed is not None else None
         self._float = point.type in ("float32", "float64")
-        self._numeric = self._block is not None and self._unpack is not None  # never a string
         sf = point.sf
         self._sf_reader = (
             PointReader(plan, base, model, model.points[sf]) if isinstance(sf, str) else None
@@ -193,6 +193,7 @@ class PointReader:
     def raw(self, image: RegisterImage) -> int | float | str | None:
         if self._block is None or self._unpack is None:  # across blocks, or a string
             return image.raw(self._base, self._point)
+        value: int | float
         (value,) = self._unpack(image.block(self._block), self._offset)
         if self._float:
             return None if value != value else value  # NaN
@@ -202,14 +203,15 @@ class PointReader:
 
     def scaled(self, image: RegisterImage) -> float | None:
         raw = self.raw(image)
-        if raw is None or (not self._numeric and isinstance(raw, str)):
+        if raw is None or isinstance(raw, str):
             return None
         if self._sf_reader is None:
             sf = self._sf
         else:
-            sf = self._sf_reader.raw(image)
-            if sf is None:
+            sf_raw = self._sf_reader.raw(image)
+            if not isinstance(sf_raw, int):  # unset (a sunssf point decodes to an int)
                 return None
+            sf = sf_raw
         if not sf:
             return float(raw)
         return raw / 10.0**-sf if sf < 0 else raw * 10.0**sf

@@ -60,7 +60,8 @@ class ModelLayout:
 def model_definition(model_id: int) -> dict[str, Any]:
     """The pysunspec2 JSON definition of a model (read from the package, not the working dir)."""
     path = os.path.join(sunspec_device.models_dir, "json", mdef.to_json_filename(model_id))
-    return mdef.from_json_file(path)
+    definition: dict[str, Any] = mdef.from_json_file(path)
+    return definition
 
 
 def _group_size(group: dict[str, Any], counts: dict[str, int]) -> int:

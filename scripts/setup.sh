@@ -6,7 +6,8 @@
 #   bash scripts/setup.sh --tests   also the test tools, and the servers and browser the tests start
 #                                   (Debian packages influxdb, victoria-metrics, chromium, mosquitto,
 #                                   nodejs and npm; node-opcua for the conformance tests from the
-#                                   committed lockfile in tests/conformance/opcua_charger, `npm ci`)
+#                                   committed lockfile in tests/conformance/opcua_charger, `npm ci`;
+#                                   solc-js and anvil for the ledger's chain from chain/, `npm ci`)
 #
 # Idempotent: a second run only checks. PYTHON=/path/to/python3 chooses the interpreter.
 set -euo pipefail
@@ -16,7 +17,7 @@ tests=0
 for arg in "$@"; do
     case "$arg" in
         --tests) tests=1 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup: unknown option '$arg' (allowed: --tests)" >&2; exit 2 ;;
     esac
 done
@@ -73,6 +74,14 @@ if ((tests)); then
         || [ "$charger/package-lock.json" -nt "$charger/node_modules/.package-lock.json" ]; then
         echo "setup: installing node-opcua into $charger (npm ci)"
         (cd "$charger" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+    # The ledger's optional chain: solc-js (compiles the contract, no compiler download) and
+    # anvil (the local Ethereum node, a binary inside its npm package), from the lockfile.
+    chain=chain
+    if [ ! -d "$chain/node_modules/solc" ] \
+        || [ "$chain/package-lock.json" -nt "$chain/node_modules/.package-lock.json" ]; then
+        echo "setup: installing solc-js and anvil into $chain (npm ci)"
+        (cd "$chain" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     fi
 fi
 

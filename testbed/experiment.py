@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hil_sim.endpoints import PlantEndpoints
 from testbed.clock import Clock, LockstepClock, WallClock
@@ -24,6 +24,10 @@ from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
 from testbed.trading import LedgerAttachable, MarketPort, make_peer_agent
+
+if TYPE_CHECKING:
+    from testbed.ledger.chain.node import LocalNode
+    from testbed.ledger.chain.run_chain import RunChain
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +160,17 @@ async def run_experiment(
         else {}
     )
     created = not run_dir.exists()
+    chain_node = _start_chain_node(config, run_dir, created)
     store = RunStore(run_dir)
+    run_chain = _open_chain(config, chain_node, store, run_dir, run_id, created)
     run_ledger = (
-        open_run_ledger(config, run_dir, run_id, run_dir / DB_FILE)
+        open_run_ledger(
+            config,
+            run_dir,
+            run_id,
+            run_dir / DB_FILE,
+            on_finalised=run_chain.on_finalised if run_chain is not None else None,
+        )
         if config.ledger.enabled
         else None
     )
@@ -201,8 +213,54 @@ async def run_experiment(
             loop.remove_signal_handler(signal.SIGINT)
         if run_ledger is not None:
             run_ledger.close(None, status)  # the engine wrote the close entry; this closes the file
+        if run_chain is not None:
+            run_chain.close()  # what the node did not take yet waits in the ledger
         store.close(status)
         backlog = influx_sink.close() if influx_sink is not None else None
         if not started and created:  # nothing was recorded: leave no half-made run directory
             shutil.rmtree(run_dir, ignore_errors=True)
     return RunResult(run_dir, finished, backlog)
+
+
+def _start_chain_node(
+    config: TestbedConfig, run_dir: Path, created: bool
+) -> tuple[str, LocalNode | None] | None:
+    """With `[ledger.chain]` on: (url, own node or None); a node that does not answer, or chain
+    tools that are missing, stop the run before anything is recorded."""
+    if not (config.ledger.enabled and config.ledger.chain.enabled):
+        return None
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.mirror import ChainUnavailable
+    from testbed.ledger.chain.run_chain import start_run_node
+
+    try:
+        return start_run_node(config.ledger.chain, run_dir)
+    except (ChainUnavailable, ChainSetupError) as error:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise StartupError(f"[ledger.chain] {error}") from None
+
+
+def _open_chain(
+    config: TestbedConfig,
+    chain_node: tuple[str, LocalNode | None] | None,
+    store: RunStore,
+    run_dir: Path,
+    run_id: str,
+    created: bool,
+) -> RunChain | None:
+    """The run's contract deployed on the chain node (None without `[ledger.chain]`)."""
+    if chain_node is None:
+        return None
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.mirror import ChainRejected, ChainUnavailable
+    from testbed.ledger.chain.run_chain import open_run_chain
+
+    url, node = chain_node
+    try:
+        return open_run_chain(config.ledger.chain, url, node, run_dir / DB_FILE, run_id)
+    except (ChainUnavailable, ChainRejected, ChainSetupError) as error:
+        store.close("failed")
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise StartupError(f"[ledger.chain] {error}") from None

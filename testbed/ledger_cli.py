@@ -118,3 +118,84 @@ def show(
     console.print(wallets)
     style = "green" if report.ok else "bold red"
     console.print(f"[{style}]{report.describe()}[/]", highlight=False)
+
+
+@ledger_app.command("node")
+def node(
+    port: Annotated[int, typer.Option(help="The loopback port to listen on.")] = 8545,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Keep the chain in this file (loaded at start, written at Ctrl-C)."),
+    ] = None,
+) -> None:
+    """Run a local Ethereum development node (anvil, from `chain/`) until Ctrl-C; runs send to it
+    with `[ledger.chain] url = "http://127.0.0.1:PORT"`."""
+    import time
+
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.node import start_node
+
+    try:
+        running = start_node(port, state_path=state)
+    except ChainSetupError as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(code=2) from None
+    console.print(
+        f"chain node at {running.url} (chain state: {state or 'in memory'}); Ctrl-C stops"
+    )
+    try:
+        while running.process.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+@ledger_app.command("chain")
+def chain(
+    run_dir: RunDir,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The node (default: the run's own node from its state, else its URL)."),
+    ] = None,
+) -> None:
+    """Send the run's finalised results still waiting for the chain, then compare every wallet on
+    the contract with the embedded ledger and check the anchored entry's hash.
+
+    Exit status 0 when they agree, 1 when they do not, 2 when the chain cannot be reached."""
+    from testbed.ledger.chain.artifact import ChainSetupError
+    from testbed.ledger.chain.check import check_chain
+    from testbed.ledger.chain.mirror import ChainRejected, ChainUnavailable
+    from testbed.ledger.money import format_money
+
+    try:
+        check = check_chain(run_dir, url)
+    except (ChainUnavailable, ChainRejected, ChainSetupError) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(code=2) from None
+    console.print(
+        f"contract {check.address} at {check.url}: {check.transactions} transactions, "
+        f"{check.gas_used:,} gas; {check.sent_now} sent now; anchored up to ledger entry "
+        f"{check.anchored_seq}",
+        highlight=False,
+    )
+    table = Table(title="Wallets: contract against ledger")
+    for column in ("wallet", "on chain", "debt on chain", "in ledger", "debt in ledger"):
+        table.add_column(column, justify="left" if column == "wallet" else "right")
+    for name, (balance, debt) in check.on_chain.items():
+        ledger_balance, ledger_debt = check.in_ledger[name]
+        table.add_row(
+            name,
+            format_money(balance, check.currency),
+            format_money(debt, check.currency),
+            format_money(ledger_balance, check.currency),
+            format_money(ledger_debt, check.currency),
+        )
+    console.print(table)
+    if check.ok:
+        console.print("[green]chain agrees with the ledger[/]")
+        raise typer.Exit(code=0)
+    for problem in check.problems:
+        console.print(f"[bold red]{problem}[/]", highlight=False)
+    raise typer.Exit(code=1)

@@ -43,6 +43,7 @@ from pymodbus.transaction import TransactionManager
 from hil_sim.faults import DeviceFaults
 from hil_sim.servers.gate import ListenerGate
 from hil_sim.servers.sunspec_image import PointSlot, SunSpecImage
+from labspec import fast_paths
 
 log = logging.getLogger(__name__)
 
@@ -357,13 +358,16 @@ class SunSpecModbusServer:
         return self.gate.port if self.gate is not None else self._port
 
     async def start(self) -> int:
-        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port."""
+        """Listen (pymodbus handles the protocol, the gate owns the socket); returns the port.
+        With the fast paths off (`labspec.fast_paths`) pymodbus's own server answers all."""
         devices = [unit.sim_device for unit in self.units.values()]
-        self._server = _ModbusServer(
-            devices if len(devices) > 1 else devices[0],
-            address=(self._host, self._port),
-            custom_pdu=[self._read_request],
-        )
+        served = devices if len(devices) > 1 else devices[0]
+        if fast_paths.enabled():
+            self._server = _ModbusServer(
+                served, address=(self._host, self._port), custom_pdu=[self._read_request]
+            )
+        else:
+            self._server = ModbusTcpServer(served, address=(self._host, self._port))
         self.gate = ListenerGate(
             self.name, self._server.handle_new_connection, self._host, self._port, self.faults
         )

@@ -8,7 +8,8 @@ refuses answers `BadOutOfRange`. Values change once per plant advance: only thos
 stored, straight into the address space (the server itself needs none of the checks a client's
 write gets), and each variable's data-change callbacks are called, so subscriptions see the
 changes. They carry the plant time as their source and server timestamps. Read and Write requests
-take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`).
+take a quicker path through asyncua (`hil_sim.servers.opcua_fastpath`; asyncua's own with the
+fast paths off, `labspec.fast_paths`).
 
 Security: "none" (anonymous, for tests) or "sign_and_encrypt" (Basic256Sha256 SignAndEncrypt with a
 user name and password); a self-signed server certificate is generated when none is given. Client
@@ -46,6 +47,7 @@ from hil_sim.plant import EvState, SetpointRejected
 from hil_sim.servers.gate import ListenerGate
 from hil_sim.servers.opcua_clients import ClientTrustList
 from hil_sim.servers.opcua_fastpath import fast_protocol_factory
+from labspec import fast_paths
 from labspec.ev_charger import (
     NAMESPACE_URI,
     OBJECT_BROWSE_NAME,
@@ -322,7 +324,11 @@ class EvChargerOpcUaServer:
             await binary._server.wait_closed()
             binary._server = None
         self.gate = ListenerGate(
-            self.device, fast_protocol_factory(binary), self._host, listening_port, self.faults
+            self.device,
+            fast_protocol_factory(binary) if fast_paths.enabled() else binary._make_protocol,
+            self._host,
+            listening_port,
+            self.faults,
         )
         await self.gate.open()
         return self.url

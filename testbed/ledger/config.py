@@ -12,6 +12,21 @@ from testbed.ledger.kyc import KycOverride
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class ChainConfig(BaseModel):
+    """`[ledger.chain]`: the ledger's finalised results also on a smart-contract chain (off by
+    default; needs `npm ci` in `chain/`, which `scripts/setup.sh --tests` does).
+
+    `url`: a running Ethereum JSON-RPC node (e.g. `testbed ledger node`); unset, the run starts its
+    own anvil on a free loopback port and keeps its state in `chain/` of the run directory.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    url: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+
+
 class LedgerConfig(BaseModel):
     """The run's registry, wallets and ledger (on by default; nothing to install).
 
@@ -26,3 +41,4 @@ class LedgerConfig(BaseModel):
     opening_balance: NonNegativeFloat = 1000.0  # minted to each peer when it joins
     institution_balance: NonNegativeFloat = 1_000_000.0  # operator, grid retailer, network op.
     kyc: dict[str, KycOverride] = Field(default_factory=dict)  # per peer, replaces defaults
+    chain: ChainConfig = ChainConfig()

@@ -120,7 +120,9 @@ class ContinuousDoubleAuctionMechanism:
 
     def clear(self, orders: Book) -> ClearingResult:
         book, rejected = prepare_book(orders)
-        arrival = np.lexsort((book.order_id.astype(str), book.time)) if len(book) else []
+        arrival: np.ndarray | list[int] = (
+            np.lexsort((book.order_id.astype(str), book.time)) if len(book) else []
+        )
         market = ContinuousDoubleAuction()
         row_of = {str(order_id): row for row, order_id in enumerate(book.order_id.tolist())}
         buy_rows: list[int] = []

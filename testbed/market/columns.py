@@ -22,8 +22,8 @@ class OrderColumns:
     which become numpy arrays only when something indexes them.
     """
 
-    order_id: np.ndarray
-    peer: np.ndarray
+    order_id: np.ndarray | ArrowStrings
+    peer: np.ndarray | ArrowStrings
     is_buy: np.ndarray
     quantity_kwh: np.ndarray
     price: np.ndarray
@@ -58,12 +58,12 @@ class OrderColumns:
     def from_arrays(
         cls,
         *,
-        order_id: Sequence | np.ndarray,
-        peer: Sequence | np.ndarray,
-        is_buy: Sequence | np.ndarray,
-        quantity_kwh: Sequence | np.ndarray,
-        price: Sequence | np.ndarray,
-        time: Sequence | np.ndarray | None = None,
+        order_id: Sequence[Any] | np.ndarray,
+        peer: Sequence[Any] | np.ndarray,
+        is_buy: Sequence[Any] | np.ndarray,
+        quantity_kwh: Sequence[Any] | np.ndarray,
+        price: Sequence[Any] | np.ndarray,
+        time: Sequence[Any] | np.ndarray | None = None,
         interval_start: datetime | None = None,
     ) -> OrderColumns:
         """Columns from array-likes; `time` defaults to 0 for every order."""
@@ -103,7 +103,8 @@ class OrderColumns:
             return ~first
         import pandas as pd
 
-        return pd.Series(self.order_id[rows]).duplicated(keep="first").to_numpy()
+        duplicated: np.ndarray = pd.Series(self.order_id[rows]).duplicated(keep="first").to_numpy()
+        return duplicated
 
     def problems(self) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Vectorised checks: a mask of valid rows and (row, reason) for every invalid row.
@@ -190,7 +191,8 @@ class ArrowStrings:
         return self.numpy().astype(dtype)
 
     def tolist(self) -> list[Any]:
-        return self.array.to_pylist()
+        values: list[Any] = self.array.to_pylist()
+        return values
 
 
 def _take(values: np.ndarray | ArrowStrings, rows: np.ndarray) -> np.ndarray | ArrowStrings:

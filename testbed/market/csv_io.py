@@ -12,7 +12,7 @@ pyarrow's CSV writer from columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +52,11 @@ class CsvOrders(NamedTuple):
     problems: list[RowProblem]
 
 
+# What a parser gives: the columns, the rows that did not parse, and each kept row's interval_start
+# (None where its cell is empty; the list is None when the file has no such column or it is unused)
+_Parsed = tuple[OrderColumns, list[RowProblem], list[datetime | None] | None]
+
+
 def read_order_columns(
     source: Source, interval_start: datetime | None = None
 ) -> tuple[OrderColumns, list[RowProblem]]:
@@ -84,7 +89,9 @@ def read_orders_csv(source: Source, interval_start: datetime | None = None) -> C
     return CsvOrders(orders, problems)
 
 
-def _parse_arrow(source: Source, interval_start: datetime | None, want_starts: bool):
+def _parse_arrow(
+    source: Source, interval_start: datetime | None, want_starts: bool
+) -> _Parsed | None:
     """The pyarrow path for a file of plain values; None when the pandas path must decide."""
     if not isinstance(source, str | Path):
         return None
@@ -120,7 +127,7 @@ def _parse_arrow(source: Source, interval_start: datetime | None, want_starts: b
     reasons: list[str | None] = [None] * count
     bad = np.zeros(count, dtype=bool)
 
-    def flag(rows: np.ndarray, message) -> None:
+    def flag(rows: np.ndarray, message: str | Callable[[int], str]) -> None:
         for row in rows.tolist():
             if not bad[row]:
                 bad[row] = True
@@ -214,7 +221,7 @@ def _padded(strings: Any) -> bool:
     return bool(np.isin(ends, _WHITESPACE).any() or (ends >= 0x80).any())
 
 
-def _parse(source: Source, interval_start: datetime | None):
+def _parse(source: Source, interval_start: datetime | None) -> _Parsed:
     import pandas as pd
 
     frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)

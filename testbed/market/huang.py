@@ -79,4 +79,5 @@ def ration_equal_cut(quantity: np.ndarray, cut: float) -> np.ndarray:
     reach = below + (n - np.arange(n)) * ascending  # total cut if r = k-th smallest entry
     k = int(np.searchsorted(reach, cut, side="left"))
     r = (cut - below[k]) / (n - k)
-    return quantity - np.minimum(quantity, r)
+    kept: np.ndarray = quantity - np.minimum(quantity, r)
+    return kept

@@ -11,10 +11,11 @@ filled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from testbed.market.columns import OrderColumns
+from testbed.market.columns import ArrowStrings, OrderColumns
 
 QUANTITY_RESOLUTION_KWH = 1e-9
 QUANTITY_TOLERANCE_KWH = QUANTITY_RESOLUTION_KWH / 2  # float noise below this is no quantity
@@ -37,7 +38,9 @@ class SideBook:
         return float(self.cum_kwh[-1]) if len(self.cum_kwh) else 0.0
 
 
-def priority_rows(price: np.ndarray, time: np.ndarray, order_id: np.ndarray, best_high: bool):
+def priority_rows(
+    price: np.ndarray, time: np.ndarray, order_id: np.ndarray | _Lazy, best_high: bool
+) -> np.ndarray:
     """Rows sorted by price (highest first when `best_high`), then time, then order_id."""
     price_key = -price if best_high else price
     rows = np.argsort(price_key, kind="stable")
@@ -51,7 +54,7 @@ def priority_rows(price: np.ndarray, time: np.ndarray, order_id: np.ndarray, bes
 
 def side_books(book: OrderColumns) -> tuple[SideBook, SideBook]:
     """(bids, asks) in priority order."""
-    sides = []
+    sides: list[SideBook] = []
     for members in (np.flatnonzero(book.is_buy), np.flatnonzero(~book.is_buy)):
         is_buy = len(sides) == 0
         price = book.price[members]
@@ -65,14 +68,15 @@ def side_books(book: OrderColumns) -> tuple[SideBook, SideBook]:
 class _Lazy:
     """order_id[members], taken only when a tie needs it."""
 
-    def __init__(self, values: np.ndarray, members: np.ndarray) -> None:
+    def __init__(self, values: np.ndarray | ArrowStrings, members: np.ndarray) -> None:
         self.values, self.members = values, members
 
     def __len__(self) -> int:
         return len(self.members)
 
-    def astype(self, dtype):
-        return self.values[self.members].astype(dtype)
+    def astype(self, dtype: Any) -> np.ndarray:
+        values: np.ndarray = self.values[self.members].astype(dtype)
+        return values
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +109,8 @@ def merge_cumulative(bid_cum: np.ndarray, ask_cum: np.ndarray) -> Segments:
     merged = np.argsort(ends, kind="stable")  # two sorted runs: a linear merge
     ends = ends[merged]
     from_bid = merged < len(bid_cum)
-    bids_before = np.cumsum(from_bid) - from_bid  # bid ladders ended before each breakpoint
+    # bid ladders ended before each breakpoint
+    bids_before: np.ndarray = np.cumsum(from_bid) - from_bid
     asks_before = np.arange(len(ends)) - bids_before
     cut = int(np.searchsorted(ends, total - QUANTITY_TOLERANCE_KWH, side="left"))
     ends = np.append(ends[:cut], total)

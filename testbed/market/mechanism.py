@@ -45,8 +45,14 @@ def prepare_book(orders: Book) -> tuple[OrderColumns, Rejected]:
     return OrderColumns.from_orders(valid), rejected_orders
 
 
-def segment_table(crossing: Crossing, segments: Segments, buyer_price, seller_price) -> TradeTable:
-    """A TradeTable from segments between crossing.bids and crossing.asks positions."""
+def segment_table(
+    crossing: Crossing,
+    segments: Segments,
+    buyer_price: float | np.ndarray,
+    seller_price: float | np.ndarray,
+) -> TradeTable:
+    """A TradeTable from segments between crossing.bids and crossing.asks positions (a price per
+    segment, or one for all)."""
     count = len(segments)
     return TradeTable(
         buy_row=crossing.bids.rows[segments.bid],

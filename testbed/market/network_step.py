@@ -20,7 +20,9 @@ from testbed.network.powerflow import ac_check
 from testbed.network.settings import NetworkSettings
 
 
-def off_feeder(book: OrderColumns, settings: NetworkSettings | None) -> tuple[np.ndarray, list]:
+def off_feeder(
+    book: OrderColumns, settings: NetworkSettings | None
+) -> tuple[np.ndarray, list[tuple[str, str, str]]]:
     """(mask of orders whose peer has a bus, [(order_id, peer, reason)] for the others)."""
     if settings is None or len(book) == 0:
         return np.ones(len(book), dtype=bool), []
@@ -63,7 +65,8 @@ def distance_charges(result: ClearingResult, settings: NetworkSettings) -> np.nd
     pair_total = np.zeros((len(peers), len(peers)))
     np.add.at(pair_total, (seller, buyer), t.quantity_kwh)
     usage = linear.usage_charge[seller, buyer]
-    return usage + linear.loss_coefficient[seller, buyer] * pair_total[seller, buyer]
+    charge: np.ndarray = usage + linear.loss_coefficient[seller, buyer] * pair_total[seller, buyer]
+    return charge
 
 
 def apply_network(result: ClearingResult, settings: NetworkSettings | None) -> ClearingResult:

@@ -27,12 +27,13 @@ _CLASSES = {
 }
 
 
-class _LazyClasses(Mapping[str, type]):
+class _LazyClasses(Mapping[str, type[Mechanism]]):
     """name -> mechanism class, importing the class's module on first access."""
 
-    def __getitem__(self, name: str) -> type:
+    def __getitem__(self, name: str) -> type[Mechanism]:
         module, _, attribute = _CLASSES[name].partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        mechanism: type[Mechanism] = getattr(importlib.import_module(module), attribute)
+        return mechanism
 
     def __iter__(self) -> Iterator[str]:
         return iter(_CLASSES)
@@ -41,7 +42,7 @@ class _LazyClasses(Mapping[str, type]):
         return len(_CLASSES)
 
 
-MECHANISMS: Mapping[str, type] = _LazyClasses()
+MECHANISMS: Mapping[str, type[Mechanism]] = _LazyClasses()
 ALIASES = {
     "k_double": "uniform",
     "uniform_price": "uniform",

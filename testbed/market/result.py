@@ -14,6 +14,7 @@ from testbed.market.columns import ArrowStrings, OrderColumns
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from testbed.documents import Clearing
     from testbed.market.matching import Crossing
@@ -113,7 +114,9 @@ def _steps(cum_kwh: np.ndarray, price: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return kwh, step_price
 
 
-def _thin(kwh: np.ndarray, price: np.ndarray, max_points: int | None):
+def _thin(
+    kwh: np.ndarray, price: np.ndarray, max_points: int | None
+) -> tuple[list[float], list[float], bool]:
     if max_points is None or len(kwh) <= max_points:
         return kwh.tolist(), price.tolist(), False
     keep = np.unique(np.linspace(0, len(kwh) - 1, max_points).round().astype(np.int64))
@@ -170,7 +173,8 @@ class ClearingResult:
     @property
     def seller_prices(self) -> list[float]:
         """Price each trade's seller receives (equal to `trades[i].price` when budget balanced)."""
-        return self.table.seller_price.tolist()
+        prices: list[float] = self.table.seller_price.tolist()
+        return prices
 
     def filled_kwh(self) -> np.ndarray:
         """Filled quantity of every row of `book`."""
@@ -218,7 +222,7 @@ class ClearingResult:
             for peer in peers
         }
 
-    def trades_arrow(self):
+    def trades_arrow(self) -> pa.Table:
         """Trades in the trade CSV columns as a pyarrow Table (no Python object per trade)."""
         import pyarrow as pa
 
@@ -329,7 +333,7 @@ def build_report(
     return report
 
 
-def _rejection(item: tuple) -> dict[str, str]:
+def _rejection(item: tuple[Any, ...]) -> dict[str, str]:
     first, reason = item[0], item[-1]
     if isinstance(first, Order):
         return {"order_id": str(first.order_id), "peer": str(first.peer), "reason": reason}

@@ -19,11 +19,12 @@ def order_problem(
     """Why `order` cannot enter the book, or None when it can."""
     if not isinstance(order.order_id, str) or not order.order_id:
         return f"order_id {quoted(order.order_id)} must be a non-empty string"
-    if not isinstance(order.side, Side):
+    side: object = order.side  # an Order built from untyped data may hold a plain string
+    if not isinstance(side, Side):
         try:
-            Side(order.side)
+            Side(str(side))
         except ValueError:
-            return f"side {quoted(order.side)} is not 'buy' or 'sell'"
+            return f"side {quoted(side)} is not 'buy' or 'sell'"
     if not _is_finite_number(order.quantity_kwh) or order.quantity_kwh <= 0:
         return f"quantity_kwh {quoted(order.quantity_kwh)} must be a finite number > 0"
     if not _is_finite_number(order.price):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -95,10 +96,19 @@ class _StepCurve:
         position = np.minimum(np.searchsorted(cum, kwh, side="left"), len(cum) - 1)
         start = np.where(position > 0, cum[np.maximum(position - 1, 0)], 0.0)
         before = np.where(position > 0, self.area_at_end[np.maximum(position - 1, 0)], 0.0)
-        return before + self.side.price[position] * (kwh - start)
+        area: np.ndarray = before + self.side.price[position] * (kwh - start)
+        return area
 
 
-def _displaced_value(*, fill, left, volume, outside, inside, outside_wins) -> np.ndarray:
+def _displaced_value(
+    *,
+    fill: np.ndarray,
+    left: np.ndarray,
+    volume: float,
+    outside: _StepCurve,
+    inside: _StepCurve,
+    outside_wins: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
     """Integral over [0, fill] of the better of the outside curve (orders left out, read past the
     agent's own remainder) and the inside curve (the other side's traded units it displaced)."""
     result = np.zeros(len(fill))

@@ -184,7 +184,15 @@ def simulate_zip_market(
     )
 
 
-def _run_round(index, traders, steps, rng, settings, equilibrium_price, max_surplus) -> ZipRound:
+def _run_round(
+    index: int,
+    traders: list[ZipTrader],
+    steps: int,
+    rng: np.random.Generator,
+    settings: ZipSettings,
+    equilibrium_price: float | None,
+    max_surplus: float,
+) -> ZipRound:
     market = ContinuousDoubleAuction()
     by_id = {trader.trader_id: trader for trader in traders}
     resting: dict[str, str] = {}  # trader -> its resting order_id
@@ -228,7 +236,13 @@ def _run_round(index, traders, steps, rng, settings, equilibrium_price, max_surp
     return _summarise(index, trades, by_id, equilibrium_price, max_surplus)
 
 
-def _summarise(index, trades, by_id, equilibrium_price, max_surplus) -> ZipRound:
+def _summarise(
+    index: int,
+    trades: list[Trade],
+    by_id: dict[str, ZipTrader],
+    equilibrium_price: float | None,
+    max_surplus: float,
+) -> ZipRound:
     quantity = np.array([t.quantity_kwh for t in trades])
     price = np.array([t.price for t in trades])
     gain = np.array([by_id[t.buyer].limit_price - by_id[t.seller].limit_price for t in trades])

@@ -109,7 +109,7 @@ async def test_answers_with_another_unit_id_are_matched_by_transaction_id(device
     inverter = inverter_on(device)
     snapshot, confirmation = await read_and_apply(inverter)
     expect_standard_values(snapshot, confirmation)
-    assert inverter.session.framer.answered_unit_ids == {device.answer_unit_id}
+    assert inverter.session.answered_unit_ids == {device.answer_unit_id}
 
 
 @pytest.mark.parametrize("device", [(40000, METER_201, {})], indirect=True)

@@ -3,14 +3,18 @@ for every kind of value a server may put in it (and asyncua's decoder takes the 
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from asyncua import ua
 from asyncua.common.utils import Buffer
-from asyncua.ua.ua_binary import struct_from_binary, struct_to_binary
+from asyncua.ua.ua_binary import nodeid_to_binary, struct_from_binary, struct_to_binary
 
-from instruments.opcua_read import decode_read_response
+from instruments import opcua_read
+from instruments.opcua_read import EncodedParameters, decode_read_response, encode_read_request
+from labspec import fast_paths
 
 V = ua.VariantType
 WHEN = datetime(2026, 3, 1, 12, 30, 15, 250000, tzinfo=UTC)
@@ -117,3 +121,65 @@ def test_the_usual_answer_is_read_from_the_bytes(monkeypatch):
     assert decode_read_response(body) == asyncua_decoded(body)
     with pytest.raises(AssertionError):
         decode_read_response(encoded(UNUSUAL[:1]))
+
+
+TOKENS = [
+    ua.NodeId(),  # no session token (TwoByte 0)
+    ua.NodeId(12345, 0),
+    ua.NodeId(7, 3),
+    ua.NodeId(2**31, 1),
+    ua.NodeId("session-token", 2),
+    ua.NodeId(b"\x01\x02\xff", 1, ua.NodeIdType.ByteString),
+    ua.NodeId(uuid.UUID("12345678-1234-5678-1234-567812345678"), 1, ua.NodeIdType.Guid),
+]
+
+
+@pytest.mark.parametrize("token", TOKENS, ids=str)
+@pytest.mark.parametrize(
+    "node_ids",
+    [
+        [ua.NodeId("EVCharger.PowerKw", 2), ua.NodeId("EVCharger.SocPct", 2)],
+        [ua.NodeId(2258, 0)],
+        [ua.NodeId(f"EVCharger.Var{i}", 4) for i in range(18)],
+    ],
+)
+def test_a_read_request_is_encoded_as_asyncua_encodes_it(token, node_ids):
+    parameters = ua.ReadParameters(
+        MaxAge=0,
+        TimestampsToReturn=ua.TimestampsToReturn.Neither,
+        NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=ua.AttributeIds.Value) for n in node_ids],
+    )
+    request = ua.ReadRequest(Parameters=parameters)
+    request.RequestHeader.AuthenticationToken = token
+    request.RequestHeader.Timestamp = WHEN
+    request.RequestHeader.RequestHandle = 4_000_000_123
+    request.RequestHeader.TimeoutHint = 2000
+    fast = encode_read_request(
+        nodeid_to_binary(token),
+        ua.datetime_to_win_epoch(WHEN),
+        4_000_000_123,
+        2000,
+        EncodedParameters(parameters).data,
+    )
+    assert fast == struct_to_binary(request)
+    assert struct_from_binary(ua.ReadRequest, Buffer(fast)) == request
+
+
+def test_the_request_time_is_opc_ua_time_now():
+    """The fast path stamps requests with the time as asyncua would (100 ns since 1601)."""
+    before = ua.datetime_to_win_epoch(datetime.now(UTC))
+    ticks = time.time_ns() // 100 + opcua_read._UNIX_EPOCH_AS_FILETIME
+    after = ua.datetime_to_win_epoch(datetime.now(UTC))
+    assert before - 10 <= ticks <= after + 10
+
+
+@pytest.mark.parametrize("value", ["", "1", "on", "TRUE", "yes", "0", "off", "False", "no"])
+def test_the_fast_paths_switch_reads_the_usual_spellings(monkeypatch, value):
+    monkeypatch.setenv(fast_paths.ENV_VAR, value)
+    assert fast_paths.enabled() is (value.lower() in ("", "1", "on", "true", "yes"))
+
+
+def test_a_misspelt_switch_names_the_variable_and_the_choices(monkeypatch):
+    monkeypatch.setenv(fast_paths.ENV_VAR, "fast")
+    with pytest.raises(ValueError, match="TESTBED_FAST_PATHS = 'fast': expected 1/on"):
+        fast_paths.enabled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -138,5 +139,36 @@ def small_day(root: Path) -> Lab:
         2, (Trade(b2.order_id, a2.order_id, "B", "A", 0.4, 5.5),), {"A": 0.2, "B": -0.6, "C": -0.3}
     )
     lab.operator.close(interval_start(3), "finished")
+    lab.writer.close()
+    return lab
+
+
+def trading_day(
+    root: Path, n_intervals: int = 96, seed: int = 7, peer_opening: float = 20.0
+) -> Lab:
+    """Three peers trading every interval of a day (random but seeded): A sells, B and C buy, the
+    metering deviates from the trades, C's small wallet runs into debt (the operator advances, C
+    repays by selling), then C and A leave (what they hold redeemed) and the ledger is closed."""
+    rng = random.Random(seed)
+    lab = open_lab(root, peer_opening=peer_opening, institution_opening=50.0)
+    for interval in range(1, n_intervals + 1):
+        sell = lab.order("A", "sell", round(rng.uniform(0.5, 2.0), 3), 4.0, interval)
+        buyer = rng.choice(("B", "C"))
+        side = "sell" if buyer == "C" and interval % 5 == 0 else "buy"
+        other = lab.order(buyer, side, round(rng.uniform(0.5, 2.0), 3), 7.0, interval)
+        accepted, _ = lab.place([sell, other], interval)
+        trades: tuple[Trade, ...] = ()
+        if other in accepted and side == "buy":
+            quantity = min(sell.quantity_kwh, other.quantity_kwh)
+            trades = (Trade(other.order_id, sell.order_id, buyer, "A", quantity, 5.5, 5.25),)
+        metered = {
+            "A": sell.quantity_kwh + rng.uniform(-0.3, 0.3),
+            "B": rng.uniform(-2.5, 0.2),
+            "C": rng.uniform(-2.5, 0.2) if side == "buy" else other.quantity_kwh,
+        }
+        lab.settle(interval, trades, metered)
+    lab.operator.deregister(interval_start(n_intervals + 1), "C", "moved away")
+    lab.operator.deregister(interval_start(n_intervals + 1), "A", "end of the trial")
+    lab.operator.close(interval_start(n_intervals + 1), "finished")
     lab.writer.close()
     return lab

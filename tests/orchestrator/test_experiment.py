@@ -21,7 +21,7 @@ import pytest
 from hil_sim.control import SyncPlantControl
 from hil_sim.endpoints import PlantEndpoints
 from testbed.config import TestbedConfig, load_config, parse_config
-from testbed.engine import Engine
+from testbed.engine import Engine, StartupError
 from testbed.experiment import RunResult, run_experiment, with_plant_endpoints
 from testbed.ledger.money import to_paisa
 from testbed.ledger.verify import verify_run
@@ -271,3 +271,37 @@ def test_the_run_ledger_verifies_and_wallets_equal_the_settlements_to_the_paisa(
     assert f"entry {seq}: settlement: its hash does not match its contents" in " ".join(
         done.stdout.split()
     )
+
+
+def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_plant, tmp_path):
+    """`[ledger.chain]` on: the run starts its own anvil, deploys the contract and settles every
+    interval on it; `testbed ledger chain` starts the node again from the state the run left and
+    reads every wallet back equal to the embedded ledger's."""
+    from testbed.ledger.chain.node import free_port
+
+    with SyncPlantControl.from_endpoints(morning_plant) as control:
+        control.request("reset")
+    config = experiment_config(morning_plant, 0.25)
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["ledger"]["chain"] = {"enabled": True}
+    run_dir = tmp_path / "chained"
+    asyncio.run(run_experiment(parse_config(data), run_dir))
+    assert (run_dir / "chain" / "anvil-state.json").is_file()
+    with sqlite3.connect(run_dir / "run.sqlite") as conn:
+        functions = dict(conn.execute("SELECT function, COUNT(*) FROM chain_tx GROUP BY function"))
+    assert functions["settleInterval"] == functions["storeClearingResults"] == 3
+    assert functions["registerHousehold"] == 3 and functions["closeLedger"] == 1
+
+    cli = [sys.executable, "-m", "testbed", "ledger", "chain", str(run_dir)]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "chain agrees with the ledger" in done.stdout
+    assert "0 sent now" in done.stdout
+
+    # a configured node that does not answer: one clear message, nothing left behind
+    data["ledger"]["chain"] = {"enabled": True, "url": f"http://127.0.0.1:{free_port()}"}
+    with pytest.raises(
+        StartupError, match=r"\[ledger.chain\] the chain node at .* does not answer"
+    ):
+        asyncio.run(run_experiment(parse_config(data), tmp_path / "no-node"))
+    assert not (tmp_path / "no-node").exists()

@@ -17,9 +17,10 @@ and stops when the primal residual |x - z| (14) and the dual residual rho |z - z
 below eps_abs * sqrt(N) + eps_rel * (the scale of x, z, resp. rho u) (Boyd et al. 2011, 3.3).
 Quantities are counted in units of the book's largest order, so rho (currency per unit^2) and
 the tolerances mean the same for a book of Wh as of MWh; the reported primal residual is in kWh.
-rho is updated by residual balancing (Boyd et al. 3.4.1): when the primal residual is more than
-10 times the dual, rho doubles (u halves); when the dual is more than 10 times the primal, rho
-halves (u doubles).
+rho is updated by residual balancing (Boyd et al. 3.4.1) every 10 iterations: when the primal
+residual is more than 10 times the dual, rho doubles (u halves); when the dual is more than 10
+times the primal, rho halves (u doubles). After iteration 500 rho stays fixed, so the iteration
+keeps ADMM's convergence guarantee (adapting at every iteration made step offers oscillate).
 
 A peer's step (11) is `peer_update(offers, message)`: a plain function of the peer's own offers
 and the coordinator's message (its target z_n - u_n and rho), returning its position, its
@@ -105,17 +106,21 @@ def _supply(offers: PeerOffers, price: np.ndarray, side: str) -> np.ndarray:
     """Net position (sold - bought) at each price; side "left"/"right" at the steps' jumps."""
     p = price[:, None]
     c = offers.curvature
+    sold: np.ndarray
+    bought: np.ndarray
     if c > 0:
         sold = np.clip((p - offers.ask_price) / c, 0.0, offers.ask_qty).sum(axis=1)
         bought = np.clip((offers.bid_price - p) / c, 0.0, offers.bid_qty).sum(axis=1)
-        return sold - bought
+        net: np.ndarray = sold - bought
+        return net
     if side == "left":
         sold = ((offers.ask_price < p) * offers.ask_qty).sum(axis=1)
         bought = ((offers.bid_price >= p) * offers.bid_qty).sum(axis=1)
     else:
         sold = ((offers.ask_price <= p) * offers.ask_qty).sum(axis=1)
         bought = ((offers.bid_price > p) * offers.bid_qty).sum(axis=1)
-    return sold - bought
+    net = sold - bought
+    return net
 
 
 def peer_update(offers: PeerOffers, message: PeerMessage) -> PeerReply:
@@ -209,13 +214,15 @@ class Coordinator:
 
     def project(self, point: np.ndarray) -> np.ndarray:
         if self._problem is None:
-            return point - point.mean()
+            centred: np.ndarray = point - point.mean()
+            return centred
         self._point.value = point
         self._problem.solve(solver="CLARABEL")
         if self._problem.status not in ("optimal", "optimal_inaccurate"):
             raise NoTrade(f"the feeder's limits cannot be met ({self._problem.status})")
         value = np.asarray(self._z.value, dtype=float)
-        return value - value.mean()  # exact balance
+        balanced: np.ndarray = value - value.mean()  # exact balance
+        return balanced
 
 
 @dataclass
@@ -241,7 +248,8 @@ def run_admm(
     eps_abs: float = 1e-7,
     eps_rel: float = 1e-6,
     max_iterations: int = 5000,
-    balance_every: int = 1,
+    balance_every: int = 10,
+    balance_until: int = 500,
 ) -> AdmmSolution:
     """Iterate (11)-(13) until (14) and (15) hold; raises NoTrade if it does not converge."""
     n = community.size
@@ -274,7 +282,7 @@ def run_admm(
         eps_dual = root * eps_abs + eps_rel * float(np.linalg.norm(rho * u))
         if primal <= eps_primal and dual <= eps_dual:
             break
-        if iteration % balance_every == 0:
+        if iteration % balance_every == 0 and iteration <= balance_until:
             if primal > 10 * dual:
                 rho, u = rho * 2, u / 2
             elif dual > 10 * primal:
@@ -343,7 +351,8 @@ def published_prices(
     if pool:
         common = float(np.clip(np.mean(price), low.max(initial=-np.inf), high.min(initial=np.inf)))
         return np.full(community.size, common)
-    return np.clip(price, low, high)
+    clipped: np.ndarray = np.clip(price, low, high)
+    return clipped
 
 
 class AdmmMarket(OptimisationMechanism):

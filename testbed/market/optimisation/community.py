@@ -145,11 +145,11 @@ def bilateral_pairs(
     )
 
 
-def _filled(rows: np.ndarray, row_fill: np.ndarray) -> list[list]:
+def _filled(rows: np.ndarray, row_fill: np.ndarray) -> list[list[float]]:
     return [[int(r), float(row_fill[r])] for r in rows.tolist() if r >= 0 and row_fill[r] > 0]
 
 
-def _consume(queue: list[list], amount: float, tolerance: float) -> None:
+def _consume(queue: list[list[float]], amount: float, tolerance: float) -> None:
     queue[0][1] -= amount
     if queue[0][1] <= tolerance:
         queue.pop(0)

@@ -68,7 +68,7 @@ def bargain(values: np.ndarray, powers: np.ndarray, disagreement: np.ndarray) ->
     if not surplus > 0:
         raise NoTrade("no gains from trade to bargain over")
     gains = disagreement + powers / powers.sum() * surplus
-    transfer = gains - values
+    transfer: np.ndarray = gains - values
     return transfer - transfer.mean() if len(transfer) else transfer  # exactly balanced
 
 

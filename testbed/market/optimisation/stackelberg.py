@@ -101,7 +101,8 @@ def leader_optimum(
 
 def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
     start = np.cumsum(quantity_in_priority) - quantity_in_priority
-    return np.clip(volume - start, 0.0, quantity_in_priority)
+    fill: np.ndarray = np.clip(volume - start, 0.0, quantity_in_priority)
+    return fill
 
 
 class StackelbergMarket(OptimisationMechanism):
@@ -111,7 +112,7 @@ class StackelbergMarket(OptimisationMechanism):
 
     def __init__(
         self,
-        max_spread: float | None = None,
+        max_spread: float | str | None = None,  # "" (from a form or CSV) = None
         network: NetworkSettings | None = None,
         feeder: Any = None,
         voltage_band_pct: float = 6.0,
@@ -135,8 +136,8 @@ class StackelbergMarket(OptimisationMechanism):
         optimum = leader_optimum(
             bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh, self.max_spread
         )
-        if optimum is None:
-            raise NoTrade("no prices at which the operator and the peers trade")
+        if optimum is None:  # no bid at or above an ask: nothing to gain
+            return Outcome(TradeTable.empty(), None)
         buy_price, sell_price, volume, margin = optimum
         segments = pair_fills(_fill(bids.quantity_kwh, volume), _fill(asks.quantity_kwh, volume))
         n = len(segments.quantity_kwh)

@@ -33,7 +33,7 @@ from testbed.market.optimisation.community import Community, bilateral_pairs, cl
 from testbed.market.result import TradeTable
 from testbed.network.settings import LinearNetwork, NetworkSettings
 
-_PROBLEMS: dict[tuple, _Compiled] = {}
+_PROBLEMS: dict[tuple[Any, ...], _Compiled] = {}
 
 
 @dataclass
@@ -66,7 +66,15 @@ class WelfareSolution:
 class _Compiled:
     """One cvxpy problem with its parameters, built once per shape."""
 
-    def __init__(self, n: int, kb: int, ka: int, bilateral: bool, curvature: float, linear) -> None:
+    def __init__(
+        self,
+        n: int,
+        kb: int,
+        ka: int,
+        bilateral: bool,
+        curvature: float,
+        linear: LinearNetwork | None,
+    ) -> None:
         import cvxpy as cp
 
         self.bid_price = cp.Parameter((n, kb))
@@ -218,17 +226,15 @@ def welfare_table(solution: WelfareSolution) -> TradeTable:
     peer_of_row = np.zeros(len(c.book), dtype=np.int64)
     if len(c.book):
         peer_of_row = c.peer_of(np.arange(len(c.book)))
-    if solution.pair_kwh is None:
+    pair_kwh, pair_charge, pair_loss = solution.pair_kwh, solution.pair_charge, solution.pair_loss
+    if pair_kwh is None or pair_charge is None or pair_loss is None:  # all three or none
         return pool_table(
             c.pool_pairs(solution.row_fill),
             solution.buy_price[peer_of_row],
             solution.sell_price[peer_of_row],
         )
-    buy_row, sell_row, kwh, seller, buyer = bilateral_pairs(c, solution.row_fill, solution.pair_kwh)
-    charge = (
-        solution.pair_charge[seller, buyer]
-        + solution.pair_loss[seller, buyer] * (solution.pair_kwh[seller, buyer])
-    )
+    buy_row, sell_row, kwh, seller, buyer = bilateral_pairs(c, solution.row_fill, pair_kwh)
+    charge = pair_charge[seller, buyer] + pair_loss[seller, buyer] * (pair_kwh[seller, buyer])
     return TradeTable(
         buy_row=buy_row,
         sell_row=sell_row,

@@ -1,0 +1,248 @@
+"""Sends the ledger's finalised results to the contract, in order, and records each transaction.
+
+The embedded ledger is the queue: what has been sent is recorded in `chain_tx` (one row per
+transaction, by the last ledger entry it carries) in the same run.sqlite, so a node that is down
+only delays the calls; they go out in order when it answers again, from this process or from
+`testbed ledger chain RUN` later. Nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_typing import ChecksumAddress
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+
+from testbed.ledger.chain.artifact import compiled_contract
+from testbed.ledger.chain.calls import CallTranslator, ChainCall, wallet_id
+from testbed.ledger.chain.node import answers
+from testbed.ledger.entries import Entry
+from testbed.ledger.store import COLUMNS
+from testbed.ledger.wallets import OPERATOR
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chain_contract (
+    address TEXT NOT NULL, chain_id INTEGER NOT NULL, url TEXT NOT NULL, tx_hash TEXT NOT NULL,
+    gas_used INTEGER NOT NULL, block INTEGER NOT NULL, deployed_at TEXT NOT NULL,
+    solc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chain_tx (
+    last_seq INTEGER PRIMARY KEY, function TEXT NOT NULL, interval_start TEXT,
+    n_moves INTEGER NOT NULL, tx_hash TEXT NOT NULL, gas_used INTEGER NOT NULL,
+    block INTEGER NOT NULL
+);
+"""
+
+
+class ChainUnavailable(RuntimeError):
+    """The chain node does not answer, or does not hold this run's contract."""
+
+
+class ChainRejected(RuntimeError):
+    """The contract refused a call (the chain and the embedded ledger disagree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    address: ChecksumAddress
+    chain_id: int
+    url: str
+
+
+def node_down_message(url: str) -> str:
+    return (
+        f"the chain node at {url} does not answer: start one (`testbed ledger node`) or leave "
+        "[ledger.chain] url unset so that the run starts its own"
+    )
+
+
+class ChainMirror:
+    """One run's contract on one node (see the module docstring)."""
+
+    def __init__(self, db_path: Path | str, url: str, timeout_s: float = 10.0) -> None:
+        self.db_path = Path(db_path)
+        self.url = url
+        self.timeout_s = timeout_s
+        self._conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+        self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+        # chain id is checked once in connect(); no ENS names: each transaction is 4 requests
+        for middleware in ("validation", "ens_name_to_address"):
+            self.w3.middleware_onion.remove(middleware)
+        self._contract: Contract | None = None
+        self._account: str | None = None
+        self._fees: dict[str, int] = {}
+        self._translator = CallTranslator()
+        self._read_seq = -1
+        self._pending: deque[ChainCall] = deque()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- the contract ---------------------------------------------------------------------------
+
+    def deployment(self) -> Deployment | None:
+        row = self._conn.execute("SELECT address, chain_id, url FROM chain_contract").fetchone()
+        return Deployment(Web3.to_checksum_address(row[0]), int(row[1]), row[2]) if row else None
+
+    def connect(self, run_id: str) -> Deployment:
+        """The run's contract: deployed on first use, else found again on the node."""
+        if not answers(self.url, self.timeout_s):
+            raise ChainUnavailable(node_down_message(self.url))
+        artifact = compiled_contract()
+        with self._rpc("connect"):
+            self._account = self.w3.eth.accounts[0]
+            chain_id = int(self.w3.eth.chain_id)
+            tip = int(self.w3.eth.max_priority_fee)
+            base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
+            self._fees = {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+            known = self.deployment()
+            if known is None:
+                factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+                tx = factory.constructor(keccak(text=run_id), wallet_id(OPERATOR)).transact(
+                    {"from": self._account}
+                )
+                receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=self.timeout_s)
+                address = Web3.to_checksum_address(str(receipt["contractAddress"]))
+                known = Deployment(address, chain_id, self.url)
+                self._conn.execute(
+                    "INSERT INTO chain_contract VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        known.address,
+                        chain_id,
+                        self.url,
+                        tx.hex(),
+                        int(receipt["gasUsed"]),
+                        int(receipt["blockNumber"]),
+                        datetime.now(UTC).isoformat(),
+                        artifact.solc,
+                    ),
+                )
+            elif known.chain_id != chain_id or not self.w3.eth.get_code(known.address):
+                raise ChainUnavailable(
+                    f"the chain node at {self.url} (chain {chain_id}) holds no contract at "
+                    f"{known.address} (chain {known.chain_id}), where this run's results were "
+                    "sent: it lost its state, or it is another node"
+                )
+        self._contract = self.w3.eth.contract(address=known.address, abi=artifact.abi)
+        return known
+
+    @property
+    def contract(self) -> Contract:
+        if self._contract is None:
+            raise ChainUnavailable("not connected to the chain (call connect first)")
+        return self._contract
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def sent_upto(self) -> int:
+        """The last ledger entry whose call is on chain (-1: none)."""
+        row = self._conn.execute("SELECT MAX(last_seq) FROM chain_tx").fetchone()
+        return -1 if row[0] is None else int(row[0])
+
+    def sync(self) -> int:
+        """Send every call not yet on chain, in order; returns how many were sent.
+
+        Raises ChainUnavailable when the node stops answering (what is left goes next time) and
+        ChainRejected when the contract refuses a call."""
+        rows = self._conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE seq > ? ORDER BY seq",
+            (self._read_seq,),
+        ).fetchall()
+        if rows:
+            entries = [Entry(*row) for row in rows]
+            self._read_seq = entries[-1].seq
+            done = self.sent_upto()
+            self._pending.extend(c for c in self._translator.feed(entries) if c.last_seq > done)
+        sent = 0
+        while self._pending:
+            self._send(self._pending[0])
+            self._pending.popleft()
+            sent += 1
+        return sent
+
+    def try_sync(self) -> bool:
+        """`sync`, with a node that does not answer logged (the calls wait); True when all sent."""
+        try:
+            self.sync()
+        except ChainUnavailable as error:
+            log.warning("chain: %s; %d calls wait", error, len(self._pending))
+            return False
+        return True
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def _send(self, call: ChainCall) -> None:
+        function = self.contract.get_function_by_name(call.function)(*call.args)
+        with self._rpc(f"{call.function} (ledger entry {call.last_seq})"):
+            try:
+                # the estimate names the contract's objection; then fees and gas are given so
+                # that sending takes one request
+                gas = function.estimate_gas({"from": self._account})
+                tx = function.transact({**self._fees, "from": self._account, "gas": gas + gas // 5})
+                receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=self.timeout_s)
+            except ContractLogicError as error:
+                raise ChainRejected(
+                    f"the contract refused {call.function} for ledger entry {call.last_seq}: "
+                    f"{error}"
+                ) from error
+        if receipt["status"] != 1:
+            raise ChainRejected(f"{call.function} for ledger entry {call.last_seq} reverted")
+        self._conn.execute(
+            "INSERT INTO chain_tx VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                call.last_seq,
+                call.function,
+                call.interval_start,
+                call.n_moves,
+                tx.hex(),
+                int(receipt["gasUsed"]),
+                int(receipt["blockNumber"]),
+            ),
+        )
+
+    @contextlib.contextmanager
+    def _rpc(self, what: str) -> Any:
+        try:
+            yield
+        except (requests.exceptions.RequestException, OSError, TimeExhausted) as error:
+            raise ChainUnavailable(
+                f"the chain node at {self.url} failed during {what}: {error}"
+            ) from error
+        except ChainRejected:
+            raise
+        except Web3Exception as error:
+            raise ChainRejected(f"the chain refused {what}: {error}") from error
+
+    # -- reading back ---------------------------------------------------------------------------
+
+    def balances(self, wallets: list[str]) -> dict[str, tuple[int, int]]:
+        """(balance, debt) in paisa per wallet, as the contract holds them."""
+        with self._rpc("balanceOf"):
+            read = {
+                name: self.contract.functions.balanceOf(wallet_id(name)).call() for name in wallets
+            }
+        return {name: (int(balance), int(debt)) for name, (balance, debt) in read.items()}
+
+    def anchor(self) -> tuple[int, str]:
+        """The last ledger entry anchored on chain: (seq, hash hex)."""
+        with self._rpc("anchor"):
+            seq = int(self.contract.functions.anchoredSeq().call())
+            digest = bytes(self.contract.functions.anchoredHash().call()).hex()
+        return seq, digest

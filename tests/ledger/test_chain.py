@@ -1,0 +1,108 @@
+"""The optional chain: the ledger's finalised results sent to the contract on a real anvil node
+(from the npm package, started on a free loopback port by the fixture), read back with web3.py."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable
+from testbed.ledger.chain.node import LocalNode, free_port, start_node
+from testbed.ledger.verify import VerifyReport, verify_run
+from testbed.market.book import Trade
+from tests.ledger.builder import Lab, interval_start, open_lab, trading_day
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNode]:
+    folder = tmp_path_factory.mktemp("anvil")
+    with start_node(log_path=folder / "anvil.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return trading_day(tmp_path_factory.mktemp("day"))
+
+
+def read_back(mirror: ChainMirror, report: VerifyReport) -> dict[str, tuple[int, int]]:
+    return mirror.balances(sorted(report.wallets))
+
+
+def test_a_days_settlements_on_chain_equal_the_embedded_ledger(node: LocalNode, day: Lab) -> None:
+    report = verify_run(day.run_dir)
+    assert report.ok, report.describe()
+    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
+    mirror.connect("day")
+    assert mirror.sync() > 96 * 2
+    # the debts (the operator advanced for B and C), the credit lines and the leaving peers'
+    # redemptions come out the same on chain, to the paisa
+    assert read_back(mirror, report) == report.wallets
+    assert report.wallets["C"][1] > 0
+    with sqlite3.connect(day.run_dir / "run.sqlite") as conn:
+        last_seq, last_hash = conn.execute(
+            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        settled = conn.execute(
+            "SELECT COUNT(*) FROM chain_tx WHERE function = 'settleInterval'"
+        ).fetchone()[0]
+    assert mirror.anchor() == (last_seq, last_hash)  # the closing entry anchors the whole ledger
+    assert settled == 96
+    assert mirror.sync() == 0  # nothing is sent twice
+    mirror.close()
+
+
+def test_a_node_down_at_start_is_one_clear_message(day: Lab, tmp_path: Path) -> None:
+    shutil.copytree(day.run_dir, tmp_path / "run")
+    url = f"http://127.0.0.1:{free_port()}"
+    mirror = ChainMirror(tmp_path / "run" / "run.sqlite", url, timeout_s=2.0)
+    with pytest.raises(ChainUnavailable, match=f"the chain node at {url} does not answer"):
+        mirror.connect("day")
+    mirror.close()
+
+
+def test_calls_wait_while_the_node_is_down_and_go_in_order_when_it_returns(
+    tmp_path: Path,
+) -> None:
+    lab = open_lab(tmp_path / "lab")
+    state = tmp_path / "anvil-state.json"
+    port = free_port()
+    node = start_node(port, state_path=state)
+    mirror = ChainMirror(lab.run_dir / "run.sqlite", node.url, timeout_s=3.0)
+    mirror.connect("outage")
+
+    def trade(interval: int) -> None:
+        sell = lab.order("A", "sell", 1.0, 4.0, interval)
+        buy = lab.order("B", "buy", 1.0, 7.0, interval)
+        lab.place([sell, buy], interval)
+        trades = (Trade(buy.order_id, sell.order_id, "B", "A", 1.0, 5.5),)
+        lab.settle(interval, trades, {"A": 0.8, "B": -1.3, "C": -0.4})
+
+    trade(1)
+    assert mirror.try_sync()
+    node.stop()  # writes the chain's state
+    for interval in (2, 3, 4):
+        trade(interval)
+        assert not mirror.try_sync()  # queued: the ledger keeps them
+    sent_before = mirror.sent_upto()
+    lab.operator.close(interval_start(5), "finished")
+    lab.writer.close()
+
+    with start_node(port, state_path=state):  # the same chain comes back
+        assert mirror.sync() == 3 * 2 + 1
+        report = verify_run(lab.run_dir)
+        assert read_back(mirror, report) == report.wallets
+        with sqlite3.connect(lab.run_dir / "run.sqlite") as conn:
+            order = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT last_seq FROM chain_tx WHERE last_seq > ? ORDER BY block",
+                    (sent_before,),
+                )
+            ]
+        assert order == sorted(order)
+    mirror.close()
