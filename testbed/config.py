@@ -201,7 +201,8 @@ class TestbedConfig(_Strict):
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The configuration as plain data (JSON types), for the run directory."""
-        return json.loads(self.model_dump_json(exclude_none=True))
+        data: dict[str, Any] = json.loads(self.model_dump_json(exclude_none=True))
+        return data
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -63,7 +63,8 @@ def measured(snapshot: Any) -> tuple[Any, ...]:
 def power_kw(snapshot: Any) -> float:
     """The device's (or meter's) AC power, generator convention."""
     value = getattr(snapshot, "ac_power_kw", None)
-    return snapshot.power_kw if value is None else value
+    power: float = snapshot.power_kw if value is None else value
+    return power
 
 
 def energy_kwh(snapshot: Any) -> float | None:
@@ -74,8 +75,10 @@ def energy_kwh(snapshot: Any) -> float | None:
         ("energy_charged_kwh", "energy_discharged_kwh"),
     ):
         if hasattr(snapshot, pair[0]):
-            return getattr(snapshot, pair[0]) + getattr(snapshot, pair[1])
-    return getattr(snapshot, "energy_kwh", None)
+            total: float = getattr(snapshot, pair[0]) + getattr(snapshot, pair[1])
+            return total
+    energy: float | None = getattr(snapshot, "energy_kwh", None)
+    return energy
 
 
 @dataclass(slots=True)
