@@ -9,6 +9,7 @@ ORDER = [
     "bench-hil-sim-protocols.md",
     "bench-hil-sim-physics.md",
     "bench-market.md",
+    "bench-market-methods.md",
     "bench-telemetry.md",
     "bench-runstore.md",
     "bench-agents.md",

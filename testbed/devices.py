@@ -148,6 +148,9 @@ class PeerDevices:
         )
         if self.load is not None:
             self.load.watch.sensor = True
+        for flexible in (self.inverter, self.ev_charger):
+            if flexible is not None:
+                flexible.watch.follows_setpoint = True
         self.channels = [
             c for c in (self.meter, self.inverter, self.ev_charger, self.load) if c is not None
         ]

@@ -6,9 +6,12 @@ cannot tell. The controller can, from two physical facts:
 - **Neighbours.** A reading that stays bit-for-bit the same while something that must move it has
   moved is frozen. A PCC meter must follow the devices behind it (PCC = devices + house load); a
   device must follow its setpoint; the programmable load and its PCC meter must move together.
-  When the neighbour has moved by more than `MOVED_KW` since the reading last changed, and the
+  When the neighbour has moved by more than `MOVED_KW` since the reading last changed (a move
+  counts even if it went back since: a setpoint oscillating around a frozen reading), and the
   reading still has not changed `RESPONSE_STEPS` steps later, the reading is frozen. This works
-  near zero too: a meter frozen at 0 kW is caught as soon as the battery behind it moves.
+  near zero too: a meter frozen at 0 kW is caught as soon as the battery behind it moves. A device
+  whose power already is its new setpoint had nothing to follow: a cart that stopped charging at
+  its SoC limit reads 0 kW, still, when the controller then sets 0 kW, and is not frozen.
 - **Energy registers.** A register that stands still while the measured power says energy flows
   is frozen: when the energy implied since the register last moved exceeds `REGISTER_STEPS`
   times its largest recent increment (so a coarse register, 1 Wh, gets its time to tick).
@@ -63,8 +66,7 @@ def measured(snapshot: Any) -> tuple[Any, ...]:
 def power_kw(snapshot: Any) -> float:
     """The device's (or meter's) AC power, generator convention."""
     value = getattr(snapshot, "ac_power_kw", None)
-    power: float = snapshot.power_kw if value is None else value
-    return power
+    return float(snapshot.power_kw if value is None else value)
 
 
 def energy_kwh(snapshot: Any) -> float | None:
@@ -75,10 +77,9 @@ def energy_kwh(snapshot: Any) -> float | None:
         ("energy_charged_kwh", "energy_discharged_kwh"),
     ):
         if hasattr(snapshot, pair[0]):
-            total: float = getattr(snapshot, pair[0]) + getattr(snapshot, pair[1])
-            return total
-    energy: float | None = getattr(snapshot, "energy_kwh", None)
-    return energy
+            return float(getattr(snapshot, pair[0]) + getattr(snapshot, pair[1]))
+    value = getattr(snapshot, "energy_kwh", None)
+    return None if value is None else float(value)
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class FreezeWatch:
     changed_step: int = -1  # step of the latest reading that differed from the one before
     neighbour_at_change: float | None = None
     moved_step: int | None = None  # first step the neighbour was MOVED_KW away
+    moved_kw: float = 0.0  # the farthest it went since the reading last changed
     last_step: int | None = None  # step of the previous reading
     register_kwh: float | None = None
     register_step: int = -1
@@ -96,6 +98,7 @@ class FreezeWatch:
     increments: deque[float] = field(default_factory=lambda: deque(maxlen=_INCREMENTS_KEPT))
     frozen: str = ""  # why the reading is frozen; "" while it is not
     sensor: bool = False  # a meter or the load: its readings never repeat when live
+    follows_setpoint: bool = False  # a flexible device: its power is its neighbour when live
 
     def observe(
         self, step: int, snapshot: Any, neighbour_kw: float | None, step_s: float
@@ -109,6 +112,7 @@ class FreezeWatch:
             self.changed_step = step
             self.neighbour_at_change = neighbour_kw
             self.moved_step = None
+            self.moved_kw = 0.0
             self.frozen = ""
         elif self.neighbour_at_change is None:
             self.neighbour_at_change = neighbour_kw
@@ -117,7 +121,7 @@ class FreezeWatch:
             return None
         reason = (
             self._repeat_verdict(step)
-            or self._neighbour_verdict(step, neighbour_kw)
+            or self._neighbour_verdict(step, neighbour_kw, snapshot)
             or self._register_verdict(step)
         )
         if reason:
@@ -130,20 +134,24 @@ class FreezeWatch:
             return ""
         return f"the same reading {step - self.changed_step + 1} steps in a row"
 
-    def _neighbour_verdict(self, step: int, neighbour_kw: float | None) -> str:
+    def _neighbour_verdict(self, step: int, neighbour_kw: float | None, snapshot: Any) -> str:
+        """Frozen when what drives the reading moved more than MOVED_KW away from where it was
+        when the reading last changed, and RESPONSE_STEPS later the reading is still the same.
+        A move counts even when it comes back (a setpoint oscillating around a frozen reading,
+        the dispatcher chasing it); a device whose power is its setpoint right now is not held."""
         if neighbour_kw is None or self.neighbour_at_change is None:
             return ""
         moved = abs(neighbour_kw - self.neighbour_at_change)
-        if moved <= MOVED_KW:
-            self.moved_step = None
-            return ""
-        if self.moved_step is None:
-            self.moved_step = step
-        if step - self.moved_step < RESPONSE_STEPS:
+        arrived = self.follows_setpoint and abs(power_kw(snapshot) - neighbour_kw) <= MOVED_KW
+        if moved > MOVED_KW and not arrived:
+            self.moved_kw = max(self.moved_kw, moved)
+            if self.moved_step is None:
+                self.moved_step = step
+        if arrived or self.moved_step is None or step - self.moved_step < RESPONSE_STEPS:
             return ""
         return (
             f"reading unchanged for {step - self.changed_step} steps while what drives it moved "
-            f"{moved:.3f} kW"
+            f"{self.moved_kw:.3f} kW"
         )
 
     def _register(self, step: int, snapshot: Any, dt_s: float) -> None:

@@ -16,7 +16,10 @@ when no earlier request of its connection is still waiting; every other request 
 as a plain task, in order, and answered by pymodbus's own `handle_request`. pymodbus's PDU decoder
 formats every decoded request with `str()` for a debug line even when debug logging is off;
 `_Decoder` decodes function-3 requests without it (other function codes, and everything while
-pymodbus's debug logging is on, go through pymodbus's decoder).
+pymodbus's debug logging is on, go through pymodbus's decoder). A function-3 frame that arrives
+alone is answered before pymodbus's framer sees it (`_RequestHandler.data_received`: the same
+bytes, tested against pymodbus's own answers). With the fast paths off (`labspec.fast_paths`)
+pymodbus's own server answers everything.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ class WriteRefused(ValueError):
 
 
 WriteHandler = Callable[[dict[str, float | int | str | None]], None]
+_READ_FRAME = struct.Struct(">HHHBBHH")  # MBAP header + function 3, address, count
+_ANSWER_HEADER = struct.Struct(">HHHBB")  # MBAP header + function code
 
 
 class _RequestHandler(ServerRequestHandler):
@@ -70,6 +75,20 @@ class _RequestHandler(ServerRequestHandler):
         super().__init__(*args)
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued = 0  # requests scheduled and not yet answered
+
+    def data_received(self, data: bytes) -> None:
+        """A function-3 read arriving alone (one whole frame, nothing of an earlier request still
+        buffered or waiting) is answered from the image here: the frame pymodbus would send,
+        without its framer, decoder and PDU objects. Anything else goes to pymodbus."""
+        if len(data) == _READ_FRAME.size and not self._queued and not self.recv_buffer:
+            tid, protocol, length, unit, function, address, count = _READ_FRAME.unpack(data)
+            if protocol == 0 and length == 6 and function == 3 and unit and 1 <= count <= 125:
+                payload = self.server.read_payload(unit, address, count)
+                if payload is not None and self.transport is not None:
+                    header = _ANSWER_HEADER.pack(tid, 0, len(payload) + 2, unit, 3)
+                    self.transport.write(header + payload)
+                    return
+        super().data_received(data)
 
     def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
         try:
@@ -127,8 +146,11 @@ class _Decoder(DecodePDU):
 
 
 class _ModbusServer(ModbusTcpServer):
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(
+        self, *args: Any, read_payload: Callable[[int, int, int], bytes | None], **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
+        self.read_payload = read_payload  # (unit id, address, count) -> answer payload or None
         decoder = _Decoder(True)
         decoder.pdu_table = self.decoder.pdu_table  # with the custom function-3 request
         self.decoder = decoder
@@ -364,7 +386,10 @@ class SunSpecModbusServer:
         served = devices if len(devices) > 1 else devices[0]
         if fast_paths.enabled():
             self._server = _ModbusServer(
-                served, address=(self._host, self._port), custom_pdu=[self._read_request]
+                served,
+                address=(self._host, self._port),
+                custom_pdu=[self._read_request],
+                read_payload=self.read_payload,
             )
         else:
             self._server = ModbusTcpServer(served, address=(self._host, self._port))

@@ -50,3 +50,33 @@ def test_frozen_meter_load_and_charger_readings_are_caught_within_a_few_steps(
     settled = run.reader.settlements(peer="A")["metered_kwh"].sum()
     truth = run.truth_end["meters"]["A"]
     assert abs(settled - (truth["export_kwh"] - truth["import_kwh"])) < 1e-6
+
+
+def test_a_cart_that_stopped_at_its_soc_limit_is_not_frozen_when_its_setpoint_follows() -> None:
+    """A cart charging at 1.43 kW reaches 95 % and stops by itself (0 kW, SoC still); the
+    controller then sets 0 kW. The reading did not move because it already was where the setpoint
+    went: found frozen, it held the cart in its safe state until it unplugged, its SoC unknown to
+    its agent, which bought energy for a cart it believed at 80 %. A charger frozen at 1.43 kW
+    across the same change is still caught."""
+    from types import SimpleNamespace
+
+    from testbed.frozen import FreezeWatch
+
+    def reading(power_kw: float, soc_pct: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            power_kw=power_kw,
+            soc_pct=soc_pct,
+            energy_charged_kwh=2.0,
+            energy_discharged_kwh=1.0,
+        )
+
+    at_limit, frozen = FreezeWatch(follows_setpoint=True), FreezeWatch(follows_setpoint=True)
+    at_limit.observe(0, reading(-1.43, 94.9), -1.43, 10.0)
+    frozen.observe(0, reading(-1.43, 94.9), -1.43, 10.0)
+    verdicts = []
+    for step in range(1, 2 + 3 * RESPONSE_STEPS):
+        setpoint_kw = -1.43 if step == 1 else 0.0
+        verdicts.append(at_limit.observe(step, reading(0.0, 95.0), setpoint_kw, 10.0))
+        frozen.observe(step, reading(-1.43, 94.9), setpoint_kw, 10.0)
+    assert verdicts == [None] * len(verdicts) and not at_limit.frozen
+    assert frozen.frozen.startswith("reading unchanged")

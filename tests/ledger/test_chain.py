@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable
+from testbed.ledger.chain.check import check_chain
+from testbed.ledger.chain.mirror import ChainMirror, ChainRejected, ChainUnavailable
 from testbed.ledger.chain.node import LocalNode, free_port, start_node
 from testbed.ledger.verify import VerifyReport, verify_run
 from testbed.market.book import Trade
@@ -106,3 +107,40 @@ def test_calls_wait_while_the_node_is_down_and_go_in_order_when_it_returns(
             ]
         assert order == sorted(order)
     mirror.close()
+
+
+def test_a_ledger_rewritten_after_it_went_on_chain_is_reported(
+    node: LocalNode, day: Lab, tmp_path: Path
+) -> None:
+    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
+    mirror.connect("day")
+    mirror.sync()
+    mirror.close()
+    assert check_chain(day.run_dir, node.url).ok
+    copy = tmp_path / "run"
+    shutil.copytree(day.run_dir, copy)
+    with sqlite3.connect(copy / "run.sqlite") as conn:
+        seq = conn.execute("SELECT MAX(seq) FROM ledger").fetchone()[0]
+        conn.execute("UPDATE ledger SET hash = ? WHERE seq = ?", ("ab" * 32, seq))
+    problems = check_chain(copy, node.url).problems
+    assert any(p.startswith(f"the chain anchors ledger entry {seq} with hash") for p in problems)
+
+
+def test_a_call_the_contract_refuses_is_named_and_ends_sending(
+    node: LocalNode, day: Lab, tmp_path: Path
+) -> None:
+    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
+    mirror.connect("day")
+    mirror.sync()
+    mirror.close()
+    copy = tmp_path / "run"
+    shutil.copytree(day.run_dir, copy)
+    with sqlite3.connect(copy / "run.sqlite") as conn:
+        conn.execute("DELETE FROM chain_tx")  # as if nothing had been sent: all of it again
+    again = ChainMirror(copy / "run.sqlite", node.url)
+    again.connect("day")
+    with pytest.raises(ChainRejected, match=r"refused openWallet for ledger entry 1: .*"):
+        again.sync()
+    assert not again.try_sync()
+    assert again.rejected is not None and "openWallet for ledger entry 1" in again.rejected
+    again.close()

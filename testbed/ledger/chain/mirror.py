@@ -89,6 +89,7 @@ class ChainMirror:
         self._translator = CallTranslator()
         self._read_seq = -1
         self._pending: deque[ChainCall] = deque()
+        self.rejected: str | None = None
 
     def close(self) -> None:
         self._conn.close()
@@ -176,11 +177,19 @@ class ChainMirror:
         return sent
 
     def try_sync(self) -> bool:
-        """`sync`, with a node that does not answer logged (the calls wait); True when all sent."""
+        """`sync` for a run, which goes on whatever the chain does: a node that does not answer is
+        logged (the calls wait); a refused call is logged and ends sending for this run (the
+        embedded ledger stays the record; `rejected` says why). True when all was sent."""
+        if self.rejected is not None:
+            return False
         try:
             self.sync()
         except ChainUnavailable as error:
             log.warning("chain: %s; %d calls wait", error, len(self._pending))
+            return False
+        except ChainRejected as error:
+            self.rejected = str(error)
+            log.error("chain: %s; nothing more is sent in this run", error)
             return False
         return True
 

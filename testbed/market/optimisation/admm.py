@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,20 @@ class PeerOffers:
             community.ask_qty[peer][asks] / unit_kwh,
             curvature * unit_kwh,
         )
+
+    @cached_property
+    def curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The supply curve's breakpoints and its left and right limits there (None: no offers);
+        fixed for the whole iteration, so computed once."""
+        c = self.curvature
+        prices = np.concatenate((self.bid_price, self.ask_price))
+        if len(prices) == 0:
+            return None
+        if c > 0:
+            kinks = (self.bid_price - c * self.bid_qty, self.ask_price + c * self.ask_qty)
+            prices = np.concatenate((prices, *kinks))
+        points = np.unique(prices)
+        return points, _supply(self, points, "left"), _supply(self, points, "right")
 
     def value(self, bid_fill: np.ndarray, ask_fill: np.ndarray) -> float:
         """The peer's welfare from these fills: -f_n."""
@@ -124,45 +139,57 @@ def _supply(offers: PeerOffers, price: np.ndarray, side: str) -> np.ndarray:
 
 
 def peer_update(offers: PeerOffers, message: PeerMessage) -> PeerReply:
-    """Step (11) for one peer: argmin f(x) + rho/2 (x - target)^2, exactly.
+    """Step (11) for one peer: argmin f(x) + rho/2 (x - target)^2, exactly, with its fills."""
+    position, price = peer_position(offers, message)
+    bid_fill, ask_fill = _fills(offers, price, position)
+    return PeerReply(position, price, bid_fill, ask_fill)
+
+
+def peer_position(offers: PeerOffers, message: PeerMessage) -> tuple[float, float]:
+    """(position, marginal price) of step (11), exactly.
 
     The optimum has price pi = rho (target - x) and x in the peer's supply at pi; the supply is
     monotone, so pi is found on the breakpoints of the supply curve and, between two of them,
     by the straight line the curve is there.
     """
-    c = offers.curvature
-    prices = np.concatenate((offers.bid_price, offers.ask_price))
-    if len(prices) == 0:
-        return PeerReply(0.0, -message.rho * message.target_kwh, np.zeros(0), np.zeros(0))
-    if c > 0:
-        prices = np.concatenate(
-            (prices, offers.bid_price - c * offers.bid_qty, offers.ask_price + c * offers.ask_qty)
-        )
-    points = np.unique(prices)
+    curve = offers.curve
+    if curve is None:
+        return 0.0, -message.rho * message.target_kwh
+    points, supply_left, supply_right = curve
     inverse_rho = 0.0 if math.isinf(message.rho) else 1.0 / message.rho
     target = message.target_kwh
-    left = _supply(offers, points, "left") + points * inverse_rho - target
-    right = _supply(offers, points, "right") + points * inverse_rho - target
+    left = supply_left + points * inverse_rho - target
+    right = supply_right + points * inverse_rho - target
     above = np.flatnonzero(right >= 0)
     if len(above) == 0:  # beyond the last breakpoint the supply is flat
-        flat = float(right[-1] + target - points[-1] * inverse_rho)
+        flat = float(supply_right[-1])
         price = (target - flat) * message.rho if inverse_rho else float(points[-1])
     else:
         i = int(above[0])
         if left[i] <= 0:
             price = float(points[i])
         elif i == 0:
-            flat = float(left[0] + target - points[0] * inverse_rho)
+            flat = float(supply_left[0])
             price = (target - flat) * message.rho if inverse_rho else float(points[0])
         else:
             a, b = float(points[i - 1]), float(points[i])
-            price = a - right[i - 1] * (b - a) / (left[i] - right[i - 1])
-    low = float(_supply(offers, np.array([price]), "left")[0])
-    high = float(_supply(offers, np.array([price]), "right")[0])
-    position = target - price * inverse_rho
-    position = min(max(position, low), high)
-    bid_fill, ask_fill = _fills(offers, price, position)
-    return PeerReply(position, price, bid_fill, ask_fill)
+            price = a - float(right[i - 1]) * (b - a) / float(left[i] - right[i - 1])
+    low, high = _supply_range(offers, price)
+    position = min(max(target - price * inverse_rho, low), high)
+    return position, price
+
+
+def _supply_range(offers: PeerOffers, price: float) -> tuple[float, float]:
+    """(lowest, highest) position the peer's supply allows at `price`."""
+    if offers.curvature > 0:
+        at = np.array([price])
+        return float(_supply(offers, at, "left")[0]), float(_supply(offers, at, "right")[0])
+    points, supply_left, supply_right = offers.curve  # type: ignore[misc]
+    k = int(np.searchsorted(points, price))
+    if k < len(points) and points[k] == price:
+        return float(supply_left[k]), float(supply_right[k])
+    flat = float(supply_left[0]) if k == 0 else float(supply_right[k - 1])
+    return flat, flat
 
 
 def _fills(offers: PeerOffers, price: float, position: float) -> tuple[np.ndarray, np.ndarray]:
@@ -269,8 +296,8 @@ def run_admm(
     primal = dual = math.inf
     iteration = 0
     for iteration in range(1, max_iterations + 1):
-        replies = [peer_update(offers[i], PeerMessage(z[i] - u[i], rho)) for i in range(n)]
-        x = np.array([reply.position_kwh for reply in replies])
+        targets = (z - u).tolist()
+        x = np.array([peer_position(offers[i], PeerMessage(targets[i], rho))[0] for i in range(n)])
         z_previous = z
         z = coordinator.project(x + u)
         u = u + x - z
