@@ -139,6 +139,7 @@ def operator_command(
     """Serve as the market operator: order intake, gate closure, clearing, settlement."""
     from testbed.platform.link import LinkRefused
     from testbed.platform.roles import serve_operator
+    from testbed.platform.settings import gate_wait_for
 
     config, platform_dir = _load(config_file, folder)
     address = _address(platform_dir, broker_host, broker_port)
@@ -148,7 +149,7 @@ def operator_command(
                 config,
                 platform_dir,
                 address,
-                gate_wait_s or config.platform.gate_wait_s,
+                gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode),
                 exit_with_parent,
             )
         )

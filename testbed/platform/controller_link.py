@@ -68,7 +68,7 @@ class RemoteMarket:
         *,
         retry_s: float = 2.0,
         plan_wait_s: float = 5.0,
-        answer_timeout_s: float = 600.0,
+        answer_timeout_s: float = 900.0,  # beyond the operator's longest gate wait,
     ) -> None:
         self.config = config
         self.peers = list(config.peers)

@@ -17,6 +17,7 @@ from testbed.config import TestbedConfig
 from testbed.platform.broker import MosquittoBroker, TlsFiles
 from testbed.platform.deployment import PlatformDir
 from testbed.platform.link import BrokerAddress
+from testbed.platform.settings import gate_wait_for
 
 
 @dataclass
@@ -148,7 +149,9 @@ def platform_processes(
     config_path.write_text(tomli_w.dumps(config.to_toml_dict()), encoding="utf-8")
     running = PlatformProcesses(platform_dir, broker, config_path)
     try:
-        running.start_operator(gate_wait_s or config.platform.gate_wait_s)
+        running.start_operator(
+            gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode)
+        )
         if start_agents:
             for group in groups(peers, config.platform.agents_per_process):
                 running.start_agents(group)

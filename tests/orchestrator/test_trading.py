@@ -106,6 +106,15 @@ def test_every_mechanism_clears_through_the_desk_and_money_balances(mechanism, p
     for settlement in settlements:
         assert settlement.penalty == 0
         assert settlement.grid_import_kwh == pytest.approx(0.0, abs=1e-9)
+    # network charges: each trade's own (by distance) where allocated, else the flat one
+    flat = trading_prices().network_charge
+    charges = sum(
+        t.quantity_kwh * (flat if t.network_charge is None else t.network_charge)
+        for t in market.clearing.trades
+    )
+    assert sum(s.network_charge for s in settlements) == pytest.approx(charges)
+    if params.get("charges") == "distance":
+        assert all(t.network_charge is not None for t in market.clearing.trades)
 
 
 def trading_prices():
