@@ -169,6 +169,7 @@ class BookClearer:
             timed.append(replace(order, time=float(self.order_count)))
         valid, rejected = validate_orders(timed, set(peers), interval_start)
         rejected = [*(rejected_before or []), *rejected]
+        trades: tuple[Trade, ...]
         if self._mechanism is None:
             rejected = [
                 *rejected,
