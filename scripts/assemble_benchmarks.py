@@ -13,6 +13,7 @@ ORDER = [
     "bench-telemetry.md",
     "bench-runstore.md",
     "bench-agents.md",
+    "bench-ledger.md",
     "bench-soak.md",
 ]
 
