@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from testbed.cli import app
+
+if TYPE_CHECKING:
+    from testbed.config import TestbedConfig
+    from testbed.platform.deployment import PlatformDir
+    from testbed.platform.link import BrokerAddress
 
 console = Console()
 platform_app = typer.Typer(help="Set up the trading platform's keys, passwords and certificates.")
@@ -33,7 +38,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _load(config_file: Path, folder: Path | None):
+def _load(config_file: Path, folder: Path | None) -> tuple[TestbedConfig, PlatformDir]:
     from testbed.config import ConfigError, load_config
     from testbed.platform.deployment import PlatformDir
 
@@ -44,7 +49,7 @@ def _load(config_file: Path, folder: Path | None):
     return config, PlatformDir.for_config(folder or config.platform.dir, config)
 
 
-def _address(platform_dir, host: str | None, port: int | None):
+def _address(platform_dir: PlatformDir, host: str | None, port: int | None) -> BrokerAddress:
     try:
         address = platform_dir.address()
     except (FileNotFoundError, ValueError) as error:
