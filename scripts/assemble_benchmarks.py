@@ -14,6 +14,7 @@ ORDER = [
     "bench-runstore.md",
     "bench-agents.md",
     "bench-ledger.md",
+    "bench-soak.md",
 ]
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from testbed.cli import app
+
+if TYPE_CHECKING:
+    from testbed.config import TestbedConfig
+    from testbed.platform.deployment import PlatformDir
+    from testbed.platform.link import BrokerAddress
 
 console = Console()
 platform_app = typer.Typer(help="Set up the trading platform's keys, passwords and certificates.")
@@ -33,7 +38,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _load(config_file: Path, folder: Path | None):
+def _load(config_file: Path, folder: Path | None) -> tuple[TestbedConfig, PlatformDir]:
     from testbed.config import ConfigError, load_config
     from testbed.platform.deployment import PlatformDir
 
@@ -44,7 +49,7 @@ def _load(config_file: Path, folder: Path | None):
     return config, PlatformDir.for_config(folder or config.platform.dir, config)
 
 
-def _address(platform_dir, host: str | None, port: int | None):
+def _address(platform_dir: PlatformDir, host: str | None, port: int | None) -> BrokerAddress:
     try:
         address = platform_dir.address()
     except (FileNotFoundError, ValueError) as error:
@@ -134,6 +139,7 @@ def operator_command(
     """Serve as the market operator: order intake, gate closure, clearing, settlement."""
     from testbed.platform.link import LinkRefused
     from testbed.platform.roles import serve_operator
+    from testbed.platform.settings import gate_wait_for
 
     config, platform_dir = _load(config_file, folder)
     address = _address(platform_dir, broker_host, broker_port)
@@ -143,7 +149,7 @@ def operator_command(
                 config,
                 platform_dir,
                 address,
-                gate_wait_s or config.platform.gate_wait_s,
+                gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode),
                 exit_with_parent,
             )
         )
