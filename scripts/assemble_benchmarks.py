@@ -15,6 +15,8 @@ ORDER = [
     "bench-runstore.md",
     "bench-agents.md",
     "bench-ledger.md",
+    "bench-soak.md",
+    "bench-platform.md",
 ]
 
 

@@ -107,6 +107,23 @@ class MarketConfig(_Strict):
             raise ValueError(f"market.interval_s = {value}: must be whole seconds, at least 60")
         return value
 
+    @model_validator(mode="after")
+    def _mechanism_builds(self) -> MarketConfig:
+        """The mechanism and its params are checked when the file is read, not at the first
+        interval (a bad feeder file, an unknown parameter, a value out of range)."""
+        if self.mechanism == "none":
+            return self
+        from testbed.market.registry import get_mechanism, mechanism_parameters
+
+        try:
+            params = dict(self.params)
+            if "interval_s" in mechanism_parameters(self.mechanism):
+                params.setdefault("interval_s", self.interval_s)
+            get_mechanism(self.mechanism, **params)
+        except ValueError as error:
+            raise ValueError(f"mechanism = {self.mechanism!r}, params: {error}") from None
+        return self
+
 
 class ControlConfig(_Strict):
     step_s: PositiveFloat = 1.0
@@ -233,7 +250,8 @@ class TestbedConfig(_Strict):
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The configuration as plain data (JSON types), for the run directory."""
-        return json.loads(self.model_dump_json(exclude_none=True))
+        data: dict[str, Any] = json.loads(self.model_dump_json(exclude_none=True))
+        return data
 
 
 def load_site_file(path: Path | str | None) -> Site:

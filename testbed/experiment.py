@@ -204,8 +204,9 @@ async def run_experiment(
         if config.ledger.enabled
         else None
     )
-    if run_ledger is not None and isinstance(market, LedgerAttachable):
-        market.attach_ledger(run_ledger)
+    port: object = market  # mypy takes MarketPort and LedgerAttachable for disjoint protocols
+    if run_ledger is not None and isinstance(port, LedgerAttachable):
+        port.attach_ledger(run_ledger)
     sinks: list[Sink] = [store]
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,7 +237,7 @@ class OperatorService:
     ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]]]:
         interval = _utc(submission.interval_start)
         statuses: list[OrderStatus] = []
-        rows = []
+        rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
         closed = self._is_closed(interval)
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
@@ -533,7 +533,7 @@ class OperatorService:
             )
 
     def _account_after_clearing(
-        self, report: ClearingReport, own_trades: dict[str, Sequence[Trade]]
+        self, report: ClearingReport, own_trades: Mapping[str, Sequence[Trade]]
     ) -> set[str]:
         """Mark the interval's accepted orders traded or not; the peers whose view changed."""
         traded: dict[str, float] = defaultdict(float)

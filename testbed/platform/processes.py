@@ -27,8 +27,8 @@ class PlatformProcesses:
     folder: PlatformDir
     broker: MosquittoBroker
     config_path: Path
-    operator: subprocess.Popen | None = None
-    agents: dict[tuple[str, ...], subprocess.Popen] = field(default_factory=dict)
+    operator: subprocess.Popen[bytes] | None = None
+    agents: dict[tuple[str, ...], subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def address(self) -> BrokerAddress:
@@ -37,7 +37,7 @@ class PlatformProcesses:
     def controller_password(self) -> str:
         return self.folder.password("controller")
 
-    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         logs = self.folder.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{name}.log").open("ab") as log:

@@ -131,3 +131,32 @@ def test_grid_only_run_records_orders_and_clears_nothing():
     assert len(market.book.rejected) == 6
     assert all("grid only" in reason for _, reason in market.book.rejected)
     assert set(market.contracted_kwh.values()) == {0.0}
+
+
+@pytest.mark.parametrize(
+    ("market", "message"),
+    [
+        ({"mechanism": "admm", "params": {"feeder": "nosuch.toml"}}, "feeder 'nosuch.toml' is"),
+        ({"mechanism": "welfare", "params": {"rho": 1}}, "'welfare' has no parameter 'rho'"),
+        ({"mechanism": "english"}, "unknown market mechanism 'english'"),
+    ],
+)
+def test_a_bad_mechanism_or_parameter_is_named_when_the_config_is_read(market, message):
+    from testbed.config import ConfigError
+
+    with pytest.raises(ConfigError, match="market: mechanism = ") as error:
+        parse_config({"market": market, "peers": {"A": {"role": "consumer", "meter": {}}}})
+    assert message in str(error.value)
+
+
+def test_the_run_tells_a_network_aware_mechanism_its_market_interval():
+    from testbed.trading import configured_mechanism
+
+    config = parse_config(
+        {
+            "market": {"mechanism": "admm", "interval_s": 300, "params": {"feeder": "site"}},
+            "peers": {"A": {"role": "consumer", "meter": {}}},
+        }
+    )
+    mechanism = configured_mechanism(config)
+    assert mechanism.params["interval_s"] == 300
