@@ -5,8 +5,8 @@ The site says once what each peer owns and which devices it has; this module tur
 experiment configuration's `[peers.<id>]` tables (role, agent, assets, the PCC meter and the one
 flexible device or programmable load the controller drives). A device's driver `name` is its id
 in the site (what its messages name), so `with_plant_endpoints` finds its endpoint in the plant's
-endpoints file; the PCC meter is found by peer. A PV inverter is not read by the controller: a PV-only home's PV shows in
-its metered net load (docs/site.md).
+endpoints file; the PCC meter is found by peer. A PV inverter is not read by the controller: a
+PV-only home's PV shows in its metered net load (docs/site.md).
 """
 
 from __future__ import annotations
