@@ -184,12 +184,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run_size(n: int, intervals: int, per_process: int, agent: str) -> dict[str, Any]:
+def run_size(
+    n: int, intervals: int, per_process: int, agent: str, keep: Path | None
+) -> dict[str, Any]:
     config = many_peers(n, agent, per_process)
     with tempfile.TemporaryDirectory(prefix=f"platform-bench-{n}-") as folder:
-        root = Path(folder)
+        root = Path(keep / f"agents-{n}") if keep is not None else Path(folder)
         stats_dir = root / "stats"
-        stats_dir.mkdir()
+        stats_dir.mkdir(parents=True)
         t0 = time.monotonic()
         with platform_processes(config, root, start_agents=False) as platform:
             for group in groups(list(config.peers), per_process):
@@ -234,11 +236,12 @@ def main() -> None:
     parser.add_argument("--per-process", type=int, default=250)
     parser.add_argument("--agent", default="baseline")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", type=Path, help="Keep the platform folders (logs) here.")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()}")
     rows = []
     for n in (int(x) for x in args.agents.split(",")):
-        row = run_size(n, args.intervals, args.per_process, args.agent)
+        row = run_size(n, args.intervals, args.per_process, args.agent, args.keep)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"load average after: {os.getloadavg()}")

@@ -86,6 +86,40 @@ def certs_command(
     console.print(f"CA {files.ca_file}, broker certificate {files.cert_file}, key {files.key_file}")
 
 
+@platform_app.command("page")
+def page_command(
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Platform folder: broker.json and keys/peers/<peer>/.")
+    ] = Path("platform"),
+    keys_dir: Annotated[
+        Path | None, typer.Option("--keys-dir", help="The keys folder, when not <dir>/keys.")
+    ] = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port, 127.0.0.1.")] = 8502,
+) -> None:
+    """Serve the participants' page (sign in, place a bid or an ask, see orders, trades, wallet)."""
+    import os
+    import sys
+
+    page = Path(__file__).resolve().parents[1] / "dashboards" / "participant.py"
+    os.environ["TESTBED_PLATFORM_DIR"] = str(folder.resolve())
+    if keys_dir is not None:
+        os.environ["TESTBED_KEYS_DIR"] = str(keys_dir.resolve())
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(page),
+        "--server.headless=true",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--browser.gatherUsageStats=false",
+    ]
+    console.print(f"participants' page: http://127.0.0.1:{port} (platform {folder.resolve()})")
+    sys.stdout.flush()
+    os.execv(command[0], command)  # the server replaces this process
+
+
 @app.command("broker")
 def broker_command(
     config_file: ConfigOption,

@@ -394,7 +394,10 @@ def demo_command(
         f"{len(site.devices)} devices; seed {config.experiment.seed}) ..."
     )
     try:
-        with emulated_plant(config.experiment.seed, site=site) as endpoints:
+        # The plant owns a lockstep day's clock: it starts at the configuration's clock.start.
+        start = config.clock.start
+        plant_toml = f"start = {start.isoformat()}\n" if start is not None else ""
+        with emulated_plant(config.experiment.seed, plant_toml=plant_toml, site=site) as endpoints:
             config = with_plant_endpoints(config, endpoints)
             if in_process:
                 result = _execute(config, run_dir, influx)
