@@ -12,6 +12,7 @@ ORDER = [
     "bench-telemetry.md",
     "bench-runstore.md",
     "bench-agents.md",
+    "bench-value.md",
 ]
 
 
