@@ -6,7 +6,8 @@ Starts two lockstep plants (`python -m hil_sim`), one with the fast paths on and
 TESTBED_FAST_PATHS=0, and connects the six drivers of the demo to each (with the switch set the
 same way). Then, in alternating rounds of `--steps` control steps each, it reads the six devices
 one after another and advances the plant, measuring the CPU time (not wall time: the machine is
-shared) of the client's thread per device and per advance, and the plant process's CPU per step.
+shared) of the client process (all its threads, pyvisa's worker too) per device and per advance,
+and the plant process's CPU per step.
 Prints the median over the rounds of each figure, in microseconds per step, for both modes: the
 rounds interleave so that both modes see the same machine load.
 """
@@ -104,16 +105,16 @@ class Side:
         """CPU in us per step: per device, the advance, the client's sum and the plant."""
         assert self.control is not None
         cpu = dict.fromkeys([*self.drivers, "advance"], 0.0)
-        thread_time = time.thread_time
+        cpu_time = time.process_time  # all threads: pyvisa's worker too
         plant_before = process_cpu_s(self.endpoints.pid)
         for _ in range(steps):
             for name, driver in self.drivers.items():
-                start = thread_time()
+                start = cpu_time()
                 await driver.read()
-                cpu[name] += thread_time() - start
-            start = thread_time()
+                cpu[name] += cpu_time() - start
+            start = cpu_time()
             self.now = (await self.control.advance(1.0)).time
-            cpu["advance"] += thread_time() - start
+            cpu["advance"] += cpu_time() - start
         plant = process_cpu_s(self.endpoints.pid) - plant_before
         figures = {name: 1e6 * value / steps for name, value in cpu.items()}
         figures["controller, all six reads + advance"] = sum(figures.values())

@@ -299,7 +299,23 @@ def _ledger(run_dir: str, version: tuple[float, ...]) -> dict[str, Any] | None:
         "entries": report.n_entries,
         "closed": report.closed,
         "wallets": pd.DataFrame(report.wallet_rows()),
+        "chain": _chain_text(Path(run_dir)),
     }
+
+
+def _chain_text(run_dir: Path) -> str | None:
+    """What the run sent to the smart-contract chain (`[ledger.chain]`), or None."""
+    import sqlite3
+
+    from testbed.ledger.chain.status import chain_status
+
+    path = run_dir / "run.sqlite"
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        status = chain_status(conn)
+    finally:
+        conn.close()
+    return status.describe() if status is not None else None
 
 
 def ledger(run: Run) -> dict[str, Any] | None:

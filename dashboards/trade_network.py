@@ -108,6 +108,7 @@ def feeder_figure(network: dict[str, Any], trades: pd.DataFrame) -> go.Figure:
     nominal = None
     if volts and check.get("max_voltage_pu"):
         nominal = max(volts.values()) / float(check["max_voltage_pu"])
+    band = float(network.get("voltage_band_pct") or 6.0) / 100.0
     labels, colours = [], []
     for bus in buses:
         v = volts.get(bus)
@@ -124,7 +125,8 @@ def feeder_figure(network: dict[str, Any], trades: pd.DataFrame) -> go.Figure:
                 "size": 18,
                 "color": colours,
                 "colorscale": "RdBu_r",
-                "cmid": 1.0,
+                "cmin": 1.0 - band,  # the colour scale spans the allowed band
+                "cmax": 1.0 + band,
                 "colorbar": {"title": {"text": "voltage (pu)"}},
                 "line": {"color": "#333", "width": 1},
             },
@@ -167,10 +169,20 @@ def feeder_figure(network: dict[str, Any], trades: pd.DataFrame) -> go.Figure:
                 arrowhead=3,
                 arrowwidth=1 + 4 * float(kwh) / largest,
                 arrowcolor=peer_colour(seller),
-                text=f"{kwh:.3f} kWh",
-                font={"size": 11},
+                text="",
             )
-    fig.update_xaxes(visible=False)
+            fig.add_annotation(  # the pair's energy at the middle of its arrow
+                x=(x0 + x1) / 2,
+                y=(y0 + y1) / 2 - 0.35,
+                xref="x",
+                yref="y",
+                showarrow=False,
+                text=f"{seller}→{buyer} {kwh:.3f} kWh",
+                font={"size": 11},
+                bgcolor="rgba(255,255,255,0.8)",
+            )
+    xs = [x for x, _ in position.values()]
+    fig.update_xaxes(visible=False, range=[min(xs) - 0.6, max(xs) + 1.0])
     fig.update_yaxes(visible=False)
     fig.update_layout(height=420, margin={"l": 20, "r": 20, "t": 30, "b": 20}, showlegend=False)
     return fig

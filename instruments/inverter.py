@@ -149,9 +149,9 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         found = await session.scan(self.config.base_addresses)
         models = {model_id: require_model(self.name, found, model_id) for model_id in _MODELS}
         ports = models[714].layout.repeats.get("Prt", ())
-        if len(ports) <= max(DC_PORT_PV, DC_PORT_BATTERY):
+        if not ports:
             raise ProtocolMismatch(
-                self.name, f"model 714 has {len(ports)} DC port(s); need PV and ESS ports"
+                self.name, "model 714 has no DC port; need an ESS port (and a PV port if any)"
             )
         self.models, self._ports = models, ports
         self._check_write_block()
@@ -327,7 +327,9 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         return InverterSnapshot(
             time=self.clock(),
             ac_power_kw=kw("ac_power_kw", value(701, "W"), -power_limit_kw),
-            pv_power_kw=kw("pv_power_kw", pv["DCW"].scaled(image), -0.01 * power_limit_kw),
+            pv_power_kw=0.0
+            if pv is None
+            else kw("pv_power_kw", pv["DCW"].scaled(image), -0.01 * power_limit_kw),
             battery_power_kw=kw("battery_power_kw", battery["DCW"].scaled(image), -power_limit_kw),
             soc_pct=plausible(name, "soc_pct", value(713, "SoC"), 0.0, 100.0),
             voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
@@ -345,16 +347,23 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
 
     def _ports_by_type(
         self, image: RegisterImage
-    ) -> tuple[dict[str, PointReader], dict[str, PointReader]]:
-        """The PV and ESS port groups of 714, by PrtTyp (labspec's order when PrtTyp is unset)."""
+    ) -> tuple[dict[str, PointReader] | None, dict[str, PointReader]]:
+        """The PV and ESS port groups of 714, by PrtTyp (labspec's order when PrtTyp is unset).
+        A battery inverter has one port, its ESS port, and no PV (None)."""
         ports = self._port_readers
-        pv, battery = ports[DC_PORT_PV], ports[DC_PORT_BATTERY]
+        pv: dict[str, PointReader] | None
+        if len(ports) == 1:
+            pv, battery = None, ports[0]
+        else:
+            pv, battery = ports[DC_PORT_PV], ports[DC_PORT_BATTERY]
         for port in ports:
             kind = port["PrtTyp"].raw(image)
             if kind == DC_PORT_TYPE_PV:
                 pv = port
             elif kind == DC_PORT_TYPE_ESS:
                 battery = port
+        if battery is pv:
+            raise ProtocolMismatch(self.name, "model 714 has a PV port and no ESS port to dispatch")
         return pv, battery
 
     # -- apply --------------------------------------------------------------------------------

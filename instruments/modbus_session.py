@@ -17,6 +17,7 @@ without the marker (other registers, or illegal address) at every base are `Prot
 from __future__ import annotations
 
 import asyncio
+import functools
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,8 @@ def exception_meaning(code: int) -> str:
 
 
 class ModbusSession:
-    """The pymodbus client of one device, opened and reopened by its `link`."""
+    """The Modbus TCP connection of one device (the lean wire, or pymodbus's client with the fast
+    paths off), opened and reopened by its `link`."""
 
     def __init__(
         self,
@@ -155,7 +157,7 @@ class ModbusSession:
         return wire
 
     async def _wire_exchange(self, pdu: bytes, what: str, *, backstop: bool) -> bytes:
-        """One request on the fast path; the answer's PDU, or DeviceError for an exception.
+        """One request on the fast path; the answer's PDU (function code first).
         `backstop`: bound the wait (unsupervised calls; the link bounds the others)."""
         wire = self._require_wire()
         self.requests += 1
@@ -340,7 +342,9 @@ class ModbusSession:
                 data = await self._read_block(address, count)
             else:
                 what = self._block(address, count)[1]
-                data = await self.link.run(lambda a=address, c=count: self._read_block(a, c), what)
+                data = await self.link.run(
+                    functools.partial(self._read_block, address, count), what
+                )
             image.store_bytes(address, data)
         return image
 

@@ -189,7 +189,7 @@ def decode_read_response(body: Any, *, fast: bool = True) -> list[ReadResult]:
         response.ResponseHeader.ServiceResult.check()
         return [_as_result(value) for value in response.Results]
     if service_result:
-        ua.StatusCode(service_result).check()
+        ua.StatusCode(ua.UInt32(service_result)).check()
     return results
 
 

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import pyvisa
 from pyvisa import constants as visa_constants
 from pyvisa.errors import VisaIOError
+from pyvisa.resources import MessageBasedResource
 
 from instruments.config import ProgrammableLoadConfig
 from instruments.device import (
@@ -72,7 +73,8 @@ _PEEK_BYTES = 4096  # answers are a few dozen bytes; a longer one is read in the
 
 def session_socket(resource: Any) -> socket.socket:
     """The TCP socket under a pyvisa-py SOCKET session."""
-    return resource.visalib.sessions[resource.session].interface
+    sock: socket.socket = resource.visalib.sessions[resource.session].interface
+    return sock
 
 
 def enable_nodelay(resource: Any) -> None:
@@ -160,7 +162,7 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             max_workers=1, thread_name_prefix=f"visa-{config.name}"
         )
         self._manager: pyvisa.ResourceManager | None = None
-        self._resource = None
+        self._resource: MessageBasedResource | None = None
         self._socket: socket.socket | None = None
         self._exchanging = asyncio.Lock()  # one program message in flight per session
         self._fast = True  # the step's exchange from the loop (labspec.fast_paths)
@@ -275,8 +277,14 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
             read_termination=_TERMINATION,
             write_termination=_TERMINATION,
             timeout=self.config.timeout_s * 1000 * 0.9,  # ms; the link's timeout fires after
-            open_timeout=self.link.connect_timeout_s * 1000,
+            open_timeout=int(self.link.connect_timeout_s * 1000),
         )
+        if not isinstance(resource, MessageBasedResource):
+            resource.close()
+            raise ValueError(
+                f"{self.name}: VISA resource {self.config.resource!r} is not message-based; "
+                "SCPI needs a TCPIP SOCKET or INSTR resource"
+            )
         self._resource = resource
         enable_nodelay(resource)
         self._socket = session_socket(resource)

@@ -312,8 +312,8 @@ class Ev(_Table):
     @field_validator("min_power_kw")
     @classmethod
     def _deadband_below_max(cls, v: float, info: ValidationInfo) -> float:
-        highs = [info.data.get("max_charge_kw"), info.data.get("max_discharge_kw")]
-        highs = [h for h in highs if h is not None]
+        given = [info.data.get("max_charge_kw"), info.data.get("max_discharge_kw")]
+        highs: list[float] = [h for h in given if h is not None]
         if highs and v > min(highs):
             raise PydanticCustomError(
                 "deadband", f"must be <= min(max_charge_kw, max_discharge_kw) = {fmt(min(highs))}"

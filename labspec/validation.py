@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 
 def describe_validation_error(exc: ValidationError, prefix: str, model: type[BaseModel]) -> str:
@@ -90,7 +91,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type
     return parts, holder
 
 
-def _shown_value(error: dict[str, Any]) -> str:
+def _shown_value(error: ErrorDetails) -> str:
     if error["type"] in ("missing",):
         return ""
     value = error.get("input")
@@ -117,7 +118,7 @@ def fmt(value: Any) -> str:
     return repr(value)
 
 
-def _allowed(error: dict[str, Any], holder: type[BaseModel] | None) -> str:
+def _allowed(error: ErrorDetails, holder: type[BaseModel] | None) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     bounds = {
         "greater_than": ("> ", "gt"),

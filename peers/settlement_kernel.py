@@ -43,12 +43,20 @@ Number = float | np.ndarray
 
 
 class TradeLike(Protocol):
-    """What the kernel reads from a cleared trade (`testbed.market.book.Trade` is one)."""
+    """What the kernel reads from a cleared trade (`testbed.market.book.Trade` is one); read-only,
+    so frozen dataclasses match."""
 
-    buyer: str
-    seller: str
-    quantity_kwh: float
-    price: float
+    @property
+    def buyer(self) -> str: ...
+
+    @property
+    def seller(self) -> str: ...
+
+    @property
+    def quantity_kwh(self) -> float: ...
+
+    @property
+    def price(self) -> float: ...
 
     @property
     def received_price(self) -> float: ...

@@ -9,10 +9,14 @@ ORDER = [
     "bench-hil-sim-protocols.md",
     "bench-hil-sim-physics.md",
     "bench-market.md",
+    "bench-market-methods.md",
     "bench-telemetry.md",
     "bench-runstore.md",
     "bench-agents.md",
     "bench-value.md",
+    "bench-ledger.md",
+    "bench-soak.md",
+    "bench-platform.md",
 ]
 
 

@@ -21,6 +21,7 @@ from testbed import dashboard_cli as _dashboard_cli  # noqa: E402, F401  (regist
 from testbed import ledger_cli as _ledger_cli  # noqa: E402, F401  (registers `ledger`)
 from testbed import platform_cli as _platform_cli  # noqa: E402, F401  (broker, operator, agent)
 from testbed import run_cli as _run_cli  # noqa: E402, F401  (registers `run` and `demo`)
+from testbed import site_cli as _site_cli  # noqa: E402, F401  (registers `site`)
 from testbed import telemetry_cli as _telemetry_cli  # noqa: E402, F401  (registers `telemetry`)
 from testbed import value_cli as _value_cli  # noqa: E402, F401  (registers `value`)
 from testbed.market import cli as _market_cli  # noqa: E402, F401  (registers `clear`)

@@ -29,6 +29,7 @@ from testbed.telemetry.config import InfluxConfig
 
 if TYPE_CHECKING:
     from hil_sim.endpoints import PlantEndpoints
+    from labspec.site import Site
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
@@ -106,6 +107,23 @@ class MarketConfig(_Strict):
             raise ValueError(f"market.interval_s = {value}: must be whole seconds, at least 60")
         return value
 
+    @model_validator(mode="after")
+    def _mechanism_builds(self) -> MarketConfig:
+        """The mechanism and its params are checked when the file is read, not at the first
+        interval (a bad feeder file, an unknown parameter, a value out of range)."""
+        if self.mechanism == "none":
+            return self
+        from testbed.market.registry import get_mechanism, mechanism_parameters
+
+        try:
+            params = dict(self.params)
+            if "interval_s" in mechanism_parameters(self.mechanism):
+                params.setdefault("interval_s", self.interval_s)
+            get_mechanism(self.mechanism, **params)
+        except ValueError as error:
+            raise ValueError(f"mechanism = {self.mechanism!r}, params: {error}") from None
+        return self
+
 
 class ControlConfig(_Strict):
     step_s: PositiveFloat = 1.0
@@ -152,7 +170,12 @@ class ExperimentConfig(_Strict):
 
 
 class TestbedConfig(_Strict):
+    """The experiment. `site` is the site file (default: the IIT Gandhinagar testbed); without a
+    `[peers]` table, the peers are built from it (`testbed.site_peers`), so a new house is
+    site-file lines only."""
+
     __test__ = False  # not a pytest test class, despite its name
+    site: Path | None = None
     experiment: ExperimentConfig = ExperimentConfig()
     market: MarketConfig = MarketConfig()
     control: ControlConfig = ControlConfig()
@@ -163,6 +186,24 @@ class TestbedConfig(_Strict):
     platform: PlatformConfig = PlatformConfig()
     ledger: LedgerConfig = LedgerConfig()
     peers: dict[str, PeerConfig]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _peers_from_site(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("peers"):
+            return data
+        from labspec.site import SiteError
+        from testbed.site_peers import peers_from_site
+
+        try:
+            site = load_site_file(data.get("site"))
+        except SiteError as error:
+            raise ValueError(str(error)) from None
+        return {**data, "peers": peers_from_site(site)}
+
+    def site_model(self) -> Site:
+        """The site this experiment runs on (the default site when `site` is not set)."""
+        return load_site_file(self.site)
 
     @model_validator(mode="after")
     def _consistent(self) -> TestbedConfig:
@@ -187,6 +228,14 @@ class TestbedConfig(_Strict):
                 InfluxConfig.model_validate(self.sinks.influx)
             except ValidationError as error:
                 raise ValueError(f"sinks.influx: {describe_validation_error(error)}") from None
+        if self.site is not None:
+            site_peers = self.site_model().peers
+            strangers = [name for name in self.peers if name not in site_peers]
+            if strangers:
+                raise ValueError(
+                    f"peers.{strangers[0]}: not a peer of the site {str(self.site)!r} (its peers: "
+                    f"{', '.join(site_peers)})"
+                )
         unknown = sorted(set(self.ledger.kyc) - set(self.peers))
         if unknown:
             raise ValueError(
@@ -201,7 +250,15 @@ class TestbedConfig(_Strict):
 
     def to_toml_dict(self) -> dict[str, Any]:
         """The configuration as plain data (JSON types), for the run directory."""
-        return json.loads(self.model_dump_json(exclude_none=True))
+        data: dict[str, Any] = json.loads(self.model_dump_json(exclude_none=True))
+        return data
+
+
+def load_site_file(path: Path | str | None) -> Site:
+    """The site at `path`, or the default site; raises `labspec.site.SiteError` naming the key."""
+    from labspec.site import default_site, load_site
+
+    return default_site() if path is None else load_site(path)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -247,6 +304,9 @@ def load_config(path: Path | str) -> TestbedConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(bounded(f"{path}: not valid TOML ({error})")) from None
+    site = data.get("site")
+    if isinstance(site, str) and not Path(site).is_absolute():
+        data["site"] = str(path.parent / site)  # a relative site path: from the config's folder
     return parse_config(data, str(path))
 
 

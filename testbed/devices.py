@@ -75,17 +75,33 @@ def snapshot_values(snapshot: Any) -> dict[str, float]:
 
 
 def _ac_power_kw(snapshot: Any) -> float:
-    return snapshot.ac_power_kw if hasattr(snapshot, "ac_power_kw") else snapshot.power_kw
+    power_kw: float = (
+        snapshot.ac_power_kw if hasattr(snapshot, "ac_power_kw") else snapshot.power_kw
+    )
+    return power_kw
 
 
 def _energy_kwh(snapshot: Any) -> float | None:
+    energy_kwh: float
     if hasattr(snapshot, "ac_injected_kwh"):
-        return snapshot.ac_injected_kwh - snapshot.ac_absorbed_kwh
-    if hasattr(snapshot, "energy_discharged_kwh"):
-        return snapshot.energy_discharged_kwh - snapshot.energy_charged_kwh
-    if hasattr(snapshot, "energy_kwh"):
-        return -snapshot.energy_kwh
-    return None
+        energy_kwh = snapshot.ac_injected_kwh - snapshot.ac_absorbed_kwh
+    elif hasattr(snapshot, "energy_discharged_kwh"):
+        energy_kwh = snapshot.energy_discharged_kwh - snapshot.energy_charged_kwh
+    elif hasattr(snapshot, "energy_kwh"):
+        energy_kwh = -snapshot.energy_kwh
+    else:
+        return None
+    return energy_kwh
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    """The sum of `values`, or None when any is missing."""
+    total: float = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
 
 
 class PeerDevices:
@@ -171,8 +187,8 @@ class PeerDevices:
         device_snaps = [c.fresh(step) for c in self._devices]
         complete = all(s is not None for s in device_snaps)
         device_kw = sum(_ac_power_kw(s) for s in device_snaps) if complete else None
-        energies = [_energy_kwh(s) for s in device_snaps] if complete else [None]
-        device_energy = None if None in energies else sum(energies)
+        energies = [_energy_kwh(s) for s in device_snaps] if complete else None
+        device_energy = None if energies is None else _sum_or_none(energies)
         house = None
         if meter is not None and device_kw is not None:
             load_device = self.load.fresh(step) if self.load else None
@@ -244,12 +260,14 @@ class PeerDevices:
     def watch_freezes(self, step: int) -> None:
         """Check this step's readings against what drives them (`testbed.frozen`): the meter
         against the devices behind it, a device against its setpoint, the load against its meter."""
-        devices_kw: float | None = 0.0
+        devices_kw: float | None = None
+        total_kw = 0.0
         for channel in self._devices:
             if channel.snapshot_step != step or channel.frozen or channel.lost:
-                devices_kw = None
                 break
-            devices_kw += _ac_power_kw(channel.snapshot)
+            total_kw += _ac_power_kw(channel.snapshot)
+        else:
+            devices_kw = total_kw
         meter = self.meter
         meter.watch_freeze(step, devices_kw if self._devices else None, self.dt_s)
         meter_kw = (
@@ -299,6 +317,7 @@ class PeerDevices:
             self._events.append((flexible.device, "stale_measurement", "fresh again", "cleared"))
         if self._resume or flexible.in_safe_state:
             self._resume_from(flexible, device)
+        setpoint: InverterSetpoint | EvSetpoint
         if flexible is self.inverter:
             setpoint_kw, command = battery_command(
                 contract_kw,

@@ -73,9 +73,9 @@ class _ActiveInterlocks:
 
     def update(
         self, peer: str, device: str, kinds: Mapping[str, str]
-    ) -> list[tuple[str, str, str, str]]:
+    ) -> list[tuple[str, str, str]]:
         """(kind, reason, action) changes for this device given the kinds biting now."""
-        changes = []
+        changes: list[tuple[str, str, str]] = []
         for kind, reason in kinds.items():
             key = (peer, device, kind)
             if key not in self.active:
@@ -194,8 +194,8 @@ class Engine:
         self._start_time = start
         self._emit(RunStarted(self.run_id, start, self.config.to_toml_dict()))
         if self.ledger is not None:
-            for peer, reason in self.ledger.start(start).items():
-                self._interlock(peer, "registry", "registration_refused", reason, "no_trade")
+            for peer_name, reason in self.ledger.start(start).items():
+                self._interlock(peer_name, "registry", "registration_refused", reason, "no_trade")
         return start
 
     async def _loop(self, start: datetime, n_intervals: int, n_steps: int) -> int:
@@ -479,12 +479,14 @@ class Engine:
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)
+        now = self.now
+        assert now is not None  # set by start()
         commands = []
         for name, peer in self.peers.items():
             contract_kw = (
                 market.contracted_kw(name, self.config.market.interval_s) if market else 0.0
             )
-            commands.append(peer.dispatch(step, contract_kw, self.now))
+            commands.append(peer.dispatch(step, contract_kw, now))
         results = await asyncio.gather(*commands)
         for peer, result in zip(self.peers.values(), results, strict=True):
             if result is None:

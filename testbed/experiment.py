@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hil_sim.endpoints import PlantEndpoints
+from hil_sim.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints, ScpiEndpoint
 from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
@@ -48,7 +48,7 @@ def with_plant_endpoints(config: TestbedConfig, endpoints: PlantEndpoints) -> Te
         "control_port": endpoints.control.port,
     }
     for name, peer in data["peers"].items():
-        if name in ("A", "B", "C"):
+        if name in endpoints.meters:
             meter = endpoints.meter(name)
             peer["meter"].update(
                 host=meter.host,
@@ -56,16 +56,35 @@ def with_plant_endpoints(config: TestbedConfig, endpoints: PlantEndpoints) -> Te
                 device_id=meter.unit,
                 base_addresses=[meter.base_address],
             )
+        # A flexible device or load is the plant's device of the same id as the driver's name
+        # (the site's device id; the default site's are inverter, ev_charger and load).
         if "inverter" in peer:
-            inv = endpoints.inverter
+            inv = _endpoint(endpoints, name, peer["inverter"]["name"], ModbusEndpoint)
             peer["inverter"].update(
                 host=inv.host, port=inv.port, device_id=inv.unit, base_addresses=[inv.base_address]
             )
         if "ev_charger" in peer:
-            peer["ev_charger"]["url"] = endpoints.ev_charger.url
+            ev = _endpoint(endpoints, name, peer["ev_charger"]["name"], OpcUaEndpoint)
+            peer["ev_charger"]["url"] = ev.url
         if "load" in peer:
-            peer["load"].update(host=endpoints.load.host, port=endpoints.load.port)
+            load = _endpoint(endpoints, name, peer["load"]["name"], ScpiEndpoint)
+            peer["load"].update(host=load.host, port=load.port)
     return parse_config(data, "configuration with the plant's endpoints")
+
+
+_E = TypeVar("_E", ModbusEndpoint, OpcUaEndpoint, ScpiEndpoint)
+
+
+def _endpoint(endpoints: PlantEndpoints, peer: str, device_id: str, kind: type[_E]) -> _E:
+    endpoint = endpoints.devices.get(device_id)
+    if not isinstance(endpoint, kind):
+        served = ", ".join(d for d, e in endpoints.devices.items() if isinstance(e, kind))
+        raise ConfigError(
+            f"peers.{peer}: the plant serves no {kind.__name__.removesuffix('Endpoint')} device "
+            f"{device_id!r} (it serves: {served or 'none'}); the configuration and the plant's "
+            "site disagree"
+        )
+    return endpoint
 
 
 def with_overrides(
@@ -78,6 +97,17 @@ def with_overrides(
     if seed is not None:
         data["experiment"]["seed"] = seed
     return parse_config(data, "configuration with the command line's options")
+
+
+def with_site(config: TestbedConfig, site: Path) -> TestbedConfig:
+    """The configuration on another site: its peers are built from the site file, and a market
+    that asks for the site's feeder (`params.feeder = "site"`) gets this site's."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["site"] = str(Path(site).resolve())  # the run directory's config.toml works from anywhere
+    data.pop("peers", None)
+    if data["market"].get("params", {}).get("feeder") == "site":
+        data["market"]["params"]["feeder"] = data["site"]
+    return parse_config(data, f"configuration on the site {site}")
 
 
 def default_run_id(config: TestbedConfig) -> str:
@@ -174,8 +204,9 @@ async def run_experiment(
         if config.ledger.enabled
         else None
     )
-    if run_ledger is not None and isinstance(market, LedgerAttachable):
-        market.attach_ledger(run_ledger)
+    port: object = market  # mypy takes MarketPort and LedgerAttachable for disjoint protocols
+    if run_ledger is not None and isinstance(port, LedgerAttachable):
+        port.attach_ledger(run_ledger)
     sinks: list[Sink] = [store]
     influx_sink = InfluxSink.in_run_dir(influx_cfg, run_dir, run_id) if influx_cfg else None
     if influx_sink is not None:

@@ -6,7 +6,8 @@ cannot tell. The controller can, from two physical facts:
 - **Neighbours.** A reading that stays bit-for-bit the same while something that must move it has
   moved is frozen. A PCC meter must follow the devices behind it (PCC = devices + house load); a
   device must follow its setpoint; the programmable load and its PCC meter must move together.
-  When the neighbour has moved by more than `MOVED_KW` since the reading last changed, and the
+  When the neighbour has moved by more than `MOVED_KW` since the reading last changed (a move
+  counts even if it went back since: a setpoint oscillating around a frozen reading), and the
   reading still has not changed `RESPONSE_STEPS` steps later, the reading is frozen. This works
   near zero too: a meter frozen at 0 kW is caught as soon as the battery behind it moves. A device
   whose power already is its new setpoint had nothing to follow: a cart that stopped charging at
@@ -65,7 +66,7 @@ def measured(snapshot: Any) -> tuple[Any, ...]:
 def power_kw(snapshot: Any) -> float:
     """The device's (or meter's) AC power, generator convention."""
     value = getattr(snapshot, "ac_power_kw", None)
-    return snapshot.power_kw if value is None else value
+    return float(snapshot.power_kw if value is None else value)
 
 
 def energy_kwh(snapshot: Any) -> float | None:
@@ -76,8 +77,9 @@ def energy_kwh(snapshot: Any) -> float | None:
         ("energy_charged_kwh", "energy_discharged_kwh"),
     ):
         if hasattr(snapshot, pair[0]):
-            return getattr(snapshot, pair[0]) + getattr(snapshot, pair[1])
-    return getattr(snapshot, "energy_kwh", None)
+            return float(getattr(snapshot, pair[0]) + getattr(snapshot, pair[1]))
+    value = getattr(snapshot, "energy_kwh", None)
+    return None if value is None else float(value)
 
 
 @dataclass(slots=True)
@@ -88,6 +90,7 @@ class FreezeWatch:
     changed_step: int = -1  # step of the latest reading that differed from the one before
     neighbour_at_change: float | None = None
     moved_step: int | None = None  # first step the neighbour was MOVED_KW away
+    moved_kw: float = 0.0  # the farthest it went since the reading last changed
     last_step: int | None = None  # step of the previous reading
     register_kwh: float | None = None
     register_step: int = -1
@@ -109,6 +112,7 @@ class FreezeWatch:
             self.changed_step = step
             self.neighbour_at_change = neighbour_kw
             self.moved_step = None
+            self.moved_kw = 0.0
             self.frozen = ""
         elif self.neighbour_at_change is None:
             self.neighbour_at_change = neighbour_kw
@@ -131,20 +135,23 @@ class FreezeWatch:
         return f"the same reading {step - self.changed_step + 1} steps in a row"
 
     def _neighbour_verdict(self, step: int, neighbour_kw: float | None, snapshot: Any) -> str:
+        """Frozen when what drives the reading moved more than MOVED_KW away from where it was
+        when the reading last changed, and RESPONSE_STEPS later the reading is still the same.
+        A move counts even when it comes back (a setpoint oscillating around a frozen reading,
+        the dispatcher chasing it); a device whose power is its setpoint right now is not held."""
         if neighbour_kw is None or self.neighbour_at_change is None:
             return ""
         moved = abs(neighbour_kw - self.neighbour_at_change)
         arrived = self.follows_setpoint and abs(power_kw(snapshot) - neighbour_kw) <= MOVED_KW
-        if moved <= MOVED_KW or arrived:
-            self.moved_step = None
-            return ""
-        if self.moved_step is None:
-            self.moved_step = step
-        if step - self.moved_step < RESPONSE_STEPS:
+        if moved > MOVED_KW and not arrived:
+            self.moved_kw = max(self.moved_kw, moved)
+            if self.moved_step is None:
+                self.moved_step = step
+        if arrived or self.moved_step is None or step - self.moved_step < RESPONSE_STEPS:
             return ""
         return (
             f"reading unchanged for {step - self.changed_step} steps while what drives it moved "
-            f"{moved:.3f} kW"
+            f"{self.moved_kw:.3f} kW"
         )
 
     def _register(self, step: int, snapshot: Any, dt_s: float) -> None:

@@ -74,7 +74,7 @@ def emulated_plant(
 
 
 def _wait_for_endpoints(
-    process: subprocess.Popen, path: Path, log: Path, timeout_s: float
+    process: subprocess.Popen[bytes], path: Path, log: Path, timeout_s: float
 ) -> PlantEndpoints:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -88,7 +88,7 @@ def _wait_for_endpoints(
     raise PlantStartError(f"the emulated plant wrote no endpoints within {timeout_s:.0f} s")
 
 
-def _stop(process: subprocess.Popen) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
         try:

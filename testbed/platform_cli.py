@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from testbed.cli import app
+
+if TYPE_CHECKING:
+    from testbed.config import TestbedConfig
+    from testbed.platform.deployment import PlatformDir
+    from testbed.platform.link import BrokerAddress
 
 console = Console()
 platform_app = typer.Typer(help="Set up the trading platform's keys, passwords and certificates.")
@@ -33,7 +38,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _load(config_file: Path, folder: Path | None):
+def _load(config_file: Path, folder: Path | None) -> tuple[TestbedConfig, PlatformDir]:
     from testbed.config import ConfigError, load_config
     from testbed.platform.deployment import PlatformDir
 
@@ -44,7 +49,7 @@ def _load(config_file: Path, folder: Path | None):
     return config, PlatformDir.for_config(folder or config.platform.dir, config)
 
 
-def _address(platform_dir, host: str | None, port: int | None):
+def _address(platform_dir: PlatformDir, host: str | None, port: int | None) -> BrokerAddress:
     try:
         address = platform_dir.address()
     except (FileNotFoundError, ValueError) as error:
@@ -79,6 +84,40 @@ def certs_command(
 
     files = make_certificates(out, host)
     console.print(f"CA {files.ca_file}, broker certificate {files.cert_file}, key {files.key_file}")
+
+
+@platform_app.command("page")
+def page_command(
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Platform folder: broker.json and keys/peers/<peer>/.")
+    ] = Path("platform"),
+    keys_dir: Annotated[
+        Path | None, typer.Option("--keys-dir", help="The keys folder, when not <dir>/keys.")
+    ] = None,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port, 127.0.0.1.")] = 8502,
+) -> None:
+    """Serve the participants' page (sign in, place a bid or an ask, see orders, trades, wallet)."""
+    import os
+    import sys
+
+    page = Path(__file__).resolve().parents[1] / "dashboards" / "participant.py"
+    os.environ["TESTBED_PLATFORM_DIR"] = str(folder.resolve())
+    if keys_dir is not None:
+        os.environ["TESTBED_KEYS_DIR"] = str(keys_dir.resolve())
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(page),
+        "--server.headless=true",
+        "--server.address=127.0.0.1",
+        f"--server.port={port}",
+        "--browser.gatherUsageStats=false",
+    ]
+    console.print(f"participants' page: http://127.0.0.1:{port} (platform {folder.resolve()})")
+    sys.stdout.flush()
+    os.execv(command[0], command)  # the server replaces this process
 
 
 @app.command("broker")
@@ -134,6 +173,7 @@ def operator_command(
     """Serve as the market operator: order intake, gate closure, clearing, settlement."""
     from testbed.platform.link import LinkRefused
     from testbed.platform.roles import serve_operator
+    from testbed.platform.settings import gate_wait_for
 
     config, platform_dir = _load(config_file, folder)
     address = _address(platform_dir, broker_host, broker_port)
@@ -143,7 +183,7 @@ def operator_command(
                 config,
                 platform_dir,
                 address,
-                gate_wait_s or config.platform.gate_wait_s,
+                gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode),
                 exit_with_parent,
             )
         )

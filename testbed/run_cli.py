@@ -335,6 +335,14 @@ def demo_command(
     config_file: Annotated[
         Path, typer.Option("--config", help="Experiment TOML file for the emulated plant.")
     ] = DEFAULT_EMULATED_CONFIG,
+    site_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--site",
+            help="Site file: the plant and the controller's peers are built from it "
+            "(default: the configuration's site, else the IIT Gandhinagar testbed).",
+        ),
+    ] = None,
     influx_url: InfluxUrl = None,
     influx_api: InfluxApi = None,
     influx_db: InfluxDb = None,
@@ -355,14 +363,18 @@ def demo_command(
 
     Without --in-process: its own mosquitto on a free loopback port, the market operator and one
     agent process per peer, with this process as the controller; all stopped at the end."""
+    from labspec.site import SiteError
     from testbed.config import ConfigError, load_config
-    from testbed.experiment import with_overrides, with_plant_endpoints
+    from testbed.experiment import with_overrides, with_plant_endpoints, with_site
     from testbed.plant_process import PlantStartError, emulated_plant
 
     started = time.monotonic()
     try:
         config = with_overrides(load_config(config_file), hours, seed)
-    except ConfigError as error:
+        if site_file is not None:
+            config = with_site(config, site_file)
+        site = config.site_model()
+    except (ConfigError, SiteError) as error:
         raise _fail(str(error)) from None
     run_dir = _run_dir(config, out)
     influx = _influx(
@@ -377,9 +389,15 @@ def demo_command(
     )
     if not in_process:
         in_process = _platform_unavailable()
-    console.print(f"starting the emulated plant (seed {config.experiment.seed}) ...")
+    console.print(
+        f"starting the emulated plant of {site.site.name} ({len(site.peers)} peers, "
+        f"{len(site.devices)} devices; seed {config.experiment.seed}) ..."
+    )
     try:
-        with emulated_plant(config.experiment.seed) as endpoints:
+        # The plant owns a lockstep day's clock: it starts at the configuration's clock.start.
+        start = config.clock.start
+        plant_toml = f"start = {start.isoformat()}\n" if start is not None else ""
+        with emulated_plant(config.experiment.seed, plant_toml=plant_toml, site=site) as endpoints:
             config = with_plant_endpoints(config, endpoints)
             if in_process:
                 result = _execute(config, run_dir, influx)

@@ -25,8 +25,9 @@ from peers.interface import (
 )
 from testbed.config import TestbedConfig
 from testbed.documents import Clearing, OrderBook, Settlement
-from testbed.market import get_mechanism, validate_orders
+from testbed.market import Mechanism, get_mechanism, validate_orders
 from testbed.market.book import Order, Side, Trade
+from testbed.market.registry import mechanism_parameters
 from testbed.market.validation import order_problem
 from testbed.settlement import settle_interval
 
@@ -124,6 +125,15 @@ def orders_from_intents(
     ]
 
 
+def configured_mechanism(config: TestbedConfig) -> Mechanism:
+    """The run's mechanism with its parameters; a mechanism that works per interval of energy
+    (the network-aware ones) is told the run's market interval unless its params set one."""
+    params = dict(config.market.params)
+    if "interval_s" in mechanism_parameters(config.market.mechanism):
+        params.setdefault("interval_s", config.market.interval_s)
+    return get_mechanism(config.market.mechanism, **params)
+
+
 class BookClearer:
     """Clears one interval's book with the configured mechanism (the operator's job, in-process
     or as its own service).
@@ -136,9 +146,7 @@ class BookClearer:
     def __init__(self, config: TestbedConfig) -> None:
         self._config = config
         self._mechanism = (
-            None
-            if config.market.mechanism == NO_MARKET
-            else get_mechanism(config.market.mechanism, **config.market.params)
+            None if config.market.mechanism == NO_MARKET else configured_mechanism(config)
         )
         self.order_count = 0
 
@@ -161,6 +169,7 @@ class BookClearer:
             timed.append(replace(order, time=float(self.order_count)))
         valid, rejected = validate_orders(timed, set(peers), interval_start)
         rejected = [*(rejected_before or []), *rejected]
+        trades: tuple[Trade, ...]
         if self._mechanism is None:
             rejected = [
                 *rejected,

@@ -104,6 +104,8 @@ def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
         st.success(ledger["text"], icon="✅")
     else:
         st.error(ledger["text"], icon="🚨")
+    if ledger["chain"]:
+        st.caption(ledger["chain"])
     wallets = ledger["wallets"]
     if wallets.empty:
         return

@@ -48,7 +48,8 @@ class Entry:
 
     def data(self) -> dict[str, Any]:
         """The payload as data."""
-        return json.loads(self.payload)
+        data: dict[str, Any] = json.loads(self.payload)
+        return data
 
 
 def entry_hash(seq: int, time: str, kind: str, subject: str, payload: str, prev_hash: str) -> str:

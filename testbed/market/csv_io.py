@@ -327,7 +327,8 @@ def write_orders_csv(orders: Iterable[Order] | OrderColumns, target: Source) -> 
 
 
 def write_trades_csv(trades: Iterable[Trade] | ClearingResult, target: Source) -> None:
-    """Write trades as buy_order_id, sell_order_id, buyer, seller, quantity_kwh, price."""
+    """Write trades as buy_order_id, sell_order_id, buyer, seller, quantity_kwh, price (and
+    network_charge when a clearing allocated charges per trade)."""
     if isinstance(trades, ClearingResult):
         _write_arrow_csv(trades.trades_arrow(), target)
         return
@@ -380,9 +381,18 @@ def read_trades_csv(source: Source) -> list[Trade]:
             str(r.seller),
             float(r.quantity_kwh),
             float(r.price),
+            network_charge=_charge(getattr(r, "network_charge", None)),
         )
         for r in frame.itertuples(index=False)
     ]
+
+
+def _charge(value: Any) -> float | None:
+    """A trade's network charge from the optional column (empty or absent: None)."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if number != number else number
 
 
 def _numbers(text: pd.Series) -> pd.Series:

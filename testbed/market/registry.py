@@ -61,6 +61,15 @@ def mechanism_names() -> list[str]:
     return list(_CLASSES)
 
 
+def mechanism_parameters(name: str) -> list[str]:
+    """The parameter names the mechanism called `name` accepts (ValueError if it is unknown)."""
+    key = str(name).strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in _CLASSES:
+        raise ValueError(f"unknown market mechanism {name!r} (allowed: {', '.join(_CLASSES)})")
+    return [p for p in inspect.signature(MECHANISMS[key]).parameters if p != "self"]
+
+
 def get_mechanism(name: str = DEFAULT_MECHANISM, **params: Any) -> Mechanism:
     """The mechanism called `name`, built with `params` (e.g. get_mechanism("uniform", k=0.5)).
 

@@ -223,7 +223,8 @@ class ClearingResult:
         }
 
     def trades_arrow(self) -> pa.Table:
-        """Trades in the trade CSV columns as a pyarrow Table (no Python object per trade)."""
+        """Trades in the trade CSV columns as a pyarrow Table (no Python object per trade), with
+        a `network_charge` column when the mechanism allocated charges per trade."""
         import pyarrow as pa
 
         t = self.table
@@ -239,13 +240,17 @@ class ClearingResult:
                 strings[name] = values.array.take(pa.array(rows))
             else:
                 strings[name] = pa.array(values[rows].tolist(), type=pa.string())
-        return pa.table(
+        table = pa.table(
             {
                 **strings,
                 "quantity_kwh": pa.array(t.quantity_kwh, type=pa.float64()),
                 "price": pa.array(t.buyer_price, type=pa.float64()),
             }
         ).select(list(TRADE_COLUMNS))
+        if t.network_charge is not None:  # allocated per trade: one more column
+            charge = pa.array(t.network_charge, type=pa.float64())
+            table = table.append_column("network_charge", charge)
+        return table
 
     def trades_frame(self) -> pd.DataFrame:
         """Trades in the trade CSV columns (see TRADE_COLUMNS)."""

@@ -123,7 +123,7 @@ class LinearNetwork:
         return np.array([s.feeder.rating_kw(line) * scale for line in s.feeder.lines])
 
     def voltages_v(self, positions_kwh: np.ndarray) -> np.ndarray:
-        return self.slack_voltage_v + self.voltage_matrix @ positions_kwh
+        return np.asarray(self.slack_voltage_v + self.voltage_matrix @ positions_kwh)
 
     @cached_property
     def distance_ohm(self) -> np.ndarray:

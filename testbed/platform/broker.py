@@ -38,7 +38,8 @@ def mosquitto_binary() -> str:
 def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class MosquittoBroker:
         self.port = port or free_loopback_port()
         self.tls = tls
         self.autosave_interval_s = autosave_interval_s
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> BrokerAddress:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -68,7 +68,7 @@ class RemoteMarket:
         *,
         retry_s: float = 2.0,
         plan_wait_s: float = 5.0,
-        answer_timeout_s: float = 600.0,
+        answer_timeout_s: float = 900.0,  # beyond the operator's longest gate wait,
     ) -> None:
         self.config = config
         self.peers = list(config.peers)
@@ -156,7 +156,9 @@ class RemoteMarket:
             log.warning("controller ignored a message on %s: %s", topic, error)
         self._changed.set()
 
-    async def _ask(self, publish, answered, what: str) -> None:
+    async def _ask(
+        self, publish: Callable[[], Awaitable[None]], answered: Callable[[], bool], what: str
+    ) -> None:
         """Publish a request and repeat it every `retry_s` until `answered()`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.answer_timeout_s

@@ -79,7 +79,7 @@ class Link:
         on_connect: ConnectHandler | None = None,
         will: aiomqtt.Will | None = None,
         clean_session: bool = False,
-        keepalive_s: int = 10,
+        keepalive_s: int = 60,  # a killed process is seen at once (its socket closes)
         reconnect_s: float = 0.5,
     ) -> None:
         self.address = address

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 
 OPENING_BALANCE = 1000.0  # each peer's wallet at joining (the ledger's default opening balance)
 ACCOUNT_ORDERS = 100  # orders kept in a peer's account view
+REANNOUNCE_S = 10.0  # an open interval is announced again at most this often (repeated requests)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -118,6 +119,7 @@ class OperatorService:
         self._intervals: dict[datetime, _Interval] = {}
         self._closed: dict[datetime, ClearingReport] = {}
         self._gate_tasks: dict[datetime, asyncio.Task[None]] = {}
+        self._announced: dict[datetime, float] = {}  # monotonic time of the last announcement
         self._accounts: dict[str, _AccountView] = defaultdict(_AccountView)
         self._settled: set[datetime] = set()
         self._stopped = asyncio.Event()
@@ -235,7 +237,7 @@ class OperatorService:
     ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]]]:
         interval = _utc(submission.interval_start)
         statuses: list[OrderStatus] = []
-        rows = []
+        rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
         closed = self._is_closed(interval)
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
@@ -341,6 +343,10 @@ class OperatorService:
             mechanism=self.config.market.mechanism,
             context=market_context(self.config, interval),
         )
+        now = time.monotonic()
+        if interval in self._gate_tasks and now - self._announced.get(interval, 0.0) < REANNOUNCE_S:
+            return  # the controller repeats its request while the gate is open: announced
+        self._announced[interval] = now
         if interval not in self._gate_tasks:
             book = self._intervals.setdefault(interval, _Interval())
             book.refused_peers = dict(request.refused_peers)
@@ -402,6 +408,7 @@ class OperatorService:
         self.journal.record_clearing(interval, report.model_dump_json(), self.clearer.order_count)
         self._closed[interval] = report
         self._gate_tasks.pop(interval, None)
+        self._announced.pop(interval, None)
         await self.link.publish(
             topics.MARKET_STATUS,
             MarketStatus(
@@ -526,7 +533,7 @@ class OperatorService:
             )
 
     def _account_after_clearing(
-        self, report: ClearingReport, own_trades: dict[str, Sequence[Trade]]
+        self, report: ClearingReport, own_trades: Mapping[str, Sequence[Trade]]
     ) -> set[str]:
         """Mark the interval's accepted orders traded or not; the peers whose view changed."""
         traded: dict[str, float] = defaultdict(float)

@@ -17,6 +17,7 @@ from testbed.config import TestbedConfig
 from testbed.platform.broker import MosquittoBroker, TlsFiles
 from testbed.platform.deployment import PlatformDir
 from testbed.platform.link import BrokerAddress
+from testbed.platform.settings import gate_wait_for
 
 
 @dataclass
@@ -26,8 +27,8 @@ class PlatformProcesses:
     folder: PlatformDir
     broker: MosquittoBroker
     config_path: Path
-    operator: subprocess.Popen | None = None
-    agents: dict[tuple[str, ...], subprocess.Popen] = field(default_factory=dict)
+    operator: subprocess.Popen[bytes] | None = None
+    agents: dict[tuple[str, ...], subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def address(self) -> BrokerAddress:
@@ -36,7 +37,7 @@ class PlatformProcesses:
     def controller_password(self) -> str:
         return self.folder.password("controller")
 
-    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
         logs = self.folder.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{name}.log").open("ab") as log:
@@ -148,7 +149,9 @@ def platform_processes(
     config_path.write_text(tomli_w.dumps(config.to_toml_dict()), encoding="utf-8")
     running = PlatformProcesses(platform_dir, broker, config_path)
     try:
-        running.start_operator(gate_wait_s or config.platform.gate_wait_s)
+        running.start_operator(
+            gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode)
+        )
         if start_agents:
             for group in groups(peers, config.platform.agents_per_process):
                 running.start_agents(group)

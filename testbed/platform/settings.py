@@ -25,6 +25,19 @@ class PlatformConfig(BaseModel):
     broker_port: int = Field(0, ge=0, le=65535)  # 0: a free port (testbed demo, testbed broker)
     tls: bool = False
     tls_dir: Path = Path("certs")
-    gate_wait_s: PositiveFloat = 30.0  # wall time the operator waits for online agents at a gate
+    # wall time the operator waits for online agents at a gate (lockstep: at least
+    # LOCKSTEP_GATE_WAIT_S, see `gate_wait_for`)
+    gate_wait_s: PositiveFloat = 30.0
     agents_per_process: int = Field(1, ge=1)  # testbed demo: agents sharing one process
     start_timeout_s: PositiveFloat = 120.0  # testbed demo: wait this long for every agent
+
+
+LOCKSTEP_GATE_WAIT_S = 600.0
+
+
+def gate_wait_for(gate_wait_s: float, clock_mode: str) -> float:
+    """How long the operator waits for the online agents at a gate. With the lockstep clock
+    plant time stands still meanwhile, so it waits for every online agent (up to
+    LOCKSTEP_GATE_WAIT_S of wall time): a loaded machine then changes no order, and the same seed
+    gives the same settlement as in one process."""
+    return max(gate_wait_s, LOCKSTEP_GATE_WAIT_S) if clock_mode == "lockstep" else gate_wait_s

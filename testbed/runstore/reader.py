@@ -130,7 +130,8 @@ class RunReader:
         if not path.is_file():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+            return summary
         except ValueError as error:
             raise RunDirError(f"{path} is not valid JSON: {error}") from None
 
@@ -206,7 +207,8 @@ class RunReader:
         unknown = [f for f in fields if f not in known]
         if unknown:
             raise KeyError(f"no sample field {unknown[0]!r}; the run has {', '.join(known)}")
-        where, params = ["1"], []
+        where: list[str] = ["1"]
+        params: list[str | float] = []
         for column, value in (("peer", peer), ("device", device)):
             if value is not None:
                 where.append(f"{column} = ?")

@@ -114,5 +114,5 @@ def bound_s(moment: datetime | float | None, what: str) -> float | None:
     if moment is None or isinstance(moment, int | float):
         return moment
     if isinstance(moment, pd.Timestamp):
-        moment = moment.to_pydatetime()
+        return unix_s(moment.to_pydatetime(), what)
     return unix_s(moment, what)

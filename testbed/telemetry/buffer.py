@@ -207,7 +207,8 @@ class PointBuffer:
 
     def pending_count(self) -> int:
         """Points not yet acknowledged."""
-        return self._db.execute("SELECT COALESCE(SUM(points), 0) FROM pending").fetchone()[0]
+        count: int = self._db.execute("SELECT COALESCE(SUM(points), 0) FROM pending").fetchone()[0]
+        return count
 
     def pending_lines(self) -> list[str]:
         """Every pending point, oldest first (for inspection and tests; loads them all)."""
@@ -215,7 +216,8 @@ class PointBuffer:
         return [line for (body,) in rows for line in body.split("\n")]
 
     def dead_letter_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
+        count: int = self._db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
+        return count
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead-lettered points."""

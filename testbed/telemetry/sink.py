@@ -254,14 +254,13 @@ class InfluxSink:
             self._in_hand = taking
             for _ in range(taking):
                 doc = queue.popleft()
-                kind = type(doc)
-                if kind is Sample:
+                if isinstance(doc, Sample):
                     try:
                         append(sample_line(doc))
                     except Exception as error:
                         unformattable.append((repr(doc)[:10_000], f"cannot format: {error}"))
                     continue
-                if kind is RawLines:
+                if isinstance(doc, RawLines):
                     lines.extend(doc.lines)
                     continue
                 before = len(lines)

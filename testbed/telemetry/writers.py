@@ -112,9 +112,11 @@ class V2ClientWriter:
         from influxdb_client import InfluxDBClient, WritePrecision
         from influxdb_client.client.write_api import SYNCHRONOUS
 
+        if config.bucket is None or config.org is None:  # InfluxConfig checks it for api = "v2"
+            raise ValueError("an InfluxDB 2.x writer needs the org and the bucket")
         self._precision = WritePrecision.NS
-        self._bucket = config.bucket
-        self._org = config.org
+        self._bucket: str = config.bucket
+        self._org: str = config.org
         self._client = InfluxDBClient(
             url=config.url,
             token=config.token() or "",
@@ -130,7 +132,11 @@ class V2ClientWriter:
 
         try:
             self._write_api.write(
-                bucket=self._bucket, org=self._org, record=body, write_precision=self._precision
+                bucket=self._bucket,
+                org=self._org,
+                record=body,
+                # influxdb-client annotates the class WritePrecision; its members are plain str
+                write_precision=self._precision,  # type: ignore[arg-type]
             )
         except ApiException as error:
             text = (

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,7 +94,7 @@ def run_config(reader: RunReader) -> TestbedConfig:
         raise IncompleteRun(str(error)) from None
 
 
-def _samples(reader: RunReader, what: str, **query: object) -> pd.DataFrame:
+def _samples(reader: RunReader, what: str, **query: Any) -> pd.DataFrame:
     """The samples the yardstick reads; a run without them is incomplete, not an error."""
     try:
         frame = reader.samples(**query)
@@ -118,10 +119,13 @@ def _boundary_values(
     if missing.any():
         first = pd.Timestamp(times_s[np.argmax(missing)], unit="s", tz="UTC")
         raise IncompleteRun(f"{what}: no {column} sample at the interval boundary {first}")
-    return v[idx]
+    values: np.ndarray = v[idx]
+    return values
 
 
-def _integrated(frame: pd.DataFrame, column: str, start_s: float, interval_s: float, n: int):
+def _integrated(
+    frame: pd.DataFrame, column: str, start_s: float, interval_s: float, n: int
+) -> np.ndarray:
     """Per interval: power x step summed over the samples in (start, end], as the engine does."""
     data = frame[["time_s", column]].dropna()
     t = data["time_s"].to_numpy()
@@ -129,7 +133,8 @@ def _integrated(frame: pd.DataFrame, column: str, start_s: float, interval_s: fl
     dt = np.diff(t, prepend=t[0] if len(t) else 0.0)
     k = np.ceil((t - start_s) / interval_s - 1e-9).astype(int) - 1
     keep = (k >= 0) & (k < n)
-    return np.bincount(k[keep], weights=(v * dt)[keep] / 3600.0, minlength=n)[:n]
+    energy_kwh: np.ndarray = np.bincount(k[keep], weights=(v * dt)[keep] / 3600.0, minlength=n)
+    return energy_kwh[:n]
 
 
 def metered_day(run_dir: Path | str) -> MeteredDay:

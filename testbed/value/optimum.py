@@ -29,6 +29,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cvxpy as cp
 import numpy as np
@@ -114,7 +115,7 @@ class _PeerModel:
             terminal = terminal + self.bat_dis - self.bat_ch
         ev = peer.ev
         if ev is not None:
-            a = ev.asset
+            car = ev.asset
             plugged = ev.plugged.astype(float)
             self.ev_ch, self.ev_dis = cp.Variable(n, nonneg=True), cp.Variable(n, nonneg=True)
             self.ev_e = cp.Variable(n + 1)
@@ -124,25 +125,29 @@ class _PeerModel:
                 "EV stored energy dynamics (with the metered driving)",
                 self.ev_e[1:]
                 == self.ev_e[:-1]
-                + a.charge_efficiency * self.ev_ch
-                - self.ev_dis / a.discharge_efficiency
+                + car.charge_efficiency * self.ev_ch
+                - self.ev_dis / car.discharge_efficiency
                 - ev.drive_kwh,
             )
-            low, high = min(a.energy_min_kwh, e0), max(a.energy_max_kwh, e0)
-            self._add(f"EV SoC window {a.soc_min_pct:g}-{a.soc_max_pct:g} %", self.ev_e[1:] >= low)
-            self._add(f"EV SoC window {a.soc_min_pct:g}-{a.soc_max_pct:g} %", self.ev_e[1:] <= high)
+            low, high = min(car.energy_min_kwh, e0), max(car.energy_max_kwh, e0)
             self._add(
-                f"EV charge limit {a.max_charge_kw:g} kW while plugged",
-                self.ev_ch <= a.max_charge_kw * dt_h * plugged,
+                f"EV SoC window {car.soc_min_pct:g}-{car.soc_max_pct:g} %", self.ev_e[1:] >= low
             )
             self._add(
-                f"EV discharge limit {a.max_discharge_kw:g} kW while plugged",
-                self.ev_dis <= a.max_discharge_kw * dt_h * plugged,
+                f"EV SoC window {car.soc_min_pct:g}-{car.soc_max_pct:g} %", self.ev_e[1:] <= high
+            )
+            self._add(
+                f"EV charge limit {car.max_charge_kw:g} kW while plugged",
+                self.ev_ch <= car.max_charge_kw * dt_h * plugged,
+            )
+            self._add(
+                f"EV discharge limit {car.max_discharge_kw:g} kW while plugged",
+                self.ev_dis <= car.max_discharge_kw * dt_h * plugged,
             )
             for k in ev.plug_outs():
-                need = min(a.departure_kwh, float(ev.energy_kwh[k]))
+                need = min(car.departure_kwh, float(ev.energy_kwh[k]))
                 self._add(
-                    f"EV plug-out energy {a.departure_soc_pct:g} % at interval boundary {k}",
+                    f"EV plug-out energy {car.departure_soc_pct:g} % at interval boundary {k}",
                     self.ev_e[k] >= need - 1e-9,
                 )
             terminal = terminal + self.ev_dis - self.ev_ch
@@ -158,7 +163,7 @@ class _PeerModel:
         self.constraints.append((label, constraint))
 
     def schedule(self) -> PeerSchedule:
-        def val(x) -> np.ndarray:
+        def val(x: Any) -> np.ndarray:  # a cvxpy Variable, or None
             return np.zeros(self.n) if x is None else np.asarray(x.value, dtype=float)
 
         battery = val(self.bat_dis) - val(self.bat_ch)
@@ -194,7 +199,8 @@ def _solve(problem: cp.Problem) -> str:
             problem.solve(solver=cp.HIGHS)
         except cp.SolverError:
             problem.solve(solver=cp.CLARABEL)
-    return problem.status
+    status: str = problem.status
+    return status
 
 
 def _diagnose(model: _PeerModel) -> str:

@@ -200,3 +200,30 @@ def test_settlement_page_names_the_first_bad_entry_of_an_edited_ledger(
     assert f"ledger NOT verified: entry {seq}: transfer: its hash does not match its contents" in (
         errors
     )
+
+
+def test_settlement_page_says_what_went_on_chain(
+    demo: Demo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo's ledger sent to the contract on a real anvil node: the page shows the contract,
+    the transactions and how far the ledger is anchored, from run.sqlite alone."""
+    from testbed.ledger.chain.mirror import ChainMirror
+    from testbed.ledger.chain.node import start_node
+
+    demo.wait_finished()
+    chained = tmp_path / "chained"
+    shutil.copytree(demo.run_dir, chained)
+    with start_node(log_path=tmp_path / "anvil.log") as node:
+        mirror = ChainMirror(chained / "run.sqlite", node.url)
+        address = mirror.connect(chained.name).address
+        sent = mirror.sync()
+        mirror.close()
+    with sqlite3.connect(chained / "run.sqlite") as conn:
+        last = conn.execute("SELECT MAX(seq) FROM ledger").fetchone()[0]
+    at = open_page(monkeypatch, tmp_path, "settlement", "chained")
+    captions = [c.value for c in at.caption]
+    assert any(
+        c.startswith(f"On chain: contract {address} (chain 31337, {node.url}): {sent} transactions")
+        and f"up to {last} of 0-{last} sent" in c
+        for c in captions
+    ), captions

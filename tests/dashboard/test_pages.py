@@ -327,6 +327,8 @@ def test_market_page_shows_who_traded_with_whom_and_the_feeder(
     buses = next(t for t in feeder["data"] if t.get("name") == "buses")
     for bus, volts in report["network"]["check"]["voltages_v"].items():
         assert f"{bus}<br>{volts:.1f} V" in buses["text"]
-    arrows = feeder["layout"]["annotations"]
-    assert len(arrows) == len(expected)
+    arrows = [a for a in feeder["layout"]["annotations"] if a.get("showarrow")]
+    assert len(arrows) == len(expected)  # one arrow per trading pair, labelled with its kWh
+    labels = {a["text"] for a in feeder["layout"]["annotations"] if not a.get("showarrow")}
+    assert labels == {f"{s}→{b} {kwh:.3f} kWh" for (b, s), kwh in expected.items()}
     assert "iterations" in texts(at) or "welfare" in texts(at)

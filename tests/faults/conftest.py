@@ -25,3 +25,13 @@ def working_plant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlantEnd
         yield plant.endpoints
     finally:
         stop_process(plant.proc)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the fault campaign's report when it ran in this session."""
+    from tests.faults.campaign import LAST_REPORT
+
+    if LAST_REPORT:
+        terminalreporter.write_sep("=", "fault campaign")
+        for line in LAST_REPORT:
+            terminalreporter.write_line(line)

@@ -17,6 +17,7 @@ import pytest
 from hil_sim.control import SyncPlantControl
 from testbed.runstore import RunReader
 from tests.faults.harness import experiment_config, run_with_faults
+from tests.fixtures.sites import write_site
 
 REPO = Path(__file__).resolve().parents[2]
 # A fresh random point each session (FAULT_POINT_SEED=N repeats one); the test id shows the point.
@@ -143,7 +144,8 @@ def test_kill_9_at_a_random_point_leaves_a_readable_run_and_a_safe_plant(
     out = tmp_path / "run"
     # the inverter reverts its WSet 2 s after the last write; the controller refreshes every step
     config = short_config(tmp_path)
-    text = config.read_text().replace("revert_timeout_s = 30", "revert_timeout_s = 2")
+    write_site(tmp_path / "site.toml", {"devices": {"inverter": {"revert_timeout_s": 2}}})
+    text = 'site = "site.toml"\n' + config.read_text()  # the controller's peers from this site
     config.write_text(text.replace("refresh_s = 10.0", "refresh_s = 1.0"))
     process = start_testbed(
         "run", "--config", str(config), "--hours", "1",

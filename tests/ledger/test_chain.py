@@ -3,18 +3,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable
+from testbed.ledger.chain.check import check_chain
+from testbed.ledger.chain.mirror import ChainMirror, ChainRejected, ChainUnavailable
 from testbed.ledger.chain.node import LocalNode, free_port, start_node
 from testbed.ledger.verify import VerifyReport, verify_run
 from testbed.market.book import Trade
 from tests.ledger.builder import Lab, interval_start, open_lab, trading_day
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +113,89 @@ def test_calls_wait_while_the_node_is_down_and_go_in_order_when_it_returns(
             ]
         assert order == sorted(order)
     mirror.close()
+
+
+def test_a_ledger_rewritten_after_it_went_on_chain_is_reported(
+    node: LocalNode, day: Lab, tmp_path: Path
+) -> None:
+    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
+    mirror.connect("day")
+    mirror.sync()
+    mirror.close()
+    assert check_chain(day.run_dir, node.url).ok
+    copy = tmp_path / "run"
+    shutil.copytree(day.run_dir, copy)
+    with sqlite3.connect(copy / "run.sqlite") as conn:
+        seq = conn.execute("SELECT MAX(seq) FROM ledger").fetchone()[0]
+        conn.execute("UPDATE ledger SET hash = ? WHERE seq = ?", ("ab" * 32, seq))
+    problems = check_chain(copy, node.url).problems
+    assert any(p.startswith(f"the chain anchors ledger entry {seq} with hash") for p in problems)
+
+
+def test_a_call_the_contract_refuses_is_named_and_ends_sending(
+    node: LocalNode, day: Lab, tmp_path: Path
+) -> None:
+    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
+    mirror.connect("day")
+    mirror.sync()
+    mirror.close()
+    copy = tmp_path / "run"
+    shutil.copytree(day.run_dir, copy)
+    with sqlite3.connect(copy / "run.sqlite") as conn:
+        conn.execute("DELETE FROM chain_tx")  # as if nothing had been sent: all of it again
+    again = ChainMirror(copy / "run.sqlite", node.url)
+    again.connect("day")
+    with pytest.raises(ChainRejected, match=r"refused openWallet for ledger entry 1: .*"):
+        again.sync()
+    assert not again.try_sync()
+    assert again.rejected is not None and "openWallet for ledger entry 1" in again.rejected
+    again.close()
+
+
+OFFLINE_SCRIPT = """
+import json, sys, tempfile
+from pathlib import Path
+from testbed.ledger.chain.artifact import CHAIN_DIR, CONTRACT_NAME, _compile
+from testbed.ledger.chain.mirror import ChainMirror
+from testbed.ledger.chain.node import start_node
+from testbed.ledger.verify import verify_run
+from tests.ledger.builder import small_day
+
+folder = Path(tempfile.mkdtemp())
+source = CHAIN_DIR / "contracts" / f"{CONTRACT_NAME}.sol"
+_compile(CHAIN_DIR, CHAIN_DIR / "compile.js", source, folder / "compiled.json")
+compiled = json.loads((folder / "compiled.json").read_text())
+lab = small_day(folder / "lab")
+with start_node() as node:
+    mirror = ChainMirror(lab.run_dir / "run.sqlite", node.url)
+    mirror.connect("offline")
+    sent = mirror.sync()
+    report = verify_run(lab.run_dir)
+    equal = mirror.balances(sorted(report.wallets)) == report.wallets
+print(json.dumps({"bytecode": len(compiled["bytecode"]), "sent": sent, "equal": equal}))
+"""
+
+
+@pytest.mark.slow
+def test_compiling_and_the_node_need_no_network(tmp_path: Path) -> None:
+    """In a network namespace with nothing but loopback (root's `unshare -n`, as CI runs): solc-js
+    compiles the contract and anvil runs it."""
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare or "unshare", "-n", "true"], capture_output=True, check=False)
+    if unshare is None or probe.returncode != 0:
+        pytest.skip("no `unshare -n` here (needs root): cannot cut the network")
+    script = tmp_path / "offline.py"
+    script.write_text(OFFLINE_SCRIPT)
+    shell = f"ip link set lo up 2>/dev/null; exec {sys.executable} {script}"
+    done = subprocess.run(
+        [unshare, "-n", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bytecode"] > 1000 and result["sent"] == 17 and result["equal"]

@@ -161,3 +161,17 @@ def test_clear_runs_the_optimisation_and_game_methods_on_the_site_feeder(book_cs
     if name == "admm":
         assert report["iterations"] >= 1 and report["primal_residual"] < 1e-5
         assert f"{report['iterations']} iterations; residuals" in result.stderr
+
+
+def test_clear_writes_each_trades_network_charge_when_charged_by_distance(book_csv, tmp_path):
+    trades_path, report_path = tmp_path / "trades.csv", tmp_path / "report.json"
+    args = ["clear", "-m", "welfare", "-p", "feeder=site", "-p", "charges=distance"]
+    args += ["--out", str(trades_path), "--report", str(report_path), str(book_csv)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trades = read_trades_csv(trades_path)
+    report = json.loads(report_path.read_text())
+    assert all(t.network_charge is not None and t.network_charge >= 0 for t in trades)
+    assert any(t.network_charge > 0 for t in trades)  # none between a peer and itself
+    total = sum(t.network_charge * t.quantity_kwh for t in trades)
+    assert total == pytest.approx(report["network"]["network_charges"])

@@ -138,3 +138,55 @@ def test_stackelberg_max_spread_caps_the_operators_margin():
     capped = get_mechanism("stackelberg", max_spread=1.0).clear(orders)
     assert capped.report["buy_price"] - capped.report["sell_price"] == pytest.approx(1.0)
     assert capped.volume_kwh == pytest.approx(2.0)
+
+
+def sellers_profit_on_grid(orders: list[Order], grid: np.ndarray) -> np.ndarray:
+    """The sellers' profit at each price p when buyers best-respond and the cheapest asks (none
+    below its limit) serve them; -inf where the bids above p cannot all be served."""
+    bids = [o for o in orders if o.side is Side.BUY]
+    asks = sorted((o for o in orders if o.side is Side.SELL), key=lambda o: o.price)
+    out = []
+    for p in grid:
+        must = sum(o.quantity_kwh for o in bids if o.price > p)
+        may = sum(o.quantity_kwh for o in bids if o.price >= p)
+        supply = sum(o.quantity_kwh for o in asks if o.price <= p)
+        volume = min(may, supply)
+        if volume < must - 1e-12 or volume <= 0:
+            out.append(-np.inf)
+            continue
+        left, cost = volume, 0.0
+        for o in asks:
+            take = min(left, o.quantity_kwh)
+            cost, left = cost + take * o.price, left - take
+        out.append(p * volume - cost)
+    return np.array(out)
+
+
+@FAST
+@given(communities(max_orders=10))
+def test_stackelberg_sellers_leader_prices_as_a_monopoly_the_buyers_best_respond(orders):
+    result = get_mechanism("stackelberg", leader="sellers").clear(orders)
+    grid = np.union1d(np.arange(-0.5, 11.0, 0.0625), [o.price for o in orders])
+    profit = 0.0
+    if result.trades:
+        price = result.report["buy_price"]
+        assert result.report["sell_price"] == price  # every seller is paid the leader's price
+        bought: dict[str, float] = {}
+        for trade in result.trades:
+            bought[trade.buy_order_id] = bought.get(trade.buy_order_id, 0.0) + trade.quantity_kwh
+        for o in orders:
+            if o.side is Side.BUY and o.price > price:
+                assert bought.get(o.order_id, 0.0) == pytest.approx(o.quantity_kwh)
+            if o.side is Side.BUY and o.price < price:
+                assert o.order_id not in bought
+        sold = {t.sell_order_id for t in result.trades}
+        assert all(o.price <= price for o in orders if o.order_id in sold)  # none at a loss
+        profit = result.report["leader_margin"]
+        paid, received = money(result)
+        assert abs(paid - received) <= 1e-9
+    assert sellers_profit_on_grid(orders, grid).max(initial=-np.inf) <= profit + 1e-9
+
+
+def test_stackelberg_leaders_are_named():
+    with pytest.raises(ValueError, match="leader = 'buyers' must be 'operator' or 'sellers'"):
+        get_mechanism("stackelberg", leader="buyers")

@@ -60,7 +60,7 @@ def test_the_unconstrained_optimum_leaves_the_band_on_a_weak_feeder():
     assert check.voltages_v["C"] > 230 * 1.06
 
 
-@pytest.mark.parametrize("name", ["welfare", "admm"])
+@pytest.mark.parametrize("name", ["welfare", "admm", "nash"])
 def test_network_aware_clearing_keeps_every_bus_in_the_band(name):
     result = get_mechanism(name, feeder=WEAK_FEEDER).clear(ORDERS)
     assert 0.1 < result.volume_kwh < 2.0  # trades as much as the feeder allows
@@ -91,3 +91,27 @@ def test_distance_charges_make_the_far_pair_pay_more():
     assert charge["A"] > charge["C"] > 0  # A sits across J1 from B; C shares J2 with B
     total = result.report["network"]["network_charges"]
     assert total == pytest.approx(sum(t.network_charge * t.quantity_kwh for t in result.trades))
+
+
+@pytest.mark.parametrize("name", ["welfare", "admm", "nash"])
+def test_conflicting_limits_fall_back_to_the_grid_with_the_reason(name):
+    # the transformer already holds the LV bus above the band: no position can satisfy it
+    high_slack = {**WEAK_FEEDER, "lv_bus_voltage_v": 250.0}
+    result = get_mechanism(name, feeder=high_slack).clear(ORDERS)
+    assert result.trades == []
+    assert result.report["cleared"] is False
+    assert "infeasible" in result.report["fallback"] or "cannot be met" in result.report["fallback"]
+
+
+def test_a_solver_failure_falls_back_to_the_grid_with_the_reason():
+    result = get_mechanism("welfare", solver="NO_SUCH_SOLVER").clear(ORDERS)
+    assert result.trades == []
+    assert result.report["fallback"].startswith("solver NO_SUCH_SOLVER failed")
+
+
+def test_an_ac_violation_after_clearing_falls_back_to_the_grid():
+    # stackelberg prices without the feeder's limits: the AC check before dispatch catches C
+    result = get_mechanism("stackelberg", feeder=WEAK_FEEDER).clear(ORDERS)
+    assert result.trades == []
+    assert result.report["network_ok"] is False
+    assert result.report["fallback"].startswith("network check: bus C at")

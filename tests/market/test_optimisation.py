@@ -136,3 +136,49 @@ def test_bad_parameters_are_named():
         get_mechanism("admm", rho=-1)
     with pytest.raises(ValueError, match="pair_charges item 'A-B' is not SELLER>BUYER:CHARGE"):
         get_mechanism("welfare", pair_charges="A-B")
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(_price, _quantity), max_size=3),
+    st.lists(st.tuples(_price, _quantity), max_size=3),
+    st.integers(-40, 40).map(lambda n: n / 10),
+    st.sampled_from([0.3, 1.0, 8.0]),
+    st.sampled_from([0.0, 0.5]),
+)
+def test_a_peers_admm_step_is_its_exact_proximal_step(bids, asks, target, rho, curvature):
+    """What a peer computes alone (step 11) against cvxpy on the same small problem."""
+    import cvxpy as cp
+
+    from testbed.market.optimisation.admm import PeerMessage, PeerOffers, peer_update
+
+    offers = PeerOffers(
+        np.array([p for p, _ in bids]),
+        np.array([q for _, q in bids]),
+        np.array([p for p, _ in asks]),
+        np.array([q for _, q in asks]),
+        curvature,
+    )
+    reply = peer_update(offers, PeerMessage(target, rho))
+    b, a = cp.Variable(len(bids), nonneg=True), cp.Variable(len(asks), nonneg=True)
+    position = cp.sum(a) - cp.sum(b) if bids and asks else (cp.sum(a) if asks else -cp.sum(b))
+    cost = rho / 2 * cp.square(position - target)
+    constraints = []
+    if bids:
+        cost += -offers.bid_price @ b + curvature / 2 * cp.sum_squares(b)
+        constraints.append(b <= offers.bid_qty)
+    if asks:
+        cost += offers.ask_price @ a + curvature / 2 * cp.sum_squares(a)
+        constraints.append(a <= offers.ask_qty)
+    if not bids and not asks:
+        assert reply.position_kwh == 0.0
+        return
+    problem = cp.Problem(cp.Minimize(cost), constraints)
+    problem.solve(solver="CLARABEL")
+    ours = rho / 2 * (reply.position_kwh - target) ** 2 - offers.value(
+        reply.bid_fill, reply.ask_fill
+    )
+    assert ours <= problem.value + 1e-7  # at least as good as the solver's optimum
+    assert reply.position_kwh == pytest.approx(float(position.value), abs=1e-3)
+    # the fills the peer reports give its position
+    assert reply.ask_fill.sum() - reply.bid_fill.sum() == pytest.approx(reply.position_kwh)

@@ -311,3 +311,43 @@ def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_p
     ):
         asyncio.run(run_experiment(parse_config(data), tmp_path / "no-node"))
     assert not (tmp_path / "no-node").exists()
+
+
+def test_results_wait_while_the_chain_node_is_down_and_go_on_chain_when_it_returns(
+    morning_plant, tmp_path
+):
+    """A configured node stops after the first interval: the run finishes all the same, what it
+    could not send waits in its ledger, and goes on chain, in order, when the node is back."""
+    from testbed.ledger.chain.node import free_port, start_node
+
+    port = free_port()
+    state = tmp_path / "node" / "state.json"
+    node = start_node(port, state_path=state)
+    with SyncPlantControl.from_endpoints(morning_plant) as control:
+        control.request("reset")
+    config = experiment_config(morning_plant, 0.25)
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["ledger"]["chain"] = {"enabled": True, "url": node.url, "timeout_s": 2.0}
+    config = parse_config(data)
+    steps_per_interval = round(config.market.interval_s / config.control.step_s)
+
+    def progress(step: int, total: int, now) -> None:
+        if step == steps_per_interval + 10:
+            node.stop()  # writes its state
+
+    run_dir = tmp_path / "outage"
+    result = asyncio.run(run_experiment(config, run_dir, progress=progress))
+    assert result.finished.status == "finished"
+
+    def settled_on_chain() -> int:
+        with sqlite3.connect(run_dir / "run.sqlite") as conn:
+            query = "SELECT COUNT(*) FROM chain_tx WHERE function = 'settleInterval'"
+            return conn.execute(query).fetchone()[0]
+
+    assert settled_on_chain() < 3
+    with start_node(port, state_path=state):
+        cli = [sys.executable, "-m", "testbed", "ledger", "chain", str(run_dir)]
+        done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "chain agrees with the ledger" in done.stdout
+    assert settled_on_chain() == 3

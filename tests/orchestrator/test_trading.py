@@ -106,6 +106,15 @@ def test_every_mechanism_clears_through_the_desk_and_money_balances(mechanism, p
     for settlement in settlements:
         assert settlement.penalty == 0
         assert settlement.grid_import_kwh == pytest.approx(0.0, abs=1e-9)
+    # network charges: each trade's own (by distance) where allocated, else the flat one
+    flat = trading_prices().network_charge
+    charges = sum(
+        t.quantity_kwh * (flat if t.network_charge is None else t.network_charge)
+        for t in market.clearing.trades
+    )
+    assert sum(s.network_charge for s in settlements) == pytest.approx(charges)
+    if params.get("charges") == "distance":
+        assert all(t.network_charge is not None for t in market.clearing.trades)
 
 
 def trading_prices():
@@ -122,3 +131,32 @@ def test_grid_only_run_records_orders_and_clears_nothing():
     assert len(market.book.rejected) == 6
     assert all("grid only" in reason for _, reason in market.book.rejected)
     assert set(market.contracted_kwh.values()) == {0.0}
+
+
+@pytest.mark.parametrize(
+    ("market", "message"),
+    [
+        ({"mechanism": "admm", "params": {"feeder": "nosuch.toml"}}, "feeder 'nosuch.toml' is"),
+        ({"mechanism": "welfare", "params": {"rho": 1}}, "'welfare' has no parameter 'rho'"),
+        ({"mechanism": "english"}, "unknown market mechanism 'english'"),
+    ],
+)
+def test_a_bad_mechanism_or_parameter_is_named_when_the_config_is_read(market, message):
+    from testbed.config import ConfigError
+
+    with pytest.raises(ConfigError, match="market: mechanism = ") as error:
+        parse_config({"market": market, "peers": {"A": {"role": "consumer", "meter": {}}}})
+    assert message in str(error.value)
+
+
+def test_the_run_tells_a_network_aware_mechanism_its_market_interval():
+    from testbed.trading import configured_mechanism
+
+    config = parse_config(
+        {
+            "market": {"mechanism": "admm", "interval_s": 300, "params": {"feeder": "site"}},
+            "peers": {"A": {"role": "consumer", "meter": {}}},
+        }
+    )
+    mechanism = configured_mechanism(config)
+    assert mechanism.params["interval_s"] == 300

@@ -18,6 +18,7 @@ from testbed.market.book import Order, Side
 from testbed.platform.broker import MosquittoBroker
 from testbed.platform.deployment import PlatformDir
 from testbed.platform.messages import SignedOrder, Submission
+from testbed.platform.operator import OperatorService
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = datetime.fromisoformat("2026-03-21T06:00:00+00:00")
@@ -91,3 +92,20 @@ async def next_message(
         return await asyncio.wait_for(anext(messages), timeout_s)
     except TimeoutError:
         pytest.fail(f"no message within {timeout_s} s")
+
+
+@pytest.fixture
+async def operator(platform: Platform) -> AsyncIterator[OperatorService]:
+    service = OperatorService(
+        platform.config,
+        platform.folder.registry(list(platform.config.peers)),
+        platform.broker.address,
+        platform.folder.password("operator"),
+        platform.folder.journal_path,
+        gate_wait_s=0.2,
+    )
+    task = asyncio.create_task(service.run())
+    await service.link.wait_connected(30)
+    yield service
+    service.stop()
+    await task

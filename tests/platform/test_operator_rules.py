@@ -3,9 +3,7 @@ broker's passwords and ACL against rogue clients."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aiomqtt
@@ -15,23 +13,6 @@ from testbed.platform import topics
 from testbed.platform.messages import Ack, ClearingReport, GateRequest, parse
 from testbed.platform.operator import OperatorService
 from tests.platform.conftest import INTERVAL, Platform, next_message
-
-
-@pytest.fixture
-async def operator(platform: Platform) -> AsyncIterator[OperatorService]:
-    service = OperatorService(
-        platform.config,
-        platform.folder.registry(list(platform.config.peers)),
-        platform.broker.address,
-        platform.folder.password("operator"),
-        platform.folder.journal_path,
-        gate_wait_s=0.2,
-    )
-    task = asyncio.create_task(service.run())
-    await service.link.wait_connected(30)
-    yield service
-    service.stop()
-    await task
 
 
 def gate_request() -> bytes:

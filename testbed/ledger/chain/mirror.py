@@ -76,10 +76,18 @@ class ChainMirror:
         self.db_path = Path(db_path)
         self.url = url
         self.timeout_s = timeout_s
-        self._conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+        # used by one thread at a time: the run's sender thread, then the closing one
+        self._conn = sqlite3.connect(
+            self.db_path, isolation_level=None, timeout=30.0, check_same_thread=False
+        )
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
-        self.w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout_s}))
+        # no retries inside a call: a node that does not answer is reported at once, and the
+        # calls wait in the ledger until the next attempt
+        provider = Web3.HTTPProvider(
+            url, request_kwargs={"timeout": timeout_s}, exception_retry_configuration=None
+        )
+        self.w3 = Web3(provider)
         # chain id is checked once in connect(); no ENS names: each transaction is 4 requests
         for middleware in ("validation", "ens_name_to_address"):
             self.w3.middleware_onion.remove(middleware)
@@ -89,6 +97,7 @@ class ChainMirror:
         self._translator = CallTranslator()
         self._read_seq = -1
         self._pending: deque[ChainCall] = deque()
+        self.rejected: str | None = None
 
     def close(self) -> None:
         self._conn.close()
@@ -176,11 +185,19 @@ class ChainMirror:
         return sent
 
     def try_sync(self) -> bool:
-        """`sync`, with a node that does not answer logged (the calls wait); True when all sent."""
+        """`sync` for a run, which goes on whatever the chain does: a node that does not answer is
+        logged (the calls wait); a refused call is logged and ends sending for this run (the
+        embedded ledger stays the record; `rejected` says why). True when all was sent."""
+        if self.rejected is not None:
+            return False
         try:
             self.sync()
         except ChainUnavailable as error:
             log.warning("chain: %s; %d calls wait", error, len(self._pending))
+            return False
+        except ChainRejected as error:
+            self.rejected = str(error)
+            log.error("chain: %s; nothing more is sent in this run", error)
             return False
         return True
 

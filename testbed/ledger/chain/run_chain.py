@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from pathlib import Path
 
 from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable, node_down_message
@@ -14,19 +14,37 @@ CHAIN_FOLDER = "chain"  # in the run directory: the own node's state and log
 STATE_FILE = "anvil-state.json"
 
 
-@dataclass
 class RunChain:
-    """Sends the ledger's finalised results after every settlement and at the end of the run."""
+    """Sends the ledger's finalised results after every settlement and at the end of the run.
 
-    mirror: ChainMirror
-    node: LocalNode | None
+    Sending happens in a thread of its own, so a slow or absent node never holds up the control
+    loop: each settlement only wakes the thread."""
+
+    def __init__(self, mirror: ChainMirror, node: LocalNode | None) -> None:
+        self.mirror = mirror
+        self.node = node
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._send_loop, name="ledger-chain", daemon=True)
+        self._thread.start()
 
     def on_finalised(self, _entry: Entry) -> None:
-        self.mirror.try_sync()
+        self._wake.set()
+
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            self.mirror.try_sync()
 
     def close(self) -> None:
         """Send what is left (a node that is down keeps it waiting in the ledger), stop the own
         node (its state is written to the run directory)."""
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
         try:
             self.mirror.try_sync()
         finally:

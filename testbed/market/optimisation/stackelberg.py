@@ -1,4 +1,10 @@
-"""Stackelberg pricing (seed 4.1.1, equations 3-4): the operator leads, the peers follow.
+"""Stackelberg pricing (seed 4.1.1, equations 3-4): a leader prices, the peers follow.
+
+`leader = "sellers"`: the sellers' aggregator sets one price p for the buyers, who best-respond;
+it serves them from its cheapest asks, none below its own limit, and every seller is paid p; it
+maximises the sellers' profit p Q - (cost of the cheapest Q). See `sellers_optimum`.
+
+`leader = "operator"` (default), below:
 
 The leader (the market operator) announces an internal buy price p_b (what buyers pay) and sell
 price p_s (what sellers receive), p_s <= p_b, optionally with p_b - p_s <= max_spread. Each peer
@@ -99,6 +105,36 @@ def leader_optimum(
     return float(pb[k]), float(ps[k]), float(volume[k]), float(margin[k])
 
 
+def sellers_optimum(
+    bid_price: np.ndarray, bid_kwh: np.ndarray, ask_price: np.ndarray, ask_kwh: np.ndarray
+) -> tuple[float, float, float] | None:
+    """(p, volume kWh, sellers' profit) when the sellers' aggregator sets one price p, or None.
+
+    Buyers best-respond to p; the aggregator serves them from its cheapest asks, never below an
+    ask's own limit (volume = min(demand at p, supply at p), feasible when the bids above p can
+    all be served). Between two bid limits demand is fixed and supply grows with p, so the
+    optimum is at a bid limit; the profit of each is the area between p and the cheapest asks.
+    """
+    if len(bid_price) == 0 or len(ask_price) == 0:
+        return None
+    demand = _Side(bid_price, bid_kwh, buyers=True)
+    supply = _Side(ask_price, ask_kwh, buyers=False)
+    price = demand.levels
+    volume = np.minimum(demand.at_least(price), supply.at_least(price))
+    feasible = (volume >= demand.strict(price)) & (volume > 0)
+    if not np.any(feasible):
+        return None
+    order = np.argsort(ask_price, kind="stable")  # cheapest first
+    cum_kwh = np.concatenate(([0.0], np.cumsum(ask_kwh[order])))
+    cum_cost = np.concatenate(([0.0], np.cumsum(ask_kwh[order] * ask_price[order])))
+    cost = np.interp(volume, cum_kwh, cum_cost)  # the cheapest asks' cost of each volume
+    profit = np.where(feasible, price * volume - cost, -np.inf)
+    best = profit.max()
+    ties = np.flatnonzero(profit >= best - 1e-12 * max(1.0, abs(best)))
+    k = max(ties.tolist(), key=lambda t: volume[t])
+    return float(price[k]), float(volume[k]), float(profit[k])
+
+
 def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
     start = np.cumsum(quantity_in_priority) - quantity_in_priority
     fill: np.ndarray = np.clip(volume - start, 0.0, quantity_in_priority)
@@ -112,6 +148,7 @@ class StackelbergMarket(OptimisationMechanism):
 
     def __init__(
         self,
+        leader: str = "operator",
         max_spread: float | str | None = None,  # "" (from a form or CSV) = None
         network: NetworkSettings | None = None,
         feeder: Any = None,
@@ -120,22 +157,31 @@ class StackelbergMarket(OptimisationMechanism):
         interval_s: float = 900.0,
         charges: str = "flat",
     ) -> None:
+        if leader not in ("operator", "sellers"):
+            raise ValueError(f"leader = {leader!r} must be 'operator' or 'sellers'")
+        self.leader = leader
         self.max_spread = (
             None if max_spread in (None, "") else positive("max_spread", max_spread, True)
         )
+        if self.max_spread is not None and leader == "sellers":
+            raise ValueError("max_spread applies to leader = 'operator' only")
         self.network = network_settings(
             network, feeder, voltage_band_pct, voltage_margin_pct, interval_s, charges
         )
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"max_spread": self.max_spread, **self.network_params()}
+        return {"leader": self.leader, "max_spread": self.max_spread, **self.network_params()}
 
     def solve(self, book: OrderColumns) -> Outcome:
         bids, asks = side_books(book)
-        optimum = leader_optimum(
-            bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh, self.max_spread
-        )
+        if self.leader == "sellers":
+            chosen = sellers_optimum(bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh)
+            optimum = None if chosen is None else (chosen[0], chosen[0], chosen[1], chosen[2])
+        else:
+            optimum = leader_optimum(
+                bids.price, bids.quantity_kwh, asks.price, asks.quantity_kwh, self.max_spread
+            )
         if optimum is None:  # no bid at or above an ask: nothing to gain
             return Outcome(TradeTable.empty(), None)
         buy_price, sell_price, volume, margin = optimum
@@ -150,7 +196,7 @@ class StackelbergMarket(OptimisationMechanism):
         )
         report = {
             "objective": margin,
-            "leader": "operator",
+            "leader": self.leader,
             "leader_margin": margin,
             "buy_price": buy_price,
             "sell_price": sell_price,

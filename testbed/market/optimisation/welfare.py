@@ -121,7 +121,7 @@ class _Compiled:
         if name == "HIGHS":
             silence_highs_banner()
         try:
-            self.problem.solve(solver=name)
+            self.problem.solve(solver=name, warm_start=False)
         except cp.SolverError as error:
             raise NoTrade(f"solver {name} failed: {error}") from None
         return str(self.problem.status), name
