@@ -8,6 +8,7 @@ ORDER = [
     "bench-instruments.md",
     "bench-hil-sim-protocols.md",
     "bench-hil-sim-physics.md",
+    "bench-site.md",
     "bench-market.md",
     "bench-market-methods.md",
     "bench-telemetry.md",

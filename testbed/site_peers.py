@@ -4,9 +4,9 @@ number of peers.
 The site says once what each peer owns and which devices it has; this module turns that into the
 experiment configuration's `[peers.<id>]` tables (role, agent, assets, the PCC meter and the one
 flexible device or programmable load the controller drives). A device's driver `name` is its id
-in the site, so `with_plant_endpoints` finds its endpoint in the plant's endpoints file; the PCC
-meter is found by peer. A PV inverter is not read by the controller: a PV-only home's PV shows in
-its metered net load (docs/site.md).
+in the site (what its messages name), so `with_plant_endpoints` finds its endpoint in the plant's
+endpoints file; the PCC meter is found by peer. A PV inverter is not read by the controller: a
+PV-only home's PV shows in its metered net load (docs/site.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def peer_table(site: Site, peer_id: str) -> dict[str, Any]:
         "agent": spec.agent,
         "agent_params": dict(spec.agent_params),
         "assets": assets,
-        "meter": {"name": site.channel(site.meter_of(peer_id))},
+        "meter": {"name": site.meter_of(peer_id)},
     }
     for device_id, device in site.devices_of(peer_id).items():
         if isinstance(device, HybridInverter | BatteryInverter):

@@ -39,7 +39,10 @@ class UniformPriceAuction(CallAuction):
     def allocate(
         self, crossing: Crossing, book: OrderColumns
     ) -> tuple[TradeTable, float | None, dict[str, Any]]:
-        low, high = crossing.competitive_price_range  # type: ignore[misc]
+        price_range = crossing.competitive_price_range
+        if price_range is None:  # allocate runs only on a book that crosses
+            raise ValueError("uniform price: the book does not cross")
+        low, high = price_range
         price = self.k * high + (1.0 - self.k) * low
         table = segment_table(crossing, crossing.segments, price, price)
         return table, price, {"price_rule": _PRICE_RULE}

@@ -108,7 +108,10 @@ class InfluxConfig(BaseModel):
     @property
     def database_name(self) -> str:
         """The database InfluxQL queries use: the v1 database, or the v2 bucket (DBRP mapping)."""
-        return self.database if self.api == "v1" else self.bucket  # type: ignore[return-value]
+        name = self.database if self.api == "v1" else self.bucket
+        if name is None:  # _target_named requires it
+            raise ValueError(f"api = {self.api!r} without its database or bucket name")
+        return name
 
     def token(self) -> str | None:
         """The API token from the environment variable `token_env`, or None when it is unset."""

@@ -99,8 +99,8 @@ def start_node(
     try:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     finally:
-        if log_path is not None:
-            log.close()  # type: ignore[union-attr]
+        if not isinstance(log, int):  # a log file, not DEVNULL
+            log.close()
     node = LocalNode(f"http://{HOST}:{port}", port, state_path, process, log_path)
     deadline = time.monotonic() + timeout_s
     while not answers(node.url, 1.0):

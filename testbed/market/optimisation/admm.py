@@ -184,7 +184,10 @@ def _supply_range(offers: PeerOffers, price: float) -> tuple[float, float]:
     if offers.curvature > 0:
         at = np.array([price])
         return float(_supply(offers, at, "left")[0]), float(_supply(offers, at, "right")[0])
-    points, supply_left, supply_right = offers.curve  # type: ignore[misc]
+    curve = offers.curve
+    if curve is None:  # no offers: no position at any price
+        return 0.0, 0.0
+    points, supply_left, supply_right = curve
     k = int(np.searchsorted(points, price))
     if k < len(points) and points[k] == price:
         return float(supply_left[k]), float(supply_right[k])

@@ -55,7 +55,7 @@ def network_settings(
         voltage_band_pct=float(voltage_band_pct),
         voltage_margin_pct=float(voltage_margin_pct),
         interval_h=float(interval_s) / 3600.0,
-        charges=charges,  # type: ignore[arg-type]
+        charges=charges,  # type: ignore[arg-type]  # a str from the CLI: NetworkSettings checks it
     )
 
 
