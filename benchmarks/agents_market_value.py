@@ -58,6 +58,7 @@ def run_day(agent: str, mechanism: str, hours: float, seed: int, out: Path) -> d
     data["experiment"].update(hours=hours, seed=seed)
     data["market"]["mechanism"] = mechanism
     data["market"]["params"] = {"k": 0.5} if mechanism == "uniform" else {}
+    data["market"]["balancing"] = "none"  # as measured in docs/bench-agents.md
     for peer in data["peers"].values():
         peer["agent"] = agent
     with emulated_plant(seed) as endpoints:

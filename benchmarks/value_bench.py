@@ -34,6 +34,7 @@ from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
 from testbed.runstore import RunReader  # noqa: E402
+from testbed.runstore.schema import RunDirError  # noqa: E402
 from testbed.value import IncompleteRun, InfeasibleOptimum, value_report  # noqa: E402
 
 # (label, plant seed, local start, share of daylight shaded by clouds)
@@ -109,7 +110,7 @@ def finished(run_dir: Path) -> bool:
 def measure(run_dir: Path) -> dict[str, Any]:
     try:
         report = value_report(run_dir).as_dict()
-    except (IncompleteRun, InfeasibleOptimum) as error:
+    except (IncompleteRun, InfeasibleOptimum, RunDirError) as error:
         return {"error": str(error)}
     summary = RunReader(run_dir).summary() or {}
     report["worse_than_grid_only"] = {
@@ -160,6 +161,9 @@ def main() -> None:
     parser.add_argument(
         "--step-s", type=float, default=1.0, help="control step (1 s as the demo; 5 s is faster)"
     )
+    parser.add_argument(
+        "--measure-only", action="store_true", help="measure the finished runs, run nothing"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each with its plant)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "value-bench")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
@@ -173,7 +177,7 @@ def main() -> None:
         (set_name, day, args.out / f"{set_name}-{day[0]}")
         for set_name in sets
         for day in days
-        if not finished(args.out / f"{set_name}-{day[0]}")
+        if not finished(args.out / f"{set_name}-{day[0]}") and not args.measure_only
     ]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [

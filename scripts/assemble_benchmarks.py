@@ -14,6 +14,7 @@ ORDER = [
     "bench-telemetry.md",
     "bench-runstore.md",
     "bench-agents.md",
+    "bench-value.md",
     "bench-ledger.md",
     "bench-soak.md",
     "bench-platform.md",

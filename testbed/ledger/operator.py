@@ -39,6 +39,8 @@ SETTLEMENT_FIELDS = (
     "grid_revenue",
     "penalty",
     "network_charge",
+    "balancing_paid",
+    "balancing_received",
     "bill",
 )
 

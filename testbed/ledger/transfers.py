@@ -7,7 +7,9 @@ Itemised transfers, each rounded to the paisa:
 - the grid retailer pays each peer its surplus sold at the feed-in tariff (`feed_in`) and each peer
   pays the retailer its shortfall at the retail tariff (`grid_import`);
 - each buyer pays the network operator the network charge (`network_charge`);
-- a seller that did not deliver pays its deviation penalty to the operator (`penalty`).
+- a seller that did not deliver pays its deviation penalty to the operator (`penalty`);
+- with local balancing, a peer short in the interval pays the operator its balancing price and the
+  operator pays a peer long in it (`balancing`; the operator keeps the spread).
 Then every wallet but the operator's is squared to its exact running settlement total rounded to the
 paisa (`rounding`, with the operator), so after every interval each peer's, the retailer's and the
 network operator's settlement money is its exact total to the paisa; the operator's wallet takes
@@ -71,6 +73,8 @@ def plan_transfers(
         items.append((peer, GRID_RETAILER, figures["grid_cost"], "grid_import"))
         items.append((peer, NETWORK_OPERATOR, figures["network_charge"], "network_charge"))
         items.append((peer, OPERATOR, figures["penalty"], "penalty"))
+        items.append((peer, OPERATOR, figures.get("balancing_paid", 0.0), "balancing"))
+        items.append((OPERATOR, peer, figures.get("balancing_received", 0.0), "balancing"))
 
     transfers: list[Transfer] = []
     for payer, payee, exact, memo in items:

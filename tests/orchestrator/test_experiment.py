@@ -110,7 +110,11 @@ def test_money_balances_to_the_paisa(morning_run):
     assert paid == pytest.approx(received, abs=0.005)
     assert paid == pytest.approx(value, abs=0.005)
     charges = settlements["network_charge"].sum()
-    assert charges == pytest.approx(0.5 * trades["quantity_kwh"].sum(), abs=0.005)
+    bought_locally = settlements["balancing_bought_kwh"].sum()  # deviations balanced locally
+    assert charges == pytest.approx(
+        0.5 * (trades["quantity_kwh"].sum() + bought_locally), abs=0.005
+    )
+    assert settlements["balancing_sold_kwh"].sum() == pytest.approx(bought_locally, abs=1e-6)
     recomputed = (
         settlements["p2p_paid"]
         - settlements["p2p_received"]
@@ -118,6 +122,8 @@ def test_money_balances_to_the_paisa(morning_run):
         + settlements["grid_cost"]
         - settlements["grid_revenue"]
         + settlements["penalty"]
+        + settlements["balancing_paid"]
+        - settlements["balancing_received"]
     )
     assert (recomputed - settlements["bill"]).abs().max() < 0.005
 
@@ -137,7 +143,7 @@ def test_every_agent_decision_is_recorded_with_its_forecast_and_plan(morning_run
     clearings = reader.clearings()
     decisions = plans[plans["step"] == 0]
     assert len(decisions) == 3 * len(clearings)  # every peer, every interval
-    assert set(decisions["agent"]) == {"optimising"}
+    assert set(decisions["agent"]) == {"community"}
     horizon = plans.groupby(["interval_start", "peer"]).size()
     assert (horizon == horizon.iloc[0]).all() and horizon.iloc[0] > 1  # the whole horizon
     # the fallbacks are the ones the interlock log reports
