@@ -8,13 +8,14 @@ it for the given simulated minutes at a 1 s control step (5-min market intervals
 is read and every flexible device dispatched each step over Modbus TCP (meters behind one
 gateway), OPC UA and SCPI. Prints, per size, the devices, the wall time of the step loop (from
 the end of the first step to the last, so start-up is left out), ms per step and per device, and
-the real-time factor.
+the real-time factor, and the CPU per step of the controller and of the plant.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +33,17 @@ from labspec.site_generate import generate_site  # noqa: E402
 from testbed.config import load_config, parse_config  # noqa: E402
 from testbed.experiment import run_experiment, with_plant_endpoints, with_site  # noqa: E402
 from testbed.plant_process import emulated_plant  # noqa: E402
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process (Linux /proc), 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def site_of(peers: int, seed: int) -> Site:
@@ -53,14 +65,21 @@ def run_size(peers: int, minutes: float, seed: int, folder: Path) -> dict[str, f
     config = parse_config(data)
     marks: dict[str, float] = {}
 
+    plant_pid: list[int | None] = [None]
+
     def progress(step: int, total: int, now: datetime) -> None:
         if step == 1:
             marks["first"] = time.perf_counter()
+            marks["plant_cpu0"] = process_cpu_s(plant_pid[0])
+            marks["cpu0"] = time.process_time()
         marks["last"], marks["steps"] = time.perf_counter(), float(step)
+        marks["plant_cpu1"] = process_cpu_s(plant_pid[0])
+        marks["cpu1"] = time.process_time()
 
     started = time.perf_counter()
     with emulated_plant(seed, site=site, timeout_s=300.0) as endpoints:
         up = time.perf_counter()
+        plant_pid[0] = endpoints.pid
         config = with_plant_endpoints(config, endpoints)
         _, new_loop = loop_factory("auto")
         with asyncio.Runner(loop_factory=new_loop) as runner:
@@ -76,6 +95,8 @@ def run_size(peers: int, minutes: float, seed: int, folder: Path) -> dict[str, f
         "ms_per_step": 1000 * loop_s / steps,
         "ms_per_step_per_device": 1000 * loop_s / steps / devices,
         "realtime_factor": steps / loop_s,
+        "controller_cpu_ms": 1000 * (marks["cpu1"] - marks["cpu0"]) / steps,
+        "plant_cpu_ms": 1000 * (marks["plant_cpu1"] - marks["plant_cpu0"]) / steps,
     }
 
 
@@ -88,16 +109,17 @@ def main() -> None:
     print(f"{args.minutes:g} simulated minutes per size, 1 s control step, baseline agents")
     print(
         "| peers | devices | plant start, s | step loop, s | ms per step "
-        "| ms per step per device | real-time factor |"
+        "| ms per step per device | real-time factor | CPU per step: controller / plant, ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="site-bench-") as folder:
         for peers in args.peers:
             r = run_size(peers, args.minutes, args.seed, Path(folder))
             print(
                 f"| {r['peers']} | {r['devices']} | {r['plant_start_s']:.1f} | {r['loop_s']:.1f} "
                 f"| {r['ms_per_step']:.2f} | {r['ms_per_step_per_device']:.3f} "
-                f"| {r['realtime_factor']:.0f}x |",
+                f"| {r['realtime_factor']:.0f}x "
+                f"| {r['controller_cpu_ms']:.1f} / {r['plant_cpu_ms']:.1f} |",
                 flush=True,
             )
 

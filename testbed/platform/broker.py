@@ -136,6 +136,7 @@ class MosquittoBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C at the terminal is the controller's to handle
         )
         out.close()
         deadline = time.monotonic() + timeout_s

@@ -47,6 +47,7 @@ class PlatformProcesses:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # a Ctrl-C at the terminal is the controller's to handle
             )
 
     def start_operator(self, gate_wait_s: float | None = None) -> None:

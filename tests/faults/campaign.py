@@ -451,7 +451,14 @@ def money_and_energy(run: FaultRun) -> tuple[float, float, int, int]:
         kwh += abs(settled - registers)
     s = settlements
     parts = (
-        s.p2p_paid - s.p2p_received + s.network_charge + s.grid_cost - s.grid_revenue + s.penalty
+        s.p2p_paid
+        - s.p2p_received
+        + s.network_charge
+        + s.grid_cost
+        - s.grid_revenue
+        + s.penalty
+        + s.balancing_paid  # local balancing (market.balancing = "local")
+        - s.balancing_received
     )
     inr = float((parts - s.bill).abs().sum())
     trades = reader.trades()

@@ -37,7 +37,14 @@ def test_a_meter_missing_at_an_interval_end_is_settled_from_its_registers(workin
     # the bills still close: every settlement's bill is its parts
     s = run.reader.settlements()
     parts = (
-        s.p2p_paid - s.p2p_received + s.network_charge + s.grid_cost - s.grid_revenue + s.penalty
+        s.p2p_paid
+        - s.p2p_received
+        + s.network_charge
+        + s.grid_cost
+        - s.grid_revenue
+        + s.penalty
+        + s.balancing_paid  # local balancing (market.balancing = "local")
+        - s.balancing_received
     )
     assert (parts - s.bill).abs().max() < 1e-9
 

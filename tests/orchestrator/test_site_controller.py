@@ -192,3 +192,24 @@ def test_the_12_home_community_runs_a_day_and_its_energy_balance_closes(tmp_path
         assert soc.max() - soc.min() > 10.0
         assert soc.min() >= 10.0 - 0.5 and soc.max() <= 95.0 + 0.5
     assert run.samples("H04", "ev_charger")["power_kw"].abs().max() > 0.3
+
+
+def test_demo_runs_any_site_from_the_command_line(tmp_path):
+    """`testbed demo --site FILE`: the plant and the controller both from the file."""
+    from tests.fixtures.sites import write_site
+
+    site_file = write_site(tmp_path / "four.toml", HOUSE_D)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "demo", "--in-process", "--site", str(site_file),
+         "--hours", "0.25", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 peers, 8 devices" in " ".join(done.stdout.split())
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["peers"]) == ["A", "B", "C", "D"]
+    assert len(RunReader(out).samples("D", "inverter")) > 800

@@ -97,7 +97,10 @@ def start_node(
         args += ["--state", str(state_path)]
     log = open(log_path, "ab") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session: a Ctrl-C at the terminal is the controller's to handle.
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     finally:
         if not isinstance(log, int):  # a log file, not DEVNULL
             log.close()
