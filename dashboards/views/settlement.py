@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data
+from dashboards import charts, data, peer_focus
 from dashboards.flows import (
     money_flows,
     payment_matrix,
@@ -46,7 +46,16 @@ def _draw(run: data.Run) -> None:
         "a negative bill means the peer earned money."
     )
 
-    for column, row in zip(st.columns(len(totals)), totals.itertuples(), strict=True):
+    all_peers = sorted(totals["peer"])
+    chosen = None
+    if peer_focus.is_many(all_peers):
+        chosen = peer_focus.pick_peer(all_peers, "settlement_peer")
+    cards = totals
+    if chosen is not None:
+        community = totals[["bill", "bill_grid_only", "saving"]].sum().to_frame().T
+        community.insert(0, "peer", f"the community ({len(all_peers)} peers)")
+        cards = pd.concat([community, totals[totals["peer"] == chosen]], ignore_index=True)
+    for column, row in zip(st.columns(len(cards)), cards.itertuples(), strict=True):
         column.metric(
             f"Bill of {row.peer}",
             f"{row.bill:.2f} {currency}",
@@ -58,7 +67,7 @@ def _draw(run: data.Run) -> None:
     st.plotly_chart(charts.bills_figure(totals, currency), key="bills")
     st.dataframe(totals[TABLE_COLUMNS], hide_index=True, key="peer_totals")
 
-    _wallets(run, totals)
+    _wallets(run, totals, chosen)
 
     st.subheader("Deviations, penalties and network charges per interval")
     st.plotly_chart(charts.settlement_timeline_figure(settlements, currency), key="timeline")
@@ -73,6 +82,14 @@ def _draw(run: data.Run) -> None:
             "Per interval, what each agent forecast (PV minus load) and planned at its PCC for the "
             "interval it traded, the P2P position it contracted, and the energy metered."
         )
+        if chosen is not None:
+            compared = peer_focus.with_community_total(
+                compared,
+                chosen,
+                ["interval_start"],
+                ["forecast_kwh", "planned_kwh", "contracted_kwh", "metered_kwh"],
+            )
+            st.caption(f"The community (every peer summed) and peer {chosen}.")
         st.plotly_chart(charts.plan_delivery_figure(compared), key="plan_delivery")
 
     st.subheader("Against the perfect-foresight optimum")
@@ -91,8 +108,9 @@ def _draw(run: data.Run) -> None:
         st.dataframe(flows, hide_index=True, key="flows")
 
 
-def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
-    """The wallets replayed from the ledger, and whether the ledger verifies."""
+def _wallets(run: data.Run, totals: pd.DataFrame, chosen: str | None = None) -> None:
+    """The wallets replayed from the ledger, and whether the ledger verifies (with a `chosen`
+    peer: cards for it and for the wallets that are not peers; the table has every wallet)."""
     st.subheader("Wallets and ledger")
     ledger = data.ledger(run)
     if ledger is None:
@@ -113,7 +131,10 @@ def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
     wallets = wallets.assign(
         settlement_total=[-bills[w] if w in bills.index else None for w in wallets["wallet"]]
     )
-    for column, row in zip(st.columns(len(wallets)), wallets.itertuples(), strict=True):
+    carded = wallets
+    if chosen is not None:
+        carded = wallets[(wallets["wallet"] == chosen) | ~wallets["wallet"].isin(bills.index)]
+    for column, row in zip(st.columns(max(1, len(carded))), carded.itertuples(), strict=False):
         column.metric(
             f"Wallet of {row.wallet}",
             f"{row.balance:,.2f} {run.currency}",

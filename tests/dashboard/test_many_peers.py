@@ -11,7 +11,7 @@ import pytest
 
 from dashboards import peer_focus
 from testbed.runstore import RunReader
-from tests.dashboard.apptest import figures, metrics, numbers, open_page
+from tests.dashboard.apptest import figures, metrics, number, numbers, open_page
 from tests.dashboard.conftest import UNIFORM
 
 
@@ -41,6 +41,25 @@ def test_live_page_shows_the_community_total_and_the_chosen_peer(
     assert "B PCC" in by_name and "A PCC" not in by_name
     # the community line is the sum of every peer's PCC power: its last point is the total
     assert numbers(by_name["community PCC"]["y"])[-1] == pytest.approx(total_kw, abs=1e-6)
+    assert not at.exception
+
+
+def test_settlement_page_shows_the_community_bill_and_the_chosen_peer(
+    monkeypatch: pytest.MonkeyPatch, synthetic_runs: Path
+) -> None:
+    monkeypatch.setattr(peer_focus, "MANY_PEERS", 2)
+    settlements = RunReader(synthetic_runs / UNIFORM).settlements()
+    bills = settlements.groupby("peer")["bill"].sum()
+    at = open_page(monkeypatch, synthetic_runs, "settlement", UNIFORM)
+    at.selectbox(key="settlement_peer").set_value("C").run()
+
+    shown = metrics(at)
+    assert number(shown["Bill of the community (3 peers)"]) == pytest.approx(bills.sum(), abs=0.01)
+    assert number(shown["Bill of C"]) == pytest.approx(bills["C"], abs=0.01)
+    assert "Bill of A" not in shown and "Wallet of A" not in shown
+    plan = next(f for f in figures(at) if any("metered" in t["name"] for t in f["data"]))
+    names = {trace["name"] for trace in plan["data"]}
+    assert {"community metered", "C metered"} <= names and "A metered" not in names
     assert not at.exception
 
 
