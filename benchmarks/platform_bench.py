@@ -127,7 +127,7 @@ async def drive(config: TestbedConfig, platform: Any, intervals: int) -> dict[st
     market = RemoteMarket(config, platform.address, platform.controller_password())
     await market.start()
     started = time.monotonic()
-    await market.wait_for_agents(list(config.peers), config.platform.start_timeout_s)
+    await market.wait_for_agents(list(config.peers), config.platform.start_timeout_s or 600.0)
     online_s = time.monotonic() - started
     gate_s: list[float] = []
     settle_s: list[float] = []

@@ -129,10 +129,16 @@ class Link:
         """Run one network operation with the timeout; see the module docstring for failures."""
         if self.status is not LinkStatus.CONNECTED:
             await self._ensure_open()
+        deadline = asyncio.timeout(self.timeout_s)  # no extra task, unlike wait_for
         try:
-            async with asyncio.timeout(self.timeout_s):  # no extra task, unlike wait_for
+            async with deadline:
                 return await operation()
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Python 3.11's timeout turns only a plain CancelledError into TimeoutError; asyncua's
+            # wait_for (wait_for2) answers our cancel with a subclass when the answer arrived in
+            # the same instant. Either way our deadline expired: a timeout, not a cancelled run.
+            if isinstance(exc, asyncio.CancelledError) and not deadline.expired():
+                raise
             reason = f"no answer to {what} within {self.timeout_s * 1000:.0f} ms"
             await self._lose(reason)
             raise DeviceTimeout(self.device, reason, self._retry_in()) from None

@@ -20,6 +20,7 @@ from testbed.messages import bounded
 if TYPE_CHECKING:  # the experiment stack (cvxpy, asyncua, pymodbus) loads only when a run starts
     from testbed.config import TestbedConfig
     from testbed.experiment import RunResult
+    from testbed.platform.sizing import AgentLayout
     from testbed.telemetry.config import InfluxConfig
 
 DEFAULT_EMULATED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "emulated.toml"
@@ -169,10 +170,31 @@ class PlatformLink:
     """Where the controller meets the operator and the agents: the broker and its password;
     `describe_failure` adds what the platform's processes said when they did not come up."""
 
-    def __init__(self, address: Any, password: str, describe_failure: Any = None) -> None:
+    def __init__(
+        self,
+        address: Any,
+        password: str,
+        describe_failure: Any = None,
+        layout: AgentLayout | None = None,
+    ) -> None:
         self.address = address
         self.password = password
         self.describe_failure = describe_failure or (lambda: "")
+        self.layout = layout  # the agent processes started here (None: started elsewhere)
+
+    def start_wait_s(self, config: TestbedConfig) -> float:
+        """How long to wait for every agent: the layout's wait, else `[platform]
+        start_timeout_s`, else one that grows with the peers."""
+        from testbed.platform.sizing import agent_layout
+
+        if self.layout is not None:
+            return self.layout.start_wait_s
+        platform = config.platform
+        return agent_layout(
+            list(config.peers),
+            agents_per_process=platform.agents_per_process,
+            start_timeout_s=platform.start_timeout_s,
+        ).start_wait_s
 
 
 async def _run_on_platform(
@@ -189,9 +211,19 @@ async def _run_on_platform(
     from testbed.platform.link import LinkRefused
     from testbed.platform.roles import connect_controller
 
+    wait_s = platform.start_wait_s(config)
+    if platform.layout is not None:
+        console.print(f"started {platform.layout.describe()}")
+    else:
+        console.print(f"waiting up to {wait_s:.0f} s for {len(config.peers)} agent(s) to connect")
+
+    def online(count: int, wanted: int) -> None:  # about four lines however many peers
+        if count in (0, wanted) or count % max(1, wanted // 4) == 0:
+            console.print(f"agents online: {count}/{wanted}")
+
     try:
         market = await connect_controller(
-            config, platform.address, platform.password, config.platform.start_timeout_s
+            config, platform.address, platform.password, wait_s, online
         )
     except (PlatformTimeout, LinkRefused, OSError) as error:
         raise StartupError(f"the trading platform: {error}{platform.describe_failure()}") from None
@@ -450,6 +482,7 @@ def _demo_on_platform(
                     platform.address,
                     platform.controller_password(),
                     lambda: _platform_failure(platform),
+                    platform.layout,
                 )
                 result = _execute(config, run_dir, influx, link)
         except (BrokerStartError, CredentialsError, FileNotFoundError) as error:

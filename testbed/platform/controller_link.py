@@ -118,11 +118,24 @@ class RemoteMarket:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def wait_for_agents(self, peers: list[str], timeout_s: float) -> None:
-        """Until every peer in `peers` says it is online."""
+    async def wait_for_agents(
+        self,
+        peers: list[str],
+        timeout_s: float,
+        on_online: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Until every peer in `peers` says it is online; `on_online(online, wanted)` hears each
+        change in how many are."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not set(peers) <= self.online:
+        reported = -1
+        while True:
+            online = len(set(peers) & self.online)
+            if on_online is not None and online != reported:
+                on_online(online, len(set(peers)))
+                reported = online
+            if set(peers) <= self.online:
+                return
             left = deadline - loop.time()
             if left <= 0:
                 missing = ", ".join(sorted(set(peers) - self.online))

@@ -18,6 +18,7 @@ from testbed.platform.broker import MosquittoBroker, TlsFiles
 from testbed.platform.deployment import PlatformDir
 from testbed.platform.link import BrokerAddress
 from testbed.platform.settings import gate_wait_for
+from testbed.platform.sizing import AgentLayout, agent_groups, agent_layout
 
 
 @dataclass
@@ -29,6 +30,7 @@ class PlatformProcesses:
     config_path: Path
     operator: subprocess.Popen[bytes] | None = None
     agents: dict[tuple[str, ...], subprocess.Popen[bytes]] = field(default_factory=dict)
+    layout: AgentLayout | None = None  # the agent processes started with the platform
 
     @property
     def address(self) -> BrokerAddress:
@@ -127,7 +129,8 @@ def tls_files(config: TestbedConfig) -> TlsFiles | None:
 
 
 def groups(peers: Sequence[str], per_process: int) -> list[list[str]]:
-    return [list(peers[i : i + per_process]) for i in range(0, len(peers), per_process)]
+    """The peers `per_process` to a process (see `testbed.platform.sizing`)."""
+    return agent_groups(peers, per_process)
 
 
 @contextlib.contextmanager
@@ -154,7 +157,12 @@ def platform_processes(
             gate_wait_s or gate_wait_for(config.platform.gate_wait_s, config.clock.mode)
         )
         if start_agents:
-            for group in groups(peers, config.platform.agents_per_process):
+            running.layout = agent_layout(
+                peers,
+                agents_per_process=config.platform.agents_per_process,
+                start_timeout_s=config.platform.start_timeout_s,
+            )
+            for group in running.layout.groups:
                 running.start_agents(group)
         yield running
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from testbed.config import TestbedConfig
@@ -91,13 +92,18 @@ async def serve_agents(
 
 
 async def connect_controller(
-    config: TestbedConfig, address: BrokerAddress, password: str, agents_timeout_s: float
+    config: TestbedConfig,
+    address: BrokerAddress,
+    password: str,
+    agents_timeout_s: float,
+    on_online: Callable[[int, int], None] | None = None,
 ) -> RemoteMarket:
-    """The controller's market port, once every configured agent is online."""
+    """The controller's market port, once every configured agent is online (`on_online` hears
+    how many are, as that changes)."""
     market = RemoteMarket(config, address, password)
     await market.start()
     try:
-        await market.wait_for_agents(list(config.peers), agents_timeout_s)
+        await market.wait_for_agents(list(config.peers), agents_timeout_s, on_online)
     except BaseException:
         await market.close()
         raise

@@ -28,8 +28,11 @@ class PlatformConfig(BaseModel):
     # wall time the operator waits for online agents at a gate (lockstep: at least
     # LOCKSTEP_GATE_WAIT_S, see `gate_wait_for`)
     gate_wait_s: PositiveFloat = 30.0
-    agents_per_process: int = Field(1, ge=1)  # testbed demo: agents sharing one process
-    start_timeout_s: PositiveFloat = 120.0  # testbed demo: wait this long for every agent
+    # testbed demo: agents sharing one process (None: from the site's size and the CPUs, see
+    # testbed/platform/sizing.py)
+    agents_per_process: int | None = Field(None, ge=1)
+    # testbed demo: wall time to wait for every agent (None: grows with the processes to start)
+    start_timeout_s: PositiveFloat | None = None
 
 
 LOCKSTEP_GATE_WAIT_S = 600.0
