@@ -11,6 +11,8 @@ PENALTY_COLOUR = "#7B3294"
 DEMAND_COLOUR = "#D55E00"  # bids, the buyers' curve
 SUPPLY_COLOUR = "#56B4E9"  # asks, the sellers' curve
 CLEARING_COLOUR = "#000000"
+COMMUNITY = "community"  # the line of all peers summed (dashboards/peer_focus.py)
+COMMUNITY_COLOUR = "#000000"
 
 DEVICE_DASH = {"meter": "solid", "inverter": "dot", "ev_charger": "dash", "load": "dashdot"}
 
@@ -19,6 +21,8 @@ def peer_colour(peer: str) -> str:
     """The colour of `peer`: fixed for A, B, C; stable for any other name."""
     if peer in PEER_COLOURS:
         return PEER_COLOURS[peer]
+    if peer == COMMUNITY:
+        return COMMUNITY_COLOUR
     index = sum(ord(ch) for ch in peer) % len(_MORE_PEER_COLOURS)
     return _MORE_PEER_COLOURS[index]
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data
+from dashboards import charts, data, peer_focus
 from dashboards.fields import CONTRACT_FIELD, live_fields, setpoint_pairs
 from dashboards.flows import contracted_by_interval
 from dashboards.palette import peer_colour
@@ -17,7 +17,7 @@ WINDOWS_S = {"last 15 min": 900.0, "last hour": 3600.0, "whole run": None}
 MAX_POINTS_PER_TRACE = 1500
 
 
-def _fmt(value: object, unit: str, digits: int = 2) -> str:
+def _fmt(value: float | None, unit: str, digits: int = 2) -> str:
     if value is None or pd.isna(value):
         return "—"
     return f"{float(value):.{digits}f} {unit}"
@@ -60,6 +60,19 @@ def _peer_cards(run: data.Run, latest: pd.DataFrame, contracted_now: pd.DataFram
                     st.metric(f"{peer} {device} SoC", _fmt(soc, "%", 1))
 
 
+def _community_cards(latest: pd.DataFrame, contracted_now: pd.DataFrame, peer_count: int) -> None:
+    """The community's PCC power and contract: every peer's latest, summed."""
+    st.markdown(f"<h4 style='margin:0'>Community ({peer_count} peers)</h4>", unsafe_allow_html=True)
+    meters = latest[latest["device"] == "meter"]
+    power_kw = float(meters["power_kw"].sum()) if "power_kw" in meters else None
+    left, right = st.columns(2)
+    left.metric("community PCC power", _fmt(power_kw, "kW", 3))
+    if not contracted_now.empty:
+        right.metric(
+            "community contracted", _fmt(float(contracted_now["contracted_kw"].sum()), "kW", 3)
+        )
+
+
 def _draw(run: data.Run, app: data.Settings) -> None:
     data.status_banner(run)
     source = data.telemetry(run, app)
@@ -76,17 +89,21 @@ def _draw(run: data.Run, app: data.Settings) -> None:
 
     clearings = data.table(run, "clearings")
     trades = data.table(run, "trades")
-    peers = sorted(latest["peer"].unique())
-    contracted = contracted_by_interval(trades, clearings, peers, run.interval_s)
+    all_peers = sorted(latest["peer"].unique())
+    contracted = contracted_by_interval(trades, clearings, all_peers, run.interval_s)
     now = contracted[
         (contracted["interval_start"] <= last_time) & (contracted["interval_end"] > last_time)
     ]
+    many = peer_focus.is_many(all_peers)
+    peers = [peer_focus.pick_peer(all_peers, "live_peer")] if many else all_peers
     if not now.empty:
         st.caption(
             f"Contracted positions for the interval from "
             f"{data.fmt_time(now['interval_start'].iloc[0])} (+ = sold, − = bought)."
         )
-    _peer_cards(run, latest, now)
+    if many:
+        _community_cards(latest, now, len(all_peers))
+    _peer_cards(run, latest[latest["peer"].isin(peers)], now)
 
     window_name = st.radio(
         "Window",
@@ -105,11 +122,22 @@ def _draw(run: data.Run, app: data.Settings) -> None:
     fields = live_fields(run.reader.sample_fields())
     end = last_time + timedelta(seconds=1)  # explicit bounds: InfluxDB would stop at its now()
     samples = source.samples(start=start, end=end, fields=fields, every_s=every_s)
-    meter = samples[samples["device"] == "meter"]
+    all_meter = samples[samples["device"] == "meter"]
     shown = contracted[contracted["interval_end"] > start] if start is not None else contracted
-
-    st.subheader("PCC power and contracted position")
-    st.plotly_chart(charts.pcc_power_figure(meter, shown, start), key="pcc_power")
+    if many:
+        community = peer_focus.community_meter(all_meter, every_s or run.step_s)
+        samples = samples[samples["peer"].isin(peers)]
+        meter = samples[samples["device"] == "meter"]
+        pcc_meter = pd.concat([community, meter], ignore_index=True)
+        shown = pd.concat(
+            [peer_focus.community_contracts(shown), shown[shown["peer"].isin(peers)]],
+            ignore_index=True,
+        )
+        st.subheader(f"PCC power and contracted position: the community and peer {peers[0]}")
+    else:
+        meter = pcc_meter = all_meter
+        st.subheader("PCC power and contracted position")
+    st.plotly_chart(charts.pcc_power_figure(pcc_meter, shown, start), key="pcc_power")
 
     st.subheader("Device powers")
     for column, peer in zip(st.columns(len(peers)), peers, strict=True):
