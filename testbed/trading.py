@@ -206,15 +206,20 @@ def market_outcomes(
         fills[trade.seller].append(Fill(OrderSide.SELL, trade.quantity_kwh, trade.price))
     bids = [o.price for o in book.orders if o.side is Side.BUY]
     asks = [o.price for o in book.orders if o.side is Side.SELL]
+    best_bid_price = max(bids) if bids else None
+    best_ask_price = min(asks) if asks else None
+    # the book's depth once, not once per peer (1,000 peers x their orders otherwise)
+    bid_volume_kwh = sum(o.quantity_kwh for o in book.orders if o.side is Side.BUY)
+    ask_volume_kwh = sum(o.quantity_kwh for o in book.orders if o.side is Side.SELL)
     return {
         peer: MarketOutcome(
             interval_start=book.interval_start,
             clearing_price=clearing.clearing_price,
             fills=tuple(fills[peer]),
-            best_bid_price=max(bids) if bids else None,
-            best_ask_price=min(asks) if asks else None,
-            bid_volume_kwh=sum(o.quantity_kwh for o in book.orders if o.side is Side.BUY),
-            ask_volume_kwh=sum(o.quantity_kwh for o in book.orders if o.side is Side.SELL),
+            best_bid_price=best_bid_price,
+            best_ask_price=best_ask_price,
+            bid_volume_kwh=bid_volume_kwh,
+            ask_volume_kwh=ask_volume_kwh,
         )
         for peer in peers
     }

@@ -121,8 +121,11 @@ class OperatorService:
         self._gate_tasks: dict[datetime, asyncio.Task[None]] = {}
         self._announced: dict[datetime, float] = {}  # monotonic time of the last announcement
         self._accounts: dict[str, _AccountView] = defaultdict(_AccountView)
+        # the peers with accepted orders of an interval still to clear in their account views
+        self._accounts_open: dict[datetime, set[str]] = defaultdict(set)
         self._settled: set[datetime] = set()
         self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self._restore()
         self.link = Link(
             address,
@@ -170,6 +173,8 @@ class OperatorService:
         finally:
             for task in self._gate_tasks.values():
                 task.cancel()
+            if self._background:
+                await asyncio.wait(set(self._background), timeout=5.0)
             await self.link.close()
             link_task.cancel()
             stop_task.cancel()
@@ -178,6 +183,19 @@ class OperatorService:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish without holding up the message loop for the broker's PUBACK.
+
+        The PUBLISH leaves at once (tasks start in the order they are made, and the client writes
+        the packet before its first wait), so the broker sees the messages in the order they are
+        sent here: an account view sent before an acknowledgement is retained before the
+        acknowledgement arrives. `Link.publish` still resends across reconnections."""
+        task = asyncio.get_running_loop().create_task(
+            self.link.publish(topic, payload, retain=retain)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == topics.GATE_REQUESTS:
@@ -214,20 +232,21 @@ class OperatorService:
         except BadMessage as error:
             reason = str(error)
             self.journal.record_rejected_message(received, peer, topic, reason, payload)
-            await self.link.publish(
-                topics.acks(peer), Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason)
+            self._send(
+                topics.acks(peer),
+                Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason).payload(),
             )
             return
         known = self.journal.ack_for(submission.message_id)
         if known is not None:  # a duplicate delivery: the same answer, nothing changes
-            await self.link.publish(topics.acks(peer), known.encode("utf-8"))
+            self._send(topics.acks(peer), known.encode("utf-8"))
             return
         ack, rows = self._intake(peer, submission)
         ack_json = ack.model_dump_json()
         self.journal.record_submission(submission.message_id, peer, ack_json, received, rows)
-        await self.link.publish(topics.acks(peer), ack_json.encode("utf-8"))
         self._note_account(peer, submission, ack)
-        await self._publish_account(peer)
+        self._send_account(peer)  # retained before the acknowledgement reaches the peer
+        self._send(topics.acks(peer), ack_json.encode("utf-8"))
         book = self._intervals.get(_utc(submission.interval_start))
         if book is not None:
             book.changed.set()
@@ -364,7 +383,7 @@ class OperatorService:
         book = self._intervals[interval]
         deadline = time.monotonic() + self.gate_wait_s
         while True:
-            waiting = [p for p in self.peers if p in self.online and p not in book.complete]
+            waiting = self.online - book.complete
             left = deadline - time.monotonic()
             if not waiting or left <= 0:
                 break
@@ -405,19 +424,20 @@ class OperatorService:
                 *book.rejected_signed,
             ],
         )
-        self.journal.record_clearing(interval, report.model_dump_json(), self.clearer.order_count)
+        report_json = report.model_dump_json()
+        self.journal.record_clearing(interval, report_json, self.clearer.order_count)
         self._closed[interval] = report
         self._gate_tasks.pop(interval, None)
         self._announced.pop(interval, None)
-        await self.link.publish(
+        self._send(
             topics.MARKET_STATUS,
             MarketStatus(
                 open_interval=max(self._intervals) if self._intervals else None,
                 last_closed_interval=self.last_closed(),
-            ),
+            ).payload(),
             retain=True,
         )
-        await self.link.publish(topics.CLEARING_REPORTS, report)
+        self._send(topics.CLEARING_REPORTS, report_json.encode("utf-8"))
         await self._publish_results(order_book, report)
 
     async def _publish_results(self, order_book: OrderBook, report: ClearingReport) -> None:
@@ -459,8 +479,8 @@ class OperatorService:
             )
             publications.append(self.link.publish(topics.results(peer), result))
         await asyncio.gather(*publications)
-        changed = self._account_after_clearing(report, own_trades)
-        await asyncio.gather(*(self._publish_account(peer) for peer in changed))
+        for peer in self._account_after_clearing(report, own_trades):
+            self._send_account(peer)
 
     # -- settlement ---------------------------------------------------------------------------
 
@@ -503,7 +523,7 @@ class OperatorService:
                     ),
                 )
             )
-            publications.append(self._publish_account(settlement.peer))
+            self._send_account(settlement.peer)
         await asyncio.gather(*publications)
 
     def wallet_balance(self, peer: str) -> float:
@@ -515,6 +535,8 @@ class OperatorService:
 
     def _note_account(self, peer: str, submission: Submission, ack: Ack) -> None:
         account = self._accounts[peer]
+        if any(status.status == "accepted" for status in ack.statuses):
+            self._accounts_open[_utc(submission.interval_start)].add(peer)
         by_id = {o.order_id: o for o in submission.orders}
         for status in ack.statuses:
             order = by_id.get(status.order_id)
@@ -542,7 +564,9 @@ class OperatorService:
             traded[trade.sell_order_id] += trade.quantity_kwh
         interval = _utc(report.interval_start)
         changed = set()
-        for peer, account in self._accounts.items():
+        open_peers = self._accounts_open.pop(interval, set())
+        for peer in open_peers | own_trades.keys():
+            account = self._accounts[peer]
             for index, order in enumerate(account.orders):
                 if _utc(order.interval_start) == interval and order.status == "accepted":
                     changed.add(peer)
@@ -556,9 +580,9 @@ class OperatorService:
             account.trades.extend(own_trades.get(peer, ()))
         return changed
 
-    async def _publish_account(self, peer: str) -> None:
+    def _send_account(self, peer: str) -> None:
         account = self._accounts[peer]
-        await self.link.publish(
+        self._send(
             topics.account(peer),
             Account(
                 peer=peer,
@@ -567,7 +591,7 @@ class OperatorService:
                 wallet_balance=self.wallet_balance(peer),
                 settled_intervals=account.settled_intervals,
                 bill_total=round(account.bill_total, 6),
-            ),
+            ).payload(),
             retain=True,
         )
 
