@@ -50,3 +50,15 @@ def community_contracts(contracted: pd.DataFrame) -> pd.DataFrame:
     total = contracted.groupby(keys, sort=True)["contracted_kw"].sum().reset_index()
     total["peer"] = COMMUNITY
     return total
+
+
+def with_community_total(
+    table: pd.DataFrame, chosen: str, keys: Sequence[str], values: Sequence[str]
+) -> pd.DataFrame:
+    """`table`'s rows of `chosen` after rows of every peer's `values` summed per `keys`
+    (`peer` = COMMUNITY)."""
+    if table.empty:
+        return table
+    total = table.groupby(list(keys), sort=True)[list(values)].sum(min_count=1).reset_index()
+    total["peer"] = COMMUNITY
+    return pd.concat([total, table[table["peer"] == chosen]], ignore_index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data
+from dashboards import aggregate, charts, data, peer_focus
 from dashboards.flows import (
     money_flows,
     payment_matrix,
@@ -46,7 +46,16 @@ def _draw(run: data.Run) -> None:
         "a negative bill means the peer earned money."
     )
 
-    for column, row in zip(st.columns(len(totals)), totals.itertuples(), strict=True):
+    all_peers = sorted(totals["peer"])
+    chosen = None
+    if peer_focus.is_many(all_peers):
+        chosen = peer_focus.pick_peer(all_peers, "settlement_peer")
+    cards = totals
+    if chosen is not None:
+        community = totals[["bill", "bill_grid_only", "saving"]].sum().to_frame().T
+        community.insert(0, "peer", f"the community ({len(all_peers)} peers)")
+        cards = pd.concat([community, totals[totals["peer"] == chosen]], ignore_index=True)
+    for column, row in zip(st.columns(len(cards)), cards.itertuples(), strict=True):
         column.metric(
             f"Bill of {row.peer}",
             f"{row.bill:.2f} {currency}",
@@ -55,10 +64,20 @@ def _draw(run: data.Run) -> None:
         )
 
     st.subheader("Bill against the grid-only baseline")
-    st.plotly_chart(charts.bills_figure(totals, currency), key="bills")
+    bills = totals
+    if aggregate.is_large(all_peers):
+        named = aggregate.top_peers(totals.set_index("peer")["bill"])
+        bills = aggregate.grouped_rows(
+            totals, aggregate.grouping(all_peers, named), ["bill", "bill_grid_only"]
+        )
+        st.caption(
+            f"The {len(named)} largest bills by peer, the other peers summed; the table below "
+            "has every peer."
+        )
+    st.plotly_chart(charts.bills_figure(bills, currency), key="bills")
     st.dataframe(totals[TABLE_COLUMNS], hide_index=True, key="peer_totals")
 
-    _wallets(run, totals)
+    _wallets(run, totals, chosen)
 
     st.subheader("Deviations, penalties and network charges per interval")
     st.plotly_chart(charts.settlement_timeline_figure(settlements, currency), key="timeline")
@@ -73,26 +92,48 @@ def _draw(run: data.Run) -> None:
             "Per interval, what each agent forecast (PV minus load) and planned at its PCC for the "
             "interval it traded, the P2P position it contracted, and the energy metered."
         )
+        if chosen is not None:
+            compared = peer_focus.with_community_total(
+                compared,
+                chosen,
+                ["interval_start"],
+                ["forecast_kwh", "planned_kwh", "contracted_kwh", "metered_kwh"],
+            )
+            st.caption(f"The community (every peer summed) and peer {chosen}.")
         st.plotly_chart(charts.plan_delivery_figure(compared), key="plan_delivery")
 
     st.subheader("Against the perfect-foresight optimum")
     _draw_value(run, currency)
 
     st.subheader("Money flows")
+    flows = money_flows(trades, settlements)
+    money, energy = payment_matrix(trades, all_peers)
+    shown_flows = flows
+    if aggregate.is_large(all_peers):
+        outgoing = flows.groupby("payer")["amount"].sum()
+        incoming = flows.groupby("payee")["amount"].sum()
+        moved = outgoing.add(incoming, fill_value=0.0).reindex(all_peers, fill_value=0.0)
+        groups = aggregate.grouping(all_peers, aggregate.top_peers(moved))
+        shown_flows = aggregate.grouped_flows(flows, groups)
+        money = aggregate.grouped_matrix(money, groups)
+        energy = aggregate.grouped_matrix(energy, groups)
+        st.caption(
+            f"{len(all_peers)} peers: the {aggregate.named_count()} that moved the most money are "
+            "named, the others are summed into one group (totals unchanged; the table of flows "
+            "below has every peer)."
+        )
     left, right = st.columns([3, 2])
     with left:
-        flows = money_flows(trades, settlements)
-        st.plotly_chart(charts.money_sankey(flows, currency), key="sankey")
+        st.plotly_chart(charts.money_sankey(shown_flows, currency), key="sankey")
     with right:
-        peers = sorted(totals["peer"])
-        money, energy = payment_matrix(trades, peers)
         st.plotly_chart(charts.payment_matrix_figure(money, energy, currency), key="payment_matrix")
     with st.expander("Flows as a table"):
         st.dataframe(flows, hide_index=True, key="flows")
 
 
-def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
-    """The wallets replayed from the ledger, and whether the ledger verifies."""
+def _wallets(run: data.Run, totals: pd.DataFrame, chosen: str | None = None) -> None:
+    """The wallets replayed from the ledger, and whether the ledger verifies (with a `chosen`
+    peer: cards for it and for the wallets that are not peers; the table has every wallet)."""
     st.subheader("Wallets and ledger")
     ledger = data.ledger(run)
     if ledger is None:
@@ -113,7 +154,10 @@ def _wallets(run: data.Run, totals: pd.DataFrame) -> None:
     wallets = wallets.assign(
         settlement_total=[-bills[w] if w in bills.index else None for w in wallets["wallet"]]
     )
-    for column, row in zip(st.columns(len(wallets)), wallets.itertuples(), strict=True):
+    carded = wallets
+    if chosen is not None:
+        carded = wallets[(wallets["wallet"] == chosen) | ~wallets["wallet"].isin(bills.index)]
+    for column, row in zip(st.columns(max(1, len(carded))), carded.itertuples(), strict=False):
         column.metric(
             f"Wallet of {row.wallet}",
             f"{row.balance:,.2f} {run.currency}",
