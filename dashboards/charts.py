@@ -6,6 +6,8 @@ parentheses. Peers keep their palette colour in every figure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -220,11 +222,13 @@ def supply_demand_figure(
     volume_kwh: float,
     currency: str,
     reported: ReportCurves | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """The interval's bids (demand) and asks (supply) as step curves, with the clearing point.
 
     The lines are the mechanism's own curves (`reported`) when there are some, else the steps of
-    the stored orders; markers show each stored order in its peer's colour.
+    the stored orders; markers show each stored order in its peer's colour, or with `groups`
+    (`{peer: group}`, dashboards/aggregate.py) in its group's colour.
     """
     fig = go.Figure()
     if reported is not None and reported.price_range is not None:
@@ -270,7 +274,7 @@ def supply_demand_figure(
                 name=f"{name.split()[0]} orders",
                 showlegend=False,
                 marker={
-                    "color": [peer_colour(p) for p in steps["peer"]],
+                    "color": [peer_colour((groups or {}).get(p, p)) for p in steps["peer"]],
                     "size": 10,
                     "line": {"color": colour, "width": 2},
                 },
@@ -281,6 +285,19 @@ def supply_demand_figure(
                 ),
             )
         )
+    if groups:
+        book = pd.concat([curves.demand, curves.supply])
+        present = {groups.get(p, p) for p in book.get("peer", [])}
+        for group in [g for g in dict.fromkeys(groups.values()) if g in present]:
+            fig.add_trace(
+                go.Scatter(
+                    x=[None],
+                    y=[None],
+                    mode="markers",
+                    name=f"orders of {group}",
+                    marker={"color": peer_colour(group), "size": 10},
+                )
+            )
     if clearing_price is not None and volume_kwh > 0:
         fig.add_trace(
             go.Scatter(

@@ -13,6 +13,8 @@ SUPPLY_COLOUR = "#56B4E9"  # asks, the sellers' curve
 CLEARING_COLOUR = "#000000"
 COMMUNITY = "community"  # the line of all peers summed (dashboards/peer_focus.py)
 COMMUNITY_COLOUR = "#000000"
+OTHERS = "others"  # the peers an aggregated chart does not name (dashboards/aggregate.py)
+OTHERS_COLOUR = "#9E9E9E"
 
 DEVICE_DASH = {"meter": "solid", "inverter": "dot", "ev_charger": "dash", "load": "dashdot"}
 
@@ -23,6 +25,8 @@ def peer_colour(peer: str) -> str:
         return PEER_COLOURS[peer]
     if peer == COMMUNITY:
         return COMMUNITY_COLOUR
+    if peer.startswith(f"{OTHERS} ("):
+        return OTHERS_COLOUR
     index = sum(ord(ch) for ch in peer) % len(_MORE_PEER_COLOURS)
     return _MORE_PEER_COLOURS[index]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data
+from dashboards import aggregate, charts, data
 from dashboards.market_curves import curves, from_report
 from dashboards.trade_network import feeder_figure, trade_matrix, trade_matrix_figure
 
@@ -25,7 +25,9 @@ def _report(report_json: str | None) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def _who_with_whom(report: dict[str, Any], trades: pd.DataFrame, currency: str) -> None:
+def _who_with_whom(
+    report: dict[str, Any], trades: pd.DataFrame, currency: str, peers: list[str]
+) -> None:
     """The interval's trades as a buyer x seller matrix and, with a feeder, on the feeder."""
     st.subheader("Who traded with whom")
     solver = [
@@ -46,6 +48,16 @@ def _who_with_whom(report: dict[str, Any], trades: pd.DataFrame, currency: str) 
         st.caption("No trades in this interval.")
         return
     kwh, money = trade_matrix(trades)
+    if aggregate.is_large(peers):
+        traded = kwh.sum(axis=0).add(kwh.sum(axis=1), fill_value=0.0)
+        groups = aggregate.grouping(kwh.index, aggregate.top_peers(traded))
+        kwh = aggregate.grouped_matrix(kwh, groups)
+        money = aggregate.grouped_matrix(money, groups)
+        st.caption(
+            f"The {aggregate.named_count()} peers that traded the most energy in this interval "
+            "are named, the other traders are summed into one group (totals unchanged; the "
+            "table of trades below has every trade)."
+        )
     network = report.get("network")
     left, right = st.columns(2) if network else (st.container(), None)
     with left:
@@ -107,6 +119,11 @@ def _draw(run: data.Run) -> None:
     )
     cols[3].metric("Rejected orders", f"{(~interval_orders['accepted']).sum()}")
     book = curves(interval_orders)
+    peers = sorted(orders["peer"].dropna().unique())
+    groups = None
+    if aggregate.is_large(peers):
+        offered = interval_orders.groupby("peer")["quantity_kwh"].sum()
+        groups = aggregate.grouping(offered.index, aggregate.top_peers(offered))
     st.plotly_chart(
         charts.supply_demand_figure(
             book,
@@ -114,6 +131,7 @@ def _draw(run: data.Run) -> None:
             float(clearing["volume_kwh"]),
             currency,
             from_report(clearing["report_json"]),
+            groups,
         ),
         key="supply_demand",
     )
@@ -121,10 +139,16 @@ def _draw(run: data.Run) -> None:
     st.caption(
         f"Mechanism: {clearing['mechanism']}; curves from {source}. Bids sorted from the highest "
         "price down (demand), "
-        "asks from the lowest price up (supply); each marker is one order, in its peer's colour."
+        "asks from the lowest price up (supply); each marker is one order, in its peer's colour"
+        + (
+            f" (the {aggregate.named_count()} peers offering the most energy in this interval; "
+            "the other peers' orders in grey)."
+            if groups
+            else "."
+        )
     )
 
-    _who_with_whom(_report(clearing["report_json"]), interval_trades, currency)
+    _who_with_whom(_report(clearing["report_json"]), interval_trades, currency, peers)
 
     st.subheader("Clearing price and volume over the run")
     st.plotly_chart(

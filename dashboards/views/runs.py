@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data
+from dashboards import aggregate, charts, data
 from testbed.runstore import RunListing
 
 
@@ -131,8 +131,18 @@ def _compare(items: list[RunListing]) -> None:
         ).fillna(0.0)
         table["difference"] = table["bill_2"] - table["bill_1"]
         st.subheader("Bills per peer")
+        shown = table
+        if aggregate.is_large(table["peer"]):
+            named = aggregate.top_peers(table.set_index("peer")["difference"])
+            shown = aggregate.grouped_rows(
+                table, aggregate.grouping(table["peer"], named), ["bill_1", "bill_2"]
+            )
+            st.caption(
+                f"{len(table)} peers: the {len(named)} whose bill changed the most are named, the "
+                "others are summed into one group; the table below has every peer."
+            )
         st.plotly_chart(
-            charts.compare_bills_figure(table, (name_1, name_2), currency), key="compare_bills"
+            charts.compare_bills_figure(shown, (name_1, name_2), currency), key="compare_bills"
         )
         st.dataframe(
             table.rename(columns={"bill_1": f"{name_1} bill", "bill_2": f"{name_2} bill"}),

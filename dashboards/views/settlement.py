@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards import charts, data, peer_focus
+from dashboards import aggregate, charts, data, peer_focus
 from dashboards.flows import (
     money_flows,
     payment_matrix,
@@ -64,7 +64,17 @@ def _draw(run: data.Run) -> None:
         )
 
     st.subheader("Bill against the grid-only baseline")
-    st.plotly_chart(charts.bills_figure(totals, currency), key="bills")
+    bills = totals
+    if aggregate.is_large(all_peers):
+        named = aggregate.top_peers(totals.set_index("peer")["bill"])
+        bills = aggregate.grouped_rows(
+            totals, aggregate.grouping(all_peers, named), ["bill", "bill_grid_only"]
+        )
+        st.caption(
+            f"The {len(named)} largest bills by peer, the other peers summed; the table below "
+            "has every peer."
+        )
+    st.plotly_chart(charts.bills_figure(bills, currency), key="bills")
     st.dataframe(totals[TABLE_COLUMNS], hide_index=True, key="peer_totals")
 
     _wallets(run, totals, chosen)
@@ -96,13 +106,26 @@ def _draw(run: data.Run) -> None:
     _draw_value(run, currency)
 
     st.subheader("Money flows")
+    flows = money_flows(trades, settlements)
+    money, energy = payment_matrix(trades, all_peers)
+    shown_flows = flows
+    if aggregate.is_large(all_peers):
+        outgoing = flows.groupby("payer")["amount"].sum()
+        incoming = flows.groupby("payee")["amount"].sum()
+        moved = outgoing.add(incoming, fill_value=0.0).reindex(all_peers, fill_value=0.0)
+        groups = aggregate.grouping(all_peers, aggregate.top_peers(moved))
+        shown_flows = aggregate.grouped_flows(flows, groups)
+        money = aggregate.grouped_matrix(money, groups)
+        energy = aggregate.grouped_matrix(energy, groups)
+        st.caption(
+            f"{len(all_peers)} peers: the {aggregate.named_count()} that moved the most money are "
+            "named, the others are summed into one group (totals unchanged; the table of flows "
+            "below has every peer)."
+        )
     left, right = st.columns([3, 2])
     with left:
-        flows = money_flows(trades, settlements)
-        st.plotly_chart(charts.money_sankey(flows, currency), key="sankey")
+        st.plotly_chart(charts.money_sankey(shown_flows, currency), key="sankey")
     with right:
-        peers = sorted(totals["peer"])
-        money, energy = payment_matrix(trades, peers)
         st.plotly_chart(charts.payment_matrix_figure(money, energy, currency), key="payment_matrix")
     with st.expander("Flows as a table"):
         st.dataframe(flows, hide_index=True, key="flows")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -110,6 +111,9 @@ class Link:
             max_inflight_messages=1000,
             tls_context=self.address.tls_context(),
             timeout=30,
+            # no Nagle delay: a small message written right after another (a result after the
+            # market status) would otherwise wait for the broker's TCP ACK, up to 40 ms
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = 1_000_000  # thousands of QoS 1 publishes in flight is fine
         return client
