@@ -33,8 +33,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hil_sim.control import PlantControl, SyncPlantControl  # noqa: E402  (the harness only)
-from hil_sim.endpoints import PlantEndpoints  # noqa: E402
 from instruments.config import (  # noqa: E402
     EvChargerConfig,
     ProgrammableLoadConfig,
@@ -46,6 +44,8 @@ from instruments.event_loop import loop_factory  # noqa: E402
 from instruments.inverter import InverterSetpoint, SunSpecInverter  # noqa: E402
 from instruments.meter import SunSpecMeter  # noqa: E402
 from instruments.programmable_load import LoadSetpoint, ProgrammableLoad  # noqa: E402
+from labspec.endpoints import PlantEndpoints  # noqa: E402
+from labspec.plant_control import PlantControl, SyncPlantControl  # noqa: E402  (the harness only)
 
 
 def start_plant(workdir: Path) -> tuple[subprocess.Popen, PlantEndpoints]:

@@ -28,8 +28,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hil_sim.control import PlantControl  # noqa: E402  (the harness only)
-from hil_sim.endpoints import PlantEndpoints  # noqa: E402
 from instruments.config import (  # noqa: E402
     EvChargerConfig,
     ProgrammableLoadConfig,
@@ -41,7 +39,9 @@ from instruments.event_loop import loop_factory  # noqa: E402
 from instruments.inverter import SunSpecInverter  # noqa: E402
 from instruments.meter import SunSpecMeter  # noqa: E402
 from instruments.programmable_load import ProgrammableLoad  # noqa: E402
+from labspec.endpoints import PlantEndpoints  # noqa: E402
 from labspec.fast_paths import ENV_VAR  # noqa: E402
+from labspec.plant_control import PlantControl  # noqa: E402  (the harness only)
 from testbed.plant_process import emulated_plant  # noqa: E402
 
 

@@ -33,9 +33,9 @@ from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from hil_sim.control import PlantControl, SyncPlantControl  # noqa: E402
-from hil_sim.endpoints import PlantEndpoints  # noqa: E402
+from labspec.endpoints import PlantEndpoints  # noqa: E402
 from labspec.ev_charger import NAMESPACE_URI, Var, node_id  # noqa: E402
+from labspec.plant_control import PlantControl, SyncPlantControl  # noqa: E402
 
 # What the demo's controller reads every step besides the inverter and the meters.
 CHARGER_LIMITS = {

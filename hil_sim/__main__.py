@@ -6,7 +6,7 @@
 
 The site defaults to the IIT Gandhinagar three-peer testbed (labspec/sites/iitgn.toml).
 
-Prints every endpoint, writes them as JSON when asked (see hil_sim.endpoints), and stops cleanly
+Prints every endpoint, writes them as JSON when asked (see labspec.endpoints), and stops cleanly
 (servers closed, endpoints file removed) on SIGINT or SIGTERM. A configuration problem prints one
 line naming the key, the value and what is allowed, and exits with status 2.
 
@@ -33,8 +33,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from hil_sim.config import ConfigError, PlantConfig, describe_validation_error
-from hil_sim.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints
 from hil_sim.servers.settings import ServersConfig, check_secrets, load_config
+from labspec.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints
 
 EXIT_CONFIG_ERROR = 2
 

@@ -30,14 +30,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hil_sim.config import ConfigError, PlantConfig
-from hil_sim.endpoints import (
-    ControlEndpoint,
-    DeviceEndpoint,
-    ModbusEndpoint,
-    OpcUaEndpoint,
-    PlantEndpoints,
-    ScpiEndpoint,
-)
 from hil_sim.faults import FaultBoard, FaultError
 from hil_sim.plant import InverterState, Plant
 from hil_sim.servers.control import CommandError, ControlServer
@@ -59,6 +51,14 @@ from hil_sim.servers.sunspec_devices import (
     inverter_write_handler,
     meter_image,
     meter_values,
+)
+from labspec.endpoints import (
+    ControlEndpoint,
+    DeviceEndpoint,
+    ModbusEndpoint,
+    OpcUaEndpoint,
+    PlantEndpoints,
+    ScpiEndpoint,
 )
 from labspec.ev_charger import NAMESPACE_URI
 from labspec.site import MODBUS_KINDS, EvCharger, ProgrammableLoad, Site

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from hil_sim.control import PlantControl
+from labspec.plant_control import PlantControl
 
 
 class Clock(Protocol):

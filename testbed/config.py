@@ -28,7 +28,7 @@ from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
 
 if TYPE_CHECKING:
-    from hil_sim.endpoints import PlantEndpoints
+    from labspec.endpoints import PlantEndpoints
     from labspec.site import Site
 
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -313,7 +313,7 @@ def load_config(path: Path | str) -> TestbedConfig:
 def load_plant_endpoints(path: Path | str) -> PlantEndpoints:
     """Read a running emulated plant's endpoints file (`python -m hil_sim --endpoints-json`);
     a file that cannot be used gives one `ConfigError` naming it and what was wrong."""
-    from hil_sim.endpoints import PlantEndpoints
+    from labspec.endpoints import PlantEndpoints
 
     path = Path(path)
     try:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hil_sim.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints, ScpiEndpoint
+from labspec.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints, ScpiEndpoint
 from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices

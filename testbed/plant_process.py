@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
 from labspec.site import Site
 
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import pandas as pd
 
-from hil_sim.control import SyncPlantControl
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
+from labspec.plant_control import SyncPlantControl
 from testbed.frozen import MOVED_KW
 from tests.faults.harness import FaultRun, experiment_config, run_with_faults
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
 from tests.faults.harness import WORKING_PLANT_TOML, WORKING_SITE_CHANGES
 
 

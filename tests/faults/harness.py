@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from hil_sim.control import SyncPlantControl
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
+from labspec.plant_control import SyncPlantControl
 from testbed.config import TestbedConfig, load_config, parse_config
 from testbed.engine import Engine
 from testbed.experiment import RunResult, run_experiment, with_plant_endpoints

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from hil_sim.control import SyncPlantControl
+from labspec.plant_control import SyncPlantControl
 from tests.faults.harness import clear, experiment_config, fault, run_with_faults
 
 EV_RAMP_KW_PER_S = 0.5  # the charger's own ramp (stricter than peer B's 1 kW/s)

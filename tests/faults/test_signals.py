@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hil_sim.control import SyncPlantControl
+from labspec.plant_control import SyncPlantControl
 from testbed.runstore import RunReader
 from tests.faults.harness import experiment_config, run_with_faults
 from tests.fixtures.sites import write_site

@@ -12,7 +12,7 @@ import pytest
 import tomli_w
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from hil_sim.control import ControlError
+from labspec.plant_control import ControlError
 from labspec.site import default_site
 from tests.fixtures.plant import REPO_ROOT
 from tests.fixtures.ports import wait_until

@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from hil_sim.control import ControlError, PlantControl, SyncPlantControl
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
+from labspec.plant_control import ControlError, PlantControl, SyncPlantControl
 
 
 @pytest.fixture

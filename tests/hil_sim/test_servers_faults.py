@@ -13,9 +13,9 @@ from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from hil_sim.control import ControlError, PlantControl, SyncPlantControl
-from hil_sim.endpoints import ModbusEndpoint, PlantEndpoints
+from labspec.endpoints import ModbusEndpoint, PlantEndpoints
 from labspec.ev_charger import NAMESPACE_URI, Var, node_id
+from labspec.plant_control import ControlError, PlantControl, SyncPlantControl
 
 F32 = ModbusTcpClient.DATATYPE.FLOAT32
 

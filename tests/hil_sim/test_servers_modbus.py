@@ -12,8 +12,8 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from hil_sim.control import SyncPlantControl
-from hil_sim.endpoints import ModbusEndpoint, PlantEndpoints
+from labspec.endpoints import ModbusEndpoint, PlantEndpoints
+from labspec.plant_control import SyncPlantControl
 
 ILLEGAL_ADDRESS = 2
 ILLEGAL_VALUE = 3

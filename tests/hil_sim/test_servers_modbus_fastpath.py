@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from hil_sim.endpoints import ModbusEndpoint
 from hil_sim.runner import HilSim
+from labspec.endpoints import ModbusEndpoint
 from labspec.fast_paths import ENV_VAR
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

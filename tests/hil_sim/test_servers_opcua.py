@@ -10,10 +10,10 @@ import pytest
 from asyncua import Client, ua
 from asyncua.ua.ua_binary import struct_to_binary
 
-from hil_sim.control import PlantControl
-from hil_sim.endpoints import PlantEndpoints
 from hil_sim.servers.opcua_fastpath import read_response_bytes
+from labspec.endpoints import PlantEndpoints
 from labspec.ev_charger import NAMESPACE_URI, OBJECT_NODE_ID, VARIABLES, Var, node_id
+from labspec.plant_control import PlantControl
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import pyvisa
 
-from hil_sim.control import SyncPlantControl
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
+from labspec.plant_control import SyncPlantControl
 from labspec.programmable_load import ERROR_QUEUE_SIZE, IDN_MANUFACTURER, IDN_MODEL
 
 

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import pytest
 
-from hil_sim.control import PlantControl
 from instruments.ev_charger import EvCharger
 from instruments.inverter import SunSpecInverter
 from instruments.meter import SunSpecMeter
 from instruments.programmable_load import ProgrammableLoad
+from labspec.plant_control import PlantControl
 from tests.instruments.plant_drivers import ev_config, inverter_config, load_config, meter_config
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hil_sim.endpoints import PlantEndpoints
 from instruments.config import (
     EvChargerConfig,
     ProgrammableLoadConfig,
     SunSpecInverterConfig,
     SunSpecMeterConfig,
 )
+from labspec.endpoints import PlantEndpoints
 
 FAST_BACKOFF = {"backoff_initial_s": 0.05, "backoff_max_s": 0.4}
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from hil_sim.control import SyncPlantControl
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
+from labspec.plant_control import SyncPlantControl
 from testbed.config import TestbedConfig, load_config, parse_config
 from testbed.engine import Engine, StartupError
 from testbed.experiment import RunResult, run_experiment, with_plant_endpoints

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from hil_sim.control import SyncPlantControl
+from labspec.plant_control import SyncPlantControl
 from testbed.config import load_config, parse_config
 from testbed.experiment import run_experiment, with_plant_endpoints
 from testbed.runstore import RunReader

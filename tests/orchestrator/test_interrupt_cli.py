@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hil_sim.control import SyncPlantControl
+from labspec.plant_control import SyncPlantControl
 from testbed.runstore import RunReader
 
 REPO = Path(__file__).resolve().parents[2]

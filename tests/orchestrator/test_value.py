@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from hil_sim.control import SyncPlantControl
+from labspec.plant_control import SyncPlantControl
 from peers import default_assets
 from peers.settlement_kernel import settle_position
 from testbed.cli import app

@@ -1,10 +1,11 @@
 """Where a running plant serves each device: the endpoints JSON written by `python -m hil_sim`.
 
-The controller reads this file and needs nothing else of hil_sim; this module imports only
-pydantic. `devices` maps each device id of the site (the names the fault injection uses too; the
-default site's are `inverter`, `meter_A`, `meter_B`, `meter_C`, `ev_charger`, `load`) to its
-endpoint: Modbus TCP, OPC UA or SCPI; `meters` maps each peer to its meter's id; `control` is the
-simulation-control endpoint (JSON lines over TCP).
+It lives in `labspec` because both sides use it: the plant (`hil_sim`, or a lab's own plant)
+writes it, and the controller (`testbed`) reads it without importing anything of `hil_sim`; this
+module imports only pydantic. `devices` maps each device id of the site (the names the fault
+injection uses too; the default site's are `inverter`, `meter_A`, `meter_B`, `meter_C`,
+`ev_charger`, `load`) to its endpoint: Modbus TCP, OPC UA or SCPI; `meters` maps each peer to its
+meter's id; `control` is the simulation-control endpoint (JSON lines over TCP).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 `PlantControl` is the asyncio client (for tests and for the controller's lockstep clock);
 `SyncPlantControl` is the same over a blocking socket, for tests and scripts without a loop.
-Imports nothing of the plant, only `hil_sim.endpoints` for the address.
+Imports nothing of the plant, only `labspec.endpoints` for the address: it lives in `labspec`
+so that the controller (`testbed`) and the plant's tests share it without `testbed` importing
+`hil_sim`.
 
     async with await PlantControl.connect("127.0.0.1", port) as plant:
         now = (await plant.advance(1.0)).time
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hil_sim.endpoints import PlantEndpoints
+from labspec.endpoints import PlantEndpoints
 
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -45,9 +47,27 @@ def _decode(line: bytes, command: str) -> dict[str, Any]:
     if not line:
         raise ControlError(f"control endpoint closed the connection during {command!r}")
     reply = json.loads(line)
+    if not isinstance(reply, dict):
+        raise ControlError(f"{command}: the reply is not a JSON object: {line[:80]!r}")
     if not reply.get("ok"):
         raise ControlError(f"{command}: {reply.get('error', 'no reason given')}")
     return reply
+
+
+def _field(reply: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object `reply[key]`, or ControlError naming what came instead."""
+    value = reply.get(key)
+    if not isinstance(value, dict):
+        raise ControlError(f"reply field {key!r} is not a JSON object: {value!r}")
+    return value
+
+
+def _items(reply: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The list of objects `reply[key]`, or ControlError naming what came instead."""
+    value = reply.get(key)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ControlError(f"reply field {key!r} is not a list of JSON objects: {value!r}")
+    return value
 
 
 def _time(reply: dict[str, Any]) -> PlantTime:
@@ -87,14 +107,15 @@ class PlantControl:
 
     async def open(self) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
+            reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self.timeout_s
             )
         except (OSError, TimeoutError) as exc:
             raise ControlError(
                 f"cannot reach the control endpoint {self.host}:{self.port}: {exc}"
             ) from exc
-        _nodelay(self._writer.get_extra_info("socket"))
+        self._reader, self._writer = reader, writer
+        _nodelay(writer.get_extra_info("socket"))
 
     async def request(self, command: str, **params: Any) -> dict[str, Any]:
         """Send one command and return its reply; ControlError when the plant refuses it."""
@@ -120,7 +141,7 @@ class PlantControl:
         return _time(await self.request("advance", dt_s=dt_s))
 
     async def state(self) -> dict[str, Any]:
-        return (await self.request("state"))["state"]
+        return _field(await self.request("state"), "state")
 
     async def reset(self) -> PlantTime:
         """A fresh plant from the same configuration (time back to its start, faults cleared)."""
@@ -128,7 +149,7 @@ class PlantControl:
 
     async def set_fault(self, device: str, **fault: Any) -> dict[str, Any]:
         """E.g. set_fault("meter_A", kind="exception", code=6); returns the fault set."""
-        return (await self.request("fault", device=device, **fault))["fault"]
+        return _field(await self.request("fault", device=device, **fault), "fault")
 
     async def clear_faults(self, device: str | None = None, kind: str | None = None) -> None:
         params: dict[str, Any] = {"clear": True}
@@ -139,7 +160,7 @@ class PlantControl:
         await self.request("fault", **params)
 
     async def faults(self) -> list[dict[str, Any]]:
-        return (await self.request("faults"))["faults"]
+        return _items(await self.request("faults"), "faults")
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -192,13 +213,13 @@ class SyncPlantControl:
         return _time(self.request("advance", dt_s=dt_s))
 
     def state(self) -> dict[str, Any]:
-        return self.request("state")["state"]
+        return _field(self.request("state"), "state")
 
     def reset(self) -> PlantTime:
         return _time(self.request("reset"))
 
     def set_fault(self, device: str, **fault: Any) -> dict[str, Any]:
-        return self.request("fault", device=device, **fault)["fault"]
+        return _field(self.request("fault", device=device, **fault), "fault")
 
     def clear_faults(self, device: str | None = None, kind: str | None = None) -> None:
         params: dict[str, Any] = {"clear": True}
@@ -209,7 +230,7 @@ class SyncPlantControl:
         self.request("fault", **params)
 
     def faults(self) -> list[dict[str, Any]]:
-        return self.request("faults")["faults"]
+        return _items(self.request("faults"), "faults")
 
     def close(self) -> None:
         self._file.close()
