@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Never, Self, TypeVar
 
 from instruments.errors import BadReading, ReadbackMismatch, SetpointRefused
 from instruments.link import Link, LinkStatus, StatusListener
@@ -46,6 +46,7 @@ class Instrument(ABC, Generic[SnapshotT]):
 
     name: str
     link: Link
+    accepts_setpoints: ClassVar[bool] = False
 
     @abstractmethod
     async def connect(self) -> None:
@@ -54,6 +55,13 @@ class Instrument(ABC, Generic[SnapshotT]):
     @abstractmethod
     async def read(self) -> SnapshotT:
         """Read every measurement of one control step (as few requests as the protocol allows)."""
+
+    async def apply(self, setpoint: Never) -> object:
+        """A sensor takes no setpoint (an `Actuator` writes it and confirms it by read-back)."""
+        raise SetpointRefused(self.name, "setpoint", setpoint, "none: this device only measures")
+
+    async def operating_state(self) -> None:
+        """Put the device into its known operating state at a run's start (nothing for a sensor)."""
 
     async def safe_state(self) -> Confirmation[Any] | None:
         """Put the device where it is harmless without the controller (nothing for a sensor)."""
@@ -81,6 +89,8 @@ class Instrument(ABC, Generic[SnapshotT]):
 
 class Actuator(Instrument[SnapshotT], Generic[SnapshotT, SetpointT]):
     """A device the controller also commands."""
+
+    accepts_setpoints: ClassVar[bool] = True
 
     @abstractmethod
     async def apply(self, setpoint: SetpointT) -> Confirmation[SetpointT]:

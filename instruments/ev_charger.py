@@ -188,6 +188,18 @@ class EvChargerSnapshot:
     energy_discharged_kwh: float
     capacity_kwh: float
 
+    @property
+    def ac_power_kw(self) -> float:
+        return self.power_kw
+
+    @property
+    def delivered_kwh(self) -> float:
+        return self.energy_discharged_kwh - self.energy_charged_kwh
+
+    @property
+    def throughput_kwh(self) -> float:
+        return self.energy_charged_kwh + self.energy_discharged_kwh
+
 
 @dataclass(frozen=True, slots=True)
 class EvSetpoint:
@@ -598,6 +610,10 @@ class EvCharger(Actuator[EvChargerSnapshot, EvSetpoint]):
             await self.read()
         self.check(setpoint)
         return await self._write_and_confirm(setpoint)
+
+    async def operating_state(self) -> None:
+        """A run starts with power transfer enabled at 0 kW."""
+        await self.apply(EvSetpoint(power_kw=0.0, enabled=True))
 
     async def safe_state(self) -> Confirmation[EvSetpoint]:
         """Setpoint 0 kW and power transfer disabled."""

@@ -80,6 +80,14 @@ class InverterSnapshot:
     battery_max_discharge_kw: float | None  # 702 WDisChaRteMaxRtg
     battery_capacity_kwh: float | None  # 713 WHRtg
 
+    @property
+    def delivered_kwh(self) -> float:
+        return self.ac_injected_kwh - self.ac_absorbed_kwh
+
+    @property
+    def throughput_kwh(self) -> float:
+        return self.ac_injected_kwh + self.ac_absorbed_kwh
+
 
 @dataclass(frozen=True, slots=True)
 class InverterSetpoint:
@@ -407,6 +415,10 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
             await self.link.ensure()
         self.check(setpoint)
         return await self._write_and_confirm(setpoint)
+
+    async def operating_state(self) -> None:
+        """A run starts with the battery idle (WSetEna off, WSet 0); the dispatcher ramps it."""
+        await self.safe_state()
 
     async def safe_state(self) -> Confirmation[InverterSetpoint]:
         """WSetEna off and WSet 0: the battery idles, the PV output passes through."""

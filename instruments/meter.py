@@ -36,6 +36,18 @@ class MeterSnapshot:
     import_kwh: float
     export_kwh: float
 
+    @property
+    def ac_power_kw(self) -> float:
+        return self.power_kw
+
+    @property
+    def delivered_kwh(self) -> float:
+        return self.export_kwh - self.import_kwh
+
+    @property
+    def throughput_kwh(self) -> float:
+        return self.import_kwh + self.export_kwh
+
 
 class SunSpecMeter(Instrument[MeterSnapshot]):
     """Driver of a SunSpec PCC meter; see the module docstring."""

@@ -124,6 +124,18 @@ class LoadSnapshot:
     function: str  # POW (constant power) or LIST (plays the stored house-load program)
     power_setpoint_kw: float  # generator convention (<= 0)
 
+    @property
+    def ac_power_kw(self) -> float:
+        return self.power_kw
+
+    @property
+    def delivered_kwh(self) -> float:
+        return -self.energy_kwh
+
+    @property
+    def throughput_kwh(self) -> float:
+        return self.energy_kwh
+
 
 @dataclass(frozen=True, slots=True)
 class LoadSetpoint:
@@ -367,6 +379,10 @@ class ProgrammableLoad(Actuator[LoadSnapshot, LoadSetpoint]):
     async def safe_state(self) -> Confirmation[LoadSetpoint]:
         """POW 0 and INP OFF."""
         return await self._write_and_confirm(LoadSetpoint(0.0, input_on=False))
+
+    async def operating_state(self) -> None:
+        """A run starts with the input on, playing the programmed house-load profile."""
+        await self.play_program()
 
     async def play_program(self) -> None:
         """FUNC LIST and INP ON: the load draws its programmed profile; confirmed by read-back."""

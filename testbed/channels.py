@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Generic, TypeVar
 
 from instruments.errors import BadReading, InstrumentError, ReadbackMismatch, SetpointRefused
+from testbed.drivers import DeviceDriver, DeviceReading
 from testbed.frozen import FreezeWatch
+
+ReadingT = TypeVar("ReadingT", bound=DeviceReading)
+SetpointT = TypeVar("SetpointT")
 
 
 @dataclass(slots=True)
@@ -32,16 +37,16 @@ class ChannelEvent:
 
 
 @dataclass(slots=True)
-class Channel:
+class Channel(Generic[ReadingT, SetpointT]):
     """A device of one peer and what the controller knows about its health."""
 
     peer: str
     device: str
-    driver: Any  # an instruments.device.Instrument
+    driver: DeviceDriver[ReadingT, SetpointT]
     lost_after_failures: int
     stale_after_steps: int
     io_timeout_s: float
-    snapshot: Any = None
+    snapshot: ReadingT | None = None
     snapshot_step: int = -1
     failures: int = 0
     lost: bool = False
@@ -54,12 +59,12 @@ class Channel:
 
     @property
     def is_actuator(self) -> bool:
-        return hasattr(self.driver, "apply")
+        return self.driver.accepts_setpoints
 
     async def connect(self) -> None:
         await asyncio.wait_for(self.driver.connect(), timeout=max(self.io_timeout_s, 5.0))
 
-    async def read(self, step: int) -> Any:
+    async def read(self, step: int) -> ReadingT | None:
         """Read the device; on failure keep the last snapshot and count the failure."""
         try:
             snapshot = await self.driver.read()  # every driver call has its own timeout
@@ -96,7 +101,7 @@ class Channel:
                 ChannelEvent(self.device, "frozen_measurement", "reading moves again", "cleared")
             )
 
-    def fresh(self, step: int) -> Any:
+    def fresh(self, step: int) -> ReadingT | None:
         """The latest snapshot if it is recent enough to control with, else None."""
         if self.snapshot is None or self.lost or self.watch.frozen:
             return None
@@ -104,7 +109,7 @@ class Channel:
             return None
         return self.snapshot
 
-    async def apply(self, setpoint: Any, step: int) -> bool:
+    async def apply(self, setpoint: SetpointT, step: int) -> bool:
         """Send a setpoint; False (and an event when it matters) if the device did not take it."""
         if self.lost:
             return False
@@ -138,7 +143,7 @@ class Channel:
             action = f"safe_state_unconfirmed ({_describe(error)}; the device watchdog reverts it)"
         self.events.append(ChannelEvent(self.device, "safe_state", reason, action))
 
-    async def command(self, operation: Any, what: str) -> bool:
+    async def command(self, operation: Callable[[], Awaitable[object]], what: str) -> bool:
         """Run one driver operation (bringing the device back, or into its operating state);
         False, with a `recovery_failed` event, when the device does not take it."""
         try:
@@ -179,5 +184,5 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def snapshot_time(snapshot: Any) -> datetime | None:
-    return getattr(snapshot, "time", None)
+def snapshot_time(snapshot: DeviceReading | None) -> datetime | None:
+    return None if snapshot is None else snapshot.time

@@ -10,11 +10,11 @@ when the cause has cleared (`recover`; the flexible device ramps from what it me
 
 from __future__ import annotations
 
-import dataclasses
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Never
 
 from instruments.config import (
     EvChargerConfig,
@@ -22,15 +22,16 @@ from instruments.config import (
     SunSpecInverterConfig,
     SunSpecMeterConfig,
 )
-from instruments.ev_charger import EvCharger, EvSetpoint
-from instruments.inverter import InverterSetpoint, SunSpecInverter
-from instruments.meter import SunSpecMeter
-from instruments.programmable_load import ProgrammableLoad
+from instruments.ev_charger import EvCharger, EvChargerSnapshot, EvSetpoint
+from instruments.inverter import InverterSetpoint, InverterSnapshot, SunSpecInverter
+from instruments.meter import MeterSnapshot, SunSpecMeter
+from instruments.programmable_load import LoadSetpoint, LoadSnapshot, ProgrammableLoad
 from peers.assets import PeerAssets
 from peers.interface import DeviceState
-from testbed.channels import Channel
+from testbed.channels import Channel, ReadingT, SetpointT
 from testbed.config import ControlConfig, PeerConfig
 from testbed.dispatch import MobilityNeed, StorageCommand, battery_command, ev_command
+from testbed.drivers import DeviceDriver, DeviceReading, field_names
 from testbed.safety import StorageLimits
 
 
@@ -54,16 +55,24 @@ _NUMERIC_FIELDS: dict[type, tuple[str, ...]] = {}
 _NUMBER_TYPES = {float, int, bool, type(None)}
 
 
-def snapshot_values(snapshot: Any) -> dict[str, float]:
+MeterChannel = Channel[MeterSnapshot, Never]
+InverterChannel = Channel[InverterSnapshot, InverterSetpoint]
+EvChannel = Channel[EvChargerSnapshot, EvSetpoint]
+LoadChannel = Channel[LoadSnapshot, LoadSetpoint]
+AnyChannel = MeterChannel | InverterChannel | EvChannel | LoadChannel
+DeviceChannel = InverterChannel | EvChannel | LoadChannel  # the devices behind the PCC meter
+
+
+def snapshot_values(snapshot: DeviceReading) -> dict[str, float]:
     """The numeric and boolean fields of a driver snapshot, as Sample values (booleans as 0/1)."""
     kind = type(snapshot)
     names = _NUMERIC_FIELDS.get(kind)
     if names is None:
         hints = typing.get_type_hints(kind)
         names = tuple(
-            f.name
-            for f in dataclasses.fields(kind)
-            if set(typing.get_args(hints[f.name]) or (hints[f.name],)) <= _NUMBER_TYPES
+            name
+            for name in field_names(snapshot)
+            if set(typing.get_args(hints[name]) or (hints[name],)) <= _NUMBER_TYPES
         )
         _NUMERIC_FIELDS[kind] = names
     values = {}
@@ -72,26 +81,6 @@ def snapshot_values(snapshot: Any) -> dict[str, float]:
         if value is not None:
             values[name] = float(value)
     return values
-
-
-def _ac_power_kw(snapshot: Any) -> float:
-    power_kw: float = (
-        snapshot.ac_power_kw if hasattr(snapshot, "ac_power_kw") else snapshot.power_kw
-    )
-    return power_kw
-
-
-def _energy_kwh(snapshot: Any) -> float | None:
-    energy_kwh: float
-    if hasattr(snapshot, "ac_injected_kwh"):
-        energy_kwh = snapshot.ac_injected_kwh - snapshot.ac_absorbed_kwh
-    elif hasattr(snapshot, "energy_discharged_kwh"):
-        energy_kwh = snapshot.energy_discharged_kwh - snapshot.energy_charged_kwh
-    elif hasattr(snapshot, "energy_kwh"):
-        energy_kwh = -snapshot.energy_kwh
-    else:
-        return None
-    return energy_kwh
 
 
 def _sum_or_none(values: list[float | None]) -> float | None:
@@ -113,14 +102,16 @@ class PeerDevices:
         config: PeerConfig,
         assets: PeerAssets,
         control: ControlConfig,
-        clock: Any,
+        clock: Callable[[], datetime],
     ) -> None:
         self.peer = peer
         self.assets = assets
         self.control = control
         self.dt_s = control.step_s
 
-        def channel(device: str, driver: Any) -> Channel:
+        def channel(
+            device: str, driver: DeviceDriver[ReadingT, SetpointT]
+        ) -> Channel[ReadingT, SetpointT]:
             driver.link.seconds = lambda: clock().timestamp()  # reconnect backoff: run's clock
             return Channel(
                 peer=peer,
@@ -131,19 +122,19 @@ class PeerDevices:
                 io_timeout_s=control.io_timeout_s,
             )
 
-        self.meter = channel("meter", SunSpecMeter(config.meter, clock=clock))
+        self.meter: MeterChannel = channel("meter", SunSpecMeter(config.meter, clock=clock))
         self.meter.watch.sensor = True
-        self.inverter = (
+        self.inverter: InverterChannel | None = (
             channel("inverter", SunSpecInverter(config.inverter, clock=clock))
             if config.inverter
             else None
         )
-        self.ev_charger = (
+        self.ev_charger: EvChannel | None = (
             channel("ev_charger", EvCharger(config.ev_charger, clock=clock))
             if config.ev_charger
             else None
         )
-        self.load = (
+        self.load: LoadChannel | None = (
             channel("load", ProgrammableLoad(config.load, clock=clock)) if config.load else None
         )
         if self.load is not None:
@@ -151,10 +142,12 @@ class PeerDevices:
         for flexible in (self.inverter, self.ev_charger):
             if flexible is not None:
                 flexible.watch.follows_setpoint = True
-        self.channels = [
+        self.channels: list[AnyChannel] = [
             c for c in (self.meter, self.inverter, self.ev_charger, self.load) if c is not None
         ]
-        self._devices = [c for c in (self.inverter, self.ev_charger, self.load) if c is not None]
+        self._devices: list[DeviceChannel] = [
+            c for c in (self.inverter, self.ev_charger, self.load) if c is not None
+        ]
         self._ramp_kw_per_s = config.ramp_kw_per_s
         self._last_command_kw = 0.0
         self._last_sent: float | None = None
@@ -168,7 +161,9 @@ class PeerDevices:
 
     # -- what the engine records ---------------------------------------------------------------
 
-    def values(self, channel: Channel) -> dict[str, float]:
+    def values(self, channel: AnyChannel) -> dict[str, float]:
+        if channel.snapshot is None:
+            return {}
         values = snapshot_values(channel.snapshot)
         if channel is self.meter:
             values["contract_kw"] = self.contract_kw
@@ -186,9 +181,12 @@ class PeerDevices:
         meter = self.meter.fresh(step)
         device_snaps = [c.fresh(step) for c in self._devices]
         complete = all(s is not None for s in device_snaps)
-        device_kw = sum(_ac_power_kw(s) for s in device_snaps) if complete else None
-        energies = [_energy_kwh(s) for s in device_snaps] if complete else None
-        device_energy = None if energies is None else _sum_or_none(energies)
+        device_kw = sum(s.ac_power_kw for s in device_snaps if s is not None) if complete else None
+        device_energy = (
+            _sum_or_none([s.delivered_kwh for s in device_snaps if s is not None])
+            if complete
+            else None
+        )
         house = None
         if meter is not None and device_kw is not None:
             load_device = self.load.fresh(step) if self.load else None
@@ -220,7 +218,7 @@ class PeerDevices:
             battery_soc_pct=image.battery_soc_pct,
             ev_soc_pct=image.ev_soc_pct,
             ev_plugged=image.ev_plugged,
-            ev_departure_time=getattr(ev, "departure_time", None) if ev else None,
+            ev_departure_time=ev.departure_time if ev else None,
         )
 
     def take_events(self) -> list[tuple[str, str, str, str]]:
@@ -234,23 +232,16 @@ class PeerDevices:
         the inverter's battery idle (WSetEna off, WSet 0; the dispatcher ramps it from there), the
         charger enabled at 0 kW, the load's input on playing its programmed profile. Returns
         the devices that refused."""
-        steps: list[tuple[Channel, Any, str]] = []
+        steps: list[tuple[DeviceChannel, str]] = []
         if self.inverter is not None:
-            steps.append((self.inverter, self.inverter.driver.safe_state, "WSetEna off, WSet 0"))
+            steps.append((self.inverter, "WSetEna off, WSet 0"))
         if self.ev_charger is not None:
-            driver = self.ev_charger.driver
-            steps.append(
-                (
-                    self.ev_charger,
-                    lambda: driver.apply(EvSetpoint(power_kw=0.0, enabled=True)),
-                    "enabled at 0 kW",
-                )
-            )
+            steps.append((self.ev_charger, "enabled at 0 kW"))
         if self.load is not None:
-            steps.append((self.load, self.load.driver.play_program, "FUNC LIST, INP ON"))
+            steps.append((self.load, "FUNC LIST, INP ON"))
         refused = []
-        for channel, operation, what in steps:
-            if await channel.command(operation, f"run start: {what}"):
+        for channel, what in steps:
+            if await channel.command(channel.driver.operating_state, f"run start: {what}"):
                 event = (channel.device, "operating_state", f"run start: {what}", "set")
                 self._events.append(event)
             else:
@@ -265,14 +256,19 @@ class PeerDevices:
         for channel in self._devices:
             if channel.snapshot_step != step or channel.frozen or channel.lost:
                 break
-            total_kw += _ac_power_kw(channel.snapshot)
+            if channel.snapshot is None:
+                break
+            total_kw += channel.snapshot.ac_power_kw
         else:
             devices_kw = total_kw
         meter = self.meter
         meter.watch_freeze(step, devices_kw if self._devices else None, self.dt_s)
         meter_kw = (
             meter.snapshot.power_kw
-            if meter.snapshot_step == step and not meter.frozen and not meter.lost
+            if meter.snapshot is not None
+            and meter.snapshot_step == step
+            and not meter.frozen
+            and not meter.lost
             else None
         )
         flexible = self.inverter or self.ev_charger
@@ -288,7 +284,7 @@ class PeerDevices:
         load = self.load
         if load is None or not load.in_safe_state or load.fresh(step) is None:
             return
-        if await load.command(load.driver.play_program, "FUNC LIST; INP ON"):
+        if await load.command(load.driver.operating_state, "FUNC LIST; INP ON"):
             load.in_safe_state = False
             self._events.append(
                 (load.device, "safe_state", "input back on at its programmed profile", "cleared")
@@ -317,8 +313,8 @@ class PeerDevices:
             self._events.append((flexible.device, "stale_measurement", "fresh again", "cleared"))
         if self._resume or flexible.in_safe_state:
             self._resume_from(flexible, device)
-        setpoint: InverterSetpoint | EvSetpoint
-        if flexible is self.inverter:
+        sent: bool
+        if self.inverter is not None and isinstance(device, InverterSnapshot):
             setpoint_kw, command = battery_command(
                 contract_kw,
                 meter.power_kw,
@@ -330,13 +326,15 @@ class PeerDevices:
                 self.dt_s,
             )
             setpoint = InverterSetpoint(power_kw=_clamp(setpoint_kw, device.rated_power_kw))
-        else:
+            self._last_command_kw = command.storage_kw
+            sent = self._should_send(setpoint_kw, now) and await self.inverter.apply(setpoint, step)
+        elif self.ev_charger is not None and isinstance(device, EvChargerSnapshot):
             if not device.plugged:
                 self._charging_for_departure = False
                 command = StorageCommand(0.0, ())
             else:
                 mobility = self._mobility()
-                departure = getattr(device, "departure_time", None)
+                departure = device.departure_time
                 # Hysteresis: once charging for the departure, keep on until the SoC is reached.
                 self._charging_for_departure = mobility is not None and (
                     mobility.must_charge(device.soc_pct, now, departure)
@@ -357,10 +355,16 @@ class PeerDevices:
                     departure=departure,
                 )
             setpoint_kw = command.storage_kw
-            setpoint = EvSetpoint(power_kw=setpoint_kw, enabled=True)
-        self._last_command_kw = command.storage_kw
-        wanted = flexible is self.inverter or device.plugged or self._last_sent != 0.0
-        if wanted and self._should_send(setpoint_kw, now) and await flexible.apply(setpoint, step):
+            self._last_command_kw = command.storage_kw
+            wanted = device.plugged or self._last_sent != 0.0
+            sent = (
+                wanted
+                and self._should_send(setpoint_kw, now)
+                and await self.ev_charger.apply(EvSetpoint(power_kw=setpoint_kw), step)
+            )
+        else:
+            raise TypeError(f"{flexible.device}: a {type(device).__name__} is not its reading")
+        if sent:
             self._last_sent = setpoint_kw
             self._last_sent_time = now
         return flexible.device, command
@@ -374,7 +378,9 @@ class PeerDevices:
             return True
         return (now - self._last_sent_time).total_seconds() >= self.control.refresh_s
 
-    async def _hold(self, flexible: Channel, step: int, meter_missing: bool) -> None:
+    async def _hold(
+        self, flexible: InverterChannel | EvChannel, step: int, meter_missing: bool
+    ) -> None:
         """Without a fresh PCC or device measurement, the flexible device goes to its safe state."""
         if self._holding:
             return
@@ -397,10 +403,12 @@ class PeerDevices:
         self._last_sent = None
         self._resume = True
 
-    def _resume_from(self, flexible: Channel, device: Any) -> None:
+    def _resume_from(
+        self, flexible: InverterChannel | EvChannel, device: InverterSnapshot | EvChargerSnapshot
+    ) -> None:
         """Back in operation after a safe state: the ramp starts where the device is (the
         battery's measured power; the charger's setpoint as it holds it, 0 when disabled)."""
-        if flexible is self.inverter:
+        if isinstance(device, InverterSnapshot):
             measured_kw = device.battery_power_kw
         else:
             measured_kw = device.setpoint_kw if device.enabled else 0.0
@@ -418,7 +426,7 @@ class PeerDevices:
                 )
             )
 
-    def _battery_limits(self, snapshot: Any) -> StorageLimits:
+    def _battery_limits(self, snapshot: InverterSnapshot) -> StorageLimits:
         battery = self.assets.battery
         max_charge = battery.max_charge_kw if battery else snapshot.rated_power_kw
         max_discharge = battery.max_discharge_kw if battery else snapshot.rated_power_kw
@@ -434,7 +442,7 @@ class PeerDevices:
             ramp_kw_per_s=self._ramp_kw_per_s,
         )
 
-    def _ev_limits(self, snapshot: Any) -> StorageLimits:
+    def _ev_limits(self, snapshot: EvChargerSnapshot) -> StorageLimits:
         """The stricter of the EV's assets and what the charger reports about itself."""
         ev = self.assets.ev
         assert ev is not None, f"peer {self.peer} has an EV charger but no EV in its assets"

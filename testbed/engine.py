@@ -19,16 +19,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from peers.interface import Agent, DeviceState, IntervalObservation
-from testbed.channels import Channel
 from testbed.clock import Clock
 from testbed.config import TestbedConfig
-from testbed.devices import PeerDevices, PeerImage
+from testbed.devices import AnyChannel, PeerDevices, PeerImage
 from testbed.dispatch import StorageCommand
 from testbed.documents import (
     AgentPlan,
+    Document,
     Interlock,
     RunFinished,
     RunStarted,
@@ -140,7 +140,7 @@ class Engine:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def _emit(self, doc: Any) -> None:
+    def _emit(self, doc: Document) -> None:
         for sink in self.sinks:
             sink.emit(doc)
 
@@ -271,7 +271,7 @@ class Engine:
 
     async def _read_all(self, step: int) -> None:
         self._last_step = step
-        channels: list[Channel] = [c for p in self.peers.values() for c in p.channels]
+        channels: list[AnyChannel] = [c for p in self.peers.values() for c in p.channels]
         await asyncio.gather(*(channel.read(step) for channel in channels))
         for name, peer in self.peers.items():
             peer.watch_freezes(step)
@@ -289,7 +289,7 @@ class Engine:
         log = self._registers[name]
         if meter.frozen:
             log.drop_after(meter.watch.changed_step)
-        elif meter.snapshot_step == step and not meter.lost:
+        elif meter.snapshot is not None and meter.snapshot_step == step and not meter.lost:
             log.add(step, meter.snapshot.import_kwh, meter.snapshot.export_kwh)
 
     def _record(self, step: int) -> None:

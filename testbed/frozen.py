@@ -30,7 +30,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+
+from testbed.drivers import DeviceReading, field_names
 
 MOVED_KW = 0.02  # a neighbour's change that must show in the reading (kW)
 RESPONSE_STEPS = 2  # steps a reading has to show it
@@ -58,35 +59,27 @@ MEASURED = (
 )
 
 
-def measured(snapshot: Any) -> tuple[Any, ...]:
+Measured = tuple[float | bool | None, ...]
+_MEASURED_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def measured(snapshot: DeviceReading) -> Measured:
     """The measured quantities of a driver snapshot, for comparing one reading with the next."""
-    return tuple(getattr(snapshot, name, None) for name in MEASURED)
-
-
-def power_kw(snapshot: Any) -> float:
-    """The device's (or meter's) AC power, generator convention."""
-    value = getattr(snapshot, "ac_power_kw", None)
-    return float(snapshot.power_kw if value is None else value)
-
-
-def energy_kwh(snapshot: Any) -> float | None:
-    """The total energy through the device (both directions), from its registers."""
-    for pair in (
-        ("import_kwh", "export_kwh"),
-        ("ac_injected_kwh", "ac_absorbed_kwh"),
-        ("energy_charged_kwh", "energy_discharged_kwh"),
-    ):
-        if hasattr(snapshot, pair[0]):
-            return float(getattr(snapshot, pair[0]) + getattr(snapshot, pair[1]))
-    value = getattr(snapshot, "energy_kwh", None)
-    return None if value is None else float(value)
+    kind = type(snapshot)
+    names = _MEASURED_FIELDS.get(kind)
+    if names is None:
+        fields = set(field_names(snapshot))
+        names = tuple(name for name in MEASURED if name in fields)
+        _MEASURED_FIELDS[kind] = names
+    values: list[float | bool | None] = [getattr(snapshot, name) for name in names]
+    return tuple(values)
 
 
 @dataclass(slots=True)
 class FreezeWatch:
     """One channel's readings, watched for a freeze (see the module docstring)."""
 
-    values: tuple[Any, ...] | None = None
+    values: Measured | None = None
     changed_step: int = -1  # step of the latest reading that differed from the one before
     neighbour_at_change: float | None = None
     moved_step: int | None = None  # first step the neighbour was MOVED_KW away
@@ -101,7 +94,7 @@ class FreezeWatch:
     follows_setpoint: bool = False  # a flexible device: its power is its neighbour when live
 
     def observe(
-        self, step: int, snapshot: Any, neighbour_kw: float | None, step_s: float
+        self, step: int, snapshot: DeviceReading, neighbour_kw: float | None, step_s: float
     ) -> str | None:
         """Take this step's reading; returns the reason when it is newly found frozen."""
         dt_s = 0.0 if self.last_step is None else (step - self.last_step) * step_s
@@ -134,7 +127,9 @@ class FreezeWatch:
             return ""
         return f"the same reading {step - self.changed_step + 1} steps in a row"
 
-    def _neighbour_verdict(self, step: int, neighbour_kw: float | None, snapshot: Any) -> str:
+    def _neighbour_verdict(
+        self, step: int, neighbour_kw: float | None, snapshot: DeviceReading
+    ) -> str:
         """Frozen when what drives the reading moved more than MOVED_KW away from where it was
         when the reading last changed, and RESPONSE_STEPS later the reading is still the same.
         A move counts even when it comes back (a setpoint oscillating around a frozen reading,
@@ -142,7 +137,7 @@ class FreezeWatch:
         if neighbour_kw is None or self.neighbour_at_change is None:
             return ""
         moved = abs(neighbour_kw - self.neighbour_at_change)
-        arrived = self.follows_setpoint and abs(power_kw(snapshot) - neighbour_kw) <= MOVED_KW
+        arrived = self.follows_setpoint and abs(snapshot.ac_power_kw - neighbour_kw) <= MOVED_KW
         if moved > MOVED_KW and not arrived:
             self.moved_kw = max(self.moved_kw, moved)
             if self.moved_step is None:
@@ -154,8 +149,8 @@ class FreezeWatch:
             f"{self.moved_kw:.3f} kW"
         )
 
-    def _register(self, step: int, snapshot: Any, dt_s: float) -> None:
-        register = energy_kwh(snapshot)
+    def _register(self, step: int, snapshot: DeviceReading, dt_s: float) -> None:
+        register = snapshot.throughput_kwh
         if register is None:
             return
         if self.register_kwh is None or register != self.register_kwh:
@@ -165,7 +160,7 @@ class FreezeWatch:
             self.register_step = step
             self.implied_kwh = 0.0
             return
-        self.implied_kwh += abs(power_kw(snapshot)) * dt_s / 3600.0
+        self.implied_kwh += abs(snapshot.ac_power_kw) * dt_s / 3600.0
 
     def _register_verdict(self, step: int) -> str:
         if not self.increments:  # a register never seen moving: its resolution is unknown

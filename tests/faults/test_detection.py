@@ -58,16 +58,32 @@ def test_a_cart_that_stopped_at_its_soc_limit_is_not_frozen_when_its_setpoint_fo
     went: found frozen, it held the cart in its safe state until it unplugged, its SoC unknown to
     its agent, which bought energy for a cart it believed at 80 %. A charger frozen at 1.43 kW
     across the same change is still caught."""
-    from types import SimpleNamespace
+    from datetime import UTC, datetime
 
+    from instruments.ev_charger import EvChargerSnapshot
     from testbed.frozen import FreezeWatch
 
-    def reading(power_kw: float, soc_pct: float) -> SimpleNamespace:
-        return SimpleNamespace(
-            power_kw=power_kw,
+    def reading(power_kw: float, soc_pct: float) -> EvChargerSnapshot:
+        return EvChargerSnapshot(
+            time=datetime(2026, 6, 1, 12, tzinfo=UTC),
             soc_pct=soc_pct,
+            plugged=True,
+            departure_time=None,
+            power_kw=power_kw,
+            setpoint_kw=power_kw,
+            enabled=True,
+            status="charging",
+            max_charge_kw=7.4,
+            max_discharge_kw=7.4,
+            min_power_kw=0.0,
+            ramp_kw_per_s=1.0,
+            reserve_soc_pct=20.0,
+            soc_min_pct=10.0,
+            soc_max_pct=95.0,
+            watchdog_timeout_s=30.0,
             energy_charged_kwh=2.0,
             energy_discharged_kwh=1.0,
+            capacity_kwh=40.0,
         )
 
     at_limit, frozen = FreezeWatch(follows_setpoint=True), FreezeWatch(follows_setpoint=True)

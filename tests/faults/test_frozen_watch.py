@@ -13,6 +13,7 @@ class InverterReading:
     pv_power_kw: float = 1.7
     battery_power_kw: float = -1.3
     soc_pct: float = 62.2
+    throughput_kwh: float | None = None  # no energy registers: the register rule does not apply
 
 
 def test_a_setpoint_oscillating_around_a_frozen_reading_is_caught():
