@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-import pvlib
 
+from labspec.solar import clear_sky_poa_w_m2
 from peers.assets import PvAsset
 from peers.forecast import Forecast
 
@@ -27,23 +27,9 @@ def clear_sky_pv_kw(pv: PvAsset, start: datetime, steps: int, interval_s: float)
     """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC)."""
     offsets = (np.arange(steps * SUBSTEPS) + 0.5) * interval_s / SUBSTEPS
     times = pd.DatetimeIndex(pd.Timestamp(start).tz_convert("UTC") + pd.to_timedelta(offsets, "s"))
-    location = pvlib.location.Location(
-        pv.latitude_deg, pv.longitude_deg, tz="UTC", altitude=pv.altitude_m
+    kw = clear_sky_poa_w_m2(
+        pv.latitude_deg, pv.longitude_deg, pv.altitude_m, pv.tilt_deg, pv.azimuth_deg, times
     )
-    position = location.get_solarposition(times)
-    clear = location.get_clearsky(times, model="ineichen", solar_position=position)
-    poa = pvlib.irradiance.get_total_irradiance(
-        surface_tilt=pv.tilt_deg,
-        surface_azimuth=pv.azimuth_deg,
-        solar_zenith=position["apparent_zenith"],
-        solar_azimuth=position["azimuth"],
-        dni=clear["dni"],
-        ghi=clear["ghi"],
-        dhi=clear["dhi"],
-        dni_extra=pvlib.irradiance.get_extra_radiation(times),
-        model="haydavies",
-    )["poa_global"]
-    kw = np.nan_to_num(poa.to_numpy(dtype=float), nan=0.0).clip(min=0.0)
     kw = kw / 1000.0 * pv.peak_power_kw * DERATE
     mean_kw: np.ndarray = kw.reshape(steps, SUBSTEPS).mean(axis=1)
     return mean_kw

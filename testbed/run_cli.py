@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from testbed.cli import app
+from testbed.influx_options import InfluxApi, InfluxBucket, InfluxDb, InfluxOrg, InfluxUrl
 from testbed.messages import bounded
 
 if TYPE_CHECKING:  # the experiment stack (cvxpy, asyncua, pymodbus) loads only when a run starts
@@ -32,11 +33,6 @@ Out = Annotated[
     Path | None,
     typer.Option(help="Run directory to write (default: runs/<time>-<mechanism>-seed<N>)."),
 ]
-InfluxUrl = Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL.")]
-InfluxApi = Annotated[str | None, typer.Option("--influx-api", help="v1 or v2.")]
-InfluxDb = Annotated[str | None, typer.Option("--influx-db", help="v1 database.")]
-InfluxBucket = Annotated[str | None, typer.Option("--influx-bucket", help="v2 bucket.")]
-InfluxOrg = Annotated[str | None, typer.Option("--influx-org", help="v2 organisation.")]
 InfluxSkipCreation = Annotated[
     bool | None,
     typer.Option(

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from testbed.cli import app
+from testbed.influx_options import InfluxApi, InfluxBucket, InfluxDb, InfluxOrg, InfluxUrl
 
 if TYPE_CHECKING:
     from testbed.telemetry.config import InfluxConfig
@@ -23,11 +24,6 @@ app.add_typer(telemetry_app, name="telemetry")
 console = Console()
 
 RunDir = Annotated[Path, typer.Argument(help="A run directory written with InfluxDB configured.")]
-InfluxUrl = Annotated[str | None, typer.Option("--influx-url", help="InfluxDB URL.")]
-InfluxApi = Annotated[str | None, typer.Option("--influx-api", help="v1 or v2.")]
-InfluxDb = Annotated[str | None, typer.Option("--influx-db", help="v1 database.")]
-InfluxBucket = Annotated[str | None, typer.Option("--influx-bucket", help="v2 bucket.")]
-InfluxOrg = Annotated[str | None, typer.Option("--influx-org", help="v2 organisation.")]
 InfluxSkipCreation = Annotated[
     bool | None,
     typer.Option(

@@ -13,27 +13,19 @@ import pandas as pd
 import pvlib
 
 from labspec.site import Pv, SiteInfo, Weather
+from labspec.solar import clear_sky_poa_w_m2
 
 
 def clear_sky_poa(site: SiteInfo, pv: Pv, times_utc: pd.DatetimeIndex) -> np.ndarray:
-    """Plane-of-array irradiance (W/m²) under a clear sky (Ineichen, Linke turbidity lookup)."""
-    location = pvlib.location.Location(
-        site.latitude_deg, site.longitude_deg, tz="UTC", altitude=site.altitude_m
+    """Plane-of-array irradiance (W/m²) under a clear sky (labspec.solar)."""
+    return clear_sky_poa_w_m2(
+        site.latitude_deg,
+        site.longitude_deg,
+        site.altitude_m,
+        pv.tilt_deg,
+        pv.azimuth_deg,
+        times_utc,
     )
-    solar_position = location.get_solarposition(times_utc)
-    clear = location.get_clearsky(times_utc, model="ineichen", solar_position=solar_position)
-    poa = pvlib.irradiance.get_total_irradiance(
-        surface_tilt=pv.tilt_deg,
-        surface_azimuth=pv.azimuth_deg,
-        solar_zenith=solar_position["apparent_zenith"],
-        solar_azimuth=solar_position["azimuth"],
-        dni=clear["dni"],
-        ghi=clear["ghi"],
-        dhi=clear["dhi"],
-        dni_extra=pvlib.irradiance.get_extra_radiation(times_utc),
-        model="haydavies",
-    )
-    return np.nan_to_num(poa["poa_global"].to_numpy(dtype=float), nan=0.0).clip(min=0.0)
 
 
 def cloud_index(weather: Weather, rng: np.random.Generator, n: int, step_s: float) -> np.ndarray:

@@ -147,10 +147,10 @@ def test_stored_settings_come_back_and_a_flag_overrides_one_key() -> None:
         "database": "lab",
         "skip_database_creation": True,
     }
-    moved = influx_config_from_cli(InfluxConfig.model_validate(stored), url="http://10.0.0.5:8086")
+    moved = influx_config_from_cli(InfluxConfig.model_validate(stored), url="http://127.0.0.9:8086")
     assert moved is not None
     assert (moved.url, moved.database, moved.skip_database_creation) == (
-        "http://10.0.0.5:8086",
+        "http://127.0.0.9:8086",
         "lab",
         True,
     )
