@@ -127,7 +127,9 @@ def test_edge_values_come_back_as_documented(stored_run) -> None:
         config,
         f'SELECT * FROM "telemetry" WHERE "run" = \'{run}\' AND "peer" = \'A\' AND time = {ns}',
     )
-    assert [(row["power_kw"], row["voltage_v"], row["seq"]) for row in meter_a] == [
+    # `SELECT *` lists the fields of the shards it reads: when the edge moment falls in a shard of
+    # its own (a week boundary), no voltage was ever stored there and the column is absent.
+    assert [(row["power_kw"], row.get("voltage_v"), row["seq"]) for row in meter_a] == [
         (1.5, None, None),  # NaN voltage left out
         (1.6, None, "1"),  # a second sample of the device at the same time
     ]
