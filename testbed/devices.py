@@ -167,9 +167,11 @@ class PeerDevices:
         values = snapshot_values(channel.snapshot)
         if channel is self.meter:
             values["contract_kw"] = self.contract_kw
+            values["target_kw"] = self.target_kw
         return values
 
-    contract_kw: float = 0.0
+    contract_kw: float = 0.0  # the interval's P2P contract at the PCC
+    target_kw: float = 0.0  # the PCC power the dispatcher holds (`dispatch.pcc_target_kw`)
 
     def image(self, step: int | None) -> PeerImage:
         """The process image of `step` (None = the latest one built)."""
@@ -293,10 +295,13 @@ class PeerDevices:
     # -- delivery -------------------------------------------------------------------------------
 
     async def dispatch(
-        self, step: int, contract_kw: float, now: datetime
+        self, step: int, contract_kw: float, now: datetime, target_kw: float | None = None
     ) -> tuple[str, StorageCommand] | None:
-        """Move the flexible device toward the contract; None when the peer has none."""
+        """Move the flexible device so the PCC follows `target_kw` (None = the contract); None when
+        the peer has none."""
         self.contract_kw = contract_kw
+        self.target_kw = contract_kw if target_kw is None else target_kw
+        tracked_kw = self.target_kw
         flexible = self.inverter or self.ev_charger
         if flexible is None:
             return None
@@ -316,7 +321,7 @@ class PeerDevices:
         sent: bool
         if self.inverter is not None and isinstance(device, InverterSnapshot):
             setpoint_kw, command = battery_command(
-                contract_kw,
+                tracked_kw,
                 meter.power_kw,
                 device.ac_power_kw,
                 device.pv_power_kw,
@@ -343,7 +348,7 @@ class PeerDevices:
                     )
                 )
                 command = ev_command(
-                    contract_kw,
+                    tracked_kw,
                     meter.power_kw,
                     device.power_kw,
                     device.soc_pct,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from labspec.endpoints import PlantEndpoints
@@ -162,6 +163,35 @@ def test_every_agent_decision_is_recorded_with_its_forecast_and_plan(morning_run
         for order in mine.itertuples():
             assert order.side == ("sell" if planned_kwh > 0 else "buy")
             assert order.quantity_kwh <= abs(planned_kwh) + 1e-6
+
+
+def test_the_pcc_is_held_at_the_contract_plus_the_plans_grid_import(morning_run):
+    """Each step the dispatcher holds every PCC at the lower of its contract and its plan's net
+    position: a buyer imports what its plan imports (its storage is not emptied into the part of
+    its load its bid did not win), a seller exports only what it sold."""
+    reader = RunReader(morning_run.run_dir)
+    step_s = float(load_config(REPO / "configs" / "emulated.toml").control.step_s)
+    plans = reader.agent_plans(first_step_only=True)
+    plan_kw = {
+        (row.peer, pd.Timestamp(row.interval_start).timestamp()): row.net_kw
+        for row in plans.itertuples()
+    }
+    samples = reader.samples(device="meter", fields=["power_kw", "contract_kw", "target_kw"])
+    # a sample records the target of the step before it: skip each interval's first step
+    dispatched_s = samples["time_s"] - step_s
+    interval_s = (dispatched_s // 300.0) * 300.0
+    inside = interval_s == (samples["time_s"] // 300.0) * 300.0
+    checked = 0
+    below_contract = 0
+    for row, start_s in zip(samples[inside].itertuples(), interval_s[inside], strict=True):
+        planned = plan_kw.get((row.peer, float(start_s)))
+        if planned is None:
+            continue
+        assert row.target_kw == pytest.approx(min(row.contract_kw, planned), abs=1e-9)
+        checked += 1
+        below_contract += row.target_kw < row.contract_kw - 0.05
+    assert checked > 0.9 * len(samples[inside])
+    assert below_contract > 0, "some plan imported beyond its contract"
 
 
 def test_energy_balance_within_a_tenth_of_a_percent(morning_run):
