@@ -2,7 +2,8 @@
 
 The drivers come from `instruments`; this module knows which snapshot field means what for the
 controller (PCC power, energy registers, storage power and state of charge) and turns a peer's
-contracted power into its flexible device's setpoint each step. It also puts the devices into
+target at the PCC (its contract plus its plan's grid import, `testbed.dispatch.pcc_target_kw`)
+into its flexible device's setpoint each step. It also puts the devices into
 their known operating state at the start of a run (`prepare`), checks every reading against what
 drives it (`watch_freezes`, see `testbed.frozen`) and brings a device back from its safe state
 when the cause has cleared (`recover`; the flexible device ramps from what it measures).
