@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.logging import Log
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
@@ -194,7 +195,7 @@ class _ImageReadRequest(ReadHoldingRegistersRequest):
             return None
         return _ImageReadResponse(payload, device_id, self.transaction_id)
 
-    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
         response = self.answer(device_id)
         if response is None:
             return await super().datastore_update(context, device_id)
