@@ -16,7 +16,13 @@ COMMUNITY_COLOUR = "#000000"
 OTHERS = "others"  # the peers an aggregated chart does not name (dashboards/aggregate.py)
 OTHERS_COLOUR = "#9E9E9E"
 
-DEVICE_DASH = {"meter": "solid", "inverter": "dot", "ev_charger": "dash", "load": "dashdot"}
+DEVICE_DASH = {
+    "meter": "solid",
+    "inverter": "dot",
+    "pv_inverter": "longdash",
+    "ev_charger": "dash",
+    "load": "dashdot",
+}
 
 
 def peer_colour(peer: str) -> str:

@@ -110,6 +110,23 @@ class SunSpecMeterConfig(LinkConfig):
     plausibility: PlausibilityConfig = PlausibilityConfig()
 
 
+class SunSpecPvInverterConfig(LinkConfig):
+    """A PV inverter (SunSpec models 1, 701, 702, 714 with a PV port) over Modbus TCP; read only."""
+
+    name: str = "pv_inverter"
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    device_id: int = Field(
+        1,
+        ge=0,
+        le=255,
+        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
+        "directly over TCP, as the Modbus TCP guide recommends",
+    )
+    base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
+    plausibility: PlausibilityConfig = PlausibilityConfig()
+
+
 class EvChargerConfig(LinkConfig):
     """Peer B's bidirectional charger over OPC UA (node set in labspec.ev_charger)."""
 

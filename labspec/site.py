@@ -36,6 +36,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from labspec import endpoints
 from labspec import ev_charger as ev_nodes
 from labspec.programmable_load import MAX_POWER_W
 from labspec.sunspec_layout import DEFAULT_BASE_ADDRESS
@@ -457,8 +458,16 @@ class VisaEndpoint(_Table):
 class _Device(_Table):
     peer: str = Field(min_length=1)
     channel: str | None = Field(None, min_length=1, description="Name within the peer")
-    driver: dict[str, Any] = Field(
-        default_factory=dict, description="Driver settings: timeouts, plausibility ranges ..."
+    driver: str | None = Field(
+        None,
+        min_length=1,
+        description="The controller's driver kind for this device (default: DEFAULT_DRIVER of "
+        "its kind); the controller's registry checks that it exists and serves the kind",
+    )
+    driver_settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of the driver's configuration model (timeouts, plausibility ranges, "
+        "an address of its own ...); they win over what the site and the plant give",
     )
 
 
@@ -547,6 +556,16 @@ DEFAULT_CHANNEL = {
     "ev_charger": "ev_charger",
     "programmable_load": "load",
 }
+# The controller's driver kind for each device kind when a device names none (testbed's
+# driver registry holds them; the plant does not care which driver the controller uses).
+DEFAULT_DRIVER = {
+    "pcc_meter": "sunspec_meter",
+    "hybrid_inverter": "sunspec_inverter",
+    "battery_inverter": "sunspec_inverter",
+    "pv_inverter": "sunspec_pv_inverter",
+    "ev_charger": "opcua_ev_charger",
+    "programmable_load": "scpi_load",
+}
 StorageInverter = HybridInverter | BatteryInverter
 AnyDevice = PccMeter | HybridInverter | BatteryInverter | PvInverter | EvCharger | ProgrammableLoad
 
@@ -585,6 +604,11 @@ class Site(_Table):
         device = self.devices[device_id]
         return device.channel or DEFAULT_CHANNEL[device.kind]
 
+    def driver_of(self, device_id: str) -> str:
+        """The name of the driver kind the controller uses for the device."""
+        device = self.devices[device_id]
+        return device.driver or DEFAULT_DRIVER[device.kind]
+
     def meter_of(self, peer: str) -> str:
         """The id of the peer's PCC meter."""
         return next(d for d, dev in self.devices_of(peer).items() if dev.kind == "pcc_meter")
@@ -598,6 +622,37 @@ class Site(_Table):
             gateway = self.modbus_gateways[endpoint.gateway]
             return gateway.host, gateway.port, endpoint.gateway
         return endpoint.host, endpoint.port, None
+
+    def endpoint_of(self, device_id: str) -> endpoints.DeviceEndpoint | None:
+        """Where the device is served, as the site says; None for a free port (port 0: the
+        emulated plant picks it and writes it in its endpoints file)."""
+        device = self.devices[device_id]
+        if isinstance(device, EvCharger):
+            opcua = device.opcua
+            if not opcua.port:
+                return None
+            return endpoints.OpcUaEndpoint(
+                host=opcua.host,
+                port=opcua.port,
+                url=opcua.url,
+                namespace_uri=opcua.namespace_uri,
+                security="none" if opcua.security == "none" else "sign_and_encrypt",
+                username=opcua.username,
+            )
+        if isinstance(device, ProgrammableLoad):
+            visa = device.visa
+            if not visa.port:
+                return None
+            return endpoints.ScpiEndpoint(host=visa.host, port=visa.port, resource=visa.resource)
+        host, port, _ = self.modbus_address(device_id)
+        if not port:
+            return None
+        return endpoints.ModbusEndpoint(
+            host=host,
+            port=port,
+            unit=device.modbus.unit_id,
+            base_address=device.modbus.sunspec_base,
+        )
 
     def zone(self) -> ZoneInfo:
         return self.site.zone

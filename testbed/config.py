@@ -13,14 +13,17 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from instruments.config import (
-    EvChargerConfig,
-    ProgrammableLoadConfig,
-    SunSpecInverterConfig,
-    SunSpecMeterConfig,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
 )
+
 from peers.assets import PeerAssets, default_assets
 from testbed.ledger.config import LedgerConfig
 from testbed.messages import bounded, quoted
@@ -46,11 +49,61 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+class DeviceEntry(_Strict):
+    """One device of a peer: its driver kind (`testbed.driver_registry`), the device's id in the
+    site (where the plant serves it, what messages name), the driver's typed configuration, and
+    the site's driver settings (kept over the plant's endpoints)."""
+
+    driver: str
+    name: str
+    config: SerializeAsAny[BaseModel]
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_config(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "driver" not in data:
+            return data
+        from testbed.driver_registry import driver_kind
+
+        kind = driver_kind(str(data["driver"]))
+        config = data.get("config", {})
+        if isinstance(config, BaseModel):
+            config = config.model_dump()
+        try:
+            typed = kind.config_model.model_validate(config)
+        except ValidationError as error:
+            raise ValueError(
+                f"config ({kind.config_model.__name__}): {describe_validation_error(error)}"
+            ) from None
+        return {**data, "config": typed, "name": data.get("name", getattr(typed, "name", ""))}
+
+    @property
+    def channel(self) -> str:
+        """The device's name within its peer: its driver kind's role channel."""
+        from testbed.driver_registry import driver_kind
+
+        return driver_kind(self.driver).channel
+
+
+# The device sections a peer table may give by their channel, and the driver each one takes
+# (`[peers.A.meter]` is `[peers.A.devices.meter]` with driver "sunspec_meter").
+DEVICE_SECTIONS = {
+    "meter": "sunspec_meter",
+    "inverter": "sunspec_inverter",
+    "pv_inverter": "sunspec_pv_inverter",
+    "ev_charger": "opcua_ev_charger",
+    "load": "scpi_load",
+}
+
+
 class PeerConfig(_Strict):
     """One peer: its role, its agent, its assets and how to reach its devices.
 
-    The device sections are the drivers' own configuration models (`instruments.config`); the
-    assets are `peers.assets.PeerAssets` without the peer name (defaults: the section 5.4 testbed).
+    `devices` maps each device's channel to its driver kind and the driver's own configuration
+    model (`testbed.driver_registry`); a section named after a channel (`[peers.C.meter]`) is
+    the built-in driver of that channel. The assets are `peers.assets.PeerAssets` without the
+    peer name (defaults: the section 5.4 testbed).
     """
 
     role: Literal["prosumer", "consumer"]
@@ -58,10 +111,23 @@ class PeerConfig(_Strict):
     agent_params: dict[str, Any] = Field(default_factory=dict)
     assets: dict[str, Any] = Field(default_factory=dict)
     ramp_kw_per_s: PositiveFloat = 1.0  # controller-side ramp limit of the flexible device
-    meter: SunSpecMeterConfig
-    inverter: SunSpecInverterConfig | None = None
-    ev_charger: EvChargerConfig | None = None
-    load: ProgrammableLoadConfig | None = None
+    devices: dict[str, DeviceEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _device_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(key in data for key in DEVICE_SECTIONS):
+            return data
+        data = dict(data)
+        devices = dict(data.get("devices") or {})
+        for channel, driver in DEVICE_SECTIONS.items():
+            if channel in data:
+                section = data.pop(channel)
+                if channel in devices:
+                    raise ValueError(f"{channel}: given twice (also in devices.{channel})")
+                devices[channel] = {"driver": driver, "config": section}
+        data["devices"] = devices
+        return data
 
     def peer_assets(self, name: str) -> PeerAssets:
         """The peer's assets: the file's `assets` table, else the testbed's defaults for `name`."""
@@ -70,10 +136,43 @@ class PeerConfig(_Strict):
         return PeerAssets.model_validate({"peer": name, "role": self.role, **self.assets})
 
     @model_validator(mode="after")
-    def _one_flexible_device(self) -> PeerConfig:
-        if self.inverter is not None and self.ev_charger is not None:
+    def _devices_by_channel(self) -> PeerConfig:
+        for channel, entry in self.devices.items():
+            if entry.channel != channel:
+                raise ValueError(
+                    f"devices.{channel}.driver = {entry.driver!r}: a {entry.channel} driver; "
+                    f"its channel is devices.{entry.channel}"
+                )
+        if "meter" not in self.devices:
+            raise ValueError("meter: required (the peer's PCC meter, devices.meter)")
+        if "inverter" in self.devices and "ev_charger" in self.devices:
             raise ValueError("a peer has one flexible device: an inverter or an ev_charger")
         return self
+
+    def device_config(self, channel: str) -> BaseModel | None:
+        entry = self.devices.get(channel)
+        return entry.config if entry is not None else None
+
+    @property
+    def meter(self) -> BaseModel:
+        """The PCC meter's driver configuration."""
+        return self.devices["meter"].config
+
+    @property
+    def inverter(self) -> BaseModel | None:
+        return self.device_config("inverter")
+
+    @property
+    def pv_inverter(self) -> BaseModel | None:
+        return self.device_config("pv_inverter")
+
+    @property
+    def ev_charger(self) -> BaseModel | None:
+        return self.device_config("ev_charger")
+
+    @property
+    def load(self) -> BaseModel | None:
+        return self.device_config("load")
 
 
 class PricesConfig(_Strict):
@@ -192,14 +291,16 @@ class TestbedConfig(_Strict):
     def _peers_from_site(cls, data: Any) -> Any:
         if not isinstance(data, dict) or data.get("peers"):
             return data
-        from labspec.site import SiteError
+        from labspec.site import DEFAULT_SITE_PATH, SiteError
         from testbed.site_peers import peers_from_site
 
+        site_path = data.get("site")
         try:
-            site = load_site_file(data.get("site"))
+            site = load_site_file(site_path)
+            peers = peers_from_site(site, str(site_path or DEFAULT_SITE_PATH))
         except SiteError as error:
             raise ValueError(str(error)) from None
-        return {**data, "peers": peers_from_site(site)}
+        return {**data, "peers": peers}
 
     def site_model(self) -> Site:
         """The site this experiment runs on (the default site when `site` is not set)."""

@@ -1,7 +1,9 @@
 """A peer's devices as the engine sees them: channels, a process image, and its dispatcher.
 
-The drivers come from `instruments`; this module knows which snapshot field means what for the
-controller (PCC power, energy registers, storage power and state of charge) and turns a peer's
+Each device is built by its driver kind (`testbed.driver_registry`), which puts it in the peer's
+slot of its role: the PCC meter, a PV inverter, the storage inverter or EV charger (the one
+flexible device), a programmable load. This module knows which reading means what for the
+controller (PCC power, energy registers, PV and storage power, state of charge) and turns a peer's
 contracted power into its flexible device's setpoint each step. It also puts the devices into
 their known operating state at the start of a run (`prepare`), checks every reading against what
 drives it (`watch_freezes`, see `testbed.frozen`) and brings a device back from its safe state
@@ -14,23 +16,28 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Never
+from typing import Never, Protocol
 
-from instruments.config import (
-    EvChargerConfig,
-    ProgrammableLoadConfig,
-    SunSpecInverterConfig,
-    SunSpecMeterConfig,
-)
-from instruments.ev_charger import EvCharger, EvChargerSnapshot, EvSetpoint
-from instruments.inverter import InverterSetpoint, InverterSnapshot, SunSpecInverter
-from instruments.meter import MeterSnapshot, SunSpecMeter
-from instruments.programmable_load import LoadSetpoint, LoadSnapshot, ProgrammableLoad
+from instruments.ev_charger import EvChargerSnapshot, EvSetpoint
+from instruments.inverter import InverterSetpoint, InverterSnapshot
+from instruments.programmable_load import LoadSetpoint, LoadSnapshot
 from peers.assets import PeerAssets
 from peers.interface import DeviceState
 from testbed.channels import Channel, ReadingT, SetpointT
 from testbed.config import ControlConfig, PeerConfig
 from testbed.dispatch import MobilityNeed, StorageCommand, battery_command, ev_command
+from testbed.driver_registry import (
+    ROLE_CHANNEL,
+    EvDriver,
+    LoadDriver,
+    MeterDriver,
+    MeterReading,
+    PvDriver,
+    PvReading,
+    Role,
+    StorageDriver,
+    driver_kind,
+)
 from testbed.drivers import DeviceDriver, DeviceReading, field_names
 from testbed.safety import StorageLimits
 
@@ -55,12 +62,54 @@ _NUMERIC_FIELDS: dict[type, tuple[str, ...]] = {}
 _NUMBER_TYPES = {float, int, bool, type(None)}
 
 
-MeterChannel = Channel[MeterSnapshot, Never]
+MeterChannel = Channel[MeterReading, Never]
+PvChannel = Channel[PvReading, Never]
 InverterChannel = Channel[InverterSnapshot, InverterSetpoint]
 EvChannel = Channel[EvChargerSnapshot, EvSetpoint]
 LoadChannel = Channel[LoadSnapshot, LoadSetpoint]
-AnyChannel = MeterChannel | InverterChannel | EvChannel | LoadChannel
-DeviceChannel = InverterChannel | EvChannel | LoadChannel  # the devices behind the PCC meter
+AnyChannel = MeterChannel | PvChannel | InverterChannel | EvChannel | LoadChannel
+# the devices behind the PCC meter
+DeviceChannel = PvChannel | InverterChannel | EvChannel | LoadChannel
+
+
+class _ChannelFactory(Protocol):
+    def __call__(
+        self, device: str, driver: DeviceDriver[ReadingT, SetpointT]
+    ) -> Channel[ReadingT, SetpointT]: ...
+
+
+class _Slots:
+    """A peer's channels by role, filled by the registry's driver kinds (`DeviceSlots`); a role
+    taken twice is refused. Each channel is named after its role (`ROLE_CHANNEL`)."""
+
+    def __init__(self, channel: _ChannelFactory) -> None:
+        self._channel = channel
+        self.meter: MeterChannel | None = None
+        self.pv: PvChannel | None = None
+        self.inverter: InverterChannel | None = None
+        self.ev_charger: EvChannel | None = None
+        self.load: LoadChannel | None = None
+
+    @staticmethod
+    def _free(taken: object, device_id: str, role: Role) -> str:
+        if taken is not None:
+            raise ValueError(f"{device_id}: the peer has a {ROLE_CHANNEL[role]} already")
+        return ROLE_CHANNEL[role]
+
+    def add_meter(self, device_id: str, driver: MeterDriver) -> None:
+        self.meter = self._channel(self._free(self.meter, device_id, "meter"), driver)
+
+    def add_pv(self, device_id: str, driver: PvDriver) -> None:
+        self.pv = self._channel(self._free(self.pv, device_id, "pv"), driver)
+
+    def add_storage(self, device_id: str, driver: StorageDriver) -> None:
+        self.inverter = self._channel(self._free(self.inverter, device_id, "storage"), driver)
+
+    def add_ev(self, device_id: str, driver: EvDriver) -> None:
+        self.ev_charger = self._channel(self._free(self.ev_charger, device_id, "ev"), driver)
+
+    def add_load(self, device_id: str, driver: LoadDriver) -> None:
+        self.load = self._channel(self._free(self.load, device_id, "load"), driver)
 
 
 def snapshot_values(snapshot: DeviceReading) -> dict[str, float]:
@@ -85,7 +134,7 @@ def snapshot_values(snapshot: DeviceReading) -> dict[str, float]:
 
 def _sum_or_none(values: list[float | None]) -> float | None:
     """The sum of `values`, or None when any is missing."""
-    total: float = 0
+    total = 0.0
     for value in values:
         if value is None:
             return None
@@ -122,31 +171,29 @@ class PeerDevices:
                 io_timeout_s=control.io_timeout_s,
             )
 
-        self.meter: MeterChannel = channel("meter", SunSpecMeter(config.meter, clock=clock))
+        slots = _Slots(channel)
+        for entry in config.devices.values():  # every device built by its registered kind
+            driver_kind(entry.driver).install(slots, entry.name, entry.config, clock)
+        if slots.meter is None:
+            raise ValueError(f"peer {peer}: no PCC meter")
+        self.meter: MeterChannel = slots.meter
         self.meter.watch.sensor = True
-        self.inverter: InverterChannel | None = (
-            channel("inverter", SunSpecInverter(config.inverter, clock=clock))
-            if config.inverter
-            else None
-        )
-        self.ev_charger: EvChannel | None = (
-            channel("ev_charger", EvCharger(config.ev_charger, clock=clock))
-            if config.ev_charger
-            else None
-        )
-        self.load: LoadChannel | None = (
-            channel("load", ProgrammableLoad(config.load, clock=clock)) if config.load else None
-        )
+        self.pv: PvChannel | None = slots.pv
+        self.inverter: InverterChannel | None = slots.inverter
+        self.ev_charger: EvChannel | None = slots.ev_charger
+        self.load: LoadChannel | None = slots.load
         if self.load is not None:
             self.load.watch.sensor = True
         for flexible in (self.inverter, self.ev_charger):
             if flexible is not None:
                 flexible.watch.follows_setpoint = True
         self.channels: list[AnyChannel] = [
-            c for c in (self.meter, self.inverter, self.ev_charger, self.load) if c is not None
+            c
+            for c in (self.meter, self.pv, self.inverter, self.ev_charger, self.load)
+            if c is not None
         ]
         self._devices: list[DeviceChannel] = [
-            c for c in (self.inverter, self.ev_charger, self.load) if c is not None
+            c for c in (self.pv, self.inverter, self.ev_charger, self.load) if c is not None
         ]
         self._ramp_kw_per_s = config.ramp_kw_per_s
         self._last_command_kw = 0.0
@@ -194,6 +241,12 @@ class PeerDevices:
             if load_device is not None:
                 house = -meter.power_kw
         inverter = self.inverter.fresh(step) if self.inverter else None
+        pv = self.pv.fresh(step) if self.pv else None
+        pv_sources: list[float | None] = []  # a hybrid inverter's PV port, a PV inverter
+        if self.inverter is not None:
+            pv_sources.append(inverter.pv_power_kw if inverter else None)
+        if self.pv is not None:
+            pv_sources.append(pv.pv_power_kw if pv else None)
         ev = self.ev_charger.fresh(step) if self.ev_charger else None
         self._image = PeerImage(
             pcc_kw=meter.power_kw if meter else None,
@@ -202,7 +255,7 @@ class PeerDevices:
             device_kw=device_kw,
             device_energy_kwh=device_energy,
             house_load_kw=house,
-            pv_kw=inverter.pv_power_kw if inverter else (0.0 if self.inverter is None else None),
+            pv_kw=_sum_or_none(pv_sources),
             battery_soc_pct=inverter.soc_pct if inverter else None,
             ev_soc_pct=ev.soc_pct if ev else None,
             ev_plugged=ev.plugged if ev else None,
@@ -469,8 +522,3 @@ class PeerDevices:
 
 def _clamp(value: float, limit: float) -> float:
     return max(-limit, min(limit, value))
-
-
-def driver_configs() -> tuple[type, ...]:
-    """The driver configuration models a peer's devices use (for the config schema)."""
-    return (SunSpecMeterConfig, SunSpecInverterConfig, EvChargerConfig, ProgrammableLoadConfig)

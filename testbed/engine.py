@@ -304,8 +304,12 @@ class Engine:
         log = self._registers[name]
         if meter.frozen:
             log.drop_after(meter.watch.changed_step)
+            self.totals.drop_registers_after(name, meter.watch.changed_step)
         elif meter.snapshot is not None and meter.snapshot_step == step and not meter.lost:
             log.add(step, meter.snapshot.import_kwh, meter.snapshot.export_kwh)
+            self.totals.observe_registers(
+                name, step, meter.snapshot.import_kwh, meter.snapshot.export_kwh
+            )
 
     def _record(self, step: int) -> None:
         assert self.now is not None
@@ -320,8 +324,6 @@ class Engine:
                     account.load_kwh += image.house_load_kw * self.dt_s / 3600.0
                 if image.pv_kw is not None:
                     account.pv_kwh += image.pv_kw * self.dt_s / 3600.0
-                self.totals.integrate(peer.peer, image, self.dt_s)
-            self.totals.observe_counters(peer.peer, peer.image(step))
 
     async def _trade(self, interval: int, start: datetime, step: int) -> None:
         interval_start = start + timedelta(seconds=interval * self.config.market.interval_s)
@@ -399,6 +401,7 @@ class Engine:
             for name, (begin, end) in ready.items():
                 self._registers[name].fix(first, begin)
                 self._registers[name].fix(last, end)
+                self.totals.settled_boundaries(name, first, begin, last, end)
             await self._settle_interval(interval, ready)
             queue.pop(0)
             for log in self._registers.values():

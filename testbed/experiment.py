@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from labspec.endpoints import ModbusEndpoint, OpcUaEndpoint, PlantEndpoints, ScpiEndpoint
+from labspec.endpoints import PlantEndpoints
 from testbed.clock import Clock, LockstepClock, WallClock
 from testbed.config import ConfigError, TestbedConfig, parse_config
 from testbed.devices import PeerDevices
 from testbed.documents import RunFinished, Sink
+from testbed.driver_registry import driver_kind
 from testbed.engine import Engine, ProgressCallback, StartupError
 from testbed.ledger.run_ledger import open_run_ledger
 from testbed.runstore import DB_FILE, RunStore
@@ -40,51 +41,34 @@ class RunResult:
 
 
 def with_plant_endpoints(config: TestbedConfig, endpoints: PlantEndpoints) -> TestbedConfig:
-    """The configuration with every device endpoint taken from a running emulated plant."""
+    """The configuration with every device endpoint taken from a running emulated plant: each
+    device is the plant's device of the same id (a PCC meter not found so, the peer's meter),
+    and the site's driver settings stay on top."""
     data = config.model_dump(mode="json", exclude_none=True)
     data["plant"] = {
         **data.get("plant", {}),
         "control_host": endpoints.control.host,
         "control_port": endpoints.control.port,
     }
-    for name, peer in data["peers"].items():
-        if name in endpoints.meters:
-            meter = endpoints.meter(name)
-            peer["meter"].update(
-                host=meter.host,
-                port=meter.port,
-                device_id=meter.unit,
-                base_addresses=[meter.base_address],
-            )
-        # A flexible device or load is the plant's device of the same id as the driver's name
-        # (the site's device id; the default site's are inverter, ev_charger and load).
-        if "inverter" in peer:
-            inv = _endpoint(endpoints, name, peer["inverter"]["name"], ModbusEndpoint)
-            peer["inverter"].update(
-                host=inv.host, port=inv.port, device_id=inv.unit, base_addresses=[inv.base_address]
-            )
-        if "ev_charger" in peer:
-            ev = _endpoint(endpoints, name, peer["ev_charger"]["name"], OpcUaEndpoint)
-            peer["ev_charger"]["url"] = ev.url
-        if "load" in peer:
-            load = _endpoint(endpoints, name, peer["load"]["name"], ScpiEndpoint)
-            peer["load"].update(host=load.host, port=load.port)
+    for name, peer in config.peers.items():
+        devices = data["peers"][name]["devices"]
+        for channel, entry in peer.devices.items():
+            endpoint = endpoints.devices.get(entry.name)
+            if endpoint is None and channel == "meter" and name in endpoints.meters:
+                endpoint = endpoints.meter(name)
+            if endpoint is None:
+                raise ConfigError(
+                    f"peers.{name}.devices.{channel}: the plant serves no device {entry.name!r} "
+                    f"(it serves: {', '.join(endpoints.devices) or 'none'}); the configuration "
+                    "and the plant's site disagree"
+                )
+            kind = driver_kind(entry.driver)
+            try:
+                filled = kind.configure(entry.name, None, endpoint, entry.settings, entry.config)
+            except ValueError as error:  # pydantic's ValidationError is a ValueError too
+                raise ConfigError(f"peers.{name}.devices.{channel}: {error}") from None
+            devices[channel]["config"] = filled.model_dump(mode="json", exclude_none=True)
     return parse_config(data, "configuration with the plant's endpoints")
-
-
-_E = TypeVar("_E", ModbusEndpoint, OpcUaEndpoint, ScpiEndpoint)
-
-
-def _endpoint(endpoints: PlantEndpoints, peer: str, device_id: str, kind: type[_E]) -> _E:
-    endpoint = endpoints.devices.get(device_id)
-    if not isinstance(endpoint, kind):
-        served = ", ".join(d for d, e in endpoints.devices.items() if isinstance(e, kind))
-        raise ConfigError(
-            f"peers.{peer}: the plant serves no {kind.__name__.removesuffix('Endpoint')} device "
-            f"{device_id!r} (it serves: {served or 'none'}); the configuration and the plant's "
-            "site disagree"
-        )
-    return endpoint
 
 
 def with_overrides(

@@ -17,6 +17,7 @@ from rich.table import Table
 from testbed.cli import app
 from testbed.influx_options import InfluxApi, InfluxBucket, InfluxDb, InfluxOrg, InfluxUrl
 from testbed.messages import bounded
+from testbed.summary import metering_notes
 
 if TYPE_CHECKING:  # the experiment stack (cvxpy, asyncua, pymodbus) loads only when a run starts
     from testbed.config import TestbedConfig
@@ -275,6 +276,8 @@ def print_summary(result: RunResult, started: float) -> None:
         f"{summary.get('energy_through_pcc_kwh', 0):.3f} kWh through the PCCs; interlocks "
         f"{summary.get('interlocks') or 'none'}"
     )
+    for line in metering_notes(summary):
+        console.print(line)
     if result.influx_backlog is not None:
         backlog = result.influx_backlog
         state = "all acknowledged" if backlog.drained else "backlog left in the run directory"

@@ -45,9 +45,11 @@ def generate(
 def check(site_file: Annotated[Path, typer.Argument(help="A site file (TOML).")]) -> None:
     """Validate a site file; a problem is printed with the key, the value and what is allowed."""
     from labspec.site import SiteError, load_site
+    from testbed.driver_registry import check_site
 
     try:
         site = load_site(site_file)
+        check_site(site, str(site_file))  # every device's driver kind exists and serves it
     except SiteError as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from None

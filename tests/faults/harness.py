@@ -53,8 +53,8 @@ def experiment_config(
     data["control"].update(control or {})
     for name, devices in (peers or {}).items():
         for device, settings in devices.items():
-            if isinstance(settings, dict):
-                data["peers"][name][device].update(settings)
+            if isinstance(settings, dict):  # a device's driver settings
+                data["peers"][name]["devices"][device]["config"].update(settings)
             else:
                 data["peers"][name][device] = settings
     return with_plant_endpoints(parse_config(data), endpoints)

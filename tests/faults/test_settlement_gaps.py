@@ -34,6 +34,14 @@ def test_a_meter_missing_at_an_interval_end_is_settled_from_its_registers(workin
     gaps = interlocks[interlocks["kind"] == "unmetered_interval"]
     assert set(gaps["action"]) == {"pending", "filled"}
     assert (gaps["peer"] == "C").all()
+    # the summary names the gap and the filled boundary; its balance closes over the gap
+    summary = run.result.finished.summary
+    metering = summary["metering"]
+    assert metering["C"]["meter_gaps"] >= 1 and metering["C"]["meter_gap_steps"] >= 30
+    assert metering["C"]["filled_boundaries"] == 1
+    assert metering["C"]["registers_kwh"] == pytest.approx(metered_net_kwh(run)["C"], abs=1e-6)
+    assert metering["A"]["meter_gaps"] == metering["B"]["meter_gaps"] == 0
+    assert summary["energy_balance_error_kwh"] < 1e-6
     # the bills still close: every settlement's bill is its parts
     s = run.reader.settlements()
     parts = (

@@ -163,9 +163,8 @@ def test_site_generate_writes_a_valid_community(tmp_path):
 def test_the_12_home_community_runs_a_day_and_its_energy_balance_closes(tmp_path):
     """labspec/sites/community12.toml for 24 h on the emulated plant (a 30 s control step and the
     baseline agents keep it short): every home is metered and settled, the batteries and carts
-    are used inside their SoC windows, and the energy through the PCCs balances the devices and
-    house loads behind them (measured: 0.032 of 184 kWh, 1.8e-4; the three-peer day at a 1 s step:
-    0.000407 of 33.1 kWh, docs/bench-demo.md; a 30 s step integrates the house loads coarser)."""
+    are used inside their SoC windows, and what the PCC meters' registers counted is what was
+    settled (the balance reads the registers only, so a 30 s step closes it as a 1 s step does)."""
     from testbed.plant_process import emulated_plant
 
     config = with_site(load_config(EMULATED), REPO / "labspec" / "sites" / "community12.toml")
