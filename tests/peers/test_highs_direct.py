@@ -18,7 +18,7 @@ from peers.horizon import horizon_inputs
 from peers.interface import DeviceState
 from tests.peers.conftest import START, context, forecasts
 
-SCHEDULE_FIELDS = ("pv_used_kw", "battery_kw", "ev_kw", "net_kw", "battery_kwh", "ev_kwh")
+SCHEDULE_FIELDS = ("pv_used_kw", "battery_kw", "ev_kw", "net_kw", "battery_kwh", "ev_kwh", "p2p_kw")
 
 
 def day_of_inputs(peer: str, intervals: int = 4):
@@ -45,7 +45,7 @@ def day_of_inputs(peer: str, intervals: int = 4):
 
 
 def assert_same(fast, slow) -> None:
-    for name in SCHEDULE_FIELDS + ("p2p_kw", "value_per_kwh"):
+    for name in (*SCHEDULE_FIELDS, "value_per_kwh"):
         a, b = getattr(fast, name), getattr(slow, name)
         assert (a is None) == (b is None), name
         if a is not None:
