@@ -30,6 +30,7 @@ import cvxpy as cp
 import numpy as np
 
 from peers.assets import PeerAssets
+from peers.highs_direct import HighsSolver
 from peers.horizon import HorizonInputs
 from peers.schedule import Schedule
 
@@ -246,6 +247,7 @@ class _Model:
         self.problem = cp.Problem(cp.Minimize(cost), cons)
         if not self.problem.is_dcp(dpp=True):
             raise HemsError("HEMS model is not DPP; it would recompile on every solve")
+        self.solver = HighsSolver(self.problem)
 
     def set(self, name: str, value: float | np.ndarray) -> None:
         self.par[name].value = value
@@ -338,7 +340,7 @@ class Hems:
     def _solve(self, model: _Model, milp: bool) -> float:
         started = clock.perf_counter()
         try:
-            model.problem.solve(solver=cp.HIGHS, warm_start=False, **self._solver_options(milp))
+            model.solver.solve(self._solver_options(milp))
         except (cp.error.SolverError, ValueError, ArithmeticError) as exc:
             raise HemsError(f"HiGHS failed: {exc}") from exc
         status = model.problem.status

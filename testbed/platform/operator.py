@@ -12,11 +12,17 @@ the journal's answer, so duplicates change nothing.
 Rules an order must pass (else `rejected` with the reason, journalled, and left out of the book):
 the submission parses (schema), it came on its own peer's topic, the peer is registered with a
 public key, the signature verifies, the interval's gate is still open, and its id is new.
+
+Every order received goes to the controller for the run's ledger: those of an interval's book
+(accepted or rejected) in its clearing report; the rejections outside any book (after the gate, or
+for another interval than their submission's) and the unreadable submissions on a peer's topic in
+the next clearing or settlement report (`unbooked`, `rejected_messages`), each in exactly one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict, deque
@@ -47,6 +53,7 @@ from testbed.platform.messages import (
     PeerResult,
     PeerSettlement,
     PublicClearing,
+    RejectedMessage,
     RejectedOrder,
     SettlementReport,
     SignedCandidate,
@@ -83,6 +90,15 @@ class _Interval:
     refused_peers: dict[str, str] = field(default_factory=dict)
     sell_only_peers: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Unbooked:
+    """Journalled rejections outside any book, for the next report to carry."""
+
+    seqs: list[int] = field(default_factory=list)
+    orders: list[SignedCandidate] = field(default_factory=list)
+    messages: list[RejectedMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -231,7 +247,23 @@ class OperatorService:
             submission = parse(Submission, payload)
         except BadMessage as error:
             reason = str(error)
-            self.journal.record_rejected_message(received, peer, topic, reason, payload)
+            attributed = topics.peer_of(topic) is not None
+            rejected = RejectedMessage(
+                peer=peer,
+                topic=topic,
+                received_at=received,
+                reason=reason,
+                payload_sha256=hashlib.sha256(payload).hexdigest(),
+                payload_bytes=len(payload),
+            )
+            self.journal.record_rejected_message(
+                received,
+                peer,
+                topic,
+                reason,
+                payload,
+                rejected.model_dump_json() if attributed else None,
+            )
             self._send(
                 topics.acks(peer),
                 Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason).payload(),
@@ -241,9 +273,11 @@ class OperatorService:
         if known is not None:  # a duplicate delivery: the same answer, nothing changes
             self._send(topics.acks(peer), known.encode("utf-8"))
             return
-        ack, rows = self._intake(peer, submission)
+        ack, rows, unbooked = self._intake(peer, submission)
         ack_json = ack.model_dump_json()
-        self.journal.record_submission(submission.message_id, peer, ack_json, received, rows)
+        self.journal.record_submission(
+            submission.message_id, peer, ack_json, received, rows, unbooked
+        )
         self._note_account(peer, submission, ack)
         self._send_account(peer)  # retained before the acknowledgement reaches the peer
         self._send(topics.acks(peer), ack_json.encode("utf-8"))
@@ -253,10 +287,12 @@ class OperatorService:
 
     def _intake(
         self, peer: str, submission: Submission
-    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]]]:
+    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]], list[str]]:
+        """The acknowledgement, the journal's rows, and the rejections no book carries."""
         interval = _utc(submission.interval_start)
         statuses: list[OrderStatus] = []
         rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
+        unbooked: list[str] = []
         closed = self._is_closed(interval)
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
@@ -281,9 +317,12 @@ class OperatorService:
                 statuses.append(
                     OrderStatus(order_id=signed.order_id, status="rejected", reason=reason)
                 )
+                candidate = SignedCandidate(order=signed, reason=reason)
                 if book is not None and _utc(signed.interval_start) == interval:
                     book.rejected.append((signed.as_order(), reason))
-                    book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
+                    book.rejected_signed.append(candidate)
+                else:
+                    unbooked.append(candidate.model_dump_json())
             rows.append(
                 (
                     interval,
@@ -303,7 +342,7 @@ class OperatorService:
             interval_start=submission.interval_start,
             statuses=statuses,
         )
-        return ack, rows
+        return ack, rows, unbooked
 
     def _is_closed(self, interval: datetime) -> bool:
         last = self.last_closed()
@@ -397,6 +436,7 @@ class OperatorService:
     async def _close(self, interval: datetime) -> None:
         gate_closed_wall = time.time()
         book = self._intervals.pop(interval, _Interval())
+        unbooked = self._pending_unbooked()
         ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
         accepted = [
             signed
@@ -423,9 +463,11 @@ class OperatorService:
                 *(SignedCandidate(order=signed) for signed in accepted),
                 *book.rejected_signed,
             ],
+            unbooked=unbooked.orders,
+            rejected_messages=unbooked.messages,
         )
         report_json = report.model_dump_json()
-        self.journal.record_clearing(interval, report_json, self.clearer.order_count)
+        self.journal.record_clearing(interval, report_json, self.clearer.order_count, unbooked.seqs)
         self._closed[interval] = report
         self._gate_tasks.pop(interval, None)
         self._announced.pop(interval, None)
@@ -504,8 +546,14 @@ class OperatorService:
             self.config.prices,
             balancing=self.config.market.balancing,
         )
-        report = SettlementReport(interval_start=interval, settlements=settlements)
-        self.journal.record_settlement(interval, report.model_dump_json())
+        unbooked = self._pending_unbooked()
+        report = SettlementReport(
+            interval_start=interval,
+            settlements=settlements,
+            unbooked=unbooked.orders,
+            rejected_messages=unbooked.messages,
+        )
+        self.journal.record_settlement(interval, report.model_dump_json(), unbooked.seqs)
         self._settled.add(interval)
         await self.link.publish(topics.SETTLEMENT_REPORTS, report)
         publications = []
@@ -525,6 +573,17 @@ class OperatorService:
             )
             self._send_account(settlement.peer)
         await asyncio.gather(*publications)
+
+    def _pending_unbooked(self) -> _Unbooked:
+        """The rejections outside any book that no report has carried yet (from the journal)."""
+        pending = _Unbooked()
+        for seq, kind, item in self.journal.pending_unbooked():
+            pending.seqs.append(seq)
+            if kind == "order":
+                pending.orders.append(SignedCandidate.model_validate_json(item))
+            else:
+                pending.messages.append(RejectedMessage.model_validate_json(item))
+        return pending
 
     def wallet_balance(self, peer: str) -> float:
         """The peer's wallet: its opening balance less its settled bills (the ledger's wallets
