@@ -140,6 +140,9 @@ class OperatorService:
         # the peers with accepted orders of an interval still to clear in their account views
         self._accounts_open: dict[datetime, set[str]] = defaultdict(set)
         self._settled: set[datetime] = set()
+        # ids of orders rejected outside any book with their peer's valid signature: the run's
+        # ledger counts them as used, so a later order with the same id is refused here too
+        self._used_unbooked: dict[str, str] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._restore()
@@ -165,12 +168,22 @@ class OperatorService:
             self._closed[_utc(report.interval_start)] = report
         for text in self.journal.settlements():
             self._settled.add(_utc(parse(SettlementReport, text).interval_start))
+        for item in self.journal.unbooked_orders():
+            self._note_unbooked(SignedCandidate.model_validate_json(item))
         for interval_text, peer, seq, signed_json in self.journal.accepted_orders():
             interval = _utc(datetime.fromisoformat(interval_text))
             if interval in self._closed:
                 continue
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+
+    def _note_unbooked(self, candidate: SignedCandidate) -> None:
+        """An order rejected outside any book uses its id on the ledger when it is signed by
+        its own peer's registered key (the ledger's rule for a used id)."""
+        order = candidate.order
+        public_key = self.registry.public_key(order.peer)
+        if public_key is not None and signature_valid(public_key, order):
+            self._used_unbooked.setdefault(order.order_id, candidate.reason or "rejected")
 
     def last_closed(self) -> datetime | None:
         return max(self._closed) if self._closed else None
@@ -323,6 +336,7 @@ class OperatorService:
                     book.rejected_signed.append(candidate)
                 else:
                     unbooked.append(candidate.model_dump_json())
+                    self._note_unbooked(candidate)
             rows.append(
                 (
                     interval,
@@ -370,6 +384,11 @@ class OperatorService:
             )
         if not signature_valid(public_key, signed):
             return "bad signature: not signed by the peer's registered key, or changed since"
+        if signed.order_id in self._used_unbooked:
+            return (
+                f"order id {signed.order_id!r} was already used by an order rejected earlier "
+                f"({self._used_unbooked[signed.order_id]})"
+            )
         if closed:
             return (
                 f"the gate of interval {signed.interval_start.isoformat()} has closed; "

@@ -1,5 +1,6 @@
 """Every order the operator receives ends on the run's ledger, on a real mosquitto: accepted,
-forged, for another peer, after its gate, and an unreadable submission, each with its reason, and
+forged, for another peer, after its gate, for another interval than its submission's, and an
+unreadable submission, each with its reason; the operator and the ledger agree on used order ids;
 the ledger verifies."""
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from testbed.ledger.entries import Entry
 from testbed.ledger.run_ledger import open_run_ledger
 from testbed.ledger.store import read_entries
 from testbed.ledger.verify import verify_run
+from testbed.market.book import Order, Side
 from testbed.platform import topics
 from testbed.platform.controller_link import RemoteMarket
-from testbed.platform.messages import Ack, parse
+from testbed.platform.messages import Ack, Submission, parse
 from testbed.platform.operator import OperatorService
 from tests.platform.conftest import INTERVAL, Platform, next_message
 
@@ -35,9 +37,7 @@ def ledger_entries(run_dir: Path) -> list[Entry]:
 async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_rejected(
     platform: Platform, operator: OperatorService, tmp_path: Path
 ) -> None:
-    ledger_config = platform.config.ledger.model_copy(
-        update={"keys_dir": platform.folder.keys_dir}
-    )
+    ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
     config = platform.config.model_copy(update={"ledger": ledger_config})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -54,12 +54,25 @@ async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_re
     foreign = platform.signed("B", 1)  # B's genuine order, sent on A's topic
     late = platform.signed("A", 3)
     interval_end = INTERVAL + timedelta(seconds=config.market.interval_s)
+    # A's order for the next interval, first sent in this interval's submission (rejected, and on
+    # the ledger with that reason: its id is used), then again in its own interval's
+    ahead = platform.folder.peer_key("A").sign(
+        Order(
+            order_id=f"{interval_end:%Y%m%dT%H%M}-A-1",
+            peer="A",
+            side=Side.SELL,
+            quantity_kwh=0.5,
+            price=5.0,
+            interval_start=interval_end,
+        ),
+        INTERVAL,
+    )
     try:
         async with platform.client("A") as peer:
             await peer.subscribe(topics.acks("A"), qos=1)
-            submission = platform.submission("A", good, forged, foreign)
+            submission = platform.submission("A", good, forged, foreign, ahead)
             await peer.publish(topics.orders("A"), submission.payload(), qos=1)
-            await next_message(peer.messages)
+            first = parse(Ack, (await next_message(peer.messages)).payload)
             await peer.publish(topics.orders("A"), MALFORMED, qos=1)
             await next_message(peer.messages)
 
@@ -74,22 +87,52 @@ async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_re
                 INTERVAL, market_result.clearing.trades, dict.fromkeys(config.peers, 0.0), {}
             )
             ledger.operator.record_settlement(interval_end, INTERVAL, settlements)
+
+            again = Submission(
+                message_id="A-ahead",
+                peer="A",
+                interval_start=interval_end,
+                orders=[ahead],
+                complete=True,
+            )
+            await peer.publish(topics.orders("A"), again.payload(), qos=1)
+            reused = parse(Ack, (await next_message(peer.messages)).payload)
+            states = {p: DeviceState(time=interval_end - timedelta(seconds=60)) for p in states}
+            next_market = await market.trade(interval_end, states)  # the ledger agrees
+            ledger.operator.record_clearing(interval_end, next_market.clearing)
     finally:
         await market.close()
         ledger.close(interval_end, "finished")
 
     assert too_late.statuses[0].status == "rejected"
+    assert {s.order_id: s.status for s in first.statuses}[ahead.order_id] == "rejected"
+    assert reused.statuses[0].status == "rejected"
+    assert "already used" in (reused.statuses[0].reason or "")
+    assert next_market.book.orders == ()
     assert [o.order_id for o in market_result.book.orders] == [good.order_id]
 
     entries = ledger_entries(run_dir)
+    ahead_entries = [
+        e.data() for e in entries if e.kind == "order" and e.data()["order_id"] == ahead.order_id
+    ]
+    assert [d["status"] for d in ahead_entries] == ["rejected", "rejected"]
+    assert "is not the submission's" in ahead_entries[0]["reason"]
+    assert "replayed" in ahead_entries[1]["reason"]
     orders = {e.data()["order_id"]: e for e in entries if e.kind == "order"}
-    assert set(orders) == {good.order_id, forged.order_id, foreign.order_id, late.order_id}
+    assert set(orders) == {
+        good.order_id,
+        forged.order_id,
+        foreign.order_id,
+        late.order_id,
+        ahead.order_id,
+    }
     status = {order_id: (e.subject, e.data()["status"]) for order_id, e in orders.items()}
     assert status == {
         good.order_id: ("A", "accepted"),
         forged.order_id: ("A", "rejected"),
         foreign.order_id: ("B", "rejected"),
         late.order_id: ("A", "rejected"),
+        ahead.order_id: ("A", "rejected"),
     }
     assert "signature does not verify" in orders[forged.order_id].data()["reason"]
     assert "places only its own orders" in orders[foreign.order_id].data()["reason"]
