@@ -1,7 +1,7 @@
 """The `community` agent: the optimising agent made to capture the community's value.
 
 Measured with the yardstick (`testbed value`, docs/agents.md "What moved the figure"), it changes
-four things of the optimising agent:
+these things of the optimising agent:
 - **Warm start without history.** PV is forecast from the array's clear-sky curve times the
   clear-sky index of the last metered hour (`peers.clearsky`), not a flat first-day profile; the
   house load blends the last metered intervals' level into the EWMA profile for the coming hours.
@@ -14,6 +14,10 @@ four things of the optimising agent:
   (10 % for the optimising agent), beyond what storage headroom absorbs: with local balancing a
   forecast error costs half what it did, and withholding most of the surplus cost more.
 - **Fill expectation 0.8** before learning (0.5): a P2P kWh is planned at nearly the P2P price.
+- **Sales first** (`p2p_sales_first`): among plans of equal value to the peer, the one that sells
+  the neighbours' present demand before filling the battery, so the battery does not fill by
+  mid-afternoon and send the rest of the surplus to the grid; and no P2P purchase is planned where
+  no neighbour is expected to sell (`peers.market_depth`).
 """
 
 from __future__ import annotations
