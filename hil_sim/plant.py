@@ -27,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from numbers import Real
-from typing import Any
+from typing import Any, TypeVar
 
 from hil_sim.config import PlantConfig
 from hil_sim.physics.battery import Storage
@@ -35,7 +35,9 @@ from hil_sim.physics.ev import PlugSchedule, charger_power_kw, drive
 from hil_sim.physics.feeder import RadialFeeder
 from hil_sim.physics.inverter import dispatch
 from hil_sim.physics.profiles import STEP_S, DayProfiles, ProfileBook
-from labspec.site import BatteryInverter, HybridInverter, PvInverter, Site
+from labspec.site import BatteryInverter, EvCharger, HybridInverter, Peer, PvInverter, Site
+
+_T = TypeVar("_T")
 
 
 class SetpointRejected(ValueError):
@@ -136,7 +138,7 @@ LOAD_FUNCTIONS = ("POW", "LIST")
 REVERT_TIMEOUT_MAX_S = 4294967295.0  # SunSpec uint32
 
 
-def _number(quantity: str, value: Any, low: float, high: float, unit: str) -> float:
+def _number(quantity: str, value: object, low: float, high: float, unit: str) -> float:
     """`value` as a float in [low, high], or SetpointRejected naming quantity, value and range."""
     if isinstance(value, bool) or not isinstance(value, Real):
         raise SetpointRejected(
@@ -154,7 +156,14 @@ def _number(quantity: str, value: Any, low: float, high: float, unit: str) -> fl
     return number
 
 
-def _flag(quantity: str, value: Any) -> bool:
+def _positive_seconds(dt_s: object) -> float:
+    """`dt_s` as a float, or ValueError when it is not a finite number of seconds > 0."""
+    if isinstance(dt_s, bool) or not isinstance(dt_s, Real) or not math.isfinite(dt_s) or dt_s <= 0:
+        raise ValueError(f"dt_s = {dt_s!r}: must be a finite number of seconds > 0")
+    return float(dt_s)
+
+
+def _flag(quantity: str, value: object) -> bool:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise SetpointRejected(f"{quantity} = {value!r}: must be true or false")
@@ -320,13 +329,13 @@ class Plant:
         self._substep(0.0, 0.0, record=False)  # the state at `start`, nothing integrated
 
     def _make_inverter(
-        self, device_id: str, device: HybridInverter | BatteryInverter | PvInverter, spec: Any,
+        self, device_id: str, device: HybridInverter | BatteryInverter | PvInverter, spec: Peer,
         v0: float, f0: float,
     ) -> _Inverter:  # fmt: skip
         battery = spec.battery if not isinstance(device, PvInverter) else None
         storage = None
         max_charge = max_discharge = 0.0
-        if battery is not None:
+        if battery is not None and not isinstance(device, PvInverter):
             storage = Storage(
                 battery.capacity_kwh,
                 battery.initial_soc_pct,
@@ -368,8 +377,10 @@ class Plant:
         has_pv = not isinstance(device, BatteryInverter) and spec.pv is not None
         return _Inverter(device_id, state, storage, has_pv)
 
-    def _make_charger(self, device_id: str, device: Any, spec: Any) -> _Charger:
+    def _make_charger(self, device_id: str, device: EvCharger, spec: Peer) -> _Charger:
         ev = spec.ev
+        if ev is None:  # the site checks that a charger's peer has a vehicle
+            raise ValueError(f"EV charger {device_id}: peer {device.peer} has no [ev]")
         battery = Storage(
             ev.capacity_kwh,
             ev.initial_soc_pct,
@@ -437,13 +448,7 @@ class Plant:
 
     def advance(self, dt_s: float) -> None:
         """Step the plant by dt_s seconds of plant time (substeps of at most one second)."""
-        if (
-            isinstance(dt_s, bool)
-            or not isinstance(dt_s, Real)
-            or not math.isfinite(dt_s)
-            or dt_s <= 0
-        ):
-            raise ValueError(f"dt_s = {dt_s!r}: must be a finite number of seconds > 0")
+        dt_s = _positive_seconds(dt_s)
         count = math.ceil(dt_s / MAX_SUBSTEP_S - 1e-12)
         h = dt_s / count
         base = self.elapsed_s
@@ -661,7 +666,7 @@ class Plant:
     def _inverter(self, device: str | None) -> InverterState:
         return self._one(self.inverters, device, "inverter")
 
-    def _one(self, table: dict[str, Any], device: str | None, what: str) -> Any:
+    def _one(self, table: dict[str, _T], device: str | None, what: str) -> _T:
         if device is None:
             if not table:
                 raise SetpointRejected(f"the site has no {what}")

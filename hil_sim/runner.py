@@ -61,7 +61,16 @@ from labspec.endpoints import (
     ScpiEndpoint,
 )
 from labspec.ev_charger import NAMESPACE_URI
-from labspec.site import MODBUS_KINDS, EvCharger, ProgrammableLoad, Site
+from labspec.site import (
+    MODBUS_KINDS,
+    BatteryInverter,
+    EvCharger,
+    HybridInverter,
+    PccMeter,
+    ProgrammableLoad,
+    PvInverter,
+    Site,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +186,9 @@ class HilSim:
 
     def _modbus_unit(self, device_id: str) -> SunSpecUnit:
         device = self.site.devices[device_id]
-        endpoint = device.modbus  # type: ignore[union-attr]
+        if not isinstance(device, PccMeter | HybridInverter | BatteryInverter | PvInverter):
+            raise ValueError(f"device {device_id!r} ({device.kind}) is not served over Modbus")
+        endpoint = device.modbus
         faults = self.faults[device_id]
         self._unit_kinds[device_id] = device.kind
         if device.kind == "pcc_meter":

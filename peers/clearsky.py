@@ -21,18 +21,49 @@ from peers.forecast import Forecast
 
 DERATE = 0.9  # temperature and system losses at the array's usual operating point
 SUBSTEPS = 3  # clear-sky samples per interval (start, middle, end thirds)
+MEMO_SAMPLES = 100_000  # a memo of clear-sky samples starts over beyond this many (a year of 5 min)
 
 
-def clear_sky_pv_kw(pv: PvAsset, start: datetime, steps: int, interval_s: float) -> np.ndarray:
-    """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC)."""
-    offsets = (np.arange(steps * SUBSTEPS) + 0.5) * interval_s / SUBSTEPS
-    times = pd.DatetimeIndex(pd.Timestamp(start).tz_convert("UTC") + pd.to_timedelta(offsets, "s"))
-    kw = clear_sky_poa_w_m2(
-        pv.latitude_deg, pv.longitude_deg, pv.altitude_m, pv.tilt_deg, pv.azimuth_deg, times
-    )
+def clear_sky_pv_kw(
+    pv: PvAsset,
+    start: datetime,
+    steps: int,
+    interval_s: float,
+    memo: dict[int, float] | None = None,
+) -> np.ndarray:
+    """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC).
+
+    `memo` (optional, kept by the caller for one array): plane-of-array irradiance by sample time
+    (ns), so overlapping horizons compute only their new samples. pvlib's model is computed
+    sample by sample, so the values are the same with or without it."""
+    times = _sample_times(start, steps, interval_s)
+    if memo is None:
+        kw = _poa_w_m2(pv, times)
+    else:
+        keys = times.asi8.tolist()
+        if any(key not in memo for key in keys):
+            if len(memo) > MEMO_SAMPLES:
+                memo.clear()
+            # the next horizons overlap this one: fill a day beyond it in the same pvlib call
+            ahead = _sample_times(start, steps + round(86400.0 / interval_s), interval_s)
+            missing = [i for i, key in enumerate(ahead.asi8.tolist()) if key not in memo]
+            values = _poa_w_m2(pv, ahead[missing]).tolist()
+            memo.update(zip(ahead.asi8[missing].tolist(), values, strict=True))
+        kw = np.array([memo[key] for key in keys], dtype=float)
     kw = kw / 1000.0 * pv.peak_power_kw * DERATE
     mean_kw: np.ndarray = kw.reshape(steps, SUBSTEPS).mean(axis=1)
     return mean_kw
+
+
+def _sample_times(start: datetime, steps: int, interval_s: float) -> pd.DatetimeIndex:
+    offsets = (np.arange(steps * SUBSTEPS) + 0.5) * interval_s / SUBSTEPS
+    return pd.DatetimeIndex(pd.Timestamp(start).tz_convert("UTC") + pd.to_timedelta(offsets, "s"))
+
+
+def _poa_w_m2(pv: PvAsset, times: pd.DatetimeIndex) -> np.ndarray:
+    return clear_sky_poa_w_m2(
+        pv.latitude_deg, pv.longitude_deg, pv.altitude_m, pv.tilt_deg, pv.azimuth_deg, times
+    )
 
 
 class ClearSkyIndexForecaster:
@@ -57,13 +88,16 @@ class ClearSkyIndexForecaster:
         self.mean_index = prior_index
         self.spread = 0.25
         self._cache: dict[tuple[datetime, int], np.ndarray] = {}
+        self._samples: dict[int, float] = {}  # irradiance by sample time (clear_sky_pv_kw)
 
     def _clear(self, start: datetime, steps: int) -> np.ndarray:
         key = (start, steps)
         if key not in self._cache:
             if len(self._cache) > 512:
                 self._cache.clear()
-            self._cache[key] = clear_sky_pv_kw(self.pv, start, steps, self.interval_s)
+            self._cache[key] = clear_sky_pv_kw(
+                self.pv, start, steps, self.interval_s, self._samples
+            )
         return self._cache[key]
 
     def fit(self, history: pd.Series) -> ClearSkyIndexForecaster:

@@ -1,13 +1,15 @@
 """The experiment engine: the six steps of every market interval, driven by one clock.
 
-Every control step: read every device and meter (a frozen process image), record it, then let the
-dispatchers move the flexible devices so each PCC follows its contracted power, within the safety
-limits. At gate closure of each interval the agents bid and the book is cleared; at each interval's
-end the metered energy is settled against the trades, from the meters' energy registers at the
-boundaries (`testbed.metering`: a boundary a meter missed is filled from its registers once it
-reads again, so a peer's settlement can come a few steps or intervals late, never as zero). The
-summary counts the intervals that were delivered and the settlements that were made. Everything
-goes out as documents to the sinks.
+Every control step: read every device and meter (a frozen process image), let the dispatchers
+move the flexible devices so each PCC follows its position (the contract plus the grid import its
+agent's plan accepted, `testbed.dispatch.pcc_target_kw`), within the safety limits, and advance
+the clock; the step's samples are recorded while the plant advances (at an interval's boundary,
+before the next interval opens). At gate closure of each interval the agents bid and the book is
+cleared; at each interval's end the metered energy is settled against the trades, from the
+meters' energy registers at the boundaries (`testbed.metering`: a boundary a meter missed is
+filled from its registers once it reads again, so a peer's settlement can come a few steps or
+intervals late, never as zero). The summary counts the intervals that were delivered and the
+settlements that were made. Everything goes out as documents to the sinks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.clock import Clock
 from testbed.config import TestbedConfig
 from testbed.devices import AnyChannel, PeerDevices, PeerImage
-from testbed.dispatch import StorageCommand
+from testbed.dispatch import StorageCommand, pcc_target_kw
 from testbed.documents import (
     AgentPlan,
     Document,
@@ -208,9 +210,12 @@ class Engine:
             t0 = clock()
             await self._read_all(step)
             t1 = clock()
-            self._record(step)
+            boundary = step % spi == 0
+            if boundary:  # the interval's last sample counts before the next interval opens
+                self._record(step)
             t2 = clock()
-            if step % spi == 0:
+            record_s = t2 - t1
+            if boundary:
                 if step > 0:
                     self._delivered(interval)
                     interval += 1
@@ -227,16 +232,27 @@ class Engine:
             t3 = clock()
             await self._dispatch(step, interval)
             self._report_channel_events()
-            if self.progress is not None:
-                self.progress(step, n_steps, self.now)
             t4 = clock()
-            self.now = await self.clock.advance(self.dt_s)
-            t5 = clock()
+            # The plant steps in its own process while this one records the step's samples.
+            advance = asyncio.ensure_future(self.clock.advance(self.dt_s))
+            await asyncio.sleep(0)  # the advance request leaves now
+            try:
+                t5 = clock()
+                if not boundary:
+                    self._record(step)
+                if self.progress is not None:
+                    self.progress(step, n_steps, self.now)
+                t6 = clock()
+                record_s += t6 - t5
+                self.now = await advance
+            except BaseException:
+                advance.cancel()
+                raise
             timings["read_s"] += t1 - t0
-            timings["record_s"] += t2 - t1
+            timings["record_s"] += record_s
             timings["trade_settle_s"] += t3 - t2
             timings["dispatch_s"] += t4 - t3
-            timings["advance_s"] += t5 - t4
+            timings["advance_s"] += clock() - t4 - (t6 - t5)
             timings["steps"] += 1
         return interval
 
@@ -489,7 +505,9 @@ class Engine:
             contract_kw = (
                 market.contracted_kw(name, self.config.market.interval_s) if market else 0.0
             )
-            commands.append(peer.dispatch(step, contract_kw, now))
+            plan_kw = market.planned_net_kw(name) if market else None
+            target_kw = pcc_target_kw(contract_kw, plan_kw, self.config.control.dispatch)
+            commands.append(peer.dispatch(step, contract_kw, now, target_kw))
         results = await asyncio.gather(*commands)
         for peer, result in zip(self.peers.values(), results, strict=True):
             if result is None:

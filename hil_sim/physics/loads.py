@@ -54,7 +54,8 @@ def house_load_day_kw(
     # Fast flicker (lights, electronics), a percent or so.
     flicker = rng.normal(0.0, 0.01, n)
     total = routine * (1.0 + slow_at + flicker) + fridge + appliances
-    return np.maximum(total, 0.25 * load.base_kw)
+    consumption_kw: np.ndarray = np.maximum(total, 0.25 * load.base_kw)
+    return consumption_kw
 
 
 def frequency_day_hz(

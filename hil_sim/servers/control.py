@@ -28,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.gate import ListenerGate, stream_transport
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ _MAX_REQUESTS_CACHED = 64
 _SCALARS = (str, int, float, bool, type(None))
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Json = dict[str, Any] | list[Any] | str | float | None  # a decoded JSON document
 
 
 class CommandError(ValueError):
@@ -60,7 +61,7 @@ class _ControlProtocol(asyncio.Protocol):
         self._worker: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = stream_transport(transport)
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     def data_received(self, data: bytes) -> None:
@@ -88,11 +89,11 @@ class _ControlProtocol(asyncio.Protocol):
         while (line := await self._lines.get()) is not None:
             self._reply(await self._answer(line))
 
-    def _decode(self, line: bytes) -> dict[str, Any] | list[Any] | str | float | None:
+    def _decode(self, line: bytes) -> Json:
         known = self._decoded.get(line)
         if known is not None:
             return dict(known)
-        request = json.loads(line)
+        request: Json = json.loads(line)
         if isinstance(request, dict) and all(isinstance(v, _SCALARS) for v in request.values()):
             if len(self._decoded) >= _MAX_REQUESTS_CACHED:
                 self._decoded.clear()

@@ -16,11 +16,28 @@ import asyncio
 import collections
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol, cast
 
 from hil_sim.faults import DeviceFaults
 
-ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+class StreamProtocol(Protocol):
+    """What a server's per-connection object answers to (asyncio's stream protocol events)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport, /) -> None: ...
+    def data_received(self, data: bytes, /) -> None: ...
+    def connection_lost(self, exc: Exception | None, /) -> None: ...
+    def pause_writing(self) -> None: ...
+    def resume_writing(self) -> None: ...
+
+
+ProtocolFactory = Callable[[], StreamProtocol]
+
+
+def stream_transport(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """The transport a TCP server's protocol is handed: a stream transport (read and write).
+    Only declared so: uvloop's TCPTransport has the interface without subclassing asyncio's."""
+    return cast(asyncio.Transport, transport)
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -33,7 +50,7 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 class _GatedProtocol(asyncio.Protocol):
     """Sits between asyncio and the server's own protocol object; forwards every event."""
 
-    def __init__(self, gate: ListenerGate, inner: Any):
+    def __init__(self, gate: ListenerGate, inner: StreamProtocol):
         self._gate = gate
         self._inner = inner
         self._transport: asyncio.Transport | None = None
@@ -41,13 +58,14 @@ class _GatedProtocol(asyncio.Protocol):
         self._release_handle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        set_nodelay(transport)
+        stream = stream_transport(transport)
+        set_nodelay(stream)
         if self._gate.faults is not None and self._gate.faults.refusing:
-            transport.abort()  # accepted in the instant the listener was closing
+            stream.abort()  # accepted in the instant the listener was closing
             return
-        self._transport = transport  # type: ignore[assignment]
-        self._gate.connections.add(transport)  # type: ignore[arg-type]
-        self._inner.connection_made(transport)
+        self._transport = stream
+        self._gate.connections.add(stream)
+        self._inner.connection_made(stream)
 
     def data_received(self, data: bytes) -> None:
         faults = self._gate.faults

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import ModbusException, ModbusIOException
 from pymodbus.logging import Log
 from pymodbus.pdu import DecodePDU, ExceptionResponse, ModbusPDU
@@ -44,7 +45,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.transaction import TransactionManager
 
 from hil_sim.faults import DeviceFaults
-from hil_sim.servers.gate import ListenerGate
+from hil_sim.servers.gate import ListenerGate, stream_transport
 from hil_sim.servers.sunspec_image import PointSlot, SunSpecImage
 from labspec import fast_paths
 
@@ -72,7 +73,7 @@ class _RequestHandler(ServerRequestHandler):
     scheduled as plain tasks."""
 
     def __init__(self, *args: Any):
-        super().__init__(*args)
+        super().__init__(*args)  # type: ignore[no-untyped-call]  # unannotated in pymodbus
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued = 0  # requests scheduled and not yet answered
 
@@ -86,11 +87,12 @@ class _RequestHandler(ServerRequestHandler):
                 payload = self.server.read_payload(unit, address, count)
                 if payload is not None and self.transport is not None:
                     header = _ANSWER_HEADER.pack(tid, 0, len(payload) + 2, unit, 3)
-                    self.transport.write(header + payload)
+                    stream_transport(self.transport).write(header + payload)
                     return
         super().data_received(data)
 
-    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:
+    def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
+        # (pymodbus's own signature: `addr` is the peer's socket address, of any family)
         try:
             used_len = TransactionManager.callback_data(self, data, addr)
         except ModbusIOException as exc:  # as pymodbus's ServerRequestHandler answers it
@@ -100,15 +102,15 @@ class _RequestHandler(ServerRequestHandler):
                 device_id=exc.dev_id,
                 transaction=exc.transaction_id,
             )
-            self.server_send(response, addr)
+            self.server_send(response, addr)  # type: ignore[no-untyped-call]  # unannotated in pymodbus
             return len(data)
         pdu = self.last_pdu
         if pdu is None:
             return used_len
         if not self._queued and isinstance(pdu, _ImageReadRequest):
-            response = pdu.answer(pdu.dev_id)
-            if response is not None:
-                self.server_send(response, self.last_addr)
+            answer = pdu.answer(pdu.dev_id)
+            if answer is not None:
+                self.server_send(answer, self.last_addr)  # type: ignore[no-untyped-call]  # unannotated in pymodbus
                 return used_len
         self._queued += 1
         self.loop.call_soon(self.handle_later)
@@ -121,7 +123,7 @@ class _RequestHandler(ServerRequestHandler):
 
     async def _handle(self) -> None:
         try:
-            await self.handle_request()
+            await self.handle_request()  # type: ignore[no-untyped-call]  # unannotated in pymodbus
         finally:
             self._queued -= 1
 
@@ -167,7 +169,7 @@ class _ImageReadResponse(ReadHoldingRegistersResponse):
         super().__init__(dev_id=dev_id, transaction_id=transaction_id, count=payload[0] // 2)
 
     @property  # decoded only when someone looks (logging, traces)
-    def registers(self) -> list[int]:  # type: ignore[override]
+    def registers(self) -> list[int]:
         payload = self.payload
         return [int.from_bytes(payload[i : i + 2], "big") for i in range(1, len(payload), 2)]
 
@@ -193,7 +195,7 @@ class _ImageReadRequest(ReadHoldingRegistersRequest):
             return None
         return _ImageReadResponse(payload, device_id, self.transaction_id)
 
-    async def datastore_update(self, context: Any, device_id: int) -> ModbusPDU:
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
         response = self.answer(device_id)
         if response is None:
             return await super().datastore_update(context, device_id)
@@ -402,7 +404,7 @@ class SunSpecModbusServer:
         if self.gate is not None:
             await self.gate.close()
         if self._server is not None:
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]  # unannotated in pymodbus
 
     def publish(self, values: Sequence[float | int | str | None]) -> None:
         """Encode new values of the (first) device's `published` points."""

@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,15 +39,18 @@ from asyncua import Server, ua
 from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.address_space import AttributeValue, NodeData
+from asyncua.server.internal_server import InternalServer
+from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hil_sim.faults import DeviceFaults
-from hil_sim.plant import EvState, SetpointRejected
+from hil_sim.plant import EvState, Plant, SetpointRejected
 from hil_sim.servers.gate import ListenerGate
 from hil_sim.servers.opcua_clients import ClientTrustList
 from hil_sim.servers.opcua_fastpath import fast_protocol_factory
+from hil_sim.servers.opcua_values import ua_data_value, ua_node_id
 from labspec import fast_paths
 from labspec.ev_charger import (
     NAMESPACE_URI,
@@ -147,15 +151,15 @@ class OpcUaSecurity:
     trusted_clients: Path | None = None  # folder of trusted client certificates; None: any
 
 
-class _PasswordUserManager:
+class _PasswordUserManager(UserManager):
     """One user name and password; everything else is refused."""
 
     def __init__(self, username: str, password: str):
         self._username = username
         self._password = password.encode()
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:  # fmt: skip
+    def get_user(self, iserver: InternalServer, username: str | None = None,
+                 password: str | None = None, certificate: Any = None) -> User | None:  # fmt: skip
         if username is None or password is None:
             return None
         if username == self._username and hmac.compare_digest(password.encode(), self._password):
@@ -176,7 +180,7 @@ def address_space_cache_dir() -> Path:
 _SHELF_NAME = "aspace"  # the shelf's base name; an empty file of this name marks a complete cache
 
 
-async def initialised_server(user_manager: Any = None) -> Server:
+async def initialised_server(user_manager: UserManager | None = None) -> Server:
     """A new `Server` after `init()`, its standard address space loaded from a cached shelf.
 
     Building the standard address space takes seconds (tens on a busy machine); the first start
@@ -247,7 +251,7 @@ class EvChargerOpcUaServer:
 
     def __init__(
         self,
-        plant: Any,
+        plant: Plant,
         *,
         host: str,
         port: int = 0,
@@ -318,6 +322,8 @@ class EvChargerOpcUaServer:
         self.server = server
         # Take the listening socket over: same port, with the gate's fault handling in front.
         binary = server.bserver
+        if binary is None:  # asyncua sets it in start()
+            raise RuntimeError("asyncua's server started without its binary server")
         listening_port = binary.port
         if binary._server is not None:  # asyncua 2.1 keeps the asyncio server here
             binary._server.close()
@@ -343,14 +349,14 @@ class EvChargerOpcUaServer:
         idx = await server.register_namespace(NAMESPACE_URI)
         self.namespace_index = idx
         charger = await server.nodes.objects.add_object(
-            ua.NodeId(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
+            ua_node_id(OBJECT_NODE_ID, idx), ua.QualifiedName(OBJECT_BROWSE_NAME, idx)
         )
         values = self._values(self.plant.evs[self.device], out_of_range=False)
         for position, spec in enumerate(VARIABLES):
             variant_type = _VARIANT_TYPES[spec.ua_type]
             value = values[position]
             variable = await charger.add_variable(
-                ua.NodeId(node_id(spec.name), idx),
+                ua_node_id(node_id(spec.name), idx),
                 ua.QualifiedName(spec.name.value, idx),
                 value,
                 varianttype=variant_type,
@@ -362,10 +368,10 @@ class EvChargerOpcUaServer:
             eu = _eu_information(spec.unit)
             if eu is not None:
                 await variable.add_property(
-                    ua.NodeId(f"{node_id(spec.name)}.EngineeringUnits", idx),
+                    ua_node_id(f"{node_id(spec.name)}.EngineeringUnits", idx),
                     ua.QualifiedName("EngineeringUnits", 0),
                     eu,
-                    datatype=ua.NodeId(ua.ObjectIds.EUInformation),
+                    datatype=ua_node_id(ua.ObjectIds.EUInformation),
                 )
             self._node_ids.append(variable.nodeid)
             node_data = server.iserver.aspace[variable.nodeid]
@@ -404,10 +410,8 @@ class EvChargerOpcUaServer:
             published[i] = value
             if timestamp is None:  # asyncua encodes naive datetimes as UTC
                 timestamp = now.astimezone(UTC).replace(tzinfo=None)
-            data_value = ua.DataValue(
-                ua.Variant(value, _VARIANT_TYPES[VARIABLES[i].ua_type]),
-                SourceTimestamp=timestamp,
-                ServerTimestamp=timestamp,
+            data_value = ua_data_value(
+                ua.Variant(value, _VARIANT_TYPES[VARIABLES[i].ua_type]), timestamp
             )
             attribute = self._value_attributes[i]
             attribute.value = data_value  # what asyncua's value setter stores
@@ -417,7 +421,7 @@ class EvChargerOpcUaServer:
                 except Exception:
                     log.exception("data-change callback of %s failed", VARIABLES[i].name.value)
 
-    def _make_setter(self, var: Var):
+    def _make_setter(self, var: Var) -> Callable[[NodeData, ua.AttributeIds, ua.DataValue], None]:
         def setter(node: NodeData, attr: ua.AttributeIds, value: ua.DataValue) -> None:
             # only clients write through here: publish stores its values directly
             self._client_write(var, value)
@@ -430,6 +434,8 @@ class EvChargerOpcUaServer:
         new = value.Value.Value if value.Value is not None else None
         try:
             if var is Var.POWER_SETPOINT_KW:
+                if new is None:
+                    raise TypeError("the write carries no value")
                 self.plant.write_ev_setpoint(float(new), self.device)
             elif var is Var.ENABLED:
                 self.plant.write_ev_enabled(bool(new), self.device)

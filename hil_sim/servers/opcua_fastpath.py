@@ -19,13 +19,17 @@ callbacks, attribute checks); every other service takes asyncua's path unchanged
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from asyncua import ua
+from asyncua.common.utils import Buffer
 from asyncua.server.binary_server_asyncio import BinaryServer, OPCUAProtocol
+from asyncua.server.internal_session import InternalSession
 from asyncua.server.uaprocessor import UaProcessor
 from asyncua.ua.ua_binary import (
     Primitives,
@@ -34,11 +38,13 @@ from asyncua.ua.ua_binary import (
     struct_to_binary,
 )
 
+from hil_sim.servers.opcua_values import ua_node_id
+
 # asyncua's own logger, so its "Read request" / "Write request" lines stay where they were
 _logger = logging.getLogger("asyncua.server.uaprocessor")
 
-_READ_REQUEST = ua.NodeId(ua.ObjectIds.ReadRequest_Encoding_DefaultBinary)
-_WRITE_REQUEST = ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)
+_READ_REQUEST = ua_node_id(ua.ObjectIds.ReadRequest_Encoding_DefaultBinary)
+_WRITE_REQUEST = ua_node_id(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary)
 _READ_RESPONSE_TYPE_ID = nodeid_to_binary(ua.ReadResponse().TypeId)
 _NO_DIAGNOSTICS = Primitives.Int32.pack(0)  # DiagnosticInfos: an empty list
 _MAX_PARAMS_CACHED = 32
@@ -85,11 +91,20 @@ class FastUaProcessor(UaProcessor):
         self._read_params: dict[bytes, ua.ReadParameters] = {}
         self._encoded: dict[int, tuple[ua.DataValue, bytes]] = {}
 
-    async def _process_message(self, typeid: ua.NodeId, requesthdr: Any, seqhdr: Any, body: Any):
+    async def _process_message(
+        self,
+        typeid: ua.NodeId,
+        requesthdr: ua.RequestHeader,
+        seqhdr: ua.SequenceHeader,
+        body: Buffer,
+    ) -> bool:
         is_read = typeid == _READ_REQUEST
-        if not (is_read or typeid == _WRITE_REQUEST) or not self._may_serve(typeid, body):
-            return await super()._process_message(typeid, requesthdr, seqhdr, body)
-        session = self.session
+        session = (
+            self._served_session(typeid, body) if is_read or typeid == _WRITE_REQUEST else None
+        )
+        if session is None:
+            handled: bool = await super()._process_message(typeid, requesthdr, seqhdr, body)  # type: ignore[no-untyped-call]  # unannotated in asyncua
+            return handled
         user = session.user
         self.session_last_activity = time.monotonic()
         session.touch()
@@ -99,29 +114,30 @@ class FastUaProcessor(UaProcessor):
             data = read_response_bytes(
                 requesthdr.RequestHandle, [self._encode(value) for value in results]
             )
+            # (the default message type: a secure message)
             self._transport.write(
-                self._connection.message_to_binary(
-                    data, message_type=ua.MessageType.SecureMessage, request_id=seqhdr.RequestId
-                )
+                self._connection.message_to_binary(data, request_id=seqhdr.RequestId)
             )
         else:
             _logger.info("Write request (%s)", user)
             params = struct_from_binary(ua.WriteParameters, body)
             response = ua.WriteResponse()
             response.Results = await session.write(params)
-            self.send_response(requesthdr.RequestHandle, seqhdr, response)
+            self.send_response(requesthdr.RequestHandle, seqhdr, response)  # type: ignore[no-untyped-call]  # unannotated in asyncua
         return True
 
-    def _may_serve(self, typeid: ua.NodeId, body: Any) -> bool:
-        """An activated session whose user may call the service: else asyncua's own path
-        answers (with its own faults)."""
+    def _served_session(self, typeid: ua.NodeId, body: Buffer) -> InternalSession | None:
+        """The session, when it is activated and its user may call the service: else None, and
+        asyncua's own path answers (with its own faults)."""
         session = self.session
         if session is None or not session.is_activated():
-            return False
+            return None
         permissions = self._connection.security_policy.permissions
-        return permissions is None or permissions.check_validity(session.user, typeid, body)
+        if permissions is None or permissions.check_validity(session.user, typeid, body):
+            return session
+        return None
 
-    def _decode_read(self, body: Any) -> ua.ReadParameters:
+    def _decode_read(self, body: Buffer) -> ua.ReadParameters:
         key = bytes(body)
         params = self._read_params.get(key)
         if params is None:
@@ -145,14 +161,14 @@ class FastUaProcessor(UaProcessor):
 class FastOpcUaProtocol(OPCUAProtocol):
     """asyncua's connection protocol with a `FastUaProcessor`."""
 
-    def connection_made(self, transport: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         if self.processor is not None:  # None when asyncua refused the connection
             self.processor = FastUaProcessor(self.iserver, self.transport, self.limits)
-            self.processor.set_policies(self.policies)
+            self.processor.set_policies(self.policies)  # type: ignore[no-untyped-call]  # unannotated in asyncua
 
 
-def fast_protocol_factory(binary: BinaryServer):
+def fast_protocol_factory(binary: BinaryServer) -> Callable[[], FastOpcUaProtocol]:
     """A protocol factory for asyncua's `BinaryServer`, like its own `_make_protocol`."""
 
     def make() -> FastOpcUaProtocol:

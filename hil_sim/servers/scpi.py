@@ -15,11 +15,12 @@ import contextlib
 import dataclasses
 import logging
 import socket
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
 from hil_sim.faults import DeviceFaults
-from hil_sim.plant import ProgrammableLoadState, SetpointRejected
-from hil_sim.servers.gate import ListenerGate
+from hil_sim.plant import Plant, ProgrammableLoadState, SetpointRejected
+from hil_sim.servers.gate import ListenerGate, stream_transport
 from hil_sim.servers.scpi_parser import (
     CommandTree,
     ScpiError,
@@ -43,6 +44,7 @@ SERIAL_NUMBER = "HIL-LOAD-C-0001"
 FIRMWARE = "0.1.0"
 MAX_LINE_BYTES = 4096
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+_T = TypeVar("_T")
 
 # What the out-of-range fault reports.
 OUT_OF_RANGE_POWER_W = 10 * MAX_POWER_W
@@ -57,7 +59,7 @@ def _number(value: float) -> str:
 class ProgrammableLoadInstrument:
     """The instrument's command set over the plant; one error queue, as on the real instrument."""
 
-    def __init__(self, plant: Any, faults: DeviceFaults, device: str | None = None):
+    def __init__(self, plant: Plant, faults: DeviceFaults, device: str | None = None):
         self.plant = plant
         self.faults = faults
         self.device = device if device is not None else next(iter(plant.loads))
@@ -81,7 +83,7 @@ class ProgrammableLoadInstrument:
         tree.add("MEASure[:SCALar]:ENERgy?", lambda p: self._measure(p, "energy_wh"))
         tree.add("SYSTem:ERRor[:NEXT]?", self._next_error)
 
-    def bind(self, plant: Any) -> None:
+    def bind(self, plant: Plant) -> None:
         """Serve a new plant (after a reset), with an empty error queue."""
         self.plant = plant
         self.tree.errors.clear()
@@ -186,7 +188,7 @@ class ProgrammableLoadInstrument:
         return f'{code},"{message}"'
 
     @staticmethod
-    def _write(method: Any, value: Any) -> None:
+    def _write(method: Callable[[_T], None], value: _T) -> None:
         try:
             method(value)
         except SetpointRejected as exc:
@@ -203,7 +205,7 @@ class _ScpiProtocol(asyncio.Protocol):
         self._socket: socket.socket | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = stream_transport(transport)
         self._socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
@@ -245,7 +247,7 @@ class ScpiLoadServer:
     """The programmable load's SCPI socket server, behind a `ListenerGate`."""
 
     def __init__(
-        self, plant: Any, *, host: str, port: int = 0, faults: DeviceFaults,
+        self, plant: Plant, *, host: str, port: int = 0, faults: DeviceFaults,
         device: str | None = None,
     ):  # fmt: skip
         self.instrument = ProgrammableLoadInstrument(plant, faults, device)

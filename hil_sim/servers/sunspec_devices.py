@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hil_sim.plant import InverterState, MeterState
+from hil_sim.plant import InverterState, MeterState, Plant
 from hil_sim.servers.modbus import WriteRefused
 from hil_sim.servers.sunspec_image import SunSpecImage
 from labspec.sunspec_layout import (
@@ -164,7 +164,7 @@ INVERTER_WRITABLE = ("704.WSetEna", "704.WSetMod", "704.WSet", "704.WSetRvrtTms"
 
 
 def inverter_write_handler(
-    get_plant: Callable[[], Any], device: str | None = None
+    get_plant: Callable[[], Plant], device: str | None = None
 ) -> Callable[[dict[str, Any]], None]:
     """Apply a client's model-704 write to the plant `get_plant()`, all or nothing.
 

@@ -83,11 +83,20 @@ class PointSlot:
 
     def encode_bytes(self, value: float | int | str | None) -> bytes:
         """Wire bytes for an engineering value (None = the type's "not implemented" pattern)."""
+        encoded: bytes
         if value is None:
-            return sunspec_mb.create_unimpl_value(self.point_type, len=self.length * 2)
-        if self.packer is not None:
-            return self.packer.pack(self.raw(value))
-        return self.info.to_data(str(value), self.length * 2)
+            encoded = sunspec_mb.create_unimpl_value(self.point_type, len=self.length * 2)
+        elif self.packer is not None:
+            encoded = self.packer.pack(self.raw(self.number(value)))
+        else:
+            encoded = self.info.to_data(str(value), self.length * 2)
+        return encoded
+
+    def number(self, value: float | int | str) -> float | int:
+        """`value` for a numeric point (a string is refused by name)."""
+        if isinstance(value, str):
+            raise TypeError(f"{self.path} is a {self.point_type} point: {value!r} is not a number")
+        return value
 
     def encode(self, value: float | int | str | None) -> list[int]:
         """Registers for an engineering value."""
@@ -95,7 +104,7 @@ class PointSlot:
 
     def decode(self, registers: Sequence[int]) -> float | int | str | None:
         """The engineering value held by `registers` (None when not implemented)."""
-        raw = self.info.data_to(_registers_to_bytes(registers))
+        raw: float | int | str | None = self.info.data_to(_registers_to_bytes(registers))
         if not self.info.is_impl(raw):
             return None
         if self.scale_exponent and isinstance(raw, int):
@@ -217,7 +226,7 @@ class SunSpecImage:
         """Encode one engineering value into the image; returns whether it changed."""
         slot = self._slots[path]
         if slot.packer is not None and value is not None:
-            raw = slot.raw(value)
+            raw = slot.raw(slot.number(value))
             if self._last_raw.get(path) == raw:
                 return False
             slot.packer.pack_into(self._buf, slot.index * 2, raw)
@@ -312,7 +321,7 @@ class PointWriter:
                 continue
             last_values[i] = value
             kind, pack_into, offset, divisor, low, high = plan[i]
-            if kind == _OTHER or value is None:
+            if kind == _OTHER or value is None or isinstance(value, str):
                 changed = image.set(self._slots[i].path, value) or changed
                 last_raw[i] = _UNSET
                 continue
