@@ -63,12 +63,21 @@ SETS: dict[str, dict[str, Any]] = {
     "improved": {
         "agent": "community",
         "market": {"mechanism": "uniform", "params": {"k": 0.5}, "balancing": "local"},
-        "mechanisms": "uniform + local balancing; book-depth demand, clear-sky PV warm start",
+        "mechanisms": "uniform + local balancing; book-depth demand, clear-sky PV warm start; "
+        "PCC held at the contract plus the plan's grid import",
+    },
+    "contract-dispatch": {
+        "agent": "community",
+        "market": {"mechanism": "uniform", "params": {"k": 0.5}, "balancing": "local"},
+        "control": {"dispatch": "contract"},
+        "mechanisms": "as improved, but the PCC held at the P2P contract alone (the old dispatch)",
     },
 }
 
 
-def run_day(set_name: str, day: tuple, hours: float, step_s: float, out: Path) -> None:
+def run_day(
+    set_name: str, day: tuple, hours: float, step_s: float, out: Path, extra: dict[str, Any]
+) -> None:
     label, seed, start, cloud_cover = day
     spec = SETS[set_name]
     data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
@@ -76,9 +85,10 @@ def run_day(set_name: str, day: tuple, hours: float, step_s: float, out: Path) -
     data["control"]["step_s"] = step_s
     data["control"]["io_timeout_s"] = 5.0  # lockstep: a slow answer on a busy machine is no fault
     data["market"].update(spec["market"])
+    data["control"].update(spec.get("control", {}))
     for peer in data["peers"].values():
         peer["agent"] = spec["agent"]
-        peer["agent_params"] = dict(spec.get("agent_params", {}))
+        peer["agent_params"] = {**spec.get("agent_params", {}), **extra}
     plant_toml = f"start = {start}\n"
     site = default_site().with_changes({"weather": {"cloud_cover": cloud_cover}})
     with emulated_plant(seed, plant_toml=plant_toml, site=site) as endpoints:
@@ -88,13 +98,15 @@ def run_day(set_name: str, day: tuple, hours: float, step_s: float, out: Path) -
             runner.run(run_experiment(config, out))
 
 
-def timed_run(set_name: str, day: tuple, hours: float, step_s: float, run_dir: Path) -> str:
+def timed_run(
+    set_name: str, day: tuple, hours: float, step_s: float, run_dir: Path, extra: dict[str, Any]
+) -> str:
     """Run one day afresh (in a worker process) and say how long it took."""
     if run_dir.exists():
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     try:
-        run_day(set_name, day, hours, step_s, run_dir)
+        run_day(set_name, day, hours, step_s, run_dir, extra)
     except (Exception, asyncio.CancelledError) as error:  # the table shows the missing figure
         return f"{set_name} {day[0]}: failed: {error!r}"
     return f"{set_name} {day[0]}: ran in {time.perf_counter() - t0:.0f} s"
@@ -167,7 +179,24 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (each with its plant)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "value-bench")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here too")
+    parser.add_argument(
+        "--agent-param",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="an agent parameter for every peer on top of the set's (repeatable), e.g. "
+        "p2p_sales_first=true; use another --out for each variant",
+    )
     args = parser.parse_args()
+    extra: dict[str, Any] = {}
+    for item in args.agent_param:
+        key, sep, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            sep = ""
+        if not sep or not key:
+            parser.error(f"--agent-param {item!r}: give KEY=JSON, e.g. p2p_sales_first=true")
     days = DAYS if args.days == "all" else [DAYS[int(i) - 1] for i in args.days.split(",")]
     sets = args.sets.split(",")
     for set_name in sets:
@@ -181,7 +210,7 @@ def main() -> None:
     ]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [
-            pool.submit(timed_run, set_name, day, args.hours, args.step_s, run_dir)
+            pool.submit(timed_run, set_name, day, args.hours, args.step_s, run_dir, extra)
             for set_name, day, run_dir in todo
         ]
         for future in futures:

@@ -105,6 +105,15 @@ class OptimisingParams(_Params):
         le=1,
         description="Share of a kWh priced at its fallback (feed-in; retail + penalty)",
     )
+    ev_holding_value_per_kwh_step: float = Field(
+        default=1e-3,
+        ge=-0.01,
+        le=0.01,
+        description="Tie-break per kWh held in the EV per step: > 0 charges early, < 0 late",
+    )
+    p2p_sales_first: bool = Field(
+        default=False, description="Tie-break: serve the neighbours' demand before storing"
+    )
 
 
 def _finite(values: np.ndarray | None) -> bool:
@@ -316,6 +325,8 @@ class OptimisingAgent(_AgentBase):
                 mip_rel_gap=self.params.mip_rel_gap,
                 relaxation_first=self.params.relaxation_first,
                 ev_integer_steps=self.params.ev_integer_steps,
+                ev_holding_value_per_kwh_step=self.params.ev_holding_value_per_kwh_step,
+                p2p_sales_first=self.params.p2p_sales_first,
                 seed=self.seed,
             )
             self._hems[key] = Hems(self.assets, steps, interval_s / 3600.0, settings)

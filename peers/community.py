@@ -44,6 +44,7 @@ class CommunityParams(OptimisingParams):
         default=4.0, gt=0, description="Lead (steps) over which the recent load level fades"
     )
     clear_sky_prior_index: float = Field(default=0.8, gt=0, le=1.2)
+    p2p_sales_first: bool = True
 
 
 class CommunityAgent(OptimisingAgent):

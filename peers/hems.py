@@ -73,9 +73,13 @@ class HemsSettings:
     # prices drift by this much per step (imports a little cheaper, exports a little dearer
     # later), so the battery takes today's surplus and covers today's deficit first, as robust to
     # forecast error as the rules; and a reward per kWh held in the EV per step, so it charges
-    # early (a day of either is worth about 0.01 and 0.1 per kWh).
+    # early (a day of either is worth about 0.01 and 0.1 per kWh). A negative holding value
+    # charges the EV as late as its plug-out needs allow (its flexibility kept for later offers);
+    # `p2p_sales_first` turns the P2P sale drift round (an earlier P2P sale a little dearer), so a
+    # seller serves its neighbours' present demand before filling its storage.
     tie_break_per_step: float = 1e-4
     ev_holding_value_per_kwh_step: float = 1e-3
+    p2p_sales_first: bool = False
     time_limit_s: float = 1.0
     mip_rel_gap: float = 1e-3
     relaxation_first: bool = True  # skip branch and bound when the LP relaxation is integral
@@ -138,7 +142,7 @@ class _Model:
         p2p_buy_cap = par("p2p_buy_cap_kw", T, nonneg=True)
         p2p_sell_cap = par("p2p_sell_cap_kw", T, nonneg=True)
         voll = par("voll", nonneg=True)
-        holding = par("ev_holding_value", nonneg=True)
+        holding = par("ev_holding_value")
 
         grid_buy = var("grid_buy_kw", nonneg=True)
         grid_sell = var("grid_sell_kw", nonneg=True)
@@ -287,7 +291,8 @@ class Hems:
         model.set("retail", inputs.retail - drift)
         model.set("feed_in", inputs.feed_in + drift)
         model.set("p2p_buy_price", inputs.p2p_buy_price - drift)
-        model.set("p2p_sell_price", inputs.p2p_sell_price + drift)
+        sell_drift = -drift if self.settings.p2p_sales_first else drift
+        model.set("p2p_sell_price", inputs.p2p_sell_price + sell_drift)
         cap = self.settings.p2p_limit_kw
         buy_cap = a.grid_import_limit_kw if cap is None else cap
         sell_cap = a.grid_export_limit_kw if cap is None else cap

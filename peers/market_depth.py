@@ -5,9 +5,10 @@ bid_volume_kwh`, `ask_volume_kwh`). Less the agent's own orders, that is the oth
 (bids) and supply (asks) for that interval. `MarketDepth` keeps, per local time-of-day slot, an
 exponentially weighted mean over days; a slot not seen yet takes the latest interval's value (so
 a first day adapts within an interval or two). The optimising HEMS caps planned P2P sales at the
-expected demand and planned P2P purchases at the expected supply, each with a margin, so a seller
-spreads its surplus over the hours its neighbours buy instead of storing first and selling when
-nobody is left to buy.
+expected demand and planned P2P purchases at the expected supply, each with a margin where the
+other side is expected at all, so a seller spreads its surplus over the hours its neighbours buy
+instead of storing first and selling when nobody is left to buy, and nobody plans to buy P2P when
+no neighbour sells.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class MarketDepth:
         self.zone = zone
         self.day_weight = day_weight
         self.margin_kw = margin_kw
+        self.min_expected_kw = 0.02  # below this, nobody is expected on the other side
         slots = round(86400.0 / interval_s)
         self.demand_kwh = np.full(slots, np.nan)  # others' bids per slot
         self.supply_kwh = np.full(slots, np.nan)  # others' asks per slot
@@ -70,4 +72,9 @@ class MarketDepth:
         to_kw = 3600.0 / self.interval_s
         demand = np.where(np.isnan(self.demand_kwh[slots]), self.latest[0], self.demand_kwh[slots])
         supply = np.where(np.isnan(self.supply_kwh[slots]), self.latest[1], self.supply_kwh[slots])
-        return supply * to_kw + self.margin_kw, demand * to_kw + self.margin_kw
+        return self._with_margin(supply * to_kw), self._with_margin(demand * to_kw)
+
+    def _with_margin(self, expected_kw: np.ndarray) -> np.ndarray:
+        """The margin where the other side is expected to trade at all; none where it is not
+        (the only seller of a community plans no P2P purchase at night)."""
+        return np.where(expected_kw > self.min_expected_kw, expected_kw + self.margin_kw, 0.0)

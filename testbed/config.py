@@ -231,6 +231,8 @@ class ControlConfig(_Strict):
     setpoint_deadband_kw: NonNegativeFloat = 0.02  # smaller changes are not sent
     refresh_s: PositiveFloat = 10.0  # re-send an unchanged setpoint this often (watchdogs)
     io_timeout_s: PositiveFloat = 1.0
+    # the PCC target: "plan" = the contract plus the plan's grid import; "contract" = alone
+    dispatch: Literal["plan", "contract"] = "plan"
 
 
 class PlantLink(_Strict):

@@ -4,7 +4,8 @@ Each device is built by its driver kind (`testbed.driver_registry`), which puts 
 slot of its role: the PCC meter, a PV inverter, the storage inverter or EV charger (the one
 flexible device), a programmable load. This module knows which reading means what for the
 controller (PCC power, energy registers, PV and storage power, state of charge) and turns a peer's
-contracted power into its flexible device's setpoint each step. It also puts the devices into
+target at the PCC (its contract plus its plan's grid import, `testbed.dispatch.pcc_target_kw`)
+into its flexible device's setpoint each step. It also puts the devices into
 their known operating state at the start of a run (`prepare`), checks every reading against what
 drives it (`watch_freezes`, see `testbed.frozen`) and brings a device back from its safe state
 when the cause has cleared (`recover`; the flexible device ramps from what it measures).
@@ -214,9 +215,11 @@ class PeerDevices:
         values = snapshot_values(channel.snapshot)
         if channel is self.meter:
             values["contract_kw"] = self.contract_kw
+            values["target_kw"] = self.target_kw
         return values
 
-    contract_kw: float = 0.0
+    contract_kw: float = 0.0  # the interval's P2P contract at the PCC
+    target_kw: float = 0.0  # the PCC power the dispatcher holds (`dispatch.pcc_target_kw`)
 
     def image(self, step: int | None) -> PeerImage:
         """The process image of `step` (None = the latest one built)."""
@@ -346,10 +349,13 @@ class PeerDevices:
     # -- delivery -------------------------------------------------------------------------------
 
     async def dispatch(
-        self, step: int, contract_kw: float, now: datetime
+        self, step: int, contract_kw: float, now: datetime, target_kw: float | None = None
     ) -> tuple[str, StorageCommand] | None:
-        """Move the flexible device toward the contract; None when the peer has none."""
+        """Move the flexible device so the PCC follows `target_kw` (None = the contract); None when
+        the peer has none."""
         self.contract_kw = contract_kw
+        self.target_kw = contract_kw if target_kw is None else target_kw
+        tracked_kw = self.target_kw
         flexible = self.inverter or self.ev_charger
         if flexible is None:
             return None
@@ -369,7 +375,7 @@ class PeerDevices:
         sent: bool
         if self.inverter is not None and isinstance(device, InverterSnapshot):
             setpoint_kw, command = battery_command(
-                contract_kw,
+                tracked_kw,
                 meter.power_kw,
                 device.ac_power_kw,
                 device.pv_power_kw,
@@ -396,7 +402,7 @@ class PeerDevices:
                     )
                 )
                 command = ev_command(
-                    contract_kw,
+                    tracked_kw,
                     meter.power_kw,
                     device.power_kw,
                     device.soc_pct,

@@ -1,8 +1,16 @@
-"""Step 5, delivery: from a peer's contracted power to its storage device's power, every step.
+"""Step 5, delivery: from a peer's position for the interval to its storage device's power.
 
-The PCC should carry the contracted power. A peer's flexible device (the battery behind the
-hybrid inverter, or the EV charger) is moved by the PCC's error, other loads taken as they are:
-    request = device power now + (contracted power - PCC power now)
+The PCC's target for the interval (`pcc_target_kw`) is, by default, the plan's net position: the
+P2P contract plus the grid import the agent's plan accepted, so a buyer imports what its plan
+imports (its storage follows the plan instead of covering the part of the load its bid did not
+win), and a seller exports what it sold (energy it planned to sell but did not stays home, in
+storage, rather than going to the grid at the feed-in tariff). `dispatch = "contract"` in
+`[control]` follows the contract alone (the PCC at 0 kW without one). The contract settles as
+before either way: what the PCC carries beyond it is a deviation.
+
+A peer's flexible device (the battery behind the hybrid inverter, or the EV charger) is moved by the
+PCC's error, other loads taken as they are:
+    request = device power now + (target power - PCC power now)
 then bounded by the safety limits (`testbed.safety`), which outrank the market. The EV's mobility
 need outranks the market too: when the energy still needed by departure can only just be charged in
 the time left, it charges at full power whatever the contract says.
@@ -10,6 +18,7 @@ the time left, it charges at full power whatever the contract says.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +31,20 @@ class StorageCommand:
 
     storage_kw: float  # battery or EV power after the limits, + = discharge
     hits: tuple[LimitHit, ...]
+
+
+def pcc_target_kw(contract_kw: float, plan_net_kw: float | None, rule: str = "plan") -> float:
+    """The PCC power (kW, + = export) the dispatcher holds during an interval.
+
+    `rule` "plan": the lower of the contract and the plan's net position, i.e. the contract plus
+    the plan's grid import (a buyer's unfilled or unbid need) and no export beyond what was sold.
+    "contract", or no plan (no decision for the interval): the contract alone.
+    """
+    if rule == "contract" or plan_net_kw is None or not math.isfinite(plan_net_kw):
+        return contract_kw
+    if rule != "plan":
+        raise ValueError(f"dispatch rule {rule!r}: choose 'plan' or 'contract'")
+    return min(contract_kw, plan_net_kw)
 
 
 def tracking_request_kw(contract_kw: float, pcc_kw: float, device_kw: float) -> float:

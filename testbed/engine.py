@@ -1,14 +1,15 @@
 """The experiment engine: the six steps of every market interval, driven by one clock.
 
 Every control step: read every device and meter (a frozen process image), let the dispatchers
-move the flexible devices so each PCC follows its contracted power, within the safety limits, and
-advance the clock; the step's samples are recorded while the plant advances (at an interval's
-boundary, before the next interval opens). At gate closure of each interval the agents bid and
-the book is cleared; at each interval's end the metered energy is settled against the trades,
-from the meters' energy registers at the boundaries (`testbed.metering`: a boundary a meter
-missed is filled from its registers once it reads again, so a peer's settlement can come a few
-steps or intervals late, never as zero). The summary counts the intervals that were delivered and
-the settlements that were made. Everything goes out as documents to the sinks.
+move the flexible devices so each PCC follows its position (the contract plus the grid import its
+agent's plan accepted, `testbed.dispatch.pcc_target_kw`), within the safety limits, and advance
+the clock; the step's samples are recorded while the plant advances (at an interval's boundary,
+before the next interval opens). At gate closure of each interval the agents bid and the book is
+cleared; at each interval's end the metered energy is settled against the trades, from the
+meters' energy registers at the boundaries (`testbed.metering`: a boundary a meter missed is
+filled from its registers once it reads again, so a peer's settlement can come a few steps or
+intervals late, never as zero). The summary counts the intervals that were delivered and the
+settlements that were made. Everything goes out as documents to the sinks.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.clock import Clock
 from testbed.config import TestbedConfig
 from testbed.devices import AnyChannel, PeerDevices, PeerImage
-from testbed.dispatch import StorageCommand
+from testbed.dispatch import StorageCommand, pcc_target_kw
 from testbed.documents import (
     AgentPlan,
     Document,
@@ -504,7 +505,9 @@ class Engine:
             contract_kw = (
                 market.contracted_kw(name, self.config.market.interval_s) if market else 0.0
             )
-            commands.append(peer.dispatch(step, contract_kw, now))
+            plan_kw = market.planned_net_kw(name) if market else None
+            target_kw = pcc_target_kw(contract_kw, plan_kw, self.config.control.dispatch)
+            commands.append(peer.dispatch(step, contract_kw, now, target_kw))
         results = await asyncio.gather(*commands)
         for peer, result in zip(self.peers.values(), results, strict=True):
             if result is None:

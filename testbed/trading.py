@@ -62,6 +62,14 @@ class IntervalMarket:
     def contracted_kw(self, peer: str, interval_s: float) -> float:
         return self.contracted_kwh.get(peer, 0.0) * 3600.0 / interval_s
 
+    def planned_net_kw(self, peer: str) -> float | None:
+        """The peer's planned PCC power for this interval (its plan's first step), if any."""
+        decision = self.decisions.get(peer)
+        if decision is None or not decision.plan:
+            return None
+        step = decision.plan[0]
+        return step.net_kw if step.start == self.interval_start else None
+
 
 def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> dict[str, float]:
     """Energy sold minus energy bought, per peer."""

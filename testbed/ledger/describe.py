@@ -40,6 +40,13 @@ def _order(d: dict[str, Any], currency: str) -> str:
     )
 
 
+def _rejected_message(d: dict[str, Any], currency: str) -> str:
+    return (
+        f"unreadable message on {d['topic']} ({d['payload_bytes']} bytes, SHA-256 "
+        f"{d['payload_sha256'][:16]}…): rejected ({d['reason']})"
+    )
+
+
 def _clearing(d: dict[str, Any], currency: str) -> str:
     price = d.get("clearing_price")
     shown = "-" if price is None else f"{price:.2f} {currency}/kWh"
@@ -90,6 +97,7 @@ _DESCRIBERS = {
     "mint": _amount,
     "redeem": _amount,
     "order": _order,
+    "rejected_message": _rejected_message,
     "clearing": _clearing,
     "delivery": _delivery,
     "settlement": _settlement,

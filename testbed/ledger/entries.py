@@ -27,6 +27,7 @@ KINDS = (
     "mint",
     "redeem",
     "order",
+    "rejected_message",
     "clearing",
     "delivery",
     "settlement",

@@ -185,6 +185,35 @@ class LedgerOperator:
                     accepted.append(signed.order)
         return accepted, rejected
 
+    def record_rejected_message(
+        self,
+        time: datetime,
+        peer: str,
+        *,
+        topic: str,
+        received_at: datetime,
+        reason: str,
+        payload_sha256: str,
+        payload_bytes: int,
+    ) -> Entry:
+        """A message a peer sent that the operator could not read as a submission (a bad
+        schema): who sent it (its topic, which only that peer may write), when, why it was
+        refused, and the SHA-256 and size of its bytes (the operator's journal keeps the bytes)."""
+        with self.writer.batch() as w:
+            entry = w.append(
+                time,
+                "rejected_message",
+                peer,
+                {
+                    "topic": topic,
+                    "received_at": iso(received_at),
+                    "reason": reason,
+                    "payload_sha256": payload_sha256,
+                    "payload_bytes": payload_bytes,
+                },
+            )
+        return entry
+
     def order_signature_ok(self, signed: SignedOrder) -> bool:
         record = self.state.peers.get(signed.order.peer)
         return record is not None and order_signature_valid(record.public_key, signed)

@@ -3,8 +3,8 @@
 The operator applies every entry to this state before it appends it, and `verify` replays the whole
 ledger through the same `apply`: an entry the rules refuse (a negative balance, an accepted order
 without a valid signature, a replayed order id, a trade of an order that was never accepted,
-transfers that do not settle the interval as recorded, a closing balance that differs) is named
-with the reason.
+transfers that do not settle the interval as recorded, a closing balance that differs, a rejected
+order or message without a reason) is named with the reason.
 """
 
 from __future__ import annotations
@@ -234,6 +234,16 @@ class LedgerState:
             and order_signature_valid(record.public_key, signed)
         ):
             self.seen_orders[order.order_id] = seq
+
+    def _apply_rejected_message(
+        self, seq: int, time: str, subject: str, data: dict[str, Any]
+    ) -> None:
+        """A peer's message the operator could not read as a submission: recorded, no effect."""
+        if not str(data.get("reason", "")).strip():
+            raise LedgerRuleError(f"a rejected message of {subject!r} without a reason")
+        digest = str(data["payload_sha256"])
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise LedgerRuleError(f"a rejected message's payload_sha256 {digest[:70]!r}")
 
     def _apply_clearing(self, seq: int, time: str, subject: str, data: dict[str, Any]) -> None:
         interval = data["interval_start"]

@@ -33,7 +33,9 @@ from testbed.platform.messages import (
     Measurements,
     MeteringReport,
     PlanMessage,
+    RejectedMessage,
     SettlementReport,
+    SignedCandidate,
     parse,
 )
 from testbed.platform.signing import to_ledger
@@ -190,8 +192,9 @@ class RemoteMarket:
     # -- the run's ledger ---------------------------------------------------------------------
 
     def attach_ledger(self, ledger: RunLedger) -> None:
-        """Record every signed order the operator received on the run's ledger, and tell the
-        operator which peers the ledger restricts (not approved; in debt: sell only)."""
+        """Record every order the operator received on the run's ledger (accepted or rejected,
+        in time or late, and its peers' unreadable submissions), and tell the operator which
+        peers the ledger restricts (not approved; in debt: sell only)."""
         self._ledger = ledger
 
     def _ledger_standing(self) -> tuple[dict[str, str], dict[str, str]]:
@@ -232,6 +235,31 @@ class RemoteMarket:
                 f"run's ledger refuses: {why}"
             )
 
+    def _record_unbooked(
+        self,
+        at: datetime,
+        unbooked: list[SignedCandidate],
+        rejected_messages: list[RejectedMessage],
+    ) -> None:
+        """The rejections a report carries from outside any book: late orders (or for another
+        interval than their submission's), each rejected with the operator's reason unless the
+        ledger's own rules object first, and unreadable submissions."""
+        assert self._ledger is not None
+        if unbooked:
+            self._ledger.admit(
+                at, [(to_ledger(c.order), c.reason or "rejected by the operator") for c in unbooked]
+            )
+        for message in rejected_messages:
+            self._ledger.operator.record_rejected_message(
+                at,
+                message.peer,
+                topic=message.topic,
+                received_at=message.received_at,
+                reason=message.reason,
+                payload_sha256=message.payload_sha256,
+                payload_bytes=message.payload_bytes,
+            )
+
     # -- MarketPort ---------------------------------------------------------------------------
 
     def agent_kind(self, peer: str) -> str:
@@ -269,6 +297,8 @@ class RemoteMarket:
         )
         report = self._clearings.pop(interval)
         if self._ledger is not None:
+            now = max((state.time for state in states.values()), default=gate_closes_at)
+            self._record_unbooked(now, report.unbooked, report.rejected_messages)
             self._record_orders(interval_start, report)
         decisions = await self._plans_of(interval, report.submitted)
         book = OrderBook(
@@ -322,4 +352,8 @@ class RemoteMarket:
             lambda: interval in self._settlements,
             f"the metering of {interval.isoformat()}",
         )
-        return list(self._settlements.pop(interval).settlements)
+        answer = self._settlements.pop(interval)
+        if self._ledger is not None:
+            interval_end = interval + timedelta(seconds=self.config.market.interval_s)
+            self._record_unbooked(interval_end, answer.unbooked, answer.rejected_messages)
+        return list(answer.settlements)

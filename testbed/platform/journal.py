@@ -1,5 +1,7 @@
 """The operator's own journal (SQLite, WAL): every submission it answered, every order with its
-status, every clearing and settlement it published, and its counters.
+status, every clearing and settlement it published, and its counters; and the rejections that
+fall outside any interval's book (`unbooked`: late orders, unreadable submissions) until a report
+carries them to the controller.
 
 Written before the operator publishes anything, so that after a broker restart (or its own) it
 answers a repeated request with exactly what it said the first time and loses no accepted order.
@@ -24,6 +26,9 @@ CREATE TABLE IF NOT EXISTS orders (
 CREATE TABLE IF NOT EXISTS rejected_messages (
     received_at TEXT NOT NULL, peer TEXT, topic TEXT NOT NULL, reason TEXT NOT NULL,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unbooked (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, item TEXT NOT NULL, report TEXT
 );
 CREATE TABLE IF NOT EXISTS clearings (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settlements (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
@@ -66,9 +71,11 @@ class Journal:
         ack_json: str,
         received_at: datetime,
         orders: list[tuple[datetime, str, str, int, str, str | None, str]],
+        unbooked: list[str] | None = None,
     ) -> None:
         """The answer to a submission and its orders (interval, peer, id, seq, status, reason,
-        signed order JSON), in one transaction."""
+        signed order JSON), and its rejected orders that no book will carry (`SignedCandidate`
+        JSON), in one transaction."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -79,13 +86,49 @@ class Journal:
                 "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(_key(i), p, o, seq, s, r, signed) for i, p, o, seq, s, r, signed in orders],
             )
+            self._db.executemany(
+                "INSERT INTO unbooked (kind, item) VALUES ('order', ?)",
+                [(item,) for item in unbooked or ()],
+            )
 
     def record_rejected_message(
-        self, received_at: datetime, peer: str | None, topic: str, reason: str, payload: bytes
+        self,
+        received_at: datetime,
+        peer: str | None,
+        topic: str,
+        reason: str,
+        payload: bytes,
+        unbooked: str | None = None,
     ) -> None:
-        self._db.execute(
-            "INSERT INTO rejected_messages VALUES (?, ?, ?, ?, ?)",
-            (_key(received_at), peer, topic, reason, payload),
+        """An unreadable message, and its `RejectedMessage` JSON for the next report."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT INTO rejected_messages VALUES (?, ?, ?, ?, ?)",
+                (_key(received_at), peer, topic, reason, payload),
+            )
+            if unbooked is not None:
+                self._db.execute(
+                    "INSERT INTO unbooked (kind, item) VALUES ('message', ?)", (unbooked,)
+                )
+
+    def unbooked_orders(self) -> list[str]:
+        """The `SignedCandidate` JSON of every order rejected outside a book, in order."""
+        return [
+            r[0]
+            for r in self._db.execute("SELECT item FROM unbooked WHERE kind = 'order' ORDER BY seq")
+        ]
+
+    def pending_unbooked(self) -> list[tuple[int, str, str]]:
+        """(seq, kind, JSON) of the unbooked rejections no report has carried yet, in order."""
+        return self._db.execute(
+            "SELECT seq, kind, item FROM unbooked WHERE report IS NULL ORDER BY seq"
+        ).fetchall()
+
+    def _carried(self, report: str, seqs: list[int]) -> None:
+        self._db.executemany(
+            "UPDATE unbooked SET report = ? WHERE seq = ? AND report IS NULL",
+            [(report, seq) for seq in seqs],
         )
 
     def accepted_orders(self) -> list[tuple[str, str, int, str]]:
@@ -107,7 +150,14 @@ class Journal:
 
     # -- clearings and settlements ------------------------------------------------------------
 
-    def record_clearing(self, interval_start: datetime, report_json: str, order_count: int) -> None:
+    def record_clearing(
+        self,
+        interval_start: datetime,
+        report_json: str,
+        order_count: int,
+        unbooked_seqs: list[int] | None = None,
+    ) -> None:
+        """The clearing report, and the unbooked rejections it carries, in one transaction."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -117,6 +167,7 @@ class Journal:
             self._db.execute(
                 "INSERT OR REPLACE INTO counters VALUES ('order_count', ?)", (order_count,)
             )
+            self._carried(f"clearing {_key(interval_start)}", unbooked_seqs or [])
 
     def clearing(self, interval_start: datetime) -> str | None:
         row = self._db.execute(
@@ -127,10 +178,17 @@ class Journal:
     def clearings(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT report FROM clearings ORDER BY 1")]
 
-    def record_settlement(self, interval_start: datetime, report_json: str) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO settlements VALUES (?, ?)", (_key(interval_start), report_json)
-        )
+    def record_settlement(
+        self, interval_start: datetime, report_json: str, unbooked_seqs: list[int] | None = None
+    ) -> None:
+        """The settlement report, and the unbooked rejections it carries, in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR REPLACE INTO settlements VALUES (?, ?)",
+                (_key(interval_start), report_json),
+            )
+            self._carried(f"settlement {_key(interval_start)}", unbooked_seqs or [])
 
     def settlement(self, interval_start: datetime) -> str | None:
         row = self._db.execute(

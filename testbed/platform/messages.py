@@ -185,6 +185,19 @@ class SignedCandidate(BaseModel):
     reason: str | None = None
 
 
+class RejectedMessage(BaseModel):
+    """A message on a peer's order topic that did not parse as a submission (the topic names the
+    peer: only it may write there): when, why, and the SHA-256 and size of its bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    peer: str
+    topic: str
+    received_at: datetime
+    reason: str = Field(min_length=1)
+    payload_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    payload_bytes: int = Field(ge=0)
+
+
 class ClearingReport(Message):
     """Operator, on `operator/clearings`: the whole book and its clearing, for the controller."""
 
@@ -199,6 +212,10 @@ class ClearingReport(Message):
     submitted: list[str]  # peers whose orders (or an empty submission) arrived before the gate
     gate_closed_wall: float
     signed: list[SignedCandidate] = []  # every signed order of the interval, accepted first
+    # rejections outside any book since the operator's previous report: orders after their gate
+    # (or for another interval than their submission's), and unreadable submissions
+    unbooked: list[SignedCandidate] = []
+    rejected_messages: list[RejectedMessage] = []
 
 
 class MeteringReport(Message):
@@ -215,6 +232,8 @@ class SettlementReport(Message):
     kind: Literal["settlement_report"] = "settlement_report"
     interval_start: datetime
     settlements: list[Settlement]
+    unbooked: list[SignedCandidate] = []  # as in `ClearingReport`, since its previous report
+    rejected_messages: list[RejectedMessage] = []
 
 
 class PeerSettlement(Message):

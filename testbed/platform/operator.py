@@ -12,11 +12,17 @@ the journal's answer, so duplicates change nothing.
 Rules an order must pass (else `rejected` with the reason, journalled, and left out of the book):
 the submission parses (schema), it came on its own peer's topic, the peer is registered with a
 public key, the signature verifies, the interval's gate is still open, and its id is new.
+
+Every order received goes to the controller for the run's ledger: those of an interval's book
+(accepted or rejected) in its clearing report; the rejections outside any book (after the gate, or
+for another interval than their submission's) and the unreadable submissions on a peer's topic in
+the next clearing or settlement report (`unbooked`, `rejected_messages`), each in exactly one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict, deque
@@ -47,6 +53,7 @@ from testbed.platform.messages import (
     PeerResult,
     PeerSettlement,
     PublicClearing,
+    RejectedMessage,
     RejectedOrder,
     SettlementReport,
     SignedCandidate,
@@ -83,6 +90,15 @@ class _Interval:
     refused_peers: dict[str, str] = field(default_factory=dict)
     sell_only_peers: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class _Unbooked:
+    """Journalled rejections outside any book, for the next report to carry."""
+
+    seqs: list[int] = field(default_factory=list)
+    orders: list[SignedCandidate] = field(default_factory=list)
+    messages: list[RejectedMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -124,6 +140,9 @@ class OperatorService:
         # the peers with accepted orders of an interval still to clear in their account views
         self._accounts_open: dict[datetime, set[str]] = defaultdict(set)
         self._settled: set[datetime] = set()
+        # ids of orders rejected outside any book with their peer's valid signature: the run's
+        # ledger counts them as used, so a later order with the same id is refused here too
+        self._used_unbooked: dict[str, str] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._restore()
@@ -149,12 +168,22 @@ class OperatorService:
             self._closed[_utc(report.interval_start)] = report
         for text in self.journal.settlements():
             self._settled.add(_utc(parse(SettlementReport, text).interval_start))
+        for item in self.journal.unbooked_orders():
+            self._note_unbooked(SignedCandidate.model_validate_json(item))
         for interval_text, peer, seq, signed_json in self.journal.accepted_orders():
             interval = _utc(datetime.fromisoformat(interval_text))
             if interval in self._closed:
                 continue
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+
+    def _note_unbooked(self, candidate: SignedCandidate) -> None:
+        """An order rejected outside any book uses its id on the ledger when it is signed by
+        its own peer's registered key (the ledger's rule for a used id)."""
+        order = candidate.order
+        public_key = self.registry.public_key(order.peer)
+        if public_key is not None and signature_valid(public_key, order):
+            self._used_unbooked.setdefault(order.order_id, candidate.reason or "rejected")
 
     def last_closed(self) -> datetime | None:
         return max(self._closed) if self._closed else None
@@ -231,7 +260,23 @@ class OperatorService:
             submission = parse(Submission, payload)
         except BadMessage as error:
             reason = str(error)
-            self.journal.record_rejected_message(received, peer, topic, reason, payload)
+            attributed = topics.peer_of(topic) is not None
+            rejected = RejectedMessage(
+                peer=peer,
+                topic=topic,
+                received_at=received,
+                reason=reason,
+                payload_sha256=hashlib.sha256(payload).hexdigest(),
+                payload_bytes=len(payload),
+            )
+            self.journal.record_rejected_message(
+                received,
+                peer,
+                topic,
+                reason,
+                payload,
+                rejected.model_dump_json() if attributed else None,
+            )
             self._send(
                 topics.acks(peer),
                 Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason).payload(),
@@ -241,9 +286,11 @@ class OperatorService:
         if known is not None:  # a duplicate delivery: the same answer, nothing changes
             self._send(topics.acks(peer), known.encode("utf-8"))
             return
-        ack, rows = self._intake(peer, submission)
+        ack, rows, unbooked = self._intake(peer, submission)
         ack_json = ack.model_dump_json()
-        self.journal.record_submission(submission.message_id, peer, ack_json, received, rows)
+        self.journal.record_submission(
+            submission.message_id, peer, ack_json, received, rows, unbooked
+        )
         self._note_account(peer, submission, ack)
         self._send_account(peer)  # retained before the acknowledgement reaches the peer
         self._send(topics.acks(peer), ack_json.encode("utf-8"))
@@ -253,10 +300,12 @@ class OperatorService:
 
     def _intake(
         self, peer: str, submission: Submission
-    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]]]:
+    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]], list[str]]:
+        """The acknowledgement, the journal's rows, and the rejections no book carries."""
         interval = _utc(submission.interval_start)
         statuses: list[OrderStatus] = []
         rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
+        unbooked: list[str] = []
         closed = self._is_closed(interval)
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
@@ -281,9 +330,13 @@ class OperatorService:
                 statuses.append(
                     OrderStatus(order_id=signed.order_id, status="rejected", reason=reason)
                 )
+                candidate = SignedCandidate(order=signed, reason=reason)
                 if book is not None and _utc(signed.interval_start) == interval:
                     book.rejected.append((signed.as_order(), reason))
-                    book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
+                    book.rejected_signed.append(candidate)
+                else:
+                    unbooked.append(candidate.model_dump_json())
+                    self._note_unbooked(candidate)
             rows.append(
                 (
                     interval,
@@ -303,7 +356,7 @@ class OperatorService:
             interval_start=submission.interval_start,
             statuses=statuses,
         )
-        return ack, rows
+        return ack, rows, unbooked
 
     def _is_closed(self, interval: datetime) -> bool:
         last = self.last_closed()
@@ -331,6 +384,11 @@ class OperatorService:
             )
         if not signature_valid(public_key, signed):
             return "bad signature: not signed by the peer's registered key, or changed since"
+        if signed.order_id in self._used_unbooked:
+            return (
+                f"order id {signed.order_id!r} was already used by an order rejected earlier "
+                f"({self._used_unbooked[signed.order_id]})"
+            )
         if closed:
             return (
                 f"the gate of interval {signed.interval_start.isoformat()} has closed; "
@@ -397,6 +455,7 @@ class OperatorService:
     async def _close(self, interval: datetime) -> None:
         gate_closed_wall = time.time()
         book = self._intervals.pop(interval, _Interval())
+        unbooked = self._pending_unbooked()
         ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
         accepted = [
             signed
@@ -423,9 +482,11 @@ class OperatorService:
                 *(SignedCandidate(order=signed) for signed in accepted),
                 *book.rejected_signed,
             ],
+            unbooked=unbooked.orders,
+            rejected_messages=unbooked.messages,
         )
         report_json = report.model_dump_json()
-        self.journal.record_clearing(interval, report_json, self.clearer.order_count)
+        self.journal.record_clearing(interval, report_json, self.clearer.order_count, unbooked.seqs)
         self._closed[interval] = report
         self._gate_tasks.pop(interval, None)
         self._announced.pop(interval, None)
@@ -504,8 +565,14 @@ class OperatorService:
             self.config.prices,
             balancing=self.config.market.balancing,
         )
-        report = SettlementReport(interval_start=interval, settlements=settlements)
-        self.journal.record_settlement(interval, report.model_dump_json())
+        unbooked = self._pending_unbooked()
+        report = SettlementReport(
+            interval_start=interval,
+            settlements=settlements,
+            unbooked=unbooked.orders,
+            rejected_messages=unbooked.messages,
+        )
+        self.journal.record_settlement(interval, report.model_dump_json(), unbooked.seqs)
         self._settled.add(interval)
         await self.link.publish(topics.SETTLEMENT_REPORTS, report)
         publications = []
@@ -525,6 +592,17 @@ class OperatorService:
             )
             self._send_account(settlement.peer)
         await asyncio.gather(*publications)
+
+    def _pending_unbooked(self) -> _Unbooked:
+        """The rejections outside any book that no report has carried yet (from the journal)."""
+        pending = _Unbooked()
+        for seq, kind, item in self.journal.pending_unbooked():
+            pending.seqs.append(seq)
+            if kind == "order":
+                pending.orders.append(SignedCandidate.model_validate_json(item))
+            else:
+                pending.messages.append(RejectedMessage.model_validate_json(item))
+        return pending
 
     def wallet_balance(self, peer: str) -> float:
         """The peer's wallet: its opening balance less its settled bills (the ledger's wallets

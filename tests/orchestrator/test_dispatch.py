@@ -1,10 +1,17 @@
-"""Delivery: the PCC follows the contract; the EV's departure need outranks the market."""
+"""Delivery: the PCC follows the contract plus the plan's grid import; the EV's departure need
+outranks the market."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from testbed.dispatch import MobilityNeed, battery_command, ev_command, tracking_request_kw
+from testbed.dispatch import (
+    MobilityNeed,
+    battery_command,
+    ev_command,
+    pcc_target_kw,
+    tracking_request_kw,
+)
 from testbed.safety import StorageLimits
 
 NOW = datetime(2026, 3, 21, 1, 0, tzinfo=UTC)
@@ -12,6 +19,23 @@ EV = StorageLimits(2.0, 1.5, 30.0, 95.0, ramp_kw_per_s=10.0, min_power_kw=0.3)
 NEED = MobilityNeed(
     capacity_kwh=4.608, departure_soc_pct=80.0, charge_efficiency=0.95, max_charge_kw=2.0
 )
+
+
+def test_a_buyer_imports_what_its_plan_imports_whatever_its_bid_won():
+    # plan: import 1.2 kW (house load and charging); the bid won 0.4 kW, or nothing
+    assert pcc_target_kw(-0.4, -1.2) == pytest.approx(-1.2)
+    assert pcc_target_kw(0.0, -1.2) == pytest.approx(-1.2)
+    # the old rule held the PCC at the contract: storage covered the rest of the load
+    assert pcc_target_kw(0.0, -1.2, rule="contract") == 0.0
+
+
+def test_a_seller_exports_what_it_sold_not_what_it_planned_to_sell():
+    assert pcc_target_kw(0.6, 1.0) == pytest.approx(0.6)  # the unsold 0.4 kW stays home
+    assert pcc_target_kw(0.0, 1.0) == 0.0
+    assert pcc_target_kw(0.3, None) == 0.3  # no plan for the interval: the contract
+    assert pcc_target_kw(0.3, float("nan")) == 0.3
+    with pytest.raises(ValueError, match="'grid'"):
+        pcc_target_kw(0.3, 1.0, rule="grid")
 
 
 def test_tracking_moves_the_device_by_the_pcc_error():

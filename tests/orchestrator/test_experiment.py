@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from labspec.endpoints import PlantEndpoints
@@ -164,6 +165,72 @@ def test_every_agent_decision_is_recorded_with_its_forecast_and_plan(morning_run
             assert order.quantity_kwh <= abs(planned_kwh) + 1e-6
 
 
+EVENING_TOML = """
+[plant]
+seed = 7
+start = 2026-03-21T20:00:00+05:30
+site = "site.toml"
+"""
+
+
+@pytest.fixture(scope="module")
+def evening_run(tmp_path_factory) -> RunResult:
+    """20:00 IST: A's battery empty (nobody sells), B's cart plugged in above its plug-out need."""
+    from tests.fixtures.plant import start_plant_process
+    from tests.fixtures.ports import stop_process
+    from tests.fixtures.sites import write_site
+
+    folder = tmp_path_factory.mktemp("evening_plant")
+    write_site(
+        folder / "site.toml",
+        {
+            "peers": {
+                "A": {"battery": {"initial_soc_pct": 10.0}},
+                "B": {"ev": {"initial_soc_pct": 85.0}},
+            }
+        },
+    )
+    (folder / "plant.toml").write_text(EVENING_TOML)
+    plant = start_plant_process(folder, "--config", str(folder / "plant.toml"))
+    try:
+        return run(plant.endpoints, folder / "run", hours=0.25)
+    finally:
+        stop_process(plant.proc)
+
+
+def test_a_buyer_without_a_seller_imports_what_its_plan_imports(evening_run):
+    """Each step the dispatcher holds every PCC at the lower of its contract and its plan's net
+    position. With nobody selling in the evening, B's cart is not drained into B's house to hold
+    its PCC at the empty contract (the old rule): B imports its load as its plan says."""
+    reader = RunReader(evening_run.run_dir)
+    step_s = float(load_config(REPO / "configs" / "emulated.toml").control.step_s)
+    plans = reader.agent_plans(first_step_only=True)
+    plan_kw = {
+        (row.peer, pd.Timestamp(row.interval_start).timestamp()): row.net_kw
+        for row in plans.itertuples()
+    }
+    samples = reader.samples(device="meter", fields=["power_kw", "contract_kw", "target_kw"])
+    # a sample records the target of the step before it: skip each interval's first step
+    interval_s = ((samples["time_s"] - step_s) // 300.0) * 300.0
+    inside = interval_s == (samples["time_s"] // 300.0) * 300.0
+    below_contract = 0
+    for row, start_s in zip(samples[inside].itertuples(), interval_s[inside], strict=True):
+        planned = plan_kw[(row.peer, float(start_s))]
+        assert row.target_kw == pytest.approx(min(row.contract_kw, planned), abs=1e-9)
+        below_contract += row.target_kw < row.contract_kw - 0.05
+    assert below_contract > 0.5 * len(samples[inside])  # the bids found no seller
+    b = reader.samples(peer="B", device="meter", fields=["power_kw", "target_kw"])
+    b = b[inside[samples["peer"] == "B"].to_numpy()]
+    # B imports (the old rule held its PCC near 0 kW with the cart), as its plan says within the
+    # cart's 0.3 kW deadband (it takes no smaller setpoint)
+    assert b["power_kw"].mean() < -0.3
+    assert b["power_kw"].mean() == pytest.approx(b["target_kw"].mean(), abs=0.3)
+    # the cart covers at most the plan's forecast error, not B's house load
+    cart = reader.samples(peer="B", device="ev_charger", fields=["power_kw"])["power_kw"]
+    house_kw = -reader.samples(peer="B", device="meter", fields=["power_kw"])["power_kw"] + cart
+    assert cart.clip(lower=0.0).sum() < 0.5 * house_kw.sum()
+
+
 def test_energy_balance_within_a_tenth_of_a_percent(morning_run):
     summary = morning_run.finished.summary
     assert summary["energy_through_pcc_kwh"] > 0.5
@@ -177,7 +244,7 @@ def test_sold_energy_is_delivered(morning_run):
     sold = settlements[settlements["contracted_kwh"] > 0.01]
     assert len(sold) > 0
     assert (sold["deviation_kwh"] >= -0.02 * sold["contracted_kwh"]).all()
-    assert (sold["penalty"] == 0).all()
+    assert (sold["penalty"] < 0.01).all()  # below a paisa: the PCC's tracking error
 
 
 def test_same_seed_gives_the_same_numbers(morning_plant, morning_run, tmp_path):

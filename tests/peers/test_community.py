@@ -83,3 +83,32 @@ def test_sales_are_spread_over_the_neighbours_demand():
     morning = decision.plan[:8]  # 09:00-11:00
     assert all(step.net_kw == pytest.approx(0.6, abs=0.02) for step in morning)
     assert morning[-1].soc_pct > 45.0  # the rest charges the battery
+
+
+def test_no_p2p_purchase_is_planned_where_no_neighbour_sells():
+    """The margin over the book's depth applies only where the other side is expected at all:
+    the community's only seller plans no P2P purchase at night (it would buy at retail)."""
+    depth = MarketDepth(900.0, default_assets("A").zone, margin_kw=0.4)
+    depth.record((OrderIntent(OrderSide.SELL, 0.3, 4.0),))
+    depth.learn(MarketOutcome(NINE_IST, 5.0, bid_volume_kwh=0.2, ask_volume_kwh=0.3))
+    buy_cap, sell_cap = depth.caps_kw([NINE_IST])
+    assert buy_cap.tolist() == [0.0]  # only its own ask: nobody else sells
+    assert sell_cap.tolist() == pytest.approx([1.2])  # 0.8 kW of others' bids + 0.4
+
+
+def test_a_seller_serves_its_neighbours_demand_before_filling_its_battery():
+    """With a surplus that fills the battery by the afternoon anyway, the community agent sells
+    the neighbours' demand from the first sunny interval; breaking the tie the other way (store
+    first, sell later) leaves its neighbours buying at retail in the morning and the afternoon's
+    surplus beyond their demand going to the grid at the feed-in tariff."""
+    sold_now = {}
+    for first in (True, False):
+        agent = make_agent("community", "A", default_assets("A"), {"p2p_sales_first": first})
+        before = NINE_IST - timedelta(minutes=15)
+        agent.decide(ctx(before), DeviceState(time=before, battery_soc_pct=60.0))
+        agent.learn(MarketOutcome(before, 5.0, (), None, None, 0.15, 0.0))
+        decision = agent.decide(ctx(NINE_IST), DeviceState(time=NINE_IST, battery_soc_pct=60.0))
+        assert decision.fallback_reason is None
+        sold_now[first] = sum(o.quantity_kwh for o in decision.orders if o.side is OrderSide.SELL)
+    assert sold_now[True] >= 0.15 - 0.01
+    assert sold_now[True] > sold_now[False] + 0.05
