@@ -8,13 +8,15 @@ it for the given simulated minutes at a 1 s control step (5-min market intervals
 is read and every flexible device dispatched each step over Modbus TCP (meters behind one
 gateway), OPC UA and SCPI. Prints, per size, the devices, the wall time of the step loop (from
 the end of the first step to the last, so start-up is left out), ms per step and per device, and
-the real-time factor, and the CPU per step of the controller and of the plant.
+the real-time factor, the CPU per step of the controller and of the plant, and the controller's
+full garbage collections during the step loop (count and CPU per step).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
@@ -66,12 +68,24 @@ def run_size(peers: int, minutes: float, seed: int, folder: Path) -> dict[str, f
     marks: dict[str, float] = {}
 
     plant_pid: list[int | None] = [None]
+    full_gc = {"count": 0.0, "cpu_s": 0.0, "start": 0.0, "on": 0.0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        """Count the full (generation 2) collections of the step loop and their CPU."""
+        if not full_gc["on"] or info["generation"] != 2:
+            return
+        if phase == "start":
+            full_gc["start"] = time.process_time()
+        else:
+            full_gc["count"] += 1
+            full_gc["cpu_s"] += time.process_time() - full_gc["start"]
 
     def progress(step: int, total: int, now: datetime) -> None:
         if step == 1:
             marks["first"] = time.perf_counter()
             marks["plant_cpu0"] = process_cpu_s(plant_pid[0])
             marks["cpu0"] = time.process_time()
+            full_gc["on"] = 1.0
         marks["last"], marks["steps"] = time.perf_counter(), float(step)
         marks["plant_cpu1"] = process_cpu_s(plant_pid[0])
         marks["cpu1"] = time.process_time()
@@ -82,8 +96,12 @@ def run_size(peers: int, minutes: float, seed: int, folder: Path) -> dict[str, f
         plant_pid[0] = endpoints.pid
         config = with_plant_endpoints(config, endpoints)
         _, new_loop = loop_factory("auto")
-        with asyncio.Runner(loop_factory=new_loop) as runner:
-            runner.run(run_experiment(config, folder / f"run{peers}", progress=progress))
+        gc.callbacks.append(on_gc)
+        try:
+            with asyncio.Runner(loop_factory=new_loop) as runner:
+                runner.run(run_experiment(config, folder / f"run{peers}", progress=progress))
+        finally:
+            gc.callbacks.remove(on_gc)
     steps = marks["steps"] - 1
     loop_s = marks["last"] - marks["first"]
     devices = len(site.devices)
@@ -97,6 +115,8 @@ def run_size(peers: int, minutes: float, seed: int, folder: Path) -> dict[str, f
         "realtime_factor": steps / loop_s,
         "controller_cpu_ms": 1000 * (marks["cpu1"] - marks["cpu0"]) / steps,
         "plant_cpu_ms": 1000 * (marks["plant_cpu1"] - marks["plant_cpu0"]) / steps,
+        "full_gc": full_gc["count"],
+        "full_gc_ms": 1000 * full_gc["cpu_s"] / steps,
     }
 
 
@@ -109,9 +129,10 @@ def main() -> None:
     print(f"{args.minutes:g} simulated minutes per size, 1 s control step, baseline agents")
     print(
         "| peers | devices | plant start, s | step loop, s | ms per step "
-        "| ms per step per device | real-time factor | CPU per step: controller / plant, ms |"
+        "| ms per step per device | real-time factor | CPU per step: controller / plant, ms "
+        "| controller CPU per step per device, ms | full GCs (their CPU per step, ms) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="site-bench-") as folder:
         for peers in args.peers:
             r = run_size(peers, args.minutes, args.seed, Path(folder))
@@ -119,7 +140,9 @@ def main() -> None:
                 f"| {r['peers']} | {r['devices']} | {r['plant_start_s']:.1f} | {r['loop_s']:.1f} "
                 f"| {r['ms_per_step']:.2f} | {r['ms_per_step_per_device']:.3f} "
                 f"| {r['realtime_factor']:.0f}x "
-                f"| {r['controller_cpu_ms']:.1f} / {r['plant_cpu_ms']:.1f} |",
+                f"| {r['controller_cpu_ms']:.1f} / {r['plant_cpu_ms']:.1f} "
+                f"| {r['controller_cpu_ms'] / r['devices']:.3f} "
+                f"| {r['full_gc']:.0f} ({r['full_gc_ms']:.2f}) |",
                 flush=True,
             )
 

@@ -43,6 +43,7 @@ from instruments.programmable_load import LoadSetpoint, LoadSnapshot, Programmab
 from instruments.pv_inverter import SunSpecPvInverter
 from labspec.endpoints import DeviceEndpoint, ModbusEndpoint, OpcUaEndpoint, ScpiEndpoint
 from labspec.site import (
+    DEFAULT_DRIVER,
     DEVICE_KINDS,
     AnyDevice,
     BatteryInverter,
@@ -463,3 +464,4 @@ register(
     )
 )
 assert set(DEVICE_KINDS) == {k for kind in _REGISTRY.values() for k in kind.kinds}
+assert all(kind in _REGISTRY[name].kinds for kind, name in DEFAULT_DRIVER.items())

@@ -20,6 +20,7 @@ from testbed.devices import PeerDevices
 from testbed.documents import RunFinished, Sink
 from testbed.driver_registry import driver_kind
 from testbed.engine import Engine, ProgressCallback, StartupError
+from testbed.heap import frozen_heap
 from testbed.ledger.run_ledger import open_run_ledger
 from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
@@ -215,7 +216,8 @@ async def run_experiment(
     status = "failed"
     started = False
     try:
-        finished = await engine.run(config.experiment.hours)
+        with frozen_heap():  # full garbage collections scan only what the run allocates
+            finished = await engine.run(config.experiment.hours)
         started = True
         status = finished.status
     except StartupError:

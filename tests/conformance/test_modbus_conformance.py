@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from instruments.config import SunSpecInverterConfig, SunSpecMeterConfig
-from instruments.errors import DeviceUnavailable, ProtocolMismatch
+from instruments.config import SunSpecInverterConfig, SunSpecMeterConfig, SunSpecPvInverterConfig
+from instruments.errors import DeviceUnavailable, ProtocolMismatch, SetpointRefused
 from instruments.inverter import InverterSetpoint, SunSpecInverter
 from instruments.meter import SunSpecMeter
+from instruments.pv_inverter import SunSpecPvInverter
 from tests.conformance.modbus_device import PyModbusTcpSunSpecDevice
 from tests.instruments.test_sunspec import COMMON, INVERTER_MODELS, METER_201
 
@@ -154,3 +155,37 @@ async def test_step_reads_are_split_at_model_boundaries_when_the_device_asks(dev
     starts = sorted(device.model_starts.values())
     for address, count in inverter._read_plan:  # no read crosses a model header now
         assert not any(address < start < address + count for start in starts)
+
+
+PV_INVERTER_MODELS = [
+    (1, {"Mn": "Acme", "Md": "PV", "SN": "43", "DA": 1}),
+    INVERTER_MODELS[1],  # 701: 2.5 kW AC, 230.1 V, 49.98 Hz, 12.345 kWh injected, 0.1 absorbed
+    (702, {"WMaxRtg": 400, "W_SF": 1}),
+    (714, {"NPrt": 1, "DCW_SF": 0, "DCV_SF": -1, "DCA_SF": -2, "DCWH_SF": 0, "Tmp_SF": -1,
+           "Prt": [{"PrtTyp": 0, "DCW": 2600, "DCV": 3600}]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "device",
+    [(40000, PV_INVERTER_MODELS, {}), (0, PV_INVERTER_MODELS, {"answer_unit_id": 255})],
+    indirect=True,
+    ids=["base-40000", "base-0-unit-255"],
+)
+async def test_the_pv_inverter_reads_its_production_on_another_stack(device):
+    pv = SunSpecPvInverter(SunSpecPvInverterConfig(port=device.port, **FAST))
+    await pv.connect()
+    try:
+        snapshot = await pv.read()
+        refused = None
+        try:
+            await pv.apply(InverterSetpoint(1.0))
+        except SetpointRefused as error:
+            refused = error
+    finally:
+        await pv.close()
+    assert (snapshot.ac_power_kw, snapshot.pv_power_kw, snapshot.rated_power_kw) == (2.5, 2.6, 4.0)
+    assert (snapshot.voltage_v, snapshot.frequency_hz) == (230.1, 49.98)
+    assert (snapshot.ac_injected_kwh, snapshot.ac_absorbed_kwh) == (12.345, 0.1)
+    assert refused is not None  # read only: nothing was written
+    assert not device.writes

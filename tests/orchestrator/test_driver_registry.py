@@ -306,3 +306,20 @@ def test_driver_settings_that_the_driver_does_not_take_are_refused(tmp_path):
     key = "devices.meter_A.driver_settings.timeout_s = -1"
     assert f"{key}: Input should be greater than 0" in message
     assert "SunSpecMeterConfig" in message
+
+
+def test_site_check_names_an_unknown_driver(tmp_path):
+    import subprocess
+    import sys
+
+    site_file = write_site(tmp_path / "bad.toml", {"devices": {"load": {"driver": "acme_load"}}})
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "site", "check", str(site_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = " ".join(done.stdout.split())
+    assert done.returncode == 2
+    assert "devices.load.driver = 'acme_load': no such driver" in output
+    assert "scpi_load" in output  # what is allowed

@@ -61,10 +61,10 @@ def assert_same(fast, slow) -> None:
 def test_direct_path_plans_exactly_as_cvxpy(peer, relaxation_first, monkeypatch):
     assets, cases = day_of_inputs(peer)
     settings = HemsSettings(relaxation_first=relaxation_first, time_limit_s=30.0)
+    monkeypatch.setenv(ENV_VAR, "1")
     fast = Hems(assets, 96, 0.25, settings)
     monkeypatch.setenv(ENV_VAR, "0")
     slow = Hems(assets, 96, 0.25, settings)
-    monkeypatch.delenv(ENV_VAR)
     for inputs in cases:
         plan, reference = fast.solve(inputs), slow.solve(inputs)
         assert_same(plan, reference)
@@ -109,16 +109,19 @@ def test_model_data_is_what_cvxpy_hands_highs(peer):
             assert np.array_equal(data["col_lower"], expected_lower)
 
 
-def test_direct_path_runs_after_highs_was_started_with_more_threads():
+def test_direct_path_runs_after_highs_was_started_with_more_threads(monkeypatch):
     """HiGHS keeps one thread pool per process; a pool another caller started with two threads
     is restarted for the direct path's one, and that caller's next default solve still runs."""
+    monkeypatch.setenv(ENV_VAR, "1")
     x = cp.Variable(2, nonneg=True)
     other = cp.Problem(cp.Minimize(cp.sum(x)), [x >= 1])
     highspy.Highs.resetGlobalScheduler(True)
     other.solve(solver=cp.HIGHS, threads=2)
     assets, cases = day_of_inputs("A", intervals=1)
-    plan = Hems(assets, 96, 0.25, HemsSettings()).solve(cases[0])
-    assert plan.info["status"] == cp.OPTIMAL
+    hems = Hems(assets, 96, 0.25, HemsSettings())
+    plan = hems.solve(cases[0])
+    assert plan.info["status"] == cp.OPTIMAL and hems.lp.solver.direct is not None
+    assert plan.value_per_kwh is not None
     other.solve(solver=cp.HIGHS)
     assert other.status == cp.OPTIMAL and other.value == pytest.approx(2.0)
 
