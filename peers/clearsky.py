@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from labspec import fast_paths
 from labspec.solar import clear_sky_poa_w_m2
 from peers.assets import PvAsset
 from peers.forecast import Forecast
@@ -88,7 +89,8 @@ class ClearSkyIndexForecaster:
         self.mean_index = prior_index
         self.spread = 0.25
         self._cache: dict[tuple[datetime, int], np.ndarray] = {}
-        self._samples: dict[int, float] = {}  # irradiance by sample time (clear_sky_pv_kw)
+        # irradiance by sample time (clear_sky_pv_kw); none with TESTBED_FAST_PATHS=0
+        self._samples: dict[int, float] | None = {} if fast_paths.enabled() else None
 
     def _clear(self, start: datetime, steps: int) -> np.ndarray:
         key = (start, steps)

@@ -38,3 +38,17 @@ def test_forecaster_predicts_the_same_with_its_memo():
         start = START + timedelta(hours=2 * k)
         expected = clear_sky_pv_kw(pv, start, 96, 900.0) * forecaster.mean_index
         assert np.array_equal(forecaster.predict(start, 96).mean_kw, expected)
+
+
+def test_switch_off_computes_every_window_afresh(monkeypatch):
+    monkeypatch.setenv("TESTBED_FAST_PATHS", "0")
+    pv = default_assets("A").pv
+    calls: list[int] = []
+    original = clearsky._poa_w_m2
+    monkeypatch.setattr(
+        clearsky, "_poa_w_m2", lambda pv, times: calls.append(len(times)) or original(pv, times)
+    )
+    forecaster = ClearSkyIndexForecaster(pv, 900.0)
+    for k in range(3):
+        forecaster.predict(START + timedelta(minutes=15 * k), 96)
+    assert calls == [96 * 3] * 3
