@@ -551,7 +551,7 @@ MODBUS_KINDS = ("pcc_meter", "hybrid_inverter", "battery_inverter", "pv_inverter
 DEFAULT_CHANNEL = {
     "pcc_meter": "meter",
     "hybrid_inverter": "inverter",
-    "battery_inverter": "battery_inverter",
+    "battery_inverter": "inverter",  # the controller records every storage inverter so
     "pv_inverter": "pv_inverter",
     "ev_charger": "ev_charger",
     "programmable_load": "load",
@@ -600,7 +600,8 @@ class Site(_Table):
         return {d: dev for d, dev in self.devices.items() if dev.peer == peer}
 
     def channel(self, device_id: str) -> str:
-        """The device's name within its peer (what the controller records)."""
+        """The device's name within its peer in the site (unique per peer). The controller
+        records a device under its driver role's channel, which the defaults here match."""
         device = self.devices[device_id]
         return device.channel or DEFAULT_CHANNEL[device.kind]
 
