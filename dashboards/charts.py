@@ -74,8 +74,9 @@ def pcc_power_figure(
 ) -> go.Figure:
     """PCC power per peer with the contracted power as a dashed line.
 
-    The contract comes from the meter samples' `contract_kw` (what the controller tracked) when
-    they carry it, else from the interval's trades (`contracted`, drawn from `since`).
+    The contract comes from the meter samples' `contract_kw` when they carry it, else from the
+    interval's trades (`contracted`, drawn from `since`). (The PCC's target, the contract plus the
+    plan's grid import, is the samples' `target_kw`.)
     """
     fig = go.Figure()
     tracked = CONTRACT_FIELD in meter and meter[CONTRACT_FIELD].notna().any()

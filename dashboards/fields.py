@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-CONTRACT_FIELD = "contract_kw"  # the PCC power the controller tracks (meter samples)
+CONTRACT_FIELD = "contract_kw"  # the interval's P2P contract at the PCC (meter samples)
+TARGET_FIELD = "target_kw"  # the PCC power the dispatcher holds: contract + plan's grid import
 SOC_FIELD = "soc_pct"
 VOLTAGE_FIELD = "voltage_v"
 _LIMIT_MARKERS = ("max_", "min_", "rated_", "capacity", "ramp_")
@@ -25,11 +26,11 @@ def is_setpoint(field: str) -> bool:
 
 
 def is_power(field: str) -> bool:
-    """A measured power (not a setpoint, a limit, a rating or the contract)."""
+    """A measured power (not a setpoint, a limit, a rating, the contract or the PCC target)."""
     return (
         field.endswith("_kw")
         and not is_setpoint(field)
-        and field != CONTRACT_FIELD
+        and field not in (CONTRACT_FIELD, TARGET_FIELD)
         and not any(marker in field for marker in _LIMIT_MARKERS)
     )
 
