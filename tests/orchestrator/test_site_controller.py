@@ -44,7 +44,7 @@ HOUSE_D = {
                 "max_discharge_kw": 2.5,
                 "soc_min_pct": 10,
                 "soc_max_pct": 95,
-                "initial_soc_pct": 15,
+                "initial_soc_pct": 10,
             },
         },
     },
