@@ -22,6 +22,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +76,27 @@ SETS: dict[str, dict[str, Any]] = {
 }
 
 
+def previous_day(day: tuple) -> tuple:
+    """The same plant seed and clouds, 24 h earlier: the warm start's history day."""
+    label, seed, start, cloud_cover = day
+    earlier = datetime.fromisoformat(start) - timedelta(days=1)
+    return (f"{label}-history", seed, earlier.isoformat(), cloud_cover)
+
+
 def run_day(
-    set_name: str, day: tuple, hours: float, step_s: float, out: Path, extra: dict[str, Any]
+    set_name: str,
+    day: tuple,
+    hours: float,
+    step_s: float,
+    out: Path,
+    extra: dict[str, Any],
+    history: Path | None = None,
 ) -> None:
     label, seed, start, cloud_cover = day
     spec = SETS[set_name]
     data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
     data["experiment"].update(hours=hours, seed=seed, name=f"value-{set_name}-{label}")
+    data["experiment"]["agent_history"] = str(history) if history is not None else None
     data["control"]["step_s"] = step_s
     data["control"]["io_timeout_s"] = 5.0  # lockstep: a slow answer on a busy machine is no fault
     data["market"].update(spec["market"])
@@ -99,17 +114,30 @@ def run_day(
 
 
 def timed_run(
-    set_name: str, day: tuple, hours: float, step_s: float, run_dir: Path, extra: dict[str, Any]
+    set_name: str,
+    day: tuple,
+    hours: float,
+    step_s: float,
+    run_dir: Path,
+    extra: dict[str, Any],
+    warm: bool = False,
 ) -> str:
-    """Run one day afresh (in a worker process) and say how long it took."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    t0 = time.perf_counter()
-    try:
-        run_day(set_name, day, hours, step_s, run_dir, extra)
-    except (Exception, asyncio.CancelledError) as error:  # the table shows the missing figure
-        return f"{set_name} {day[0]}: failed: {error!r}"
-    return f"{set_name} {day[0]}: ran in {time.perf_counter() - t0:.0f} s"
+    """Run one day afresh (in a worker process) and say how long it took; `warm`: first the
+    previous day with the same agents, whose run then seeds the day's agents."""
+    history = run_dir.with_name(run_dir.name + "-history") if warm else None
+    said = []
+    for target, what, seeded in (
+        ((history, previous_day(day), None),) if history is not None else ()
+    ) + ((run_dir, day, history),):
+        if target.exists():
+            shutil.rmtree(target)
+        t0 = time.perf_counter()
+        try:
+            run_day(set_name, what, hours, step_s, target, extra, seeded)
+        except (Exception, asyncio.CancelledError) as error:  # the table shows the missing figure
+            return f"{set_name} {what[0]}: failed: {error!r}"
+        said.append(f"{set_name} {what[0]}: ran in {time.perf_counter() - t0:.0f} s")
+    return "; ".join(said)
 
 
 def finished(run_dir: Path) -> bool:
@@ -138,9 +166,18 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
-def print_table(results: dict[str, dict[str, dict[str, Any]]]) -> None:
+def print_table(results: dict[str, dict[str, dict[str, Any]]], warm: bool = False) -> None:
     for set_name, days in results.items():
         print(f"\n### {set_name}: {SETS[set_name]['mechanisms']}\n")
+        print(
+            "agents' history: "
+            + (
+                "each day's agents first learned the previous day (same plant seed and clouds, "
+                "24 h earlier, run with the same agents; `[experiment] agent_history`)\n"
+                if warm
+                else "none (each day's agents start with no metered or market history)\n"
+            )
+        )
         print(
             "| day | baseline | optimum | run | captured % | A % | B % | C % | P2P kWh "
             "| worse than grid-only |"
@@ -187,6 +224,13 @@ def main() -> None:
         help="an agent parameter for every peer on top of the set's (repeatable), e.g. "
         "p2p_sales_first=true; use another --out for each variant",
     )
+    parser.add_argument(
+        "--history",
+        choices=["none", "previous-day"],
+        default="none",
+        help="previous-day: run each day's previous day first (same agents, seed and clouds) "
+        "and seed the day's agents from it (runs named <set>-<day>-warm)",
+    )
     args = parser.parse_args()
     extra: dict[str, Any] = {}
     for item in args.agent_param:
@@ -198,28 +242,30 @@ def main() -> None:
         if not sep or not key:
             parser.error(f"--agent-param {item!r}: give KEY=JSON, e.g. p2p_sales_first=true")
     days = DAYS if args.days == "all" else [DAYS[int(i) - 1] for i in args.days.split(",")]
+    warm = args.history == "previous-day"
+    suffix = "-warm" if warm else ""
     sets = args.sets.split(",")
     for set_name in sets:
         if set_name not in SETS:
             parser.error(f"--sets: unknown set {set_name!r}; choose from {', '.join(SETS)}")
     todo = [
-        (set_name, day, args.out / f"{set_name}-{day[0]}")
+        (set_name, day, args.out / f"{set_name}-{day[0]}{suffix}")
         for set_name in sets
         for day in days
-        if not finished(args.out / f"{set_name}-{day[0]}") and not args.measure_only
+        if not finished(args.out / f"{set_name}-{day[0]}{suffix}") and not args.measure_only
     ]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [
-            pool.submit(timed_run, set_name, day, args.hours, args.step_s, run_dir, extra)
+            pool.submit(timed_run, set_name, day, args.hours, args.step_s, run_dir, extra, warm)
             for set_name, day, run_dir in todo
         ]
         for future in futures:
             print(future.result(), flush=True)
     results: dict[str, dict[str, dict[str, Any]]] = {
-        set_name: {day[0]: measure(args.out / f"{set_name}-{day[0]}") for day in days}
+        set_name: {day[0]: measure(args.out / f"{set_name}-{day[0]}{suffix}") for day in days}
         for set_name in sets
     }
-    print_table(results)
+    print_table(results, warm)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
 

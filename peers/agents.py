@@ -142,6 +142,22 @@ class _AgentBase:
     def learn(self, outcome: MarketOutcome) -> None:
         """Non-learning agents ignore the outcome."""
 
+    def replay(
+        self,
+        obs: IntervalObservation,
+        own_orders: tuple[OrderIntent, ...],
+        outcome: MarketOutcome | None,
+    ) -> None:
+        """Learn one interval of an earlier day (a warm start): its metering, the orders this
+        peer placed and the market's outcome, as if the agent had traded it."""
+        self.observe(obs)
+        if outcome is not None:
+            self._record_orders(own_orders)
+            self.learn(outcome)
+
+    def _record_orders(self, orders: tuple[OrderIntent, ...]) -> None:
+        """Remember the orders the next outcome answers (learning kinds)."""
+
     def decide(self, ctx: MarketContext, state: DeviceState) -> AgentDecision:
         load_kw = np.full(ctx.horizon, self.assets.typical_load_kw)
         pv_kw = np.zeros(ctx.horizon)
@@ -383,6 +399,9 @@ class OptimisingAgent(_AgentBase):
                 self.zip.clear_record()
             return orders
         return position_orders(net_kwh, bid, ask, self.params.min_order_kwh)
+
+    def _record_orders(self, orders: tuple[OrderIntent, ...]) -> None:
+        self.market.record(orders)
 
     def decide(self, ctx: MarketContext, state: DeviceState) -> AgentDecision:
         decision = super().decide(ctx, state)

@@ -32,7 +32,13 @@ from peers.assets import PeerAssets
 from peers.clearsky import ClearSkyIndexForecaster
 from peers.forecast import Forecast
 from peers.horizon import HorizonInputs
-from peers.interface import AgentDecision, DeviceState, MarketContext, MarketOutcome
+from peers.interface import (
+    AgentDecision,
+    DeviceState,
+    MarketContext,
+    MarketOutcome,
+    OrderIntent,
+)
 from peers.market_depth import MarketDepth
 from peers.schedule import Schedule
 
@@ -109,6 +115,10 @@ class CommunityAgent(OptimisingAgent):
         decision = super().decide(ctx, state)
         self._depth(ctx.interval_s).record(decision.orders)
         return decision
+
+    def _record_orders(self, orders: tuple[OrderIntent, ...]) -> None:
+        super()._record_orders(orders)
+        self._depth(self.history.interval_s).record(orders)
 
     def learn(self, outcome: MarketOutcome) -> None:
         super().learn(outcome)

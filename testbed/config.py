@@ -268,6 +268,19 @@ class ExperimentConfig(_Strict):
     name: str = "experiment"
     hours: PositiveFloat = 24.0
     seed: int = 1
+    # a finished earlier run whose metering and market each agent learns before its first
+    # interval (a warm start, `testbed.agent_history`); None: the agents start with no history
+    agent_history: Path | None = None
+
+    @field_validator("agent_history")
+    @classmethod
+    def _history_is_a_run(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "meta.json").is_file():
+            raise ValueError(
+                f"agent_history = {str(value)!r} is not a run directory (no meta.json there); "
+                "give a finished run of the same peers, e.g. runs/<name>-<time>"
+            )
+        return value
 
 
 class TestbedConfig(_Strict):

@@ -87,13 +87,18 @@ def make_peer_agent(config: TestbedConfig, peer: str) -> Agent:
 
     section = config.peers[peer]
     index = sorted(config.peers).index(peer)
-    return make_agent(
+    agent = make_agent(
         section.agent,
         peer,
         section.peer_assets(peer),
         section.agent_params,
         seed=config.experiment.seed * 1000 + index,
     )
+    if config.experiment.agent_history is not None:
+        from testbed.agent_history import warm_start
+
+        warm_start(agent, peer, config.experiment.agent_history)
+    return agent
 
 
 def market_context(config: TestbedConfig, interval_start: datetime) -> MarketContext:

@@ -21,6 +21,7 @@ from peers.settlement_kernel import settle_position
 from testbed.cli import app
 from testbed.config import load_config, parse_config
 from testbed.experiment import run_experiment, with_plant_endpoints
+from testbed.runstore import RunReader
 from testbed.value import (
     IncompleteRun,
     InfeasibleOptimum,
@@ -319,3 +320,53 @@ def test_settlement_page_shows_the_optimum_beside_the_run(noon_run, tmp_path, mo
         assert numbers(traces[f"{peer} run: PCC"]["y"]) == pytest.approx(
             mine["run_net_kwh"].tolist(), abs=1e-9
         )
+
+
+def _community_config(history: Path | None) -> dict:
+    data = load_config(REPO / "configs" / "emulated.toml").model_dump(mode="json")
+    data["market"].update({"interval_s": 300.0, "gate_closure_s": 30.0})
+    data["experiment"]["agent_history"] = None if history is None else str(history)
+    for peer in data["peers"].values():
+        peer["agent"] = "community"
+    return data
+
+
+def test_a_warm_started_agent_knows_the_earlier_runs_metering_and_neighbours(noon_run):
+    from peers.community import CommunityAgent
+    from testbed.trading import make_peer_agent
+
+    day = metered_day(noon_run)
+    orders = RunReader(noon_run).orders()
+    warm = make_peer_agent(parse_config(_community_config(noon_run)), "B")
+    cold = make_peer_agent(parse_config(_community_config(None)), "B")
+    assert isinstance(warm, CommunityAgent) and isinstance(cold, CommunityAgent)
+    assert len(cold.history) == 0 and cold.depth is None
+    assert len(warm.history) == day.n == 12
+    np.testing.assert_allclose(
+        warm.history.load_kw().to_numpy(), np.clip(day.peers["B"].load_kwh, 0, None) / day.dt_h
+    )
+    # what B expects its neighbours to sell per time of day: the book's accepted asks less B's
+    asks = orders[orders["accepted"] & (orders["side"] == "sell") & (orders["peer"] != "B")]
+    assert asks["quantity_kwh"].sum() > 0.1  # A sold in the history run
+    assert warm.depth is not None
+    slots = [warm.depth._slot(start) for start in day.interval_starts()]
+    np.testing.assert_allclose(
+        np.nansum(warm.depth.supply_kwh[slots]), asks["quantity_kwh"].sum(), atol=1e-9
+    )
+    assert warm.market.price is not None  # the expected P2P price from the run's clearings
+
+
+def test_a_history_that_is_not_a_finished_run_is_refused_with_its_path(noon_run, tmp_path):
+    from testbed.agent_history import AgentHistoryError, run_history
+    from testbed.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match="agent_history.*not a run directory"):
+        parse_config(_community_config(tmp_path))
+    copy = tmp_path / "interrupted"
+    shutil.copytree(noon_run, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["status"] = "interrupted"
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(AgentHistoryError, match="interrupted.*") as error:
+        run_history(copy.resolve())
+    assert str(copy) in str(error.value)
