@@ -22,6 +22,7 @@ bit; `TESTBED_FAST_PATHS=0` (labspec.fast_paths) sends every solve through `Prob
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import cvxpy as cp
@@ -33,6 +34,8 @@ from cvxpy.cvxcore.python import canonInterface
 from cvxpy.reductions.solution import Solution
 
 from labspec import fast_paths
+
+logger = logging.getLogger(__name__)
 
 # HiGHS's worker threads only compete with the plant and the controller for the machine's cores:
 # one thread solves these models in less CPU and less wall time.
@@ -218,7 +221,9 @@ class HighsSolver:
         if self.fast and self.direct is None:
             try:
                 self.direct = DirectHighs(self.problem)
-            except DirectHighsUnsupported:
+            except (DirectHighsUnsupported, AttributeError, KeyError, TypeError) as exc:
+                # a form it does not reproduce, or another cvxpy whose internals moved
+                logger.info("HEMS solves go through cvxpy's Problem.solve: %s", exc)
                 self.fast = False
         if self.direct is not None:
             self.direct.solve(options)

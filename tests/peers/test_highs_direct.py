@@ -133,3 +133,22 @@ def test_switch_off_solves_through_cvxpy(monkeypatch):
     plan = hems.solve(cases[0])
     assert hems.milp.solver.direct is None and not hems.milp.solver.fast
     assert np.all(plan.net_kw <= assets.grid_export_limit_kw + 1e-6)
+
+
+def test_a_form_the_direct_path_cannot_reproduce_falls_back_to_cvxpy(monkeypatch):
+    """E.g. another cvxpy whose internals moved: the solve goes through Problem.solve."""
+    from peers import highs_direct
+
+    def moved(problem):
+        raise AttributeError("'ParamConeProg' object has no attribute 'reduced_A'")
+
+    monkeypatch.setenv(ENV_VAR, "1")
+    monkeypatch.setattr(highs_direct, "DirectHighs", moved)
+    x = cp.Variable(2, nonneg=True)
+    price = cp.Parameter(2, value=np.array([1.0, 2.0]))
+    problem = cp.Problem(cp.Minimize(price @ x), [cp.sum(x) == 3])
+    solver = highs_direct.HighsSolver(problem)
+    solver.solve({"time_limit": 5.0})
+    assert not solver.fast and solver.direct is None
+    assert problem.status == cp.OPTIMAL and problem.value == pytest.approx(3.0)
+    np.testing.assert_allclose(x.value, [3.0, 0.0], atol=1e-9)
