@@ -360,13 +360,13 @@ def test_a_history_that_is_not_a_finished_run_is_refused_with_its_path(noon_run,
     from testbed.agent_history import AgentHistoryError, run_history
     from testbed.config import ConfigError
 
-    with pytest.raises((ConfigError, ValueError), match="agent_history.*not a run directory"):
+    with pytest.raises(ConfigError, match=r"agent_history.*not a run directory"):
         parse_config(_community_config(tmp_path))
     copy = tmp_path / "interrupted"
     shutil.copytree(noon_run, copy)
     meta = json.loads((copy / "meta.json").read_text())
     meta["status"] = "interrupted"
     (copy / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(AgentHistoryError, match="interrupted.*") as error:
+    with pytest.raises(AgentHistoryError, match="interrupted") as error:
         run_history(copy.resolve())
     assert str(copy) in str(error.value)
