@@ -428,6 +428,12 @@ def agent_kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def agent_param_names(kind: str) -> frozenset[str]:
+    """The parameters an agent of `kind` takes (empty for an unknown kind)."""
+    cls = _REGISTRY.get(kind)
+    return frozenset(cls.Params.model_fields) if cls is not None else frozenset()
+
+
 def make_agent(
     kind: str,
     peer: str,

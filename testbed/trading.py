@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from peers.interface import (
     Agent,
@@ -80,6 +80,29 @@ def net_positions(trades: list[Trade] | tuple[Trade, ...], peers: list[str]) -> 
     return position
 
 
+# In lockstep the clock waits for the agents, so a planner's wall-time limit is only a backstop:
+# at 1 s (the default, for wall-clock runs) a busy machine cut some solves short and a seeded day's
+# plans depended on the machine's speed.
+LOCKSTEP_SOLVER_TIME_LIMIT_S = 60.0
+
+
+def agent_params_for_run(config: TestbedConfig, peer: str) -> dict[str, Any]:
+    """The peer's agent parameters as the run uses them: the configuration's, and in lockstep a
+    solver time limit long enough that no seeded solve depends on the machine's speed (unless the
+    configuration sets `solver_time_limit_s` itself)."""
+    from peers.agents import agent_param_names
+
+    section = config.peers[peer]
+    params = dict(section.agent_params)
+    if (
+        config.clock.mode == "lockstep"
+        and "solver_time_limit_s" in agent_param_names(section.agent)
+        and "solver_time_limit_s" not in params
+    ):
+        params["solver_time_limit_s"] = LOCKSTEP_SOLVER_TIME_LIMIT_S
+    return params
+
+
 def make_peer_agent(config: TestbedConfig, peer: str) -> Agent:
     """The peer's agent as the configuration says, seeded from the run's seed and the peer's place
     in the sorted peer list (the same agent in the engine's process or in its own)."""
@@ -91,7 +114,7 @@ def make_peer_agent(config: TestbedConfig, peer: str) -> Agent:
         section.agent,
         peer,
         section.peer_assets(peer),
-        section.agent_params,
+        agent_params_for_run(config, peer),
         seed=config.experiment.seed * 1000 + index,
     )
     if config.experiment.agent_history is not None:
