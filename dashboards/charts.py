@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.fields import CONTRACT_FIELD, is_power, setpoint_pairs
+from dashboards.fields import CONTRACT_FIELD, TARGET_FIELD, is_power, setpoint_pairs
 from dashboards.market_curves import Curves, ReportCurves
 from dashboards.palette import (
     CLEARING_COLOUR,
@@ -72,14 +73,15 @@ def _pretty(field: str) -> str:
 def pcc_power_figure(
     meter: pd.DataFrame, contracted: pd.DataFrame | None = None, since: pd.Timestamp | None = None
 ) -> go.Figure:
-    """PCC power per peer with the contracted power as a dashed line.
+    """PCC power per peer with the contracted power as a dashed line and, where it differs, the
+    dispatcher's target (the contract plus the plan's grid import) as a dotted one.
 
     The contract comes from the meter samples' `contract_kw` when they carry it, else from the
-    interval's trades (`contracted`, drawn from `since`). (The PCC's target, the contract plus the
-    plan's grid import, is the samples' `target_kw`.)
+    interval's trades (`contracted`, drawn from `since`); the target from their `target_kw`.
     """
     fig = go.Figure()
     tracked = CONTRACT_FIELD in meter and meter[CONTRACT_FIELD].notna().any()
+    targeted = tracked and TARGET_FIELD in meter and meter[TARGET_FIELD].notna().any()
     for peer, rows in meter.groupby("peer", sort=True):
         fig.add_trace(
             go.Scatter(
@@ -98,6 +100,23 @@ def pcc_power_figure(
                     name=f"{peer} contracted",
                     mode="lines",
                     line={"color": peer_colour(str(peer)), "dash": "dash", "width": 2},
+                )
+            )
+        target = rows[TARGET_FIELD] if targeted else None
+        if (
+            target is not None
+            and target.notna().any()
+            and not np.allclose(
+                target.to_numpy(float), rows[CONTRACT_FIELD].to_numpy(float), equal_nan=True
+            )
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=rows["time"],
+                    y=target,
+                    name=f"{peer} target",
+                    mode="lines",
+                    line={"color": peer_colour(str(peer)), "dash": "dot", "width": 2},
                 )
             )
     if not tracked and contracted is not None and not contracted.empty:

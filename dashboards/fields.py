@@ -61,5 +61,7 @@ def live_fields(fields: Iterable[str]) -> list[str]:
     return [
         f
         for f in fields
-        if is_power(f) or is_setpoint(f) or f in (CONTRACT_FIELD, SOC_FIELD, VOLTAGE_FIELD)
+        if is_power(f)
+        or is_setpoint(f)
+        or f in (CONTRACT_FIELD, TARGET_FIELD, SOC_FIELD, VOLTAGE_FIELD)
     ]

@@ -60,10 +60,11 @@ class _SocWindow(_Config):
         return self
 
 
-class SunSpecInverterConfig(LinkConfig, _SocWindow):
-    """Peer A's hybrid inverter (SunSpec models 1, 701, 702, 704, 713, 714 over Modbus TCP)."""
+class SunSpecModbusConfig(LinkConfig):
+    """What every SunSpec device over Modbus TCP is configured with: where it is, its unit id
+    and where to look for its models."""
 
-    name: str = "inverter"
+    name: str = "sunspec"
     host: str = "127.0.0.1"
     port: int = Field(502, ge=1, le=65535)
     device_id: int = Field(
@@ -74,6 +75,12 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
         "directly over TCP, as the Modbus TCP guide recommends",
     )
     base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
+
+
+class SunSpecInverterConfig(SunSpecModbusConfig, _SocWindow):
+    """Peer A's hybrid inverter (SunSpec models 1, 701, 702, 704, 713, 714 over Modbus TCP)."""
+
+    name: str = "inverter"
     max_export_kw: float | None = Field(None, gt=0, description="Cap on WSet > 0 (else WMaxRtg)")
     max_import_kw: float | None = Field(
         None, gt=0, description="Cap on -WSet (else the smaller of WMaxRtg and WChaRteMaxRtg)"
@@ -92,38 +99,18 @@ class SunSpecInverterConfig(LinkConfig, _SocWindow):
     plausibility: PlausibilityConfig = PlausibilityConfig()
 
 
-class SunSpecMeterConfig(LinkConfig):
+class SunSpecMeterConfig(SunSpecModbusConfig):
     """A PCC meter (SunSpec model 211, or 201) over Modbus TCP."""
 
     name: str = "meter"
-    host: str = "127.0.0.1"
-    port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(
-        1,
-        ge=0,
-        le=255,
-        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
-        "directly over TCP, as the Modbus TCP guide recommends",
-    )
-    base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     rated_power_kw: float = Field(25.0, gt=0, description="Connection rating, for plausibility")
     plausibility: PlausibilityConfig = PlausibilityConfig()
 
 
-class SunSpecPvInverterConfig(LinkConfig):
+class SunSpecPvInverterConfig(SunSpecModbusConfig):
     """A PV inverter (SunSpec models 1, 701, 702, 714 with a PV port) over Modbus TCP; read only."""
 
     name: str = "pv_inverter"
-    host: str = "127.0.0.1"
-    port: int = Field(502, ge=1, le=65535)
-    device_id: int = Field(
-        1,
-        ge=0,
-        le=255,
-        description="Modbus unit id: 1-247 behind a gateway; 255 (or 0) for a device addressed "
-        "directly over TCP, as the Modbus TCP guide recommends",
-    )
-    base_addresses: tuple[int, ...] = CANDIDATE_BASE_ADDRESSES
     plausibility: PlausibilityConfig = PlausibilityConfig()
 
 

@@ -36,8 +36,9 @@ from instruments.device import (
 )
 from instruments.errors import DeviceError, ProtocolMismatch, ReadbackMismatch, SetpointRefused
 from instruments.link import StatusListener, logger
-from instruments.modbus_session import REFUSED_BLOCK, ModbusSession, ModelInstance, require_model
+from instruments.modbus_session import REFUSED_BLOCK, ModelInstance, require_model
 from instruments.sunspec_codec import PointReader, RegisterImage, encode_raw
+from instruments.sunspec_driver import AcEnergyCounters, SunSpecDriver, point_readers, point_spans
 from instruments.sunspec_models import PointLayout, plan_reads
 from labspec.sunspec_layout import (
     DC_PORT_BATTERY,
@@ -60,7 +61,7 @@ _PORT_POINTS = ("PrtTyp", "DCW", "DCV")
 
 
 @dataclass(frozen=True, slots=True)
-class InverterSnapshot:
+class InverterSnapshot(AcEnergyCounters):
     """One reading of the hybrid inverter; power in kW, + = toward the grid."""
 
     time: datetime
@@ -80,14 +81,6 @@ class InverterSnapshot:
     battery_max_discharge_kw: float | None  # 702 WDisChaRteMaxRtg
     battery_capacity_kwh: float | None  # 713 WHRtg
 
-    @property
-    def delivered_kwh(self) -> float:
-        return self.ac_injected_kwh - self.ac_absorbed_kwh
-
-    @property
-    def throughput_kwh(self) -> float:
-        return self.ac_injected_kwh + self.ac_absorbed_kwh
-
 
 @dataclass(frozen=True, slots=True)
 class InverterSetpoint:
@@ -104,7 +97,9 @@ class _Ratings:
     max_discharge_kw: float | None
 
 
-class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
+class SunSpecInverter(
+    SunSpecDriver[SunSpecInverterConfig], Actuator[InverterSnapshot, InverterSetpoint]
+):
     """Driver of a SunSpec hybrid inverter; see the module docstring."""
 
     def __init__(
@@ -114,25 +109,11 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         clock: Clock = utc_now,
         on_status: StatusListener | None = None,
     ) -> None:
-        self.config = config
-        self.name = config.name
-        self.clock = clock
-        self.session = ModbusSession(
-            config.name,
-            config.host,
-            config.port,
-            device_id=config.device_id,
-            timeout_s=config.timeout_s,
-            backoff=config.backoff(),
-            on_status=on_status,
-            on_open=self._discover,
-        )
-        self.link = self.session.link
+        super().__init__(config, clock=clock, on_status=on_status)
         self.models: dict[int, ModelInstance] = {}
         self.ratings: _Ratings | None = None
         self.last_snapshot: InverterSnapshot | None = None
         self.last_confirmed: InverterSetpoint | None = None
-        self._read_plan: list[tuple[int, int]] = []
         self._ports: tuple[dict[str, PointLayout], ...] = ()
         self._readers: dict[tuple[int, str], PointReader] = {}  # (model, point) read every step
         self._port_readers: tuple[dict[str, PointReader], ...] = ()  # per 714 DC port
@@ -190,11 +171,9 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         self._read_plan = plan = self._step_plan(self._reads_by_model)
         step_points = {701: _AC_POINTS, 704: _CONTROL_POINTS, 713: _STORAGE_POINTS}
         self._readers = {
-            (model_id, name): PointReader(plan, models[model_id].address, layout, point)
+            (model_id, name): reader
             for model_id, names in step_points.items()
-            for layout in (models[model_id].layout,)
-            for name, point in layout.points.items()
-            if name in names
+            for name, reader in point_readers(plan, models[model_id], names).items()
         }
         base, layout = models[714].address, models[714].layout
         self._port_readers = tuple(
@@ -235,13 +214,7 @@ class SunSpecInverter(Actuator[InverterSnapshot, InverterSetpoint]):
         return model.address + first.offset, last.offset + last.size - first.offset
 
     def _spans(self, model_id: int, names: tuple[str, ...]) -> list[tuple[int, int]]:
-        model = self.models[model_id]
-        spans = []
-        for name in names:
-            point = model.layout.points.get(name)
-            if point is not None:
-                spans.append((model.address + point.offset, point.size))
-        return spans
+        return point_spans(self.models[model_id], names)
 
     def _step_spans_by_model(self) -> list[list[tuple[int, int]]]:
         """The register spans read every step, one list per model."""

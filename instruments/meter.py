@@ -14,8 +14,9 @@ from instruments.config import SunSpecMeterConfig
 from instruments.device import Clock, FreezeGuard, Instrument, plausible, utc_now
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
-from instruments.modbus_session import ModbusSession, ModelInstance
+from instruments.modbus_session import ModelInstance
 from instruments.sunspec_codec import PointReader, RegisterImage
+from instruments.sunspec_driver import SunSpecDriver, energy_kwh, point_readers, point_spans
 from instruments.sunspec_models import plan_reads
 from labspec.sunspec_layout import METER_W_POSITIVE_IS_IMPORT
 
@@ -49,7 +50,7 @@ class MeterSnapshot:
         return self.import_kwh + self.export_kwh
 
 
-class SunSpecMeter(Instrument[MeterSnapshot]):
+class SunSpecMeter(SunSpecDriver[SunSpecMeterConfig], Instrument[MeterSnapshot]):
     """Driver of a SunSpec PCC meter; see the module docstring."""
 
     def __init__(
@@ -59,22 +60,8 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
         clock: Clock = utc_now,
         on_status: StatusListener | None = None,
     ) -> None:
-        self.config = config
-        self.name = config.name
-        self.clock = clock
-        self.session = ModbusSession(
-            config.name,
-            config.host,
-            config.port,
-            device_id=config.device_id,
-            timeout_s=config.timeout_s,
-            backoff=config.backoff(),
-            on_status=on_status,
-            on_open=self._discover,
-        )
-        self.link = self.session.link
+        super().__init__(config, clock=clock, on_status=on_status)
         self.model: ModelInstance | None = None
-        self._read_plan: list[tuple[int, int]] = []
         self._readers: dict[str, PointReader] = {}  # the points read every step, by name
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
 
@@ -94,25 +81,13 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
             raise ProtocolMismatch(
                 self.name, f"no meter model {METER_MODELS_PREFERRED} (device has {sorted(found)})"
             )
-        points = model.layout.points
-        spans = [
-            (model.address + points[n].offset, points[n].size)
-            for n in _POINTS + _SFS
-            if n in points
-        ]
-        plan = plan_reads(spans)
-        self._readers = {
-            name: PointReader(plan, model.address, model.layout, points[name])
-            for name in _POINTS
-            if name in points
-        }
+        plan = plan_reads(point_spans(model, _POINTS + _SFS))
+        self._readers = point_readers(plan, model, _POINTS)
         self.model, self._read_plan = model, plan
 
     async def read(self) -> MeterSnapshot:
-        if not self._read_plan:  # never connected: open (and discover) first
-            await self.link.ensure()
+        image = await self._read_step()
         assert self.model is not None
-        image = await self.session.read_image(self._read_plan)
         snapshot = self._decode(image, self.model)
         self._freeze.check(
             snapshot.time, snapshot.power_kw, snapshot.import_kwh + snapshot.export_kwh
@@ -143,10 +118,6 @@ class SunSpecMeter(Instrument[MeterSnapshot]):
             voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
             current_a=plausible(name, "current_a", value("A"), -nominal_a, nominal_a),
             frequency_hz=plausible(name, "frequency_hz", value("Hz"), *ranges.frequency_hz),
-            import_kwh=_kwh(name, "import_kwh", value("TotWhImp")),
-            export_kwh=_kwh(name, "export_kwh", value("TotWhExp")),
+            import_kwh=energy_kwh(name, "import_kwh", value("TotWhImp")),
+            export_kwh=energy_kwh(name, "export_kwh", value("TotWhExp")),
         )
-
-
-def _kwh(device: str, quantity: str, wh: float | None) -> float:
-    return plausible(device, quantity, None if wh is None else wh / 1000, 0.0, 1e9)

@@ -17,8 +17,15 @@ from instruments.config import SunSpecPvInverterConfig
 from instruments.device import Clock, FreezeGuard, Instrument, plausible, utc_now
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
-from instruments.modbus_session import ModbusSession, require_model
+from instruments.modbus_session import require_model
 from instruments.sunspec_codec import PointReader, RegisterImage
+from instruments.sunspec_driver import (
+    AcEnergyCounters,
+    SunSpecDriver,
+    energy_kwh,
+    point_readers,
+    point_spans,
+)
 from instruments.sunspec_models import plan_reads
 from labspec.sunspec_layout import DC_PORT_TYPE_PV
 
@@ -30,7 +37,7 @@ _PORT_POINTS = ("PrtTyp", "DCW")
 
 
 @dataclass(frozen=True, slots=True)
-class PvInverterSnapshot:
+class PvInverterSnapshot(AcEnergyCounters):
     """One reading of a PV inverter; power in kW, + = toward the grid."""
 
     time: datetime
@@ -42,16 +49,8 @@ class PvInverterSnapshot:
     ac_absorbed_kwh: float  # 701 TotWhAbs
     rated_power_kw: float  # 702 WMaxRtg
 
-    @property
-    def delivered_kwh(self) -> float:
-        return self.ac_injected_kwh - self.ac_absorbed_kwh
 
-    @property
-    def throughput_kwh(self) -> float:
-        return self.ac_injected_kwh + self.ac_absorbed_kwh
-
-
-class SunSpecPvInverter(Instrument[PvInverterSnapshot]):
+class SunSpecPvInverter(SunSpecDriver[SunSpecPvInverterConfig], Instrument[PvInverterSnapshot]):
     """Driver of a SunSpec PV inverter; see the module docstring."""
 
     def __init__(
@@ -61,22 +60,8 @@ class SunSpecPvInverter(Instrument[PvInverterSnapshot]):
         clock: Clock = utc_now,
         on_status: StatusListener | None = None,
     ) -> None:
-        self.config = config
-        self.name = config.name
-        self.clock = clock
-        self.session = ModbusSession(
-            config.name,
-            config.host,
-            config.port,
-            device_id=config.device_id,
-            timeout_s=config.timeout_s,
-            backoff=config.backoff(),
-            on_status=on_status,
-            on_open=self._discover,
-        )
-        self.link = self.session.link
+        super().__init__(config, clock=clock, on_status=on_status)
         self.rated_power_kw: float | None = None
-        self._read_plan: list[tuple[int, int]] = []
         self._readers: dict[str, PointReader] = {}
         self._port_readers: list[dict[str, PointReader]] = []  # per 714 DC port
         self._freeze = FreezeGuard(
@@ -106,25 +91,12 @@ class SunSpecPvInverter(Instrument[PvInverterSnapshot]):
             raise ProtocolMismatch(self.name, f"702 WMaxRtg is {rated_w!r}; need a positive rating")
         self.rated_power_kw = rated_w / 1000.0
         ac, dc = models[701], models[714]
-        spans = [
-            (ac.address + ac.layout.points[n].offset, ac.layout.points[n].size)
-            for n in _AC_POINTS + _AC_SFS
-            if n in ac.layout.points
-        ]
-        spans += [
-            (dc.address + dc.layout.points[n].offset, dc.layout.points[n].size)
-            for n in _DC_SFS
-            if n in dc.layout.points
-        ]
+        spans = point_spans(ac, _AC_POINTS + _AC_SFS) + point_spans(dc, _DC_SFS)
         spans += [
             (dc.address + port[n].offset, port[n].size) for port in ports for n in _PORT_POINTS
         ]
         plan = plan_reads(spans)
-        self._readers = {
-            n: PointReader(plan, ac.address, ac.layout, ac.layout.points[n])
-            for n in _AC_POINTS
-            if n in ac.layout.points
-        }
+        self._readers = point_readers(plan, ac, _AC_POINTS)
         self._port_readers = [
             {n: PointReader(plan, dc.address, dc.layout, port[n]) for n in _PORT_POINTS}
             for port in ports
@@ -139,9 +111,7 @@ class SunSpecPvInverter(Instrument[PvInverterSnapshot]):
         return self._port_readers[0]["DCW"]
 
     async def read(self) -> PvInverterSnapshot:
-        if not self._read_plan:  # never connected: open (and discover) first
-            await self.link.ensure()
-        image = await self.session.read_image(self._read_plan)
+        image = await self._read_step()
         snapshot = self._decode(image)
         self._freeze.check(snapshot.time, snapshot.ac_power_kw, snapshot.throughput_kwh)
         return snapshot
@@ -171,11 +141,7 @@ class SunSpecPvInverter(Instrument[PvInverterSnapshot]):
             pv_power_kw=kw("pv_power_kw", self._pv_port(image).scaled(image), -0.01 * limit_kw),
             voltage_v=plausible(name, "voltage_v", voltage, *ranges.voltage_v),
             frequency_hz=plausible(name, "frequency_hz", value("Hz"), *ranges.frequency_hz),
-            ac_injected_kwh=_kwh(name, "ac_injected_kwh", value("TotWhInj")),
-            ac_absorbed_kwh=_kwh(name, "ac_absorbed_kwh", value("TotWhAbs")),
+            ac_injected_kwh=energy_kwh(name, "ac_injected_kwh", value("TotWhInj")),
+            ac_absorbed_kwh=energy_kwh(name, "ac_absorbed_kwh", value("TotWhAbs")),
             rated_power_kw=self.rated_power_kw,
         )
-
-
-def _kwh(device: str, quantity: str, wh: float | None) -> float:
-    return plausible(device, quantity, None if wh is None else wh / 1000, 0.0, 1e9)

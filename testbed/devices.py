@@ -51,7 +51,6 @@ class PeerImage:
     import_kwh: float | None
     export_kwh: float | None
     device_kw: float | None  # sum of the metered devices' AC power behind the PCC
-    device_energy_kwh: float | None  # sum of their energy registers, + = delivered to the grid
     house_load_kw: float | None  # unmetered house load, >= 0
     pv_kw: float | None
     battery_soc_pct: float | None
@@ -232,11 +231,6 @@ class PeerDevices:
         device_snaps = [c.fresh(step) for c in self._devices]
         complete = all(s is not None for s in device_snaps)
         device_kw = sum(s.ac_power_kw for s in device_snaps if s is not None) if complete else None
-        device_energy = (
-            _sum_or_none([s.delivered_kwh for s in device_snaps if s is not None])
-            if complete
-            else None
-        )
         house = None
         if meter is not None and device_kw is not None:
             load_device = self.load.fresh(step) if self.load else None
@@ -256,7 +250,6 @@ class PeerDevices:
             import_kwh=meter.import_kwh if meter else None,
             export_kwh=meter.export_kwh if meter else None,
             device_kw=device_kw,
-            device_energy_kwh=device_energy,
             house_load_kw=house,
             pv_kw=_sum_or_none(pv_sources),
             battery_soc_pct=inverter.soc_pct if inverter else None,

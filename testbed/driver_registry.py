@@ -13,10 +13,11 @@ controller, which fixes the reading (and setpoint) the controller uses:
     load      load          instruments.LoadSnapshot              LoadSetpoint
 
 A new vendor's device is one driver file (a class with the `testbed.drivers.DeviceDriver`
-methods, its pydantic configuration model) plus one `register(...)` call; the site then names it
-(docs/site.md, "Adding another vendor's device"). A driver's configuration is built from the
-site device (`site_fields`), its endpoint (the site's, or the emulated plant's endpoints file:
-`endpoint_fields`) and the site's `driver_settings`, which win over both.
+methods, its pydantic configuration model) plus one `register(...)` call, here or in a package of
+its own found through the `testbed.drivers` entry point group (`load_plugins`); the site then
+names it (docs/site.md, "Adding another vendor's device"). A driver's configuration is built
+from the site device (`site_fields`), its endpoint (the site's, or the emulated plant's endpoints
+file: `endpoint_fields`) and the site's `driver_settings`, which win over both.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import ClassVar, Generic, Literal, Never, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -315,6 +317,32 @@ def _charger_fields(device_id: str, device: AnyDevice) -> dict[str, object]:
 
 # -- the registry --------------------------------------------------------------------------------
 _REGISTRY: dict[str, AnyKind] = {}
+PLUGIN_GROUP = "testbed.drivers"
+_plugins_loaded = False
+
+
+class DriverPluginError(SiteError):
+    """An installed driver plugin (entry point group `testbed.drivers`) that failed to load."""
+
+
+def load_plugins() -> None:
+    """Import every installed driver plugin once: each entry point of the `testbed.drivers` group
+    names a module (or a callable) whose import registers its driver kinds with `register`, so a
+    vendor's drivers can live in a package of their own and every `testbed` command knows them."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in entry_points(group=PLUGIN_GROUP):
+        try:
+            loaded = entry.load()
+            if callable(loaded):
+                loaded()
+        except Exception as error:  # any failure, reported with its origin
+            raise DriverPluginError(
+                f"driver plugin {entry.name!r} ({entry.value}, entry point group "
+                f"{PLUGIN_GROUP!r}) failed to load: {type(error).__name__}: {error}"
+            ) from error
 
 
 def register(kind: AnyKind) -> AnyKind:
@@ -337,11 +365,13 @@ def unregister(name: str) -> None:
 
 
 def driver_names() -> tuple[str, ...]:
+    load_plugins()
     return tuple(_REGISTRY)
 
 
 def driver_kind(name: str) -> AnyKind:
     """The registered driver kind `name`; a ValueError naming the known ones otherwise."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -352,12 +382,14 @@ def driver_kind(name: str) -> AnyKind:
 
 def drivers_for(device_kind: str) -> tuple[str, ...]:
     """The names of the driver kinds that can serve a site device kind."""
+    load_plugins()
     return tuple(name for name, kind in _REGISTRY.items() if device_kind in kind.kinds)
 
 
 def site_kind(site: Site, device_id: str, source: str = "site") -> AnyKind:
     """The driver kind of a site device; a SiteError naming the key, the value and what is
     allowed when it is unknown or cannot serve the device's kind."""
+    load_plugins()
     device = site.devices[device_id]
     name = site.driver_of(device_id)
     key = f"{source}: devices.{device_id}.driver = {name!r}"

@@ -1,9 +1,10 @@
 """What a finished run metered, per market interval and peer: the yardstick's input.
 
 For every interval k and peer: the metered net position (`settlements.metered_kwh`, from the PCC
-meter's registers, + = export), the PV energy (the inverter's PV power integrated over the
-interval's control steps, as the engine does), the energy of each storage device at its AC
-terminals (from the inverter's and charger's energy registers), and the house load as the
+meter's registers, + = export), the PV energy (a hybrid inverter's PV power integrated over the
+interval's control steps, as the engine does; a PV-only inverter's AC energy registers), the
+energy of each storage device at its AC terminals (from the inverter's and charger's energy
+registers), and the house load as the
 residual `load = pv + battery + ev - metered`, so that the run's own schedule reproduces its
 metered positions exactly. Storage energy at every interval boundary comes from the sampled state
 of charge; the cart's driving energy is what left its battery while it was away.
@@ -208,6 +209,20 @@ def metered_day(run_dir: Path | str) -> MeteredDay:
                     energy_kwh=soc / 100.0 * assets.battery.capacity_kwh,
                     terminal_kwh=ac - pv,
                 )
+        if peer.pv_inverter is not None:  # a PV-only inverter: its AC energy registers
+            what = f"{reader.run_dir}: peer {name} PV inverter"
+            frame = _samples(
+                reader,
+                what,
+                peer=name,
+                device="pv_inverter",
+                fields=["ac_injected_kwh", "ac_absorbed_kwh"],
+            )
+            injected = _boundary_values(frame, "ac_injected_kwh", boundaries, what, tolerance_s)
+            absorbed = _boundary_values(frame, "ac_absorbed_kwh", boundaries, what, tolerance_s)
+            pv_ac = np.diff(injected - absorbed)
+            pv = pv + pv_ac
+            device_kwh += pv_ac
         if peer.ev_charger is not None:
             what = f"{reader.run_dir}: peer {name} EV charger"
             frame = _samples(

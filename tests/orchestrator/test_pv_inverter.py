@@ -14,6 +14,7 @@ from testbed.config import load_config, parse_config
 from testbed.engine import Engine
 from testbed.experiment import run_experiment, with_plant_endpoints, with_site
 from testbed.runstore import RunReader
+from testbed.value.metered_day import metered_day
 from tests.fixtures.sites import write_site
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +81,10 @@ def test_a_pv_only_home_is_read_recorded_and_balanced(tmp_path):
     assert len(settled) == 3 and settled["metered_kwh"].sum() > 0.05
     summary = result.finished.summary  # D's PV counts among the devices behind its PCC
     assert abs(summary["energy_balance_error_kwh"]) < 1e-3 * summary["energy_through_pcc_kwh"]
+    day = metered_day(tmp_path / "run").peers["D"]  # the yardstick sees the PV and the true load
+    assert day.pv_kwh.sum() == pytest.approx(injected, rel=0.02)
+    assert day.load_kwh == pytest.approx(day.pv_kwh - day.metered_kwh)
+    assert (day.load_kwh > 0.02).all()
     image = engines[0].peers["D"].image(None)  # what the agents observe at the last step
     assert image.pv_kw == pytest.approx(pv["pv_power_kw"].iloc[-1])
     assert image.house_load_kw is not None
