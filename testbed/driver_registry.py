@@ -51,7 +51,6 @@ from labspec.site import (
     BatteryInverter,
     HybridInverter,
     PccMeter,
-    PvInverter,
     Site,
     SiteError,
 )
@@ -299,11 +298,6 @@ def _inverter_fields(device_id: str, device: AnyDevice) -> dict[str, object]:
     return fields
 
 
-def _pv_fields(device_id: str, device: AnyDevice) -> dict[str, object]:
-    assert isinstance(device, PvInverter)
-    return {"name": device_id}
-
-
 def _charger_fields(device_id: str, device: AnyDevice) -> dict[str, object]:
     assert isinstance(device, SiteEvCharger)
     fields: dict[str, object] = {"name": device_id}
@@ -436,7 +430,7 @@ def check_site(site: Site, source: str = "site") -> None:
 
 
 # -- the built-in driver kinds --------------------------------------------------------------------
-register(
+BUILT_IN_KINDS: tuple[AnyKind, ...] = (
     MeterKind[SunSpecMeterConfig](
         name="sunspec_meter",
         kinds=frozenset({"pcc_meter"}),
@@ -446,9 +440,7 @@ register(
         endpoint_fields=sunspec_fields,
         site_fields=_meter_fields,
         description="SunSpec meter, model 211 or 201, over Modbus TCP",
-    )
-)
-register(
+    ),
     StorageKind[SunSpecInverterConfig](
         name="sunspec_inverter",
         kinds=frozenset({"hybrid_inverter", "battery_inverter"}),
@@ -458,9 +450,7 @@ register(
         endpoint_fields=sunspec_fields,
         site_fields=_inverter_fields,
         description="SunSpec hybrid or battery inverter (701, 702, 704, 713, 714) over Modbus TCP",
-    )
-)
-register(
+    ),
     PvKind[SunSpecPvInverterConfig](
         name="sunspec_pv_inverter",
         kinds=frozenset({"pv_inverter"}),
@@ -468,11 +458,8 @@ register(
         protocol="modbus",
         build=lambda config, clock: SunSpecPvInverter(config, clock=clock),
         endpoint_fields=sunspec_fields,
-        site_fields=_pv_fields,
         description="SunSpec PV inverter (701, 702, 714), read only, over Modbus TCP",
-    )
-)
-register(
+    ),
     EvKind[EvChargerConfig](
         name="opcua_ev_charger",
         kinds=frozenset({"ev_charger"}),
@@ -482,9 +469,7 @@ register(
         endpoint_fields=opcua_fields,
         site_fields=_charger_fields,
         description="Bidirectional EV charger over OPC UA (node table labspec.ev_charger)",
-    )
-)
-register(
+    ),
     LoadKind[ProgrammableLoadConfig](
         name="scpi_load",
         kinds=frozenset({"programmable_load"}),
@@ -493,7 +478,10 @@ register(
         build=lambda config, clock: ProgrammableLoad(config, clock=clock),
         endpoint_fields=scpi_fields,
         description="Programmable AC electronic load over SCPI (raw TCP socket)",
-    )
+    ),
 )
+for _kind in BUILT_IN_KINDS:
+    register(_kind)
+
 assert set(DEVICE_KINDS) == {k for kind in _REGISTRY.values() for k in kind.kinds}
 assert all(kind in _REGISTRY[name].kinds for kind, name in DEFAULT_DRIVER.items())
