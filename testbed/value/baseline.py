@@ -4,8 +4,9 @@
   house load) and discharges into its deficit, within its power limits, the inverter's AC rating
   and its state-of-charge window; what it cannot take or give goes to or comes from the grid.
 - EV (charge on arrival): while plugged, the cart charges at its full power until it holds the
-  energy its next plug-out needs (`departure_soc_pct`), then idles; no V2G. While away it drives
-  the metered energy (never below its window's bottom).
+  energy its next plug-out needs (`departure_soc_pct`), then idles; no V2G. It drives the metered
+  energy of every interval it was away for (never below its window's bottom), the plug-in
+  interval's before it charges.
 - Every interval's net position is settled with the grid alone (import at retail, export at
   feed-in) by the settlement kernel.
 Start energies are the run's; the end energies are valued like every other bill's
@@ -74,14 +75,12 @@ def _ev_rule(peer: PeerDay, dt_h: float) -> tuple[np.ndarray, np.ndarray]:
     terminal = np.zeros(n)
     need = min(asset.departure_kwh, asset.energy_max_kwh)
     for k in range(n):
-        e = energy[k]
+        e = energy[k] - min(ev.drive_kwh[k], max(energy[k] - asset.energy_min_kwh, 0.0))
         if ev.plugged[k]:
             room = max(need - e, 0.0) / asset.charge_efficiency
             charge = min(asset.max_charge_kw * dt_h, room)
             terminal[k] = -charge
             e += charge * asset.charge_efficiency
-        else:
-            e -= min(ev.drive_kwh[k], max(e - asset.energy_min_kwh, 0.0))
         energy[k + 1] = e
     return terminal, energy
 

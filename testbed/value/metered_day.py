@@ -7,7 +7,8 @@ energy of each storage device at its AC terminals (from the inverter's and charg
 registers), and the house load as the
 residual `load = pv + battery + ev - metered`, so that the run's own schedule reproduces its
 metered positions exactly. Storage energy at every interval boundary comes from the sampled state
-of charge; the cart's driving energy is what left its battery while it was away.
+of charge; the cart's driving energy is what left its battery beyond its charger's energy in each
+interval it was away for at least part of (`drive_kwh`).
 
 A run that did not finish, or lacks a settlement or a boundary sample the yardstick needs, raises
 `IncompleteRun` naming what is missing: it is reported as such, never as a number.
@@ -138,6 +139,44 @@ def _integrated(
     return energy_kwh[:n]
 
 
+def plug_masks(
+    frame: pd.DataFrame, start_s: float, interval_s: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per interval: (plugged at some sample, away at some sample or unsampled).
+
+    The interval in which the cart comes back is both: it could charge in its last part, and it
+    drove in its first.
+    """
+    samples = frame[["time_s", "plugged"]].dropna()
+    k = np.ceil((samples["time_s"].to_numpy() - start_s) / interval_s - 1e-9).astype(int) - 1
+    keep = (k >= 0) & (k < n)
+    is_plugged = samples["plugged"].to_numpy()[keep] > 0.5
+    plugged = np.zeros(n, dtype=bool)
+    plugged[k[keep][is_plugged]] = True
+    sampled = np.zeros(n, dtype=bool)
+    sampled[k[keep]] = True
+    away = ~sampled
+    away[k[keep][~is_plugged]] = True
+    return plugged, away
+
+
+def drive_kwh(
+    asset: EvAsset,
+    energy_kwh: np.ndarray,
+    charged_kwh: np.ndarray,
+    discharged_kwh: np.ndarray,
+    away: np.ndarray,
+) -> np.ndarray:
+    """Energy the cart drove per interval: what left its battery beyond the charger's energy,
+    in every interval it was away for at least part of (the plug-in interval included)."""
+    stored_change = (
+        charged_kwh * asset.charge_efficiency - discharged_kwh / asset.discharge_efficiency
+    )
+    drive = np.maximum(-(np.diff(energy_kwh) - stored_change), 0.0)
+    drive[~away] = 0.0
+    return drive
+
+
 def metered_day(run_dir: Path | str) -> MeteredDay:
     """Read what the yardstick needs from a finished run directory (see the module docstring)."""
     reader = RunReader(run_dir)
@@ -242,19 +281,9 @@ def metered_day(run_dir: Path | str) -> MeteredDay:
             if assets.ev is not None:
                 soc = _boundary_values(frame, "soc_pct", boundaries, what, tolerance_s)
                 energy = soc / 100.0 * assets.ev.capacity_kwh
-                plugged_t = frame[["time_s", "plugged"]].dropna()
-                k = np.ceil((plugged_t["time_s"].to_numpy() - start_s) / interval_s - 1e-9) - 1
-                keep = (k >= 0) & (k < n)
-                plugged = np.zeros(n, dtype=bool)
-                plugged[k[keep].astype(int)[plugged_t["plugged"].to_numpy()[keep] > 0.5]] = True
-                ev_asset = assets.ev
-                stored_change = (
-                    charged * ev_asset.charge_efficiency
-                    - discharged / ev_asset.discharge_efficiency
-                )
-                drive = np.maximum(-(np.diff(energy) - stored_change), 0.0)
-                drive[plugged] = 0.0
-                ev = EvDay(ev_asset, plugged, energy, discharged - charged, drive)
+                plugged, away = plug_masks(frame, start_s, interval_s, n)
+                drive = drive_kwh(assets.ev, energy, charged, discharged, away)
+                ev = EvDay(assets.ev, plugged, energy, discharged - charged, drive)
         load = device_kwh - metered  # device_kwh: PV + battery + EV at their AC terminals
         day.peers[name] = PeerDay(name, assets, metered, pv, load, battery, ev)
     return day

@@ -31,7 +31,14 @@ from testbed.value import (
     value_report,
 )
 from testbed.value.baseline import baseline_schedules, grid_only_cash
-from testbed.value.metered_day import BatteryDay, EvDay, MeteredDay, PeerDay
+from testbed.value.metered_day import (
+    BatteryDay,
+    EvDay,
+    MeteredDay,
+    PeerDay,
+    drive_kwh,
+    plug_masks,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PLANT_TOML = """
@@ -264,6 +271,60 @@ def test_the_optimum_sends_the_surplus_to_the_neighbours_before_the_grid():
         im = sum(best.grid_import_kwh[p][k] for p in "ABC")
         assert min(ex, im) < 1e-6
     assert exported < imported
+
+
+def test_the_cart_drove_in_the_interval_it_came_back_in():
+    """Away until mid-interval 1, then plugged: that interval's driving is metered, not lost."""
+    import pandas as pd
+
+    cart = default_assets("B").ev
+    times = np.arange(100.0, 2701.0, 100.0)  # samples in (0, 2700]: intervals 0, 1, 2 of 900 s
+    frame = pd.DataFrame({"time_s": times, "plugged": (times > 1350).astype(float)})
+    plugged, away = plug_masks(frame, 0.0, 900.0, 3)
+    assert plugged.tolist() == [False, True, True]
+    assert away.tolist() == [True, True, False]
+    charged = np.array([0.0, 0.1, 0.2])  # charged in interval 1's second half, and in 2
+    energy = np.array([3.0, 2.85, 2.85 - 0.15 + 0.1 * cart.charge_efficiency, 0.0])
+    energy[3] = energy[2] + 0.2 * cart.charge_efficiency
+    drive = drive_kwh(cart, energy, charged, np.zeros(3), away)
+    np.testing.assert_allclose(drive, [0.15, 0.15, 0.0], atol=1e-12)
+
+
+def test_the_baseline_cart_drives_the_plug_in_interval_before_it_charges():
+    day = simulate(np.zeros(N), np.zeros(N))
+    ev = day.peers["B"].ev
+    back = int(np.argmax(PLUGGED[6:])) + 6  # the first plugged interval after the trip
+    drive = ev.drive_kwh.copy()
+    drive[back] = 0.15
+    peers = dict(day.peers)
+    b = peers["B"]
+    peers["B"] = PeerDay(
+        "B",
+        b.assets,
+        b.metered_kwh,
+        b.pv_kwh,
+        b.load_kwh,
+        ev=EvDay(ev.asset, ev.plugged, ev.energy_kwh, ev.terminal_kwh, drive),
+    )
+    day2 = MeteredDay(
+        day.run_dir,
+        day.start,
+        day.interval_s,
+        day.retail_tariff,
+        day.feed_in_tariff,
+        day.network_charge,
+        peers,
+    )
+    before = baseline_schedules(day)["B"]
+    after = baseline_schedules(day2)["B"]
+    # the cart charges 0.15 kWh more energy over the day (at the charger: / efficiency), or
+    # ends 0.15 kWh lower
+    extra = after.ev_kwh.sum() - before.ev_kwh.sum()  # + = discharge: more charge is negative
+    lower = before.ev_energy_kwh[-1] - after.ev_energy_kwh[-1]
+    assert -extra * ev.asset.charge_efficiency + lower == pytest.approx(0.15, abs=1e-9)
+    assert lower < 0.15 or extra < 0
+    # and the optimum pays for it too: the day costs more with the drive than without
+    assert optimum(day2).objective > optimum(day).objective + 0.5
 
 
 def test_inconsistent_limits_name_the_peer_and_the_constraint():
