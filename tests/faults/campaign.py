@@ -440,6 +440,20 @@ def judge(fault: PlannedFault, interlocks: pd.DataFrame, plant: pd.DataFrame) ->
     return outcome
 
 
+def bill_parts(s: pd.DataFrame) -> pd.Series:
+    """Each settlement's bill from its parts (what every bill must equal, to the paisa)."""
+    return (
+        s.p2p_paid
+        - s.p2p_received
+        + s.network_charge
+        + s.grid_cost
+        - s.grid_revenue
+        + s.penalty
+        + s.balancing_paid  # local balancing (market.balancing = "local")
+        - s.balancing_received
+    )
+
+
 def money_and_energy(run: FaultRun) -> tuple[float, float, int, int]:
     """(kWh unaccounted, INR unaccounted, intervals settled, intervals of the run)."""
     reader = run.reader
@@ -450,17 +464,7 @@ def money_and_energy(run: FaultRun) -> tuple[float, float, int, int]:
         settled = settlements.loc[settlements["peer"] == peer, "metered_kwh"].sum()
         kwh += abs(settled - registers)
     s = settlements
-    parts = (
-        s.p2p_paid
-        - s.p2p_received
-        + s.network_charge
-        + s.grid_cost
-        - s.grid_revenue
-        + s.penalty
-        + s.balancing_paid  # local balancing (market.balancing = "local")
-        - s.balancing_received
-    )
-    inr = float((parts - s.bill).abs().sum())
+    inr = float((bill_parts(s) - s.bill).abs().sum())
     trades = reader.trades()
     if not trades.empty:
         settled_starts = set(s["interval_start"])

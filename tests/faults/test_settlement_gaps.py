@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from testbed.engine import Engine
+from tests.faults.campaign import bill_parts
 from tests.faults.harness import (
     clear,
     experiment_config,
@@ -44,17 +45,7 @@ def test_a_meter_missing_at_an_interval_end_is_settled_from_its_registers(workin
     assert summary["energy_balance_error_kwh"] < 1e-6
     # the bills still close: every settlement's bill is its parts
     s = run.reader.settlements()
-    parts = (
-        s.p2p_paid
-        - s.p2p_received
-        + s.network_charge
-        + s.grid_cost
-        - s.grid_revenue
-        + s.penalty
-        + s.balancing_paid  # local balancing (market.balancing = "local")
-        - s.balancing_received
-    )
-    assert (parts - s.bill).abs().max() < 1e-9
+    assert (bill_parts(s) - s.bill).abs().max() < 1e-9
 
 
 def test_an_interrupted_run_summarises_only_delivered_and_settled_intervals(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -297,24 +298,8 @@ def test_the_baseline_cart_drives_the_plug_in_interval_before_it_charges():
     drive = ev.drive_kwh.copy()
     drive[back] = 0.15
     peers = dict(day.peers)
-    b = peers["B"]
-    peers["B"] = PeerDay(
-        "B",
-        b.assets,
-        b.metered_kwh,
-        b.pv_kwh,
-        b.load_kwh,
-        ev=EvDay(ev.asset, ev.plugged, ev.energy_kwh, ev.terminal_kwh, drive),
-    )
-    day2 = MeteredDay(
-        day.run_dir,
-        day.start,
-        day.interval_s,
-        day.retail_tariff,
-        day.feed_in_tariff,
-        day.network_charge,
-        peers,
-    )
+    peers["B"] = replace(peers["B"], ev=replace(ev, drive_kwh=drive))
+    day2 = replace(day, peers=peers)
     before = baseline_schedules(day)["B"]
     after = baseline_schedules(day2)["B"]
     # the cart charges 0.15 kWh more energy over the day (at the charger: / efficiency), or
@@ -332,23 +317,8 @@ def test_inconsistent_limits_name_the_peer_and_the_constraint():
     ev = day.peers["B"].ev
     heavy = EvDay(ev.asset, ev.plugged, ev.energy_kwh, ev.terminal_kwh, np.where(PLUGGED, 0.0, 2.5))
     peers = dict(day.peers)
-    peers["B"] = PeerDay(
-        "B",
-        peers["B"].assets,
-        peers["B"].metered_kwh,
-        peers["B"].pv_kwh,
-        peers["B"].load_kwh,
-        ev=heavy,
-    )
-    broken = MeteredDay(
-        day.run_dir,
-        day.start,
-        day.interval_s,
-        day.retail_tariff,
-        day.feed_in_tariff,
-        day.network_charge,
-        peers,
-    )
+    peers["B"] = replace(peers["B"], ev=heavy)
+    broken = replace(day, peers=peers)
     with pytest.raises(
         InfeasibleOptimum,
         match=r"peer B: EV charge limit 2 kW while plugged cannot hold together with .*"
