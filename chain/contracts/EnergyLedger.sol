@@ -39,6 +39,7 @@ contract EnergyLedger {
     mapping(bytes32 => Household) private households;
     mapping(uint64 => bytes32) public clearingResults; // interval start (unix s) => entry hash
     mapping(uint64 => bytes32) public settlements; // interval start (unix s) => entry hash
+    uint64 public appliedSeq; // the last embedded-ledger entry whose call was applied
     uint64 public anchoredSeq; // the last embedded-ledger entry whose hash is on chain
     bytes32 public anchoredHash;
     bool public closed;
@@ -52,6 +53,7 @@ contract EnergyLedger {
     event ClearingStored(uint64 indexed intervalStart, uint64 seq, bytes32 entryHash);
     event IntervalSettled(uint64 indexed intervalStart, uint64 seq, bytes32 entryHash, uint256 moves);
     event LedgerClosed(uint64 seq, bytes32 entryHash);
+    event Applied(uint64 indexed ledgerSeq);
 
     error NotTtp();
     error SameWallet(bytes32 wallet);
@@ -62,11 +64,18 @@ contract EnergyLedger {
     error AlreadyRecorded(uint64 intervalStart);
     error SeqNotIncreasing(uint64 seq, uint64 anchoredSeq);
     error LedgerIsClosed();
+    error AlreadyApplied(uint64 ledgerSeq, uint64 appliedSeq);
 
-    modifier onlyTtp() {
+    /// @dev Every write is the call of the embedded-ledger entries up to `ledgerSeq`, and is
+    /// applied once: a sender that lost the answer to a call and sends it again is refused
+    /// (`AlreadyApplied`), and finds the first one by its `Applied` event.
+    modifier onlyTtp(uint64 ledgerSeq) {
         if (msg.sender != ttp) revert NotTtp();
         if (closed) revert LedgerIsClosed();
+        if (ledgerSeq <= appliedSeq) revert AlreadyApplied(ledgerSeq, appliedSeq);
+        appliedSeq = ledgerSeq;
         _;
+        emit Applied(ledgerSeq);
     }
 
     constructor(bytes32 runId_, bytes32 operatorWallet_) {
@@ -77,13 +86,16 @@ contract EnergyLedger {
 
     // -- registry ---------------------------------------------------------------------------
 
-    function registerHousehold(bytes32 wallet, bytes32 kycHash, bytes32 publicKey) external onlyTtp {
+    function registerHousehold(uint64 ledgerSeq, bytes32 wallet, bytes32 kycHash, bytes32 publicKey)
+        external
+        onlyTtp(ledgerSeq)
+    {
         households[wallet] = Household(true, kycHash, publicKey);
         _open(wallet, 0);
         emit HouseholdRegistered(wallet, kycHash, publicKey);
     }
 
-    function deregisterHousehold(bytes32 wallet) external onlyTtp {
+    function deregisterHousehold(uint64 ledgerSeq, bytes32 wallet) external onlyTtp(ledgerSeq) {
         if (!households[wallet].registered) revert NotRegistered(wallet);
         households[wallet].registered = false;
         emit HouseholdDeregistered(wallet);
@@ -97,17 +109,17 @@ contract EnergyLedger {
         return households[wallet];
     }
 
-    function openWallet(bytes32 wallet, uint8 kind) external onlyTtp {
+    function openWallet(uint64 ledgerSeq, bytes32 wallet, uint8 kind) external onlyTtp(ledgerSeq) {
         _open(wallet, kind);
     }
 
     // -- tokens -----------------------------------------------------------------------------
 
-    function mintToken(bytes32 wallet, uint256 amount) external onlyTtp {
+    function mintToken(uint64 ledgerSeq, bytes32 wallet, uint256 amount) external onlyTtp(ledgerSeq) {
         _mint(wallet, amount);
     }
 
-    function burnToken(bytes32 wallet, uint256 amount) external onlyTtp {
+    function burnToken(uint64 ledgerSeq, bytes32 wallet, uint256 amount) external onlyTtp(ledgerSeq) {
         Wallet storage held = _wallet(wallet);
         if (amount > held.balance) revert InsufficientBalance(wallet, held.balance, amount);
         held.balance -= amount;
@@ -119,15 +131,15 @@ contract EnergyLedger {
         return (held.balance, held.debt);
     }
 
-    function transferTokens(Move[] calldata moves) external onlyTtp {
+    function transferTokens(uint64 ledgerSeq, Move[] calldata moves) external onlyTtp(ledgerSeq) {
         _apply(moves);
     }
 
     // -- clearing and settlement ------------------------------------------------------------
 
-    function storeClearingResults(uint64 intervalStart, uint64 seq, bytes32 entryHash)
+    function storeClearingResults(uint64 ledgerSeq, uint64 intervalStart, uint64 seq, bytes32 entryHash)
         external
-        onlyTtp
+        onlyTtp(ledgerSeq)
     {
         if (clearingResults[intervalStart] != bytes32(0)) revert AlreadyRecorded(intervalStart);
         clearingResults[intervalStart] = entryHash;
@@ -135,9 +147,15 @@ contract EnergyLedger {
         emit ClearingStored(intervalStart, seq, entryHash);
     }
 
-    function settleInterval(uint64 intervalStart, uint64 seq, bytes32 entryHash, Move[] calldata moves)
+    function settleInterval(
+        uint64 ledgerSeq,
+        uint64 intervalStart,
+        uint64 seq,
+        bytes32 entryHash,
+        Move[] calldata moves
+    )
         external
-        onlyTtp
+        onlyTtp(ledgerSeq)
     {
         if (settlements[intervalStart] != bytes32(0)) revert AlreadyRecorded(intervalStart);
         settlements[intervalStart] = entryHash;
@@ -146,7 +164,7 @@ contract EnergyLedger {
         emit IntervalSettled(intervalStart, seq, entryHash, moves.length);
     }
 
-    function closeLedger(uint64 seq, bytes32 entryHash) external onlyTtp {
+    function closeLedger(uint64 ledgerSeq, uint64 seq, bytes32 entryHash) external onlyTtp(ledgerSeq) {
         _anchor(seq, entryHash);
         closed = true;
         emit LedgerClosed(seq, entryHash);

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,7 @@ from testbed.ledger.chain.mirror import ChainMirror, ChainRejected, ChainUnavail
 from testbed.ledger.chain.node import LocalNode, free_port, start_node
 from testbed.ledger.verify import VerifyReport, verify_run
 from testbed.market.book import Trade
-from tests.ledger.builder import Lab, interval_start, open_lab, trading_day
+from tests.ledger.builder import Lab, interval_start, open_lab, small_day, trading_day
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,21 +139,108 @@ def test_a_ledger_rewritten_after_it_went_on_chain_is_reported(
 def test_a_call_the_contract_refuses_is_named_and_ends_sending(
     node: LocalNode, day: Lab, tmp_path: Path
 ) -> None:
-    mirror = ChainMirror(day.run_dir / "run.sqlite", node.url)
-    mirror.connect("day")
-    mirror.sync()
-    mirror.close()
     copy = tmp_path / "run"
     shutil.copytree(day.run_dir, copy)
     with sqlite3.connect(copy / "run.sqlite") as conn:
-        conn.execute("DELETE FROM chain_tx")  # as if nothing had been sent: all of it again
-    again = ChainMirror(copy / "run.sqlite", node.url)
-    again.connect("day")
-    with pytest.raises(ChainRejected, match=r"refused openWallet for ledger entry 1: .*"):
-        again.sync()
-    assert not again.try_sync()
-    assert again.rejected is not None and "openWallet for ledger entry 1" in again.rejected
-    again.close()
+        conn.execute("DELETE FROM chain_tx")  # a contract of its own, from the start
+        conn.execute("DELETE FROM chain_contract")
+        # a redemption larger than the wallet holds: the contract refuses to burn it
+        seq, data = conn.execute(
+            "SELECT seq, payload FROM ledger WHERE kind = 'redeem' ORDER BY seq LIMIT 1"
+        ).fetchone()
+        changed = {**json.loads(data), "amount_paisa": 10**12}
+        conn.execute("UPDATE ledger SET payload = ? WHERE seq = ?", (json.dumps(changed), seq))
+    mirror = ChainMirror(copy / "run.sqlite", node.url)
+    mirror.connect("day, changed")
+    with pytest.raises(ChainRejected, match=rf"refused burnToken for ledger entry {seq}: .*"):
+        mirror.sync()
+    assert not mirror.try_sync()
+    assert mirror.rejected is not None and f"burnToken for ledger entry {seq}" in mirror.rejected
+    mirror.close()
+
+
+class AnswerLosingProxy(ThreadingHTTPServer):
+    """A JSON-RPC relay on loopback in front of the node that, when armed, passes the next
+    transaction on to the node and then breaks the connection instead of answering: the node has
+    applied it, the sender does not know."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Relay)
+        self.upstream = upstream
+        self.lose_next = False
+        self.lost: list[dict[str, object]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Relay(BaseHTTPRequestHandler):
+    server: AnswerLosingProxy
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = urllib.request.Request(
+            self.server.upstream, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = response.read()
+        message = json.loads(body)
+        if self.server.lose_next and message.get("method") == "eth_sendTransaction":
+            self.server.lose_next = False
+            self.server.lost.append(message)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_call_whose_answer_was_lost_is_applied_once(node: LocalNode, tmp_path: Path) -> None:
+    lab = small_day(tmp_path / "lab")
+    db = lab.run_dir / "run.sqlite"
+    proxy = AnswerLosingProxy(node.url)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        mirror = ChainMirror(db, proxy.url, timeout_s=3.0)
+        mirror.connect("lost answer")
+        proxy.lose_next = True
+        assert not mirror.try_sync()  # the first call went through, its answer did not
+        assert len(proxy.lost) == 1
+        sent = mirror.sync()
+        report = verify_run(lab.run_dir)
+        assert read_back(mirror, report) == report.wallets  # nothing minted or opened twice
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "SELECT last_seq, tx_hash FROM chain_tx ORDER BY last_seq"
+            ).fetchall()
+        first_seq, first_tx = rows[0]
+        assert first_tx  # found again by its Applied event
+        assert len(rows) == sent + 1
+        assert mirror.applied_upto() == rows[-1][0]
+        mirror.close()
+        # a process that stopped between sending and recording: the rows are found again
+        with sqlite3.connect(db) as conn:
+            conn.execute("DELETE FROM chain_tx WHERE last_seq > ?", (first_seq,))
+        again = ChainMirror(db, proxy.url, timeout_s=3.0)
+        again.connect("lost answer")
+        assert again.sync() == 0
+        with sqlite3.connect(db) as conn:
+            assert (
+                conn.execute("SELECT last_seq, tx_hash FROM chain_tx ORDER BY last_seq").fetchall()
+                == rows
+            )
+        assert read_back(again, report) == report.wallets
+        again.close()
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
 
 
 OFFLINE_SCRIPT = """

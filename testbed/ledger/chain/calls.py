@@ -12,6 +12,8 @@
 | `clearing`                                       | `storeClearingResults(start, seq, hash)` |
 | `close`                                          | `closeLedger(seq, hash)`               |
 
+Every call also carries, first, the last ledger entry it stands for (`ledgerSeq`): the contract
+applies each call once and in order, so a call sent again after a lost answer changes nothing.
 Orders, deliveries, refusals and the genesis stay off chain (the settlement's and the clearing's
 hashes chain over them). A wallet is named on chain by keccak256 of its ledger name.
 
@@ -59,6 +61,11 @@ class ChainCall:
     last_seq: int  # the last ledger entry the call carries
     interval_start: str | None = None
     n_moves: int = 0
+
+    @property
+    def contract_args(self) -> tuple[Any, ...]:
+        """The arguments as the contract takes them: `ledgerSeq` first."""
+        return (self.last_seq, *self.args)
 
 
 @dataclass(slots=True)

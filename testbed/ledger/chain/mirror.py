@@ -3,7 +3,13 @@
 The embedded ledger is the queue: what has been sent is recorded in `chain_tx` (one row per
 transaction, by the last ledger entry it carries) in the same run.sqlite, so a node that is down
 only delays the calls; they go out in order when it answers again, from this process or from
-`testbed ledger chain RUN` later. Nothing is sent twice.
+`testbed ledger chain RUN` later.
+
+Nothing is applied twice. A call whose answer was lost (the node applied it and then the connection
+broke, or this process stopped before recording it) is not known to be on chain; the contract
+applies each call once, by the last ledger entry it carries (`appliedSeq`), so before sending
+anything after such an uncertainty the mirror asks the contract how far it got, and records the
+calls already applied from their `Applied` events instead of sending them again.
 """
 
 from __future__ import annotations
@@ -20,9 +26,15 @@ from typing import Any
 import requests
 from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3Exception
+from web3.exceptions import (
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3Exception,
+)
 
 from testbed.ledger.chain.artifact import compiled_contract
 from testbed.ledger.chain.calls import CallTranslator, ChainCall, wallet_id
@@ -97,6 +109,9 @@ class ChainMirror:
         self._translator = CallTranslator()
         self._read_seq = -1
         self._pending: deque[ChainCall] = deque()
+        # a call may have gone on chain without its row in chain_tx (the last process stopped
+        # between the two, or an answer was lost): ask the contract before the next send
+        self._uncertain = True
         self.rejected: str | None = None
 
     def close(self) -> None:
@@ -179,10 +194,54 @@ class ChainMirror:
             self._pending.extend(c for c in self._translator.feed(entries) if c.last_seq > done)
         sent = 0
         while self._pending:
-            self._send(self._pending[0])
-            self._pending.popleft()
-            sent += 1
+            if self._uncertain:
+                self._record_applied()
+                continue
+            try:
+                applied_here = self._send(self._pending[0])
+            except ChainUnavailable:
+                self._uncertain = True
+                raise
+            if applied_here:
+                self._pending.popleft()
+                sent += 1
+            else:
+                self._uncertain = True
         return sent
+
+    def applied_upto(self) -> int:
+        """The last ledger entry whose call the contract has applied (0: none)."""
+        with self._rpc("appliedSeq"):
+            return int(self.contract.functions.appliedSeq().call())
+
+    def _record_applied(self) -> None:
+        """Record the waiting calls that the contract already applied (see the module docstring);
+        they leave the queue without being sent again."""
+        applied = self.applied_upto()
+        done = [call for call in self._pending if call.last_seq <= applied]
+        if done:
+            with self._rpc("Applied events"):
+                events = self.contract.events.Applied.get_logs(
+                    from_block=0, argument_filters={"ledgerSeq": [c.last_seq for c in done]}
+                )
+                tx_of = {
+                    int(event["args"]["ledgerSeq"]): event["transactionHash"] for event in events
+                }
+                for call in done:
+                    tx = tx_of.get(call.last_seq)
+                    receipt = None
+                    with contextlib.suppress(TransactionNotFound):
+                        receipt = None if tx is None else self.w3.eth.get_transaction_receipt(tx)
+                    self._record(call, tx, receipt)
+                    log.info(
+                        "chain: %s for ledger entry %d was already applied; recorded, not sent "
+                        "again",
+                        call.function,
+                        call.last_seq,
+                    )
+            for _ in done:
+                self._pending.popleft()
+        self._uncertain = False
 
     def try_sync(self) -> bool:
         """`sync` for a run, which goes on whatever the chain does: a node that does not answer is
@@ -205,8 +264,9 @@ class ChainMirror:
     def pending(self) -> int:
         return len(self._pending)
 
-    def _send(self, call: ChainCall) -> None:
-        function = self.contract.get_function_by_name(call.function)(*call.args)
+    def _send(self, call: ChainCall) -> bool:
+        """Send one call; False when the contract had already applied it (another sender)."""
+        function = self.contract.get_function_by_name(call.function)(*call.contract_args)
         with self._rpc(f"{call.function} (ledger entry {call.last_seq})"):
             try:
                 # the estimate names the contract's objection; then fees and gas are given so
@@ -215,22 +275,30 @@ class ChainMirror:
                 tx = function.transact({**self._fees, "from": self._account, "gas": gas + gas // 5})
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=self.timeout_s)
             except ContractLogicError as error:
+                if self.applied_upto() >= call.last_seq:  # another sender was first
+                    return False
                 raise ChainRejected(
                     f"the contract refused {call.function} for ledger entry {call.last_seq}: "
                     f"{error}"
                 ) from error
         if receipt["status"] != 1:
             raise ChainRejected(f"{call.function} for ledger entry {call.last_seq} reverted")
+        self._record(call, tx, receipt)
+        return True
+
+    def _record(self, call: ChainCall, tx: bytes | None, receipt: Any) -> None:
+        """One row of chain_tx; a call found applied whose transaction the node no longer holds
+        (a node restarted without its history) is recorded with an empty hash and no gas."""
         self._conn.execute(
-            "INSERT INTO chain_tx VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO chain_tx VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 call.last_seq,
                 call.function,
                 call.interval_start,
                 call.n_moves,
-                tx.hex(),
-                int(receipt["gasUsed"]),
-                int(receipt["blockNumber"]),
+                HexBytes(tx).hex() if tx is not None else "",
+                int(receipt["gasUsed"]) if receipt is not None else 0,
+                int(receipt["blockNumber"]) if receipt is not None else -1,
             ),
         )
 
