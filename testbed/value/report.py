@@ -174,9 +174,7 @@ def value_report(run_dir: Path | str) -> ValueReport:
         totals["ac"],
         {"baseline": totals["bk"], "optimum": totals["ok"], "actual": totals["ak"]},
     )
-    return ValueReport(
-        str(day.run_dir), day.n, price, community, peers, schedule_table(day, best)
-    )
+    return ValueReport(str(day.run_dir), day.n, price, community, peers, schedule_table(day, best))
 
 
 def schedule_table(day: MeteredDay, best: Optimum) -> pd.DataFrame:

@@ -63,9 +63,7 @@ def test_a_pv_only_home_is_read_recorded_and_balanced(tmp_path):
     start = "start = 2026-03-21T11:00:00+05:30\n"
     with emulated_plant(7, plant_toml=start, site=config.site_model()) as endpoints:
         config = with_plant_endpoints(config, endpoints)
-        result = asyncio.run(
-            run_experiment(config, tmp_path / "run", on_engine=engines.append)
-        )
+        result = asyncio.run(run_experiment(config, tmp_path / "run", on_engine=engines.append))
     assert result.finished.status == "finished"
     run = RunReader(tmp_path / "run")
     pv = run.samples("D", "pv_inverter")
