@@ -86,6 +86,9 @@ def show(
             console.print(f"[bold red]error:[/] {run_dir} has no ledger")
             raise typer.Exit(code=2)
         entries = read_entries(conn)
+    except sqlite3.DatabaseError as error:  # a truncated or overwritten file
+        console.print(f"[bold red]error:[/] {path} is not a readable ledger ({error})")
+        raise typer.Exit(code=2) from None
     finally:
         conn.close()
     report = verify_run(run_dir, _trusted_key(run_dir, None))
@@ -103,11 +106,11 @@ def show(
     for entry in chosen:
         table.add_row(
             str(entry.seq),
-            entry.time[:19].replace("T", " "),
-            entry.kind,
-            entry.subject,
+            str(entry.time)[:19].replace("T", " "),
+            str(entry.kind),
+            str(entry.subject),
             describe_entry(entry, currency),
-            entry.hash[:12],
+            str(entry.hash)[:12],
         )
     console.print(table)
     wallets = Table(title="Wallets (replayed from the ledger)")
