@@ -246,13 +246,14 @@ def _start_chain_node(
     tools that are missing, stop the run before anything is recorded."""
     if not (config.ledger.enabled and config.ledger.chain.enabled):
         return None
+    from testbed.ledger.chain.account import ChainKeyError
     from testbed.ledger.chain.artifact import ChainSetupError
     from testbed.ledger.chain.mirror import ChainUnavailable
     from testbed.ledger.chain.run_chain import start_run_node
 
     try:
         return start_run_node(config.ledger.chain, run_dir)
-    except (ChainUnavailable, ChainSetupError) as error:
+    except (ChainUnavailable, ChainSetupError, ChainKeyError) as error:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise StartupError(f"[ledger.chain] {error}") from None

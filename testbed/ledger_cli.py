@@ -86,6 +86,9 @@ def show(
             console.print(f"[bold red]error:[/] {run_dir} has no ledger")
             raise typer.Exit(code=2)
         entries = read_entries(conn)
+    except sqlite3.DatabaseError as error:  # a truncated or overwritten file
+        console.print(f"[bold red]error:[/] {path} is not a readable ledger ({error})")
+        raise typer.Exit(code=2) from None
     finally:
         conn.close()
     report = verify_run(run_dir, _trusted_key(run_dir, None))
@@ -103,11 +106,11 @@ def show(
     for entry in chosen:
         table.add_row(
             str(entry.seq),
-            entry.time[:19].replace("T", " "),
-            entry.kind,
-            entry.subject,
+            str(entry.time)[:19].replace("T", " "),
+            str(entry.kind),
+            str(entry.subject),
             describe_entry(entry, currency),
-            entry.hash[:12],
+            str(entry.hash)[:12],
         )
     console.print(table)
     wallets = Table(title="Wallets (replayed from the ledger)")
@@ -152,6 +155,23 @@ def node(
         running.stop()
 
 
+@ledger_app.command("chain-account")
+def chain_account(
+    key_file: Annotated[Path, typer.Argument(help="Where to write the new private key.")],
+) -> None:
+    """Make a new chain account for the operator (the contract's writer): its private key goes to
+    KEY_FILE (mode 0600, never overwritten); fund its address on the chain, then name the file in
+    [ledger.chain] account_key_file."""
+    from testbed.ledger.chain.account import create_account_file
+
+    try:
+        address = create_account_file(key_file)
+    except FileExistsError:
+        console.print(f"[bold red]error:[/] {key_file} exists: it is not overwritten")
+        raise typer.Exit(code=2) from None
+    console.print(f"account {address}; its private key is in {key_file}", highlight=False)
+
+
 @ledger_app.command("chain")
 def chain(
     run_dir: RunDir,
@@ -159,19 +179,27 @@ def chain(
         str | None,
         typer.Option(help="The node (default: the run's own node from its state, else its URL)."),
     ] = None,
+    account_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The private key file of the account that writes the run's contract "
+            "(default: the node's unlocked development account)."
+        ),
+    ] = None,
 ) -> None:
     """Send the run's finalised results still waiting for the chain, then compare every wallet on
     the contract with the embedded ledger and check the anchored entry's hash.
 
     Exit status 0 when they agree, 1 when they do not, 2 when the chain cannot be reached."""
+    from testbed.ledger.chain.account import ChainKeyError
     from testbed.ledger.chain.artifact import ChainSetupError
     from testbed.ledger.chain.check import check_chain
     from testbed.ledger.chain.mirror import ChainRejected, ChainUnavailable
     from testbed.ledger.money import format_money
 
     try:
-        check = check_chain(run_dir, url)
-    except (ChainUnavailable, ChainRejected, ChainSetupError) as error:
+        check = check_chain(run_dir, url, account_key_file=account_key)
+    except (ChainUnavailable, ChainRejected, ChainSetupError, ChainKeyError) as error:
         console.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=2) from None
     console.print(

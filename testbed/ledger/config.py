@@ -18,6 +18,9 @@ class ChainConfig(BaseModel):
 
     `url`: a running Ethereum JSON-RPC node (e.g. `testbed ledger node`); unset, the run starts its
     own anvil on a free loopback port and keeps its state in `chain/` of the run directory.
+    `account_key_file`: the private key of the account that writes the contract (the operator, the
+    contract's TTP; make one with `testbed ledger chain-account FILE`), for a node that does not
+    hold it unlocked; unset, the node's first development account writes (anvil).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,6 +28,7 @@ class ChainConfig(BaseModel):
     enabled: bool = False
     url: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    account_key_file: Path | None = None
 
 
 class LedgerConfig(BaseModel):

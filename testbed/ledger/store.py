@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS wallets (
     debt_paisa INTEGER NOT NULL, seq INTEGER NOT NULL
 );
 """
+LEDGER_TABLES = ("ledger", "ledger_head", "wallets")
 COLUMNS = ("seq", "time", "kind", "subject", "payload", "prev_hash", "hash", "signature")
 
 
@@ -134,8 +135,12 @@ def read_entries(conn: sqlite3.Connection) -> list[Entry]:
     return [Entry(*row) for row in rows]
 
 
-def has_ledger(conn: sqlite3.Connection) -> bool:
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
     found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger'"
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone()
     return found is not None
+
+
+def has_ledger(conn: sqlite3.Connection) -> bool:
+    return has_table(conn, "ledger")

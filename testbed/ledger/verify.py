@@ -21,7 +21,7 @@ from testbed.ledger.errors import LedgerRuleError
 from testbed.ledger.keys import signature_valid
 from testbed.ledger.money import from_paisa
 from testbed.ledger.state import LedgerState
-from testbed.ledger.store import has_ledger, read_entries
+from testbed.ledger.store import LEDGER_TABLES, has_ledger, has_table, read_entries
 
 DB_FILE = "run.sqlite"
 
@@ -85,8 +85,11 @@ def verify_run(run_dir: Path | str, trusted_operator_key: str | None = None) -> 
     path = Path(run_dir) / DB_FILE
     if not path.is_file():
         return VerifyReport(problem=Problem(None, f"{path} does not exist"))
-    with _read_only(path) as conn:
-        return verify_connection(conn, trusted_operator_key)
+    try:
+        with _read_only(path) as conn:
+            return verify_connection(conn, trusted_operator_key)
+    except sqlite3.DatabaseError as error:  # a truncated or overwritten file
+        return VerifyReport(problem=Problem(None, f"{path} is not a readable ledger ({error})"))
 
 
 @contextlib.contextmanager
@@ -104,6 +107,10 @@ def verify_connection(
     report = VerifyReport()
     if not has_ledger(conn):
         report.problem = Problem(None, "the run has no ledger")
+        return report
+    missing = [table for table in LEDGER_TABLES if not has_table(conn, table)]
+    if missing:
+        report.problem = Problem(None, f"the run's ledger lacks its table {missing[0]!r}")
         return report
     conn.execute("BEGIN")  # one snapshot of entries, head and wallets, also of a live run
     try:
@@ -199,19 +206,30 @@ def _check_head(conn: sqlite3.Connection, last: Entry, operator_key: str) -> Pro
 
 
 def _check_wallets(conn: sqlite3.Connection, state: LedgerState) -> Problem | None:
+    """Every stored wallet row equals the replay: kind, balance and debt (whole paisa)."""
     stored = {
-        name: (balance, debt)
-        for name, balance, debt in conn.execute(
-            "SELECT wallet, balance_paisa, debt_paisa FROM wallets ORDER BY wallet"
+        name: (kind, balance, debt)
+        for name, kind, balance, debt in conn.execute(
+            "SELECT wallet, kind, balance_paisa, debt_paisa FROM wallets ORDER BY wallet"
         )
     }
-    replayed = state.wallets.balances()
-    for name in sorted(set(stored) | set(replayed)):
-        if stored.get(name) != replayed.get(name):
+    replayed = {
+        name: (wallet.kind, wallet.balance_paisa, wallet.debt_paisa)
+        for name, wallet in state.wallets.wallets.items()
+    }
+    for name in sorted(set(stored) | set(replayed), key=str):
+        row, wanted = stored.get(name), replayed.get(name)
+        if row is None or wanted is None or row[0] != wanted[0]:
             return Problem(
                 None,
-                f"wallet {name!r}: stored (balance, debt) {stored.get(name)} paisa, the ledger "
-                f"replays to {replayed.get(name)}",
+                f"wallet {name!r}: stored as {row[0] if row else None!r}, the ledger replays "
+                f"{wanted[0] if wanted else None!r}",
+            )
+        if row[1:] != wanted[1:] or any(type(value) is not int for value in row[1:]):
+            return Problem(
+                None,
+                f"wallet {name!r}: stored (balance, debt) {row[1:]!r} paisa, the ledger replays "
+                f"to {wanted[1:]!r}",
             )
     return None
 

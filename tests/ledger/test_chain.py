@@ -17,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from eth_account.signers.local import LocalAccount
 
+from testbed.ledger.chain.account import ChainKeyError, create_account_file, load_account
 from testbed.ledger.chain.check import check_chain
 from testbed.ledger.chain.mirror import ChainMirror, ChainRejected, ChainUnavailable
 from testbed.ledger.chain.node import LocalNode, free_port, start_node
@@ -186,7 +188,8 @@ class _Relay(BaseHTTPRequestHandler):
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = response.read()
         message = json.loads(body)
-        if self.server.lose_next and message.get("method") == "eth_sendTransaction":
+        sends = ("eth_sendTransaction", "eth_sendRawTransaction")
+        if self.server.lose_next and message.get("method") in sends:
             self.server.lose_next = False
             self.server.lost.append(message)
             self.close_connection = True
@@ -202,13 +205,28 @@ class _Relay(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_call_whose_answer_was_lost_is_applied_once(node: LocalNode, tmp_path: Path) -> None:
+@pytest.fixture(params=["node's account", "own key"])
+def signer(request: pytest.FixtureRequest, node: LocalNode, tmp_path: Path) -> LocalAccount | None:
+    """Who writes the contract: the node's unlocked development account, or the operator's own
+    key (transactions signed by the sender, sent raw)."""
+    if request.param == "node's account":
+        return None
+    key_file = tmp_path / "operator-chain.key"
+    create_account_file(key_file)
+    account = load_account(key_file)
+    node.fund(account.address)
+    return account
+
+
+def test_a_call_whose_answer_was_lost_is_applied_once(
+    node: LocalNode, signer: LocalAccount | None, tmp_path: Path
+) -> None:
     lab = small_day(tmp_path / "lab")
     db = lab.run_dir / "run.sqlite"
     proxy = AnswerLosingProxy(node.url)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        mirror = ChainMirror(db, proxy.url, timeout_s=3.0)
+        mirror = ChainMirror(db, proxy.url, timeout_s=3.0, account=signer)
         mirror.connect("lost answer")
         proxy.lose_next = True
         assert not mirror.try_sync()  # the first call went through, its answer did not
@@ -228,7 +246,7 @@ def test_a_call_whose_answer_was_lost_is_applied_once(node: LocalNode, tmp_path:
         # a process that stopped between sending and recording: the rows are found again
         with sqlite3.connect(db) as conn:
             conn.execute("DELETE FROM chain_tx WHERE last_seq > ?", (first_seq,))
-        again = ChainMirror(db, proxy.url, timeout_s=3.0)
+        again = ChainMirror(db, proxy.url, timeout_s=3.0, account=signer)
         again.connect("lost answer")
         assert again.sync() == 0
         with sqlite3.connect(db) as conn:
@@ -241,6 +259,72 @@ def test_a_call_whose_answer_was_lost_is_applied_once(node: LocalNode, tmp_path:
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_the_operator_writes_with_its_own_key_and_nobody_else_does(
+    node: LocalNode, tmp_path: Path
+) -> None:
+    lab = small_day(tmp_path / "lab")
+    db = lab.run_dir / "run.sqlite"
+    key_file = tmp_path / "keys" / "chain.key"
+    done = subprocess.run(
+        [sys.executable, "-m", "testbed", "ledger", "chain-account", str(key_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    account = load_account(key_file)
+    assert account.address in done.stdout
+    assert key_file.stat().st_mode & 0o077 == 0  # the private key is the owner's alone
+    again = subprocess.run(
+        [sys.executable, "-m", "testbed", "ledger", "chain-account", str(key_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert again.returncode == 2 and "not overwritten" in again.stdout
+    assert load_account(key_file).address == account.address
+
+    unfunded = ChainMirror(db, node.url, account=account)
+    with pytest.raises(ChainUnavailable, match=f"account {account.address} holds no ether"):
+        unfunded.connect("own key")
+    unfunded.close()
+    node.fund(account.address)
+    mirror = ChainMirror(db, node.url, account=account)
+    deployment = mirror.connect("own key")
+    mirror.sync()
+    assert mirror.contract.functions.ttp().call() == account.address
+    report = verify_run(lab.run_dir)
+    assert read_back(mirror, report) == report.wallets
+    mirror.close()
+    # the node's development account is not the contract's writer
+    other = ChainMirror(db, node.url)
+    with pytest.raises(ChainUnavailable, match=f"written by account {account.address}"):
+        other.connect("own key")
+    other.close()
+    check = check_chain(lab.run_dir, node.url, account_key_file=key_file)
+    assert check.ok and check.address == deployment.address
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("", "found 0 characters"),
+        ("0x" + "ab" * 31, "expected one private key of 64 hex digits"),
+        ("zz" * 32, "expected one private key of 64 hex digits"),
+        ("00" * 32, "not a valid key"),
+    ],
+)
+def test_a_bad_key_file_is_named(tmp_path: Path, content: str, problem: str) -> None:
+    key_file = tmp_path / "chain.key"
+    key_file.write_text(content)
+    with pytest.raises(ChainKeyError, match=f"chain account key file {key_file}: .*{problem}"):
+        load_account(key_file)
+    with pytest.raises(ChainKeyError, match="cannot be read"):
+        load_account(tmp_path / "missing.key")
 
 
 OFFLINE_SCRIPT = """

@@ -257,3 +257,50 @@ def test_a_transfer_the_settlement_does_not_call_for_is_found(base: Path) -> Non
 
     report = operator_appends(base, pay_myself)
     assert report.problem is not None and "no settlement calls for" in report.problem.what
+
+
+def _truncated(db: Path) -> None:
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+
+
+def _overwritten(db: Path) -> None:
+    db.write_bytes(b"not a database " * 300)
+
+
+def _by_sql(statement: str) -> Callable[[Path], None]:
+    def edit(db: Path) -> None:
+        with closing(sqlite3.connect(db)) as conn:
+            conn.execute(statement)
+            conn.commit()
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (_by_sql("DROP TABLE ledger_head"), "lacks its table 'ledger_head'"),
+        (_by_sql("DROP TABLE wallets"), "lacks its table 'wallets'"),
+        (_by_sql("UPDATE wallets SET kind = 'operator' WHERE wallet = 'B'"), "wallet 'B'"),
+        (_by_sql("UPDATE wallets SET debt_paisa = 5 WHERE wallet = 'A'"), "wallet 'A'"),
+        (_truncated, "is not a readable ledger"),
+        (_overwritten, "is not a readable ledger"),
+    ],
+    ids=["head-table-dropped", "wallets-dropped", "wallet-kind", "wallet-debt", "cut", "garbage"],
+)
+def test_a_broken_run_store_is_named_by_verify_with_exit_1_never_a_traceback(
+    base: Path, tmp_path: Path, edit: Callable[[Path], None], named: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+
+    shutil.copytree(base / "run", tmp_path / "run")
+    edit(tmp_path / "run" / "run.sqlite")
+    report = verify_run(tmp_path / "run")
+    assert report.problem is not None and named in report.problem.what, report.describe()
+    result = CliRunner().invoke(app, ["ledger", "verify", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "NOT verified" in result.output

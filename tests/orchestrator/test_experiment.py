@@ -347,16 +347,20 @@ def test_the_run_ledger_verifies_and_wallets_equal_the_settlements_to_the_paisa(
 
 
 def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_plant, tmp_path):
-    """`[ledger.chain]` on: the run starts its own anvil, deploys the contract and settles every
-    interval on it; `testbed ledger chain` starts the node again from the state the run left and
-    reads every wallet back equal to the embedded ledger's."""
+    """`[ledger.chain]` on, with the operator's own chain key: the run starts its own anvil, funds
+    the account, deploys the contract and settles every interval on it; `testbed ledger chain`
+    starts the node again from the state the run left and reads every wallet back equal to the
+    embedded ledger's."""
+    from testbed.ledger.chain.account import create_account_file
     from testbed.ledger.chain.node import free_port
 
     with SyncPlantControl.from_endpoints(morning_plant) as control:
         control.request("reset")
     config = experiment_config(morning_plant, 0.25)
     data = config.model_dump(mode="json", exclude_none=True)
-    data["ledger"]["chain"] = {"enabled": True}
+    key_file = tmp_path / "chain.key"
+    address = create_account_file(key_file)
+    data["ledger"]["chain"] = {"enabled": True, "account_key_file": str(key_file)}
     run_dir = tmp_path / "chained"
     asyncio.run(run_experiment(parse_config(data), run_dir))
     assert (run_dir / "chain" / "anvil-state.json").is_file()
@@ -366,6 +370,10 @@ def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_p
     assert functions["registerHousehold"] == 3 and functions["closeLedger"] == 1
 
     cli = [sys.executable, "-m", "testbed", "ledger", "chain", str(run_dir)]
+    done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 2  # the contract is the operator's key's, not the node's account
+    assert f"is written by account {address}" in " ".join(done.stdout.split())
+    cli += ["--account-key", str(key_file)]
     done = subprocess.run(cli, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "chain agrees with the ledger" in done.stdout

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed.ledger.chain.account import load_account
 from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable
 from testbed.ledger.chain.node import LocalNode, start_node
 from testbed.ledger.chain.run_chain import CHAIN_FOLDER, STATE_FILE
@@ -33,9 +34,16 @@ class ChainCheck:
         return not self.problems
 
 
-def check_chain(run_dir: Path, url: str | None = None, timeout_s: float = 10.0) -> ChainCheck:
+def check_chain(
+    run_dir: Path,
+    url: str | None = None,
+    timeout_s: float = 10.0,
+    account_key_file: Path | None = None,
+) -> ChainCheck:
     """See the module docstring. Without `url`: the run's own node, started again from the state
-    it left in the run directory, else the node the run used."""
+    it left in the run directory, else the node the run used. `account_key_file`: the key of the
+    account that writes the run's contract, when the node does not hold it unlocked."""
+    account = load_account(account_key_file) if account_key_file else None
     db_path = run_dir / DB_FILE
     report = verify_run(run_dir)
     if report.state is None:
@@ -52,7 +60,7 @@ def check_chain(run_dir: Path, url: str | None = None, timeout_s: float = 10.0) 
     if url is None and state.is_file():
         node = start_node(state_path=state, log_path=state.parent / "anvil.log")
         url = node.url
-    mirror = ChainMirror(db_path, url or str(row[0]), timeout_s)
+    mirror = ChainMirror(db_path, url or str(row[0]), timeout_s, account)
     try:
         deployment = mirror.connect(report.state.run_id)
         sent = mirror.sync()

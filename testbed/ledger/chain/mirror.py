@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
@@ -84,8 +85,17 @@ def node_down_message(url: str) -> str:
 class ChainMirror:
     """One run's contract on one node (see the module docstring)."""
 
-    def __init__(self, db_path: Path | str, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        db_path: Path | str,
+        url: str,
+        timeout_s: float = 10.0,
+        account: LocalAccount | None = None,
+    ) -> None:
+        """`account`: the key that writes the contract (signed here, sent raw); None: the node's
+        first unlocked account (a development node)."""
         self.db_path = Path(db_path)
+        self.signer = account
         self.url = url
         self.timeout_s = timeout_s
         # used by one thread at a time: the run's sender thread, then the closing one
@@ -104,7 +114,8 @@ class ChainMirror:
         for middleware in ("validation", "ens_name_to_address"):
             self.w3.middleware_onion.remove(middleware)
         self._contract: Contract | None = None
-        self._account: str | None = None
+        self._account: ChecksumAddress | None = None
+        self._chain_id = 0
         self._fees: dict[str, int] = {}
         self._translator = CallTranslator()
         self._read_seq = -1
@@ -129,17 +140,18 @@ class ChainMirror:
             raise ChainUnavailable(node_down_message(self.url))
         artifact = compiled_contract()
         with self._rpc("connect"):
-            self._account = self.w3.eth.accounts[0]
+            self._account = self.signer.address if self.signer else self.w3.eth.accounts[0]
             chain_id = int(self.w3.eth.chain_id)
+            self._chain_id = chain_id
             tip = int(self.w3.eth.max_priority_fee)
             base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
             self._fees = {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
             known = self.deployment()
             if known is None:
+                self._check_funds()
                 factory = self.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-                tx = factory.constructor(keccak(text=run_id), wallet_id(OPERATOR)).transact(
-                    {"from": self._account}
-                )
+                constructor = factory.constructor(keccak(text=run_id), wallet_id(OPERATOR))
+                tx = self._transact(constructor, {"from": self._account})
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=self.timeout_s)
                 address = Web3.to_checksum_address(str(receipt["contractAddress"]))
                 known = Deployment(address, chain_id, self.url)
@@ -163,7 +175,37 @@ class ChainMirror:
                     "sent: it lost its state, or it is another node"
                 )
         self._contract = self.w3.eth.contract(address=known.address, abi=artifact.abi)
+        with self._rpc("ttp"):
+            writer = str(self._contract.functions.ttp().call())
+        if writer != self._account:
+            raise ChainUnavailable(
+                f"this run's contract {known.address} is written by account {writer}, and this "
+                f"sender is {self._account}: give the key of {writer} "
+                "([ledger.chain] account_key_file, or --account-key)"
+            )
         return known
+
+    @property
+    def _sender(self) -> ChecksumAddress:
+        if self._account is None:
+            raise ChainUnavailable("not connected to the chain (call connect first)")
+        return self._account
+
+    def _check_funds(self) -> None:
+        if self.signer is not None and int(self.w3.eth.get_balance(self._sender)) == 0:
+            raise ChainUnavailable(
+                f"account {self._account} holds no ether on the chain at {self.url}: it cannot "
+                "pay for gas (fund it first)"
+            )
+
+    def _transact(self, function: Any, params: dict[str, Any]) -> HexBytes:
+        """Send one transaction: by the node's unlocked account, or signed here and sent raw."""
+        if self.signer is None:
+            return HexBytes(function.transact(params))
+        nonce = self.w3.eth.get_transaction_count(self._sender, "pending")
+        built = function.build_transaction({**params, "nonce": nonce, "chainId": self._chain_id})
+        signed = self.signer.sign_transaction(built)
+        return HexBytes(self.w3.eth.send_raw_transaction(signed.raw_transaction))
 
     @property
     def contract(self) -> Contract:
@@ -272,7 +314,8 @@ class ChainMirror:
                 # the estimate names the contract's objection; then fees and gas are given so
                 # that sending takes one request
                 gas = function.estimate_gas({"from": self._account})
-                tx = function.transact({**self._fees, "from": self._account, "gas": gas + gas // 5})
+                params = {**self._fees, "from": self._account, "gas": gas + gas // 5}
+                tx = self._transact(function, params)
                 receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=self.timeout_s)
             except ContractLogicError as error:
                 if self.applied_upto() >= call.last_seq:  # another sender was first

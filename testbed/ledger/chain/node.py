@@ -3,6 +3,7 @@ loopback port, its chain state optionally kept in a file (loaded at start, writt
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import signal
@@ -55,6 +56,19 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def rpc(url: str, method: str, params: list[object], timeout_s: float = 5.0) -> object:
+    """One JSON-RPC call; the result (an error answer raises ChainSetupError)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        answer = json.loads(response.read())
+    if "error" in answer:
+        raise ChainSetupError(f"{method} at {url}: {answer['error']}")
+    return answer.get("result")
+
+
 @dataclass
 class LocalNode:
     """A running anvil; `stop()` writes its state file (when it has one)."""
@@ -74,6 +88,10 @@ class LocalNode:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def fund(self, address: str, wei: int = 10**21) -> None:
+        """Give an account ether on this development node (`anvil_setBalance`)."""
+        rpc(self.url, "anvil_setBalance", [address, hex(wei)])
 
     def __enter__(self) -> LocalNode:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from testbed.ledger.chain.account import load_account
 from testbed.ledger.chain.mirror import ChainMirror, ChainUnavailable, node_down_message
 from testbed.ledger.chain.node import LocalNode, answers, start_node
 from testbed.ledger.config import ChainConfig
@@ -55,7 +56,10 @@ class RunChain:
 
 def start_run_node(config: ChainConfig, run_dir: Path) -> tuple[str, LocalNode | None]:
     """The node's URL, and the node when the run starts its own; a configured node that does not
-    answer raises ChainUnavailable (one clear message, before anything is recorded)."""
+    answer raises ChainUnavailable (one clear message, before anything is recorded), an account
+    key file that cannot be read ChainKeyError."""
+    if config.account_key_file is not None:
+        load_account(config.account_key_file)
     if config.url is not None:
         if not answers(config.url, config.timeout_s):
             raise ChainUnavailable(node_down_message(config.url))
@@ -68,9 +72,13 @@ def start_run_node(config: ChainConfig, run_dir: Path) -> tuple[str, LocalNode |
 def open_run_chain(
     config: ChainConfig, url: str, node: LocalNode | None, db_path: Path, run_id: str
 ) -> RunChain:
-    """Deploy (or find again) the run's contract on the node."""
-    mirror = ChainMirror(db_path, url, config.timeout_s)
+    """Deploy (or find again) the run's contract on the node (the run's own node gives the
+    operator's account its ether)."""
+    account = load_account(config.account_key_file) if config.account_key_file else None
+    mirror = ChainMirror(db_path, url, config.timeout_s, account)
     try:
+        if node is not None and account is not None:
+            node.fund(account.address)
         mirror.connect(run_id)
     except BaseException:
         mirror.close()
