@@ -94,12 +94,15 @@ class Segments:
         return Segments(self.bid[:count], self.ask[:count], self.quantity_kwh[:count])
 
 
-def merge_cumulative(bid_cum: np.ndarray, ask_cum: np.ndarray) -> Segments:
+def merge_cumulative(
+    bid_cum: np.ndarray, ask_cum: np.ndarray, drop_short: bool = False
+) -> Segments:
     """Merge two cumulative-quantity ladders into segments up to the smaller total.
 
     Segment t covers (x[t-1], x[t]] on the quantity axis, where x is the union of both ladders'
     breakpoints; its bid (ask) is the one whose cumulative interval contains the segment. A segment
-    shorter than QUANTITY_TOLERANCE_KWH is folded into the next one.
+    shorter than QUANTITY_TOLERANCE_KWH is folded into the next one, or with `drop_short` left
+    out (so that no order gets more than its ladder gives it).
     """
     if len(bid_cum) == 0 or len(ask_cum) == 0:
         empty = np.empty(0, dtype=np.int64)
@@ -112,22 +115,26 @@ def merge_cumulative(bid_cum: np.ndarray, ask_cum: np.ndarray) -> Segments:
     # bid ladders ended before each breakpoint
     bids_before: np.ndarray = np.cumsum(from_bid) - from_bid
     asks_before = np.arange(len(ends)) - bids_before
-    cut = int(np.searchsorted(ends, total - QUANTITY_TOLERANCE_KWH, side="left"))
+    # breakpoints within the tolerance of the end are the end (folded), or with `drop_short` kept
+    # as they are, so the pieces after them are left out below
+    reach = total if drop_short else total - QUANTITY_TOLERANCE_KWH
+    cut = int(np.searchsorted(ends, reach, side="left"))
     ends = np.append(ends[:cut], total)
     bid, ask = bids_before[: cut + 1], asks_before[: cut + 1]
     length = np.diff(ends, prepend=0.0)
     keep = length > QUANTITY_TOLERANCE_KWH
     if not keep.all():
         ends, bid, ask = ends[keep], bid[keep], ask[keep]
-        length = np.diff(ends, prepend=0.0)
+        length = length[keep] if drop_short else np.diff(ends, prepend=0.0)
     return Segments(bid, ask, length)
 
 
 def pair_fills(bid_fill: np.ndarray, ask_fill: np.ndarray) -> Segments:
-    """Pair buyers' and sellers' filled quantities (equal totals) in priority order."""
+    """Pair buyers' and sellers' filled quantities (equal totals) in priority order; a piece
+    shorter than QUANTITY_TOLERANCE_KWH is left out rather than added to a neighbouring order."""
     bid_fill = np.asarray(bid_fill, dtype=np.float64)
     ask_fill = np.asarray(ask_fill, dtype=np.float64)
-    segments = merge_cumulative(np.cumsum(bid_fill), np.cumsum(ask_fill))
+    segments = merge_cumulative(np.cumsum(bid_fill), np.cumsum(ask_fill), drop_short=True)
     # Orders with a zero fill own no segment: searchsorted skips them by construction.
     return segments
 
