@@ -13,6 +13,9 @@ Fault kinds (several can be active on one device at once):
 - `exception`: every Modbus request is answered with the exception `code` (Modbus devices only).
 - `out_of_range`: the device reports physically impossible values (state of charge 250 %,
   voltage 0 V, power far beyond its rating) so a driver's plausibility checks can reject them.
+- `garbage` (PCC meters): the meter's float registers read `value`: "nan" or "inf" (every
+  measurement and energy register), or "huge" (the import register a million kWh ahead, the
+  rest as measured: a glitch a plain range check lets through).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 # Modbus exception codes a fault may answer with (pymodbus.constants.ExcCodes values).
 MODBUS_EXCEPTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 11)
 DEFAULT_EXCEPTION_CODE = 4  # SLAVE/SERVER DEVICE FAILURE
+GARBAGE_VALUES = ("nan", "inf", "huge")
 MAX_DELAY_MS = 600_000.0
 
 
@@ -40,6 +44,7 @@ class FaultKind(StrEnum):
     FREEZE = "freeze"
     EXCEPTION = "exception"
     OUT_OF_RANGE = "out_of_range"
+    GARBAGE = "garbage"
 
 
 _PARAMETERS: dict[FaultKind, tuple[str, ...]] = {
@@ -49,6 +54,7 @@ _PARAMETERS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.FREEZE: (),
     FaultKind.EXCEPTION: ("code",),
     FaultKind.OUT_OF_RANGE: (),
+    FaultKind.GARBAGE: ("value",),
 }
 
 
@@ -60,6 +66,7 @@ class Fault:
     kind: FaultKind
     delay_ms: float | None = None  # kind "delay"
     code: int | None = None  # kind "exception"
+    value: str | None = None  # kind "garbage"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form, without parameters the kind does not use."""
@@ -71,10 +78,12 @@ def make_fault(
     kind: str,
     devices: tuple[str, ...],
     modbus_devices: tuple[str, ...],
+    meter_devices: tuple[str, ...] = (),
     **params: Any,
 ) -> Fault:
-    """Validate a fault request on one of `devices` (the plant's device ids and Modbus gateways);
-    raises FaultError naming the bad device, kind or parameter."""
+    """Validate a fault request on one of `devices` (the plant's device ids and Modbus gateways;
+    `garbage` only on `meter_devices`); raises FaultError naming the bad device, kind or
+    parameter."""
     if device not in devices:
         raise FaultError(f"unknown device {device!r}; devices are {', '.join(devices)}")
     try:
@@ -112,6 +121,17 @@ def make_fault(
             allowed = ", ".join(str(c) for c in MODBUS_EXCEPTION_CODES)
             raise FaultError(f"fault 'exception' needs code in ({allowed}), got {code!r}")
         return Fault(device, fault_kind, code=int(code))
+    if fault_kind is FaultKind.GARBAGE:
+        if device not in meter_devices:
+            raise FaultError(
+                f"fault 'garbage' applies to PCC meters ({', '.join(meter_devices) or 'none'}), "
+                f"not {device!r}"
+            )
+        value = params.get("value", GARBAGE_VALUES[0])
+        if value not in GARBAGE_VALUES:
+            allowed = ", ".join(GARBAGE_VALUES)
+            raise FaultError(f"fault 'garbage' needs value in ({allowed}), got {value!r}")
+        return Fault(device, fault_kind, value=str(value))
     return Fault(device, fault_kind)
 
 
@@ -141,6 +161,8 @@ class DeviceFaults:
         exception = active.get(FaultKind.EXCEPTION)
         self.exception_code = exception.code if exception else None
         self.out_of_range = FaultKind.OUT_OF_RANGE in active
+        garbage = active.get(FaultKind.GARBAGE)
+        self.garbage = garbage.value if garbage else None
 
     async def _changed(self) -> None:
         self._recompute()
@@ -165,9 +187,15 @@ class FaultBoard:
     """Active faults of every device of the plant (and of every Modbus gateway, whose
     connection faults act on all the devices behind it)."""
 
-    def __init__(self, devices: tuple[str, ...], modbus_devices: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        devices: tuple[str, ...],
+        modbus_devices: tuple[str, ...] = (),
+        meter_devices: tuple[str, ...] = (),
+    ) -> None:
         self.names = tuple(devices)
         self.modbus_names = tuple(modbus_devices)
+        self.meter_names = tuple(meter_devices)
         self.devices: dict[str, DeviceFaults] = {name: DeviceFaults(name) for name in devices}
 
     def __getitem__(self, device: str) -> DeviceFaults:
@@ -180,7 +208,7 @@ class FaultBoard:
 
     async def set_fault(self, device: str, kind: str, **params: Any) -> Fault:
         """Validate and activate a fault; returns it."""
-        fault = make_fault(device, kind, self.names, self.modbus_names, **params)
+        fault = make_fault(device, kind, self.names, self.modbus_names, self.meter_names, **params)
         await self.devices[device].set(fault)
         return fault
 

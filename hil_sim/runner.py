@@ -123,7 +123,8 @@ class HilSim:
         self._listeners = modbus_listeners(site)
         gateways = tuple(name for name, ids in self._listeners.items() if name not in ids)
         modbus_ids = tuple(d for d, dev in site.devices.items() if dev.kind in MODBUS_KINDS)
-        self.faults = FaultBoard((*site.devices, *gateways), (*modbus_ids, *gateways))
+        meter_ids = tuple(d for d, dev in site.devices.items() if dev.kind == "pcc_meter")
+        self.faults = FaultBoard((*site.devices, *gateways), (*modbus_ids, *gateways), meter_ids)
         self._lock = asyncio.Lock()
         self._realtime_task: asyncio.Task[None] | None = None
         self._watchdog_task: asyncio.Task[None] | None = None
@@ -363,7 +364,8 @@ class HilSim:
         for device_id, unit in self.modbus_units.items():
             out_of_range = unit.faults.out_of_range
             if device_id in peers:
-                unit.publish(meter_values(meters[peers[device_id]], out_of_range))
+                garbage = unit.faults.garbage
+                unit.publish(meter_values(meters[peers[device_id]], out_of_range, garbage))
             else:
                 kind = self._unit_kinds[device_id]
                 unit.publish(inverter_values(inverters[device_id], out_of_range, kind))

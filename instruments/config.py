@@ -45,6 +45,13 @@ class PlausibilityConfig(_Config):
         description="Reject readings when the energy register stands still although the "
         "measured power implies this much energy (None: no check)",
     )
+    register_slack_kwh: float | None = Field(
+        1.0,
+        gt=0,
+        description="Reject energy registers that go back by more than this, or run ahead of "
+        "what the power limit allows since the last accepted reading by more than this (the "
+        "register's resolution; None: no check)",
+    )
 
 
 class _SocWindow(_Config):

@@ -168,6 +168,43 @@ class FreezeGuard:
         self._expected_kwh = 0.0
 
 
+class RegisterGuard:
+    """Rejects energy registers that cannot be true: one that went back, or one that ran ahead of
+    what `max_kw` allows since the last reading accepted (a glitch a range check lets through,
+    such as an import register a million kWh ahead for one reading, which settlement would bill).
+    `slack_kwh` is the register's resolution. A rejected reading leaves the last accepted one as
+    the reference, so the registers are accepted again as soon as they are consistent with it."""
+
+    def __init__(self, device: str, max_kw: float, slack_kwh: float | None) -> None:
+        self.device = device
+        self.max_kw = max_kw
+        self.slack_kwh = slack_kwh
+        self._time: datetime | None = None
+        self._registers: dict[str, float] = {}
+
+    def check(self, time: datetime, registers: dict[str, float]) -> None:
+        """Call once per reading with its energy registers (kWh); BadReading if one is false."""
+        if self.slack_kwh is None:
+            return
+        if self._time is not None:
+            elapsed_s = max(0.0, (time - self._time).total_seconds())
+            most_kwh = self.max_kw * elapsed_s / 3600.0 + self.slack_kwh
+            for quantity, value in registers.items():
+                last = self._registers.get(quantity)
+                if last is None:
+                    continue
+                if not -self.slack_kwh <= value - last <= most_kwh:
+                    raise BadReading(
+                        self.device,
+                        quantity,
+                        value,
+                        f"{last:.3f} to {last + most_kwh:.3f} kWh: the register read {last:.3f} "
+                        f"kWh {elapsed_s:g} s earlier and counts at most {self.max_kw:g} kW",
+                    )
+        self._time = time
+        self._registers = dict(registers)
+
+
 def confirm(
     device: str, quantity: str, written: float | bool, read_back: float | bool, tolerance: float = 0
 ) -> None:

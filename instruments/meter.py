@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from instruments.config import SunSpecMeterConfig
-from instruments.device import Clock, FreezeGuard, Instrument, plausible, utc_now
+from instruments.device import Clock, FreezeGuard, Instrument, RegisterGuard, plausible, utc_now
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
 from instruments.modbus_session import ModelInstance
@@ -64,6 +64,12 @@ class SunSpecMeter(SunSpecDriver[SunSpecMeterConfig], Instrument[MeterSnapshot])
         self.model: ModelInstance | None = None
         self._readers: dict[str, PointReader] = {}  # the points read every step, by name
         self._freeze = FreezeGuard(config.name, "energy_kwh", config.plausibility.frozen_after_kwh)
+        ranges = config.plausibility
+        self._registers = RegisterGuard(
+            config.name,
+            ranges.power_rating_multiple * config.rated_power_kw,
+            ranges.register_slack_kwh,
+        )
 
     async def connect(self) -> None:
         """Open the session (which finds the meter model) and check that it reads."""
@@ -89,6 +95,9 @@ class SunSpecMeter(SunSpecDriver[SunSpecMeterConfig], Instrument[MeterSnapshot])
         image = await self._read_step()
         assert self.model is not None
         snapshot = self._decode(image, self.model)
+        self._registers.check(
+            snapshot.time, {"import_kwh": snapshot.import_kwh, "export_kwh": snapshot.export_kwh}
+        )
         self._freeze.check(
             snapshot.time, snapshot.power_kw, snapshot.import_kwh + snapshot.export_kwh
         )

@@ -10,6 +10,7 @@ for the out-of-range fault's values (W_SF 0 -> +-32.7 kW, Pct_SF -1 -> up to 655
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -315,20 +316,34 @@ METER_POINTS = (
 )
 
 
-def meter_values(state: MeterState, out_of_range: bool = False) -> tuple[Any, ...]:
-    """Values of METER_POINTS; model 211 W is positive when importing (plant: + = export)."""
+GARBAGE_ENERGY_OFFSET_WH = 1.0e9  # "huge": the import register a million kWh ahead
+
+
+def meter_values(
+    state: MeterState, out_of_range: bool = False, garbage: str | None = None
+) -> tuple[Any, ...]:
+    """Values of METER_POINTS; model 211 W is positive when importing (plant: + = export).
+    `garbage` (hil_sim.faults): "nan" or "inf" in every float register, or "huge": the import
+    register a million kWh ahead."""
     import_w = -state.power_kw * 1000.0
     voltage_v = state.voltage_v
     current_a = state.current_a
+    frequency_hz = state.frequency_hz
+    export_wh, import_wh = state.export_kwh * 1000.0, state.import_kwh * 1000.0
     if out_of_range:
         import_w = 1.0e6  # 1 MW through a house connection
         voltage_v = OUT_OF_RANGE_VOLTAGE_V
+    if garbage in ("nan", "inf"):
+        junk = math.nan if garbage == "nan" else math.inf
+        import_w = voltage_v = current_a = frequency_hz = export_wh = import_wh = junk
+    elif garbage == "huge":
+        import_wh += GARBAGE_ENERGY_OFFSET_WH
     return (
         current_a,
         current_a,
         voltage_v,
         voltage_v,
-        state.frequency_hz,
+        frequency_hz,
         import_w,
         import_w,
         abs(import_w),
@@ -337,6 +352,6 @@ def meter_values(state: MeterState, out_of_range: bool = False) -> tuple[Any, ..
         0.0,
         1.0,
         1.0,
-        state.export_kwh * 1000.0,
-        state.import_kwh * 1000.0,
+        export_wh,
+        import_wh,
     )

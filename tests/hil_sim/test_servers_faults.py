@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Iterator
@@ -277,6 +278,30 @@ async def test_out_of_range_values_on_every_device_kind(fresh_plant):
     meter.close()
 
 
+def test_garbage_fills_a_meters_float_registers(fresh_plant, control):
+    """NaN or inf in every measurement and register, or an import register a million kWh ahead
+    (a glitch within any range check), as a stock Modbus client reads them."""
+    meter = fresh_plant.meter_A
+    addresses = {p: point_address(meter, 211, p) for p in ("W", "PhV", "TotWhImp", "TotWhExp")}
+    client = modbus_client(meter)
+    assert client.connect()
+    control.advance(60.0)
+    before = {p: read_meter_w(client, a) for p, a in addresses.items()}
+    control.set_fault("meter_A", kind="garbage", value="nan")
+    assert all(math.isnan(read_meter_w(client, a)) for a in addresses.values())
+    control.set_fault("meter_A", kind="garbage", value="inf")
+    assert all(read_meter_w(client, a) == math.inf for a in addresses.values())
+    control.set_fault("meter_A", kind="garbage", value="huge")
+    huge = {p: read_meter_w(client, a) for p, a in addresses.items()}
+    assert huge["TotWhImp"] == pytest.approx(before["TotWhImp"] + 1e9, abs=100)
+    assert huge["TotWhExp"] == pytest.approx(before["TotWhExp"])
+    assert huge["W"] == pytest.approx(before["W"]) and huge["PhV"] == pytest.approx(before["PhV"])
+    assert control.faults() == [{"device": "meter_A", "kind": "garbage", "value": "huge"}]
+    control.clear_faults("meter_A")
+    assert read_meter_w(client, addresses["TotWhImp"]) == pytest.approx(before["TotWhImp"])
+    client.close()
+
+
 @pytest.mark.parametrize(
     ("request_fields", "error"),
     [
@@ -287,6 +312,8 @@ async def test_out_of_range_values_on_every_device_kind(fresh_plant):
         ({"device": "meter_A", "kind": "delay"}, "needs delay_ms"),
         ({"device": "meter_A", "kind": "delay", "delay_ms": -5}, "needs delay_ms"),
         ({"device": "meter_A", "kind": "refuse", "delay_ms": 5}, "takes no parameter"),
+        ({"device": "inverter", "kind": "garbage"}, "applies to PCC meters"),
+        ({"device": "meter_A", "kind": "garbage", "value": "zero"}, "needs value in"),
     ],
 )
 def test_bad_fault_requests_are_refused_with_a_reason(control, request_fields, error):

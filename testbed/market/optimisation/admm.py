@@ -336,6 +336,12 @@ def run_admm(
     # asks paired in priority order, so that what is bought is exactly what is sold.
     fills = community.balanced(community.row_fills(bid_fill, ask_fill))
     buy_row, sell_row, kwh = community.pool_pairs(fills)
+    if network is None:
+        # In a pool the optimum never pairs a bid below an ask; such a pair is the residue of
+        # orders smaller than the tolerance (relative to the largest order): it does not trade.
+        gain = community.book.price[buy_row] - community.book.price[sell_row]
+        keep = gain >= 0
+        buy_row, sell_row, kwh = buy_row[keep], sell_row[keep], kwh[keep]
     row_fill = np.zeros(len(community.book))
     np.add.at(row_fill, buy_row, kwh)
     np.add.at(row_fill, sell_row, kwh)

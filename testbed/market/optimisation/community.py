@@ -97,10 +97,17 @@ class Community:
 
 
 def clean_fills(fill: np.ndarray, qty: np.ndarray, tolerance: float = 1e-9) -> np.ndarray:
-    """Solver fills clipped to [0, qty], with values within `tolerance` of a bound on it."""
+    """Solver fills clipped to [0, qty], with values within `tolerance` of a bound on it.
+
+    An order smaller than the tolerance is near both bounds: it goes to the nearer one.
+    """
     fill = np.clip(np.asarray(fill, dtype=np.float64), 0.0, qty)
-    fill[fill < tolerance] = 0.0
+    empty = fill < tolerance
     full = qty - fill < tolerance
+    both = empty & full
+    full[both] = 2 * fill[both] > qty[both]
+    empty[both] = ~full[both]
+    fill[empty] = 0.0
     fill[full] = qty[full]
     return fill
 

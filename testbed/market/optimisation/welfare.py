@@ -74,7 +74,10 @@ class _Compiled:
         bilateral: bool,
         curvature: float,
         linear: LinearNetwork | None,
+        unit_kwh: float = 1.0,
     ) -> None:
+        """Quantities are counted in units of `unit_kwh` (a power of two: exact), so `curvature`
+        is per unit² and the network matrices are multiplied by it."""
         import cvxpy as cp
 
         self.bid_price = cp.Parameter((n, kb))
@@ -108,8 +111,9 @@ class _Compiled:
             constraints.append(cp.sum(self.buy) == cp.sum(self.sell))
         if linear is not None:
             low, high = linear.voltage_limits_v
-            voltage = linear.slack_voltage_v + linear.voltage_matrix @ (self.sell - self.buy)
-            flow = linear.flow_matrix @ (self.sell - self.buy)
+            position = (self.sell - self.buy) * unit_kwh
+            voltage = linear.slack_voltage_v + linear.voltage_matrix @ position
+            flow = linear.flow_matrix @ position
             constraints += [voltage <= high, voltage >= low]
             constraints += [flow <= linear.ratings_kw, flow >= -linear.ratings_kw]
         self.problem = cp.Problem(cp.Maximize(welfare), constraints)
@@ -124,6 +128,15 @@ class _Compiled:
             self.problem.solve(solver=name, warm_start=False)
         except cp.SolverError as error:
             raise NoTrade(f"solver {name} failed: {error}") from None
+        except ValueError:  # cvxpy cannot unpack what the solver gave back
+            largest = max(
+                float(np.abs(self.bid_price.value).max(initial=0.0)),
+                float(np.abs(self.ask_price.value).max(initial=0.0)),
+            )
+            raise NoTrade(
+                f"solver {name} returned no solution (largest |price| {largest:.3g} per kWh; "
+                "HiGHS takes 1e20 as infinite)"
+            ) from None
         return str(self.problem.status), name
 
 
@@ -165,6 +178,11 @@ def solve_welfare(
     """The welfare optimum of `community` (raises NoTrade when there is none to publish)."""
     c = community
     linear: LinearNetwork | None = network.linear(c.peers) if network is not None else None
+    # Quantities in units of the book's largest order (rounded to a power of two, so the scaling
+    # is exact): a book of 1e-9 kWh orders or of 1e300 kWh orders is the same problem to the
+    # solver, whose tolerances are absolute. Prices and duals keep their units.
+    largest = max(float(c.bid_qty.max(initial=0.0)), float(c.ask_qty.max(initial=0.0)))
+    unit = _power_of_two(largest)
     key = (
         c.size,
         c.bid_price.shape[1],
@@ -172,17 +190,20 @@ def solve_welfare(
         bilateral,
         float(curvature),
         None if network is None else (id(network), c.peers),
+        unit,
     )
     compiled = _PROBLEMS.get(key)
     if compiled is None:
-        compiled = _Compiled(c.size, *key[1:3], bilateral, curvature, linear)
+        compiled = _Compiled(
+            c.size, *key[1:3], bilateral, float(curvature) * unit, linear, unit_kwh=unit
+        )
         if len(_PROBLEMS) > 64:
             _PROBLEMS.clear()
         _PROBLEMS[key] = compiled
     compiled.bid_price.value = c.bid_price
-    compiled.bid_qty.value = c.bid_qty
+    compiled.bid_qty.value = c.bid_qty / unit
     compiled.ask_price.value = c.ask_price
-    compiled.ask_qty.value = c.ask_qty
+    compiled.ask_qty.value = c.ask_qty / unit
     charge = loss = None
     if bilateral:
         charge = np.zeros((c.size, c.size))
@@ -195,29 +216,37 @@ def solve_welfare(
         np.fill_diagonal(charge, 0.0)  # a peer netting its own orders uses no network
         np.fill_diagonal(loss, 0.0)
         compiled.pair_charge.value = charge
-        compiled.pair_loss.value = loss
+        compiled.pair_loss.value = loss * unit
     status, solver_name = compiled.solve(solver)
     if status not in ("optimal", "optimal_inaccurate"):
         raise NoTrade(f"welfare problem is {status} (solver {solver_name})")
-    scale = max(float(c.bid_qty.max(initial=0.0)), float(c.ask_qty.max(initial=0.0)))
-    tolerance = max(1e-7 * scale, 1e-12) if compiled.quadratic else 1e-12
-    xb = clean_fills(compiled.xb.value, c.bid_qty, tolerance)
-    xa = clean_fills(compiled.xa.value, c.ask_qty, tolerance)
+    # tolerances in the solver's units (the largest order is 0.5 to 1 of them)
+    tolerance = 1e-7 if compiled.quadratic else 1e-12
+    xb = clean_fills(compiled.xb.value, c.bid_qty / unit, tolerance) * unit
+    xa = clean_fills(compiled.xa.value, c.ask_qty / unit, tolerance) * unit
     stats = compiled.problem.solver_stats
     return WelfareSolution(
         community=c,
         row_fill=c.row_fills(xb, xa),
         buy_price=-np.asarray(compiled.buy_total.dual_value, dtype=float).reshape(c.size),
         sell_price=np.asarray(compiled.sell_total.dual_value, dtype=float).reshape(c.size),
-        pair_kwh=None if compiled.t is None else np.maximum(compiled.t.value, 0.0),
+        pair_kwh=None if compiled.t is None else np.maximum(compiled.t.value, 0.0) * unit,
         pair_charge=charge,
         pair_loss=loss,
-        objective=float(compiled.problem.value),
+        objective=float(compiled.problem.value) * unit,
         status=status,
         solver=solver_name,
         iterations=getattr(stats, "num_iters", None),
         solve_time_s=getattr(stats, "solve_time", None),
     )
+
+
+def _power_of_two(value: float) -> float:
+    """The power of two at or just below `value` (1 for zero or a non-finite value)."""
+    if not (np.isfinite(value) and value > 0):
+        return 1.0
+    _, exponent = np.frexp(value)
+    return float(np.ldexp(1.0, int(exponent) - 1))
 
 
 def welfare_table(solution: WelfareSolution) -> TradeTable:
