@@ -316,8 +316,10 @@ class OperatorService:
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
         for signed in submission.orders:
-            if book is not None and submission.peer == peer and any(
-                known == signed for _, known in book.accepted[peer]
+            if (
+                book is not None
+                and submission.peer == peer
+                and any(known == signed for _, known in book.accepted[peer])
             ):  # the same order again (a resend): still accepted, once in the book
                 statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
                 continue
