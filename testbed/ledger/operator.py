@@ -251,8 +251,12 @@ class LedgerOperator:
         self, time: datetime, interval_start: datetime, settlements: Sequence[Settlement]
     ) -> Entry:
         """Each peer's metered delivery, the interval's settlement, and the transfers that settle
-        it (`testbed.ledger.transfers`). Returns the settlement entry (a finalised result)."""
+        it (`testbed.ledger.transfers`). Returns the settlement entry (a finalised result).
+
+        Only peers with a wallet are settled here: a peer the operator refused (or that never
+        registered) trades on no market, and its grid bill stays in the run store."""
         interval = iso(interval_start)
+        settlements = [s for s in settlements if s.peer in self.state.wallets]
         with self.writer.batch() as w:
             for s in settlements:
                 w.append(

@@ -53,7 +53,7 @@ def clear(
     """Clear an order book; bad rows are rejected with a reason on stderr, the rest clears."""
     import numpy as np
 
-    from testbed.market.csv_io import read_order_columns, write_trades_csv
+    from testbed.market.csv_io import read_order_file, write_trades_csv
     from testbed.market.registry import get_mechanism
     from testbed.messages import bounded, quoted
 
@@ -67,27 +67,41 @@ def clear(
     if not orders_csv.is_file():
         raise typer.BadParameter(f"{orders_csv} is not a file", param_hint="ORDERS_CSV")
     try:
-        book, problems = read_order_columns(orders_csv)
+        source = read_order_file(orders_csv)
     except (ValueError, UnicodeDecodeError) as error:
         message = bounded(f"{orders_csv}: {error}")
         raise typer.BadParameter(message, param_hint="ORDERS_CSV") from None
-    rejected = [
-        {"line": p.line, "order_id": p.order_id, "peer": None, "reason": p.reason} for p in problems
+    book = source.columns
+    rejected: list[dict[str, Any]] = [
+        {"line": p.line, "order_id": p.order_id, "peer": None, "reason": p.reason}
+        for p in source.problems
     ]
+    # the checks every mechanism makes, here so that each rejection names its line
+    valid, problems = book.problems()
+    bad_rows: list[tuple[int, str]] = list(problems)
     if peers is not None:
         known = {name.strip() for name in peers.split(",") if name.strip()}
         known_list = ", ".join(sorted(known))
-        unknown = np.array([peer not in known for peer in book.peer.tolist()], dtype=bool)
-        rejected += [
-            {
-                "line": None,
-                "order_id": str(book.order_id[row]),
-                "peer": str(book.peer[row]),
-                "reason": f"unknown peer {quoted(str(book.peer[row]))} (known peers: {known_list})",
-            }
+        unknown = valid & np.array([peer not in known for peer in book.peer.tolist()], dtype=bool)
+        bad_rows += [
+            (row, f"unknown peer {quoted(str(book.peer[row]))} (known peers: {known_list})")
             for row in np.flatnonzero(unknown).tolist()
         ]
-        book = book.take(~unknown)
+        valid &= ~unknown
+    if bad_rows:
+        bad_rows.sort()
+        lines = source.line_of([row for row, _ in bad_rows])
+        rejected += [
+            {
+                "line": line,
+                "order_id": str(book.order_id[row]),
+                "peer": str(book.peer[row]),
+                "reason": reason,
+            }
+            for line, (row, reason) in zip(lines, bad_rows, strict=True)
+        ]
+        rejected.sort(key=lambda item: item["line"])
+        book = book.take(valid)
     result = market.clear(book)
     rejected += [{"line": None, **item} for item in result.report["rejected"]]
     for item in rejected:

@@ -109,8 +109,13 @@ class OrderColumns:
     def problems(self) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Vectorised checks: a mask of valid rows and (row, reason) for every invalid row.
 
-        The same rules as `validate_orders` without the peer and interval checks.
+        The same rules as `validate_orders` without its known-peer and interval checks. The
+        answer is kept: the columns do not change, so a caller that checks before clearing (the
+        CLI, to name lines) and the mechanism check once.
         """
+        cached: tuple[np.ndarray, list[tuple[int, str]]] | None = self.__dict__.get("_problems")
+        if cached is not None:
+            return cached[0].copy(), list(cached[1])
         reasons: dict[int, str] = {}
         bad_qty = ~np.isfinite(self.quantity_kwh) | ~(self.quantity_kwh > 0)
         for row in np.flatnonzero(bad_qty):
@@ -124,8 +129,10 @@ class OrderColumns:
             )
         for row in np.flatnonzero(~np.isfinite(self.time)):
             reasons.setdefault(
-                int(row), f"time {self.time[row]!r} must be a finite number (seconds)"
+                int(row), f"time {float(self.time[row])!r} must be a finite number (seconds)"
             )
+        for row in np.flatnonzero(_empty(self.peer)):
+            reasons.setdefault(int(row), "peer is empty")
         ok = np.ones(len(self), dtype=bool)
         if reasons:
             ok[list(reasons)] = False
@@ -135,7 +142,9 @@ class OrderColumns:
                 f"duplicate order_id {self.order_id[row]!r} (the first order with it is kept)"
             )
             ok[row] = False
-        return ok, sorted(reasons.items())
+        found = (ok, sorted(reasons.items()))
+        object.__setattr__(self, "_problems", found)
+        return ok.copy(), list(found[1])
 
     def order(self, row: int) -> Order:
         """Row `row` as an Order (interval_start falls back to the Unix epoch when unknown)."""
@@ -193,6 +202,18 @@ class ArrowStrings:
     def tolist(self) -> list[Any]:
         values: list[Any] = self.array.to_pylist()
         return values
+
+
+def _empty(values: np.ndarray | ArrowStrings) -> np.ndarray:
+    """True where a string column holds an empty string (or nothing)."""
+    if isinstance(values, ArrowStrings):
+        import pyarrow.compute as pc
+
+        empty: np.ndarray = pc.fill_null(pc.equal(values.array, ""), True).to_numpy(
+            zero_copy_only=False
+        )
+        return empty
+    return np.array([value is None or str(value) == "" for value in values], dtype=bool)
 
 
 def _take(values: np.ndarray | ArrowStrings, rows: np.ndarray) -> np.ndarray | ArrowStrings:

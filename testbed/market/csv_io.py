@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -52,9 +53,45 @@ class CsvOrders(NamedTuple):
     problems: list[RowProblem]
 
 
-# What a parser gives: the columns, the rows that did not parse, and each kept row's interval_start
+# What a parser gives: the columns, the rows that did not parse, each kept row's interval_start
 # (None where its cell is empty; the list is None when the file has no such column or it is unused)
-_Parsed = tuple[OrderColumns, list[RowProblem], list[datetime | None] | None]
+# and the record number (0 = the first row after the header) of each kept row
+_Parsed = tuple[OrderColumns, list[RowProblem], list[datetime | None] | None, np.ndarray]
+
+
+@dataclass(frozen=True)
+class OrderFile:
+    """An order CSV read for clearing: the book, the rows that did not parse, and where each
+    book row came from in the file."""
+
+    columns: OrderColumns
+    problems: list[RowProblem]
+    records: np.ndarray  # record number of each book row (0 = the first row after the header)
+    path: Path | None
+
+    def line_of(self, rows: np.ndarray | list[int]) -> list[int]:
+        """The file line of each book row in `rows` (the header is line 1)."""
+        records = self.records[np.asarray(rows, dtype=np.int64)]
+        lines = self._record_lines
+        found: list[int] = (records + 2 if lines is None else lines[records]).tolist()
+        return found
+
+    @cached_property
+    def _record_lines(self) -> np.ndarray | None:
+        return record_lines(self.path) if self.path is not None else None
+
+
+def read_order_file(source: Source) -> OrderFile:
+    """`read_order_columns` for one interval, keeping where each row came from.
+
+    A row whose interval_start differs from the book's (the first row's) is a problem: one file
+    is one market interval, and energy of different intervals does not trade.
+    """
+    fast = _parse_arrow(source, None, want_starts=False, one_interval=True)
+    parsed = fast if fast is not None else _parse(source, None, one_interval=True)
+    columns, problems, _, records = parsed
+    path = Path(source) if isinstance(source, str | Path) else None
+    return OrderFile(columns, _with_file_lines(problems, path), records, path)
 
 
 def read_order_columns(
@@ -67,8 +104,9 @@ def read_order_columns(
     the argument, else from the first row's `interval_start` column, else left unknown.
     """
     fast = _parse_arrow(source, interval_start, want_starts=False)
-    columns, problems, _ = fast if fast is not None else _parse(source, interval_start)
-    return columns, problems
+    columns, problems, _, _ = fast if fast is not None else _parse(source, interval_start)
+    path = Path(source) if isinstance(source, str | Path) else None
+    return columns, _with_file_lines(problems, path)
 
 
 def read_orders_csv(source: Source, interval_start: datetime | None = None) -> CsvOrders:
@@ -79,7 +117,8 @@ def read_orders_csv(source: Source, interval_start: datetime | None = None) -> C
     their line number and reason.
     """
     fast = _parse_arrow(source, interval_start, want_starts=True)
-    columns, problems, starts = fast if fast is not None else _parse(source, interval_start)
+    columns, problems, starts, _ = fast if fast is not None else _parse(source, interval_start)
+    problems = _with_file_lines(problems, Path(source) if isinstance(source, str | Path) else None)
     orders = columns.to_orders()
     if starts is not None:
         orders = [
@@ -90,7 +129,7 @@ def read_orders_csv(source: Source, interval_start: datetime | None = None) -> C
 
 
 def _parse_arrow(
-    source: Source, interval_start: datetime | None, want_starts: bool
+    source: Source, interval_start: datetime | None, want_starts: bool, one_interval: bool = False
 ) -> _Parsed | None:
     """The pyarrow path for a file of plain values; None when the pandas path must decide."""
     if not isinstance(source, str | Path):
@@ -115,8 +154,10 @@ def _parse_arrow(
                 column_types=types, strings_can_be_null=False, null_values=[""]
             ),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        _raise_if_long_row(str(error), Path(source))
         return None  # a value that does not parse: the pandas path names the row
+    _check_header(table.column_names)
     if any(name not in table.column_names for name in REQUIRED_ORDER_COLUMNS):
         return None  # the pandas path strips header names and names what is missing
     ids = table.column("order_id").combine_chunks()
@@ -175,6 +216,14 @@ def _parse_arrow(
         ok_index = index[~bad]
         if interval_start is None and len(ok_index):
             interval_start = moments[ok_index[0]]
+        if one_interval and interval_start is not None:
+            other = np.array([m is not None and m != interval_start for m in moments])
+            book_start = interval_start
+            flag(
+                np.flatnonzero(other[index]),
+                lambda row: _other_interval(texts[index[row]], book_start),
+            )
+            ok_index = index[~bad]
         if want_starts:
             starts = [moments[i] for i in ok_index.tolist()]
     problems = [
@@ -194,7 +243,7 @@ def _parse_arrow(
         time=time[ok],
         interval_start=interval_start,
     )
-    return columns, problems, starts
+    return columns, problems, starts, np.flatnonzero(ok)
 
 
 _WHITESPACE = np.array([9, 10, 11, 12, 13, 28, 29, 30, 31, 32], dtype=np.uint8)
@@ -221,11 +270,26 @@ def _padded(strings: Any) -> bool:
     return bool(np.isin(ends, _WHITESPACE).any() or (ends >= 0x80).any())
 
 
-def _parse(source: Source, interval_start: datetime | None) -> _Parsed:
+def _parse(source: Source, interval_start: datetime | None, one_interval: bool = False) -> _Parsed:
+    import warnings
+
     import pandas as pd
 
-    frame = pd.read_csv(source, dtype=str, keep_default_na=False, skipinitialspace=True)
+    try:
+        with warnings.catch_warnings():
+            # a first row longer than the header: pandas would drop its extra values with a warning
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                source, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False
+            )
+    except pd.errors.ParserWarning:
+        raise ValueError("line 2 has more values than the header names columns") from None
+    except UnicodeDecodeError as error:
+        if isinstance(source, str | Path):
+            raise ValueError(_not_utf8(Path(source))) from None
+        raise ValueError(f"the file is not UTF-8 text ({error})") from None
     frame.columns = [str(name).strip() for name in frame.columns]
+    _check_header(list(frame.columns), mangled=True)
     missing = [name for name in REQUIRED_ORDER_COLUMNS if name not in frame.columns]
     if missing:
         raise ValueError(
@@ -265,6 +329,14 @@ def _parse(source: Source, interval_start: datetime | None) -> _Parsed:
         text = frame["interval_start"].str.strip()
         starts = text.map(_parse_time)
         flag(starts.isna() & (text != ""), value_of("interval_start") + " is not ISO-8601")
+        if one_interval:
+            parsed = starts[(reasons == "") & starts.notna()]
+            book_start = interval_start if interval_start is not None else None
+            if book_start is None and len(parsed):
+                book_start = parsed.iloc[0]
+            if book_start is not None:
+                other = starts.map(lambda m: m is not None and not pd.isna(m) and m != book_start)
+                flag(other, text.map(lambda t: _other_interval(t, book_start)))
     ok = (reasons == "").to_numpy()
     problems = [
         RowProblem(int(i) + 2, str(order_id[i]), str(reasons[i]))
@@ -286,7 +358,108 @@ def _parse(source: Source, interval_start: datetime | None) -> _Parsed:
         time=time.to_numpy(dtype=np.float64)[ok],
         interval_start=interval_start,
     )
-    return columns, problems, kept_starts
+    return columns, problems, kept_starts, np.flatnonzero(ok)
+
+
+def _check_header(names: list[str], mangled: bool = False) -> None:
+    """A column named twice is an error (pandas renames the second 'price' to 'price.1')."""
+    seen = set()
+    for name in names:
+        base, dot, number = name.rpartition(".")
+        if mangled and dot and number.isdigit() and base in names:
+            name = base
+        if name in seen and name:
+            raise ValueError(f"the header names column {name!r} more than once")
+        seen.add(name)
+
+
+def _raise_if_long_row(message: str, path: Path) -> None:
+    """pyarrow's 'Expected 5 columns, got 6: <row>' as an error naming the line."""
+    import re
+
+    match = re.search(r"Expected (\d+) columns, got (\d+): (.*)", message, re.DOTALL)
+    if match is None or int(match.group(2)) <= int(match.group(1)):
+        return  # a short row: its missing values are named row by row
+    expected, got, row = int(match.group(1)), int(match.group(2)), match.group(3).rstrip("\r\n")
+    where = "a row"
+    try:
+        data = path.read_bytes()
+        offset = data.find(row.encode())
+        if offset >= 0:
+            line = data.count(b"\n", 0, offset) + 1
+            where = f"line {line}"
+    except OSError:
+        pass
+    raise ValueError(
+        f"{where} has {got} values but the header names {expected} columns: {quoted(row)}"
+    )
+
+
+def _not_utf8(path: Path) -> str:
+    """Where a file stops being UTF-8 text, for the error message."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "the file is UTF-16 text; save it as UTF-8 (or plain ASCII)"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return (
+            f"line {line} is not UTF-8 text (byte 0x{data[error.start]:02x}); "
+            "save the file as UTF-8"
+        )
+    return "the file is not UTF-8 text; save it as UTF-8"
+
+
+def _other_interval(text: str, book_start: datetime) -> str:
+    return (
+        f"interval_start {quoted(str(text).strip())} is not the book's interval "
+        f"{book_start.isoformat()} (the first row's): clear one interval per file"
+    )
+
+
+def record_lines(path: Path) -> np.ndarray | None:
+    """The file line each data record starts on (header = line 1), or None when that is simply
+    record + 2 (no blank lines and no quoted values that could hold a line break)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    blank = data.startswith((b"\n", b"\r")) or any(
+        mark in data for mark in (b"\n\n", b"\n\r\n", b"\r\r")
+    )
+    if not blank and b'"' not in data:
+        return None
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+    starts: list[int] = []
+    end = 0
+    header = False
+    for record in reader:
+        start, end = end + 1, reader.line_num
+        if not record:
+            continue  # blank lines are skipped by both readers
+        if header:
+            starts.append(start)
+        header = True
+    return np.array(starts, dtype=np.int64)
+
+
+def _with_file_lines(problems: list[RowProblem], path: Path | None) -> list[RowProblem]:
+    """Problems numbered by record (record + 2) renumbered by the file's own lines."""
+    if not problems or path is None:
+        return problems
+    lines = record_lines(path)
+    if lines is None:
+        return problems
+    return [
+        RowProblem(
+            int(lines[p.line - 2]) if p.line - 2 < len(lines) else p.line, p.order_id, p.reason
+        )
+        for p in problems
+    ]
 
 
 def write_orders_csv(orders: Iterable[Order] | OrderColumns, target: Source) -> None:

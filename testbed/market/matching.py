@@ -95,14 +95,17 @@ class Segments:
 
 
 def merge_cumulative(
-    bid_cum: np.ndarray, ask_cum: np.ndarray, drop_short: bool = False
+    bid_cum: np.ndarray,
+    ask_cum: np.ndarray,
+    drop_short: bool = False,
+    tolerance_kwh: float = QUANTITY_TOLERANCE_KWH,
 ) -> Segments:
     """Merge two cumulative-quantity ladders into segments up to the smaller total.
 
     Segment t covers (x[t-1], x[t]] on the quantity axis, where x is the union of both ladders'
     breakpoints; its bid (ask) is the one whose cumulative interval contains the segment. A segment
-    shorter than QUANTITY_TOLERANCE_KWH is folded into the next one, or with `drop_short` left
-    out (so that no order gets more than its ladder gives it).
+    no longer than `tolerance_kwh` is folded into the next one, or with `drop_short` left out (so
+    that no order gets more than its ladder gives it).
     """
     if len(bid_cum) == 0 or len(ask_cum) == 0:
         empty = np.empty(0, dtype=np.int64)
@@ -117,12 +120,12 @@ def merge_cumulative(
     asks_before = np.arange(len(ends)) - bids_before
     # breakpoints within the tolerance of the end are the end (folded), or with `drop_short` kept
     # as they are, so the pieces after them are left out below
-    reach = total if drop_short else total - QUANTITY_TOLERANCE_KWH
+    reach = total if drop_short else total - tolerance_kwh
     cut = int(np.searchsorted(ends, reach, side="left"))
     ends = np.append(ends[:cut], total)
     bid, ask = bids_before[: cut + 1], asks_before[: cut + 1]
     length = np.diff(ends, prepend=0.0)
-    keep = length > QUANTITY_TOLERANCE_KWH
+    keep = length > tolerance_kwh
     if not keep.all():
         ends, bid, ask = ends[keep], bid[keep], ask[keep]
         length = length[keep] if drop_short else np.diff(ends, prepend=0.0)
@@ -130,11 +133,18 @@ def merge_cumulative(
 
 
 def pair_fills(bid_fill: np.ndarray, ask_fill: np.ndarray) -> Segments:
-    """Pair buyers' and sellers' filled quantities (equal totals) in priority order; a piece
-    shorter than QUANTITY_TOLERANCE_KWH is left out rather than added to a neighbouring order."""
+    """Pair buyers' and sellers' filled quantities (equal totals) in priority order.
+
+    The fills are given, so every piece of them is kept down to the float noise of their sums
+    (1e-12 of the total; a fill of half the resolution is a trade), and a noise piece is left out
+    rather than added to a neighbouring order.
+    """
     bid_fill = np.asarray(bid_fill, dtype=np.float64)
     ask_fill = np.asarray(ask_fill, dtype=np.float64)
-    segments = merge_cumulative(np.cumsum(bid_fill), np.cumsum(ask_fill), drop_short=True)
+    bid_cum, ask_cum = np.cumsum(bid_fill), np.cumsum(ask_fill)
+    total = min(bid_cum[-1], ask_cum[-1]) if len(bid_cum) and len(ask_cum) else 0.0
+    noise = 1e-12 * float(total)
+    segments = merge_cumulative(bid_cum, ask_cum, drop_short=True, tolerance_kwh=noise)
     # Orders with a zero fill own no segment: searchsorted skips them by construction.
     return segments
 

@@ -25,6 +25,8 @@ def order_problem(
             Side(str(side))
         except ValueError:
             return f"side {quoted(side)} is not 'buy' or 'sell'"
+    if not isinstance(order.peer, str) or not order.peer:
+        return f"peer {quoted(order.peer)} must be a non-empty string"
     if not _is_finite_number(order.quantity_kwh) or order.quantity_kwh <= 0:
         return f"quantity_kwh {quoted(order.quantity_kwh)} must be a finite number > 0"
     if not _is_finite_number(order.price):
@@ -50,7 +52,7 @@ def validate_orders(
 ) -> tuple[list[Order], list[tuple[Order, str]]]:
     """Split a book into the orders that may clear and the rejected ones with their reasons.
 
-    Rejected: an empty order_id, a side other than buy/sell, a non-finite, negative or zero
+    Rejected: an empty order_id or peer, a side other than buy/sell, a non-finite, negative or zero
     quantity, a non-finite price or time, a peer not in `peers` (when given), an interval other
     than `interval_start` (when given), and a repeated order_id (the first one stays).
     Negative prices are allowed (energy prices can be negative).

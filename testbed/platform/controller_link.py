@@ -226,8 +226,15 @@ class RemoteMarket:
             return
         at = max(signed.signed_at for signed, _ in candidates)
         _, refused = self._ledger.admit(at, candidates)
-        booked = {order.order_id for order in report.orders}
-        disputed = [(order, why) for order, why in refused if order.order_id in booked]
+        # booked: the operator accepted it (no reason) and it is in the book; an order it
+        # rejected may carry the same peer and id (a reuse), so the ids alone do not say
+        booked_ids = {(order.peer, order.order_id) for order in report.orders}
+        booked = {
+            id(signed.order)
+            for (signed, _), candidate in zip(candidates, report.signed, strict=True)
+            if candidate.reason is None and (signed.order.peer, signed.order.order_id) in booked_ids
+        }
+        disputed = [(order, why) for order, why in refused if id(order) in booked]
         if disputed:
             order, why = disputed[0]
             raise PlatformMismatch(
@@ -298,8 +305,10 @@ class RemoteMarket:
         report = self._clearings.pop(interval)
         if self._ledger is not None:
             now = max((state.time for state in states.values()), default=gate_closes_at)
-            self._record_unbooked(now, report.unbooked, report.rejected_messages)
+            # the book's orders first: an order rejected outside the book (late) may carry the id
+            # of one the operator booked before it arrived, and only the first use is not a replay
             self._record_orders(interval_start, report)
+            self._record_unbooked(now, report.unbooked, report.rejected_messages)
         decisions = await self._plans_of(interval, report.submitted)
         book = OrderBook(
             interval_start,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
-    message_id TEXT PRIMARY KEY, peer TEXT NOT NULL, ack TEXT NOT NULL, received_at TEXT NOT NULL
+    message_id TEXT NOT NULL, peer TEXT NOT NULL, ack TEXT NOT NULL, received_at TEXT NOT NULL,
+    PRIMARY KEY (peer, message_id)
 );
 CREATE TABLE IF NOT EXISTS orders (
     interval_start TEXT NOT NULL, peer TEXT NOT NULL, order_id TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -58,9 +59,10 @@ class Journal:
 
     # -- submissions and orders ---------------------------------------------------------------
 
-    def ack_for(self, message_id: str) -> str | None:
+    def ack_for(self, peer: str, message_id: str) -> str | None:
+        """The answer to `peer`'s submission `message_id` (message ids are each sender's own)."""
         row = self._db.execute(
-            "SELECT ack FROM submissions WHERE message_id = ?", (message_id,)
+            "SELECT ack FROM submissions WHERE peer = ? AND message_id = ?", (peer, message_id)
         ).fetchone()
         return None if row is None else row[0]
 
@@ -112,13 +114,6 @@ class Journal:
                     "INSERT INTO unbooked (kind, item) VALUES ('message', ?)", (unbooked,)
                 )
 
-    def unbooked_orders(self) -> list[str]:
-        """The `SignedCandidate` JSON of every order rejected outside a book, in order."""
-        return [
-            r[0]
-            for r in self._db.execute("SELECT item FROM unbooked WHERE kind = 'order' ORDER BY seq")
-        ]
-
     def pending_unbooked(self) -> list[tuple[int, str, str]]:
         """(seq, kind, JSON) of the unbooked rejections no report has carried yet, in order."""
         return self._db.execute(
@@ -136,6 +131,12 @@ class Journal:
         return self._db.execute(
             "SELECT interval_start, peer, seq, signed_order FROM orders "
             "WHERE status = 'accepted' ORDER BY seq"
+        ).fetchall()
+
+    def received_orders(self) -> list[tuple[str, str | None, str]]:
+        """(status, reason, signed order JSON) of every order received, in arrival order."""
+        return self._db.execute(
+            "SELECT status, reason, signed_order FROM orders ORDER BY seq"
         ).fetchall()
 
     def order_rows(self) -> list[tuple[str, str, str, str, str | None]]:

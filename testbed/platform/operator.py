@@ -140,9 +140,10 @@ class OperatorService:
         # the peers with accepted orders of an interval still to clear in their account views
         self._accounts_open: dict[datetime, set[str]] = defaultdict(set)
         self._settled: set[datetime] = set()
-        # ids of orders rejected outside any book with their peer's valid signature: the run's
-        # ledger counts them as used, so a later order with the same id is refused here too
-        self._used_unbooked: dict[str, str] = {}
+        # the id of every order received with its own peer's valid signature (accepted or
+        # rejected, in a book or outside): the run's ledger counts each as used, whoever sent it,
+        # so a later order with the same id is refused here too, never booked
+        self._used_ids: dict[str, str] = {}
         self._stopped = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
         self._restore()
@@ -168,8 +169,8 @@ class OperatorService:
             self._closed[_utc(report.interval_start)] = report
         for text in self.journal.settlements():
             self._settled.add(_utc(parse(SettlementReport, text).interval_start))
-        for item in self.journal.unbooked_orders():
-            self._note_unbooked(SignedCandidate.model_validate_json(item))
+        for status, reason, signed_json in self.journal.received_orders():
+            self._note_used(SignedOrder.model_validate_json(signed_json), status, reason)
         for interval_text, peer, seq, signed_json in self.journal.accepted_orders():
             interval = _utc(datetime.fromisoformat(interval_text))
             if interval in self._closed:
@@ -177,13 +178,18 @@ class OperatorService:
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
 
-    def _note_unbooked(self, candidate: SignedCandidate) -> None:
-        """An order rejected outside any book uses its id on the ledger when it is signed by
-        its own peer's registered key (the ledger's rule for a used id)."""
-        order = candidate.order
+    def _note_used(self, order: SignedOrder, status: str, reason: str | None) -> None:
+        """An order received uses its id on the ledger when it is signed by its own peer's
+        registered key (the ledger's rule for a used id), whatever its status."""
+        if order.order_id in self._used_ids:
+            return
         public_key = self.registry.public_key(order.peer)
         if public_key is not None and signature_valid(public_key, order):
-            self._used_unbooked.setdefault(order.order_id, candidate.reason or "rejected")
+            why = f", {reason}" if reason else ""
+            self._used_ids[order.order_id] = (
+                f"peer {order.peer!r}'s order for {_utc(order.interval_start).isoformat()}, "
+                f"{status}{why}"
+            )
 
     def last_closed(self) -> datetime | None:
         return max(self._closed) if self._closed else None
@@ -282,7 +288,7 @@ class OperatorService:
                 Ack(in_reply_to=_message_id_of(payload), peer=peer, error=reason).payload(),
             )
             return
-        known = self.journal.ack_for(submission.message_id)
+        known = self.journal.ack_for(peer, submission.message_id)
         if known is not None:  # a duplicate delivery: the same answer, nothing changes
             self._send(topics.acks(peer), known.encode("utf-8"))
             return
@@ -310,17 +316,17 @@ class OperatorService:
         book = None if closed else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
         for signed in submission.orders:
+            if (
+                book is not None
+                and submission.peer == peer
+                and any(known == signed for _, known in book.accepted[peer])
+            ):  # the same order again (a resend): still accepted, once in the book
+                statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
+                continue
             reason = self._order_problem(peer, submission, signed, public_key, closed)
             if reason is None and book is not None:
                 reason = _standing_problem(book, signed)
-            if reason is None and book is not None:
-                known = {o.order_id: o for _, o in book.accepted[peer]}
-                if signed.order_id in known:
-                    if known[signed.order_id] != signed:
-                        reason = f"order id {signed.order_id!r} already used for another order"
-                    else:
-                        statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
-                        continue
+            self._note_used(signed, "rejected" if reason else "accepted", reason)
             self._seq += 1
             if reason is None:
                 assert book is not None
@@ -336,7 +342,6 @@ class OperatorService:
                     book.rejected_signed.append(candidate)
                 else:
                     unbooked.append(candidate.model_dump_json())
-                    self._note_unbooked(candidate)
             rows.append(
                 (
                     interval,
@@ -384,10 +389,9 @@ class OperatorService:
             )
         if not signature_valid(public_key, signed):
             return "bad signature: not signed by the peer's registered key, or changed since"
-        if signed.order_id in self._used_unbooked:
+        if signed.order_id in self._used_ids:
             return (
-                f"order id {signed.order_id!r} was already used by an order rejected earlier "
-                f"({self._used_unbooked[signed.order_id]})"
+                f"order id {signed.order_id!r} was already used ({self._used_ids[signed.order_id]})"
             )
         if closed:
             return (

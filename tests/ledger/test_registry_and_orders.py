@@ -119,3 +119,19 @@ def test_a_peer_leaves_its_balance_is_redeemed_and_its_orders_stop(tmp_path: Pat
     assert state.wallets.get("B").balance_paisa == 8_000
     lab.writer.close()
     assert verify_run(lab.run_dir).ok
+
+
+def test_a_refused_peer_is_metered_but_settled_off_the_ledger(tmp_path: Path) -> None:
+    """A refused peer still draws from the grid (it is in the plant): its interval bill is the
+    run store's, and the ledger settles the peers with a wallet without stopping."""
+    lab = open_lab(tmp_path)
+    assert lab.operator.register(T0, lab.identity("D", bus=" ").registration_request())
+    lab.settle(1, (), {"A": 0.4, "B": -0.2, "C": 0.0, "D": -1.5})
+    lab.operator.close(interval_start(2), "finished")
+    lab.writer.close()
+    assert [subject for subject, _ in ledger_rows(lab.run_dir, "delivery")] == ["A", "B", "C"]
+    [(_, settlement)] = ledger_rows(lab.run_dir, "settlement")
+    assert '"D"' not in settlement
+    report = verify_run(lab.run_dir)
+    assert report.ok, report.describe()
+    assert "D" not in report.wallets

@@ -90,3 +90,17 @@ def test_pairing_fills_never_gives_an_order_more_than_its_fill():
     assert np.all(got_bid <= bid_fill * (1 + 1e-12))
     assert np.all(got_ask <= ask_fill * (1 + 1e-12))
     assert got_bid.sum() == pytest.approx(got_ask.sum(), abs=1e-21)
+
+
+def test_admm_keeps_a_tie_split_below_the_resolution():
+    # bids o0 and o2 tie at 8: ADMM shares s's last 1e-9 kWh between them, 5e-10 kWh each
+    book = [
+        bid("o0", 3e-9, 8.0, time=0, peer="P3"),
+        bid("o1", 3e-9, 4.25, time=0, peer="P1"),
+        bid("o2", 3e-9, 8.0, time=1, peer="P0"),
+        ask("s", 2e-9, 2.75, time=2, peer="P0"),
+        bid("o4", 1e-9, 8.5, time=2, peer="P3"),
+    ]
+    result = get_mechanism("admm").clear(book)
+    assert result.volume_kwh == pytest.approx(2e-9, rel=1e-6)
+    assert result.report["welfare"] == pytest.approx(1.1e-8, rel=1e-6)

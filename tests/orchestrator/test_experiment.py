@@ -346,6 +346,32 @@ def test_the_run_ledger_verifies_and_wallets_equal_the_settlements_to_the_paisa(
     )
 
 
+def test_a_peer_the_operator_refuses_runs_without_trading_and_the_run_finishes(
+    morning_plant, tmp_path
+):
+    """C's KYC record has no bus: the operator refuses it. C stays in the plant, is metered and
+    billed by the grid in the run store, every order of its is rejected, and the run finishes
+    with a ledger that verifies (C has no wallet, so it is not settled on the ledger)."""
+    with SyncPlantControl.from_endpoints(morning_plant) as control:
+        control.request("reset")
+    data = experiment_config(morning_plant, 0.25).model_dump(mode="json", exclude_none=True)
+    data["ledger"]["kyc"] = {"C": {"bus": " "}}
+    run_dir = tmp_path / "refused"
+    result = asyncio.run(run_experiment(parse_config(data), run_dir))
+    assert result.finished.status == "finished"
+    report = verify_run(run_dir)
+    assert report.ok, report.describe()
+    assert "C" not in report.wallets
+    reader = RunReader(run_dir)
+    orders = reader.orders()
+    c_orders = orders[orders["peer"] == "C"]
+    assert len(c_orders) > 0 and not c_orders["accepted"].any()
+    assert c_orders["reason"].str.contains("refused, not approved").all()
+    settlements = reader.settlements()
+    assert set(settlements["peer"]) == {"A", "B", "C"}
+    assert (settlements[settlements["peer"] == "C"]["p2p_bought_kwh"] == 0).all()
+
+
 def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_plant, tmp_path):
     """`[ledger.chain]` on, with the operator's own chain key: the run starts its own anvil, funds
     the account, deploys the contract and settles every interval on it; `testbed ledger chain`

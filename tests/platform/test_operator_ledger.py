@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiomqtt
 from typer.testing import CliRunner
 
 from peers.interface import DeviceState
@@ -22,7 +23,7 @@ from testbed.ledger.verify import verify_run
 from testbed.market.book import Order, Side
 from testbed.platform import topics
 from testbed.platform.controller_link import RemoteMarket
-from testbed.platform.messages import Ack, Submission, parse
+from testbed.platform.messages import Ack, SignedOrder, Submission, parse
 from testbed.platform.operator import OperatorService
 from tests.platform.conftest import INTERVAL, Platform, next_message
 
@@ -163,3 +164,116 @@ async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_re
 
     # a repeated report changes nothing: the operator's journal has carried each one once
     assert operator.journal.pending_unbooked() == []
+
+
+def signed_as(
+    platform: Platform, peer: str, order_id: str, interval: datetime, signed_at: datetime
+) -> SignedOrder:
+    """`peer`'s own order (signed with its own key) under any order id."""
+    order = Order(
+        order_id=order_id,
+        peer=peer,
+        side=Side.SELL,
+        quantity_kwh=0.5,
+        price=5.0,
+        interval_start=interval,
+    )
+    return platform.folder.peer_key(peer).sign(order, signed_at)
+
+
+async def test_a_reused_order_id_is_rejected_by_the_operator_and_the_run_goes_on(
+    platform: Platform, operator: OperatorService, tmp_path: Path
+) -> None:
+    """Order ids are used once on the ledger, whoever used them and in whichever interval: the
+    operator refuses a reused one (A's id of an earlier interval, B taking A's next id first, a
+    late order of B carrying an id A has in the open book), so it never books an order the ledger
+    refuses as replayed, which would stop the run."""
+    ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
+    config = platform.config.model_copy(update={"ledger": ledger_config})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ledger = open_run_ledger(config, run_dir, "reused-ids", run_dir / "run.sqlite")
+    interval_s = config.market.interval_s
+    assert ledger.start(INTERVAL - timedelta(seconds=interval_s)) == {}
+    market = RemoteMarket(
+        config, platform.broker.address, platform.folder.password("controller"), plan_wait_s=0.2
+    )
+    market.attach_ledger(ledger)
+    await market.start()
+    following = INTERVAL + timedelta(seconds=interval_s)
+    first = platform.signed("A", 1)
+    again = signed_as(platform, "A", first.order_id, following, INTERVAL)
+    squatted = f"{following:%Y%m%dT%H%M}-A-1"
+    by_b = signed_as(platform, "B", squatted, following, INTERVAL)
+    by_a = signed_as(platform, "A", squatted, following, INTERVAL)
+    booked = signed_as(platform, "A", f"{following:%Y%m%dT%H%M}-A-2", following, INTERVAL)
+    late_b = signed_as(platform, "B", booked.order_id, INTERVAL, INTERVAL - timedelta(seconds=60))
+    acks: dict[str, Ack] = {}
+    try:
+        async with platform.client("A") as peer_a, platform.client("B") as peer_b:
+            await peer_a.subscribe(topics.acks("A"), qos=1)
+            await peer_b.subscribe(topics.acks("B"), qos=1)
+
+            async def submit(
+                client: aiomqtt.Client, peer: str, tag: str, *orders: SignedOrder
+            ) -> None:
+                interval = orders[0].interval_start
+                submission = Submission(
+                    message_id=f"{peer}-{tag}",
+                    peer=peer,
+                    interval_start=interval,
+                    orders=list(orders),
+                    complete=True,
+                )
+                await client.publish(topics.orders(peer), submission.payload(), qos=1)
+                acks[tag] = parse(Ack, (await next_message(client.messages)).payload)
+
+            await submit(peer_a, "A", "first", first)
+            states = {p: DeviceState(time=INTERVAL - timedelta(seconds=60)) for p in config.peers}
+            result = await market.trade(INTERVAL, states)
+            ledger.operator.record_clearing(INTERVAL, result.clearing)
+            settlements = await market.settle(
+                INTERVAL, result.clearing.trades, dict.fromkeys(config.peers, 0.0), {}
+            )
+            ledger.operator.record_settlement(following, INTERVAL, settlements)
+
+            await submit(peer_a, "A", "again", again)
+            await submit(peer_b, "B", "squat", by_b)
+            await submit(peer_a, "A", "squatted", by_a, booked)
+            await submit(peer_b, "B", "late", late_b)
+            states = {p: DeviceState(time=following - timedelta(seconds=60)) for p in states}
+            following_result = await market.trade(following, states)
+            ledger.operator.record_clearing(following, following_result.clearing)
+    finally:
+        await market.close()
+        ledger.close(following, "finished")
+
+    def status(tag: str, order_id: str) -> tuple[str, str]:
+        [found] = [s for s in acks[tag].statuses if s.order_id == order_id]
+        return found.status, found.reason or ""
+
+    assert status("first", first.order_id)[0] == "accepted"
+    assert status("again", first.order_id)[0] == "rejected"
+    assert "already used" in status("again", first.order_id)[1]
+    assert status("squat", squatted)[0] == "accepted"
+    assert status("squatted", squatted)[0] == "rejected"
+    assert status("squatted", booked.order_id)[0] == "accepted"
+    assert status("late", booked.order_id)[0] == "rejected"
+    assert sorted((o.peer, o.order_id) for o in following_result.book.orders) == [
+        ("A", booked.order_id),
+        ("B", squatted),
+    ]
+    orders = [
+        (e.subject, e.data()["order_id"], e.data()["status"])
+        for e in ledger_entries(run_dir)
+        if e.kind == "order"
+    ]
+    assert sorted(o for o in orders if o[2] == "accepted") == sorted(
+        [
+            ("A", first.order_id, "accepted"),
+            ("A", booked.order_id, "accepted"),
+            ("B", squatted, "accepted"),
+        ]
+    )
+    report = verify_run(run_dir)
+    assert report.ok, report.describe()

@@ -119,3 +119,69 @@ async def test_the_broker_refuses_rogue_clients_and_foreign_topics(
         first = parse(Ack, (await next_message(rogue.messages)).payload)
     assert first.in_reply_to == "A-own"
     assert sorted(submission_ids(platform)) == ["A-own", "B-own"]
+
+
+async def test_a_peer_cannot_take_another_peers_message_id(
+    platform: Platform, operator: OperatorService
+) -> None:
+    """Message ids are the sender's own: B sending first with the id A's agent will use (they are
+    predictable) neither drops A's orders nor shows A B's acknowledgement."""
+    a_order, b_order = platform.signed("A", 1), platform.signed("B", 1)
+    async with (
+        platform.client("A") as peer_a,
+        platform.client("B") as peer_b,
+        platform.client("controller") as controller,
+    ):
+        await peer_a.subscribe(topics.acks("A"), qos=1)
+        await peer_b.subscribe(topics.acks("B"), qos=1)
+        await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+        squat = platform.submission("B", b_order, message_id="A-20260321T060000")
+        await peer_b.publish(topics.orders("B"), squat.payload(), qos=1)
+        b_ack = parse(Ack, (await next_message(peer_b.messages)).payload)
+        own = platform.submission("A", a_order, message_id="A-20260321T060000")
+        await peer_a.publish(topics.orders("A"), own.payload(), qos=1)
+        a_ack = parse(Ack, (await next_message(peer_a.messages)).payload)
+        await controller.publish(topics.GATE_REQUESTS, gate_request(), qos=1)
+        report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+    assert [(s.order_id, s.status) for s in b_ack.statuses] == [(b_order.order_id, "accepted")]
+    assert a_ack.peer == "A"
+    assert [(s.order_id, s.status) for s in a_ack.statuses] == [(a_order.order_id, "accepted")]
+    assert {o.order_id for o in report.orders} == {a_order.order_id, b_order.order_id}
+
+
+async def test_a_restarted_operator_still_refuses_an_order_id_already_used(
+    platform: Platform,
+) -> None:
+    """The used order ids come back from the journal: after a restart, another order under an
+    id already used (here by a rejected, validly signed order) is refused, not booked."""
+    import asyncio
+
+    from testbed.market.book import Side
+
+    def service() -> OperatorService:
+        return OperatorService(
+            platform.config,
+            platform.folder.registry(list(platform.config.peers)),
+            platform.broker.address,
+            platform.folder.password("operator"),
+            platform.folder.journal_path,
+            gate_wait_s=0.2,
+        )
+
+    foreign = platform.signed("B", 1)  # B's genuine order on A's topic: rejected, its id used
+    reused = platform.signed("B", 1, side=Side.BUY)  # another order of B under the same id
+    acks = []
+    for orders, peer in (((foreign,), "A"), ((reused,), "B")):
+        running = service()
+        task = asyncio.create_task(running.run())
+        await running.link.wait_connected(30)
+        async with platform.client(peer) as client:
+            await client.subscribe(topics.acks(peer), qos=1)
+            submission = platform.submission(peer, *orders, message_id=f"{peer}-restart")
+            await client.publish(topics.orders(peer), submission.payload(), qos=1)
+            acks.append(parse(Ack, (await next_message(client.messages)).payload))
+        running.stop()
+        await task
+    assert acks[0].statuses[0].status == "rejected"
+    assert acks[1].statuses[0].status == "rejected"
+    assert "already used" in (acks[1].statuses[0].reason or "")
