@@ -296,6 +296,7 @@ class RemoteMarket:
             gate_closes_at=gate_closes_at,
             refused_peers=refused,
             sell_only_peers=sell_only,
+            online_peers=sorted(self.online),
         )
         await self._ask(
             lambda: self.link.publish(topics.GATE_REQUESTS, request),

@@ -168,6 +168,9 @@ class GateRequest(Message):
     # their buy orders (a peer in debt may only sell), as the ledger would refuse them.
     refused_peers: dict[str, str] = {}
     sell_only_peers: dict[str, str] = {}
+    # The agents online as the controller sees them: an operator that has just (re)started waits
+    # for these at the gate until it hears their own status.
+    online_peers: list[str] = []
 
 
 class RejectedOrder(BaseModel):

@@ -89,6 +89,7 @@ class _Interval:
     complete: set[str] = field(default_factory=set)
     refused_peers: dict[str, str] = field(default_factory=dict)
     sell_only_peers: dict[str, str] = field(default_factory=dict)
+    controller_online: set[str] = field(default_factory=set)  # the gate request's online agents
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -132,6 +133,7 @@ class OperatorService:
         self.clearer.order_count = self.journal.counter("order_count")
         self._seq = self.journal.max_seq()
         self.online: set[str] = set()
+        self._status_heard: set[str] = set()  # peers whose liveness this process has heard
         self._intervals: dict[datetime, _Interval] = {}
         self._closed: dict[datetime, ClearingReport] = {}
         self._gate_tasks: dict[datetime, asyncio.Task[None]] = {}
@@ -250,6 +252,7 @@ class OperatorService:
             return
         if peer is None or status.peer != peer:
             return
+        self._status_heard.add(peer)
         if status.state == "online":
             self.online.add(peer)
         else:
@@ -432,6 +435,7 @@ class OperatorService:
             book = self._intervals.setdefault(interval, _Interval())
             book.refused_peers = dict(request.refused_peers)
             book.sell_only_peers = dict(request.sell_only_peers)
+            book.controller_online = set(request.online_peers)
             await self.link.publish(
                 topics.MARKET_STATUS,
                 MarketStatus(open_interval=interval, last_closed_interval=self.last_closed()),
@@ -441,11 +445,15 @@ class OperatorService:
         await self.link.publish(topics.ANNOUNCEMENTS, announcement)
 
     async def _gate(self, interval: datetime) -> None:
-        """Wait for every online agent's orders (at most `gate_wait_s`), then close and clear."""
+        """Wait for every online agent's orders (at most `gate_wait_s`), then close and clear.
+
+        Online: as this process heard each agent's status, or, for an agent it has not heard of
+        since it (re)started, as the controller's gate request says."""
         book = self._intervals[interval]
         deadline = time.monotonic() + self.gate_wait_s
         while True:
-            waiting = self.online - book.complete
+            online = self.online | (book.controller_online - self._status_heard)
+            waiting = online - book.complete
             left = deadline - time.monotonic()
             if not waiting or left <= 0:
                 break

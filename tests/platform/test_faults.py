@@ -108,6 +108,19 @@ async def scenario(config: TestbedConfig, platform: PlatformProcesses) -> None:
         after, _ = await controller.trade_and_settle()
         assert set(after.decisions) == {"A", "B", "C"}, "every agent back after the restart"
         assert platform.exited() == []
+
+        # the operator dies before a gate and comes back: its gate still waits for the agents
+        # online (the controller tells it who they are before it hears their status again), so
+        # their orders are booked, not refused as late
+        assert platform.operator is not None
+        platform.operator.kill()
+        platform.operator.wait(timeout=10)
+        restart = asyncio.get_running_loop().call_later(3.0, platform.start_operator, 60.0)
+        back, _ = await controller.trade_and_settle()
+        restart.cancel()
+        assert set(back.decisions) == {"A", "B", "C"}, "every agent's orders after the restart"
+        assert {o.peer for o in back.book.orders} == {o.peer for o in after.book.orders}
+        assert platform.exited() == []
     finally:
         await market.close()
 
@@ -119,4 +132,4 @@ def test_agent_killed_and_restarted_and_broker_restarted_mid_run(tmp_path: Path)
         journal = platform.folder.journal_path
     with sqlite3.connect(journal) as db:
         settled = db.execute("SELECT COUNT(*) FROM settlements").fetchone()[0]
-    assert settled == 5, "every interval settled once in the operator's journal"
+    assert settled == 6, "every interval settled once in the operator's journal"
