@@ -419,6 +419,13 @@ class PeerDevices:
         if sent:
             self._last_sent = setpoint_kw
             self._last_sent_time = now
+        elif self._last_sent is not None:
+            # Not sent (within the deadband, or refused): the device holds the last setpoint,
+            # so the next step's ramp starts there, not at a command it never received.
+            held_kw = self._last_sent
+            if isinstance(device, InverterSnapshot):
+                held_kw -= device.pv_power_kw  # WSet is AC: the battery gives the rest
+            self._last_command_kw = held_kw
         return flexible.device, command
 
     def _should_send(self, setpoint_kw: float, now: datetime) -> bool:
