@@ -372,9 +372,7 @@ def test_a_peer_the_operator_refuses_runs_without_trading_and_the_run_finishes(
     assert (settlements[settlements["peer"] == "C"]["p2p_bought_kwh"] == 0).all()
 
 
-def test_a_broken_key_file_stops_the_run_before_it_starts_naming_the_file(
-    morning_plant, tmp_path
-):
+def test_a_broken_key_file_stops_the_run_before_it_starts_naming_the_file(morning_plant, tmp_path):
     """A peer's private key file that is not a key: one startup error naming the file, and no
     half-made run directory."""
     keys = tmp_path / "keys"
