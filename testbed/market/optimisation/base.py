@@ -9,14 +9,14 @@ becomes a recorded reason and an interval without trades: the run goes on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
 from testbed.market.columns import OrderColumns
 from testbed.market.matching import cross, side_books
-from testbed.market.mechanism import Book, prepare_book
+from testbed.market.mechanism import Book, Rejected, prepare_book
 from testbed.market.network_step import apply_network, fall_back, off_feeder
 from testbed.market.result import ClearingResult, SupplyDemandCurves, TradeTable, build_report
 from testbed.network.feeder import load_feeder
@@ -75,6 +75,10 @@ class OptimisationMechanism:
 
     name: ClassVar[str] = "optimisation"
     network: NetworkSettings | None = None
+    # True when the method keeps the linearised feeder limits inside its problem (then a failed AC
+    # check is retried with a wider margin); False when it only has the AC check (stackelberg)
+    linear_network: ClassVar[bool] = True
+    network_retries: ClassVar[int] = 3
 
     @property
     def params(self) -> dict[str, Any]:
@@ -101,6 +105,37 @@ class OptimisationMechanism:
         if off:
             book = book.take(on_feeder)
             rejected = [*rejected, *off]
+        settings = self.network
+        result = self._clear_valid(book, rejected)
+        # LinDistFlow leaves out losses and the larger current at a low voltage, so a solution on
+        # a binding limit can fail the AC check by a little: re-solve with the margin doubled
+        # (to at most half the band) before the interval falls back to the grid.
+        tries = 0
+        while (
+            settings is not None
+            and self.linear_network
+            and str(result.report.get("fallback", "")).startswith("network check")
+            and tries < self.network_retries
+        ):
+            tries += 1
+            margin = min(
+                max(settings.voltage_margin_pct, 0.25) * 2**tries, settings.voltage_band_pct / 2
+            )
+            # kept per margin: compiled problems are cached by the settings object's identity
+            wider = self.__dict__.setdefault("_wider_margins", {})
+            if (id(settings), margin) not in wider:
+                wider[id(settings), margin] = replace(settings, voltage_margin_pct=margin)
+            self.network = wider[id(settings), margin]
+            try:
+                retry = self._clear_valid(book, rejected)
+            finally:
+                self.network = settings
+            retry.report["network_margin_pct"] = margin
+            retry.report["network_first_check"] = result.report["fallback"]
+            result = retry
+        return result
+
+    def _clear_valid(self, book: OrderColumns, rejected: Rejected) -> ClearingResult:
         bids, asks = side_books(book)
         crossing = cross(bids, asks)
         reason = None

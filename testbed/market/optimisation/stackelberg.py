@@ -144,6 +144,8 @@ def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
 class StackelbergMarket(OptimisationMechanism):
     """The operator sets internal buy and sell prices; peers respond (module docstring)."""
 
+    linear_network = False  # its prices ignore the feeder: only the AC check applies
+
     name = "stackelberg"
 
     def __init__(

@@ -98,6 +98,7 @@ class _Compiled:
         if curvature > 0:
             welfare -= curvature / 2 * (cp.sum_squares(self.xb) + cp.sum_squares(self.xa))
         self.quadratic = curvature > 0
+        self.network: NetworkSettings | None = None  # what the problem was built for
         self.t = None
         if bilateral:
             self.t = cp.Variable((n, n), nonneg=True)
@@ -197,6 +198,9 @@ def solve_welfare(
         compiled = _Compiled(
             c.size, *key[1:3], bilateral, float(curvature) * unit, linear, unit_kwh=unit
         )
+        # the key holds the settings' id: the cache keeps the settings alive, so that no other
+        # settings object can later reuse that id and be given this problem
+        compiled.network = network
         if len(_PROBLEMS) > 64:
             _PROBLEMS.clear()
         _PROBLEMS[key] = compiled
