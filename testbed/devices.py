@@ -379,7 +379,8 @@ class PeerDevices:
             )
             setpoint = InverterSetpoint(power_kw=_clamp(setpoint_kw, device.rated_power_kw))
             self._last_command_kw = command.storage_kw
-            sent = self._should_send(setpoint_kw, now) and await self.inverter.apply(setpoint, step)
+            written = self._should_send(setpoint_kw, now)
+            sent = written and await self.inverter.apply(setpoint, step)
         elif self.ev_charger is not None and isinstance(device, EvChargerSnapshot):
             if not device.plugged:
                 self._charging_for_departure = False
@@ -409,19 +410,17 @@ class PeerDevices:
             setpoint_kw = command.storage_kw
             self._last_command_kw = command.storage_kw
             wanted = device.plugged or self._last_sent != 0.0
-            sent = (
-                wanted
-                and self._should_send(setpoint_kw, now)
-                and await self.ev_charger.apply(EvSetpoint(power_kw=setpoint_kw), step)
-            )
+            written = wanted and self._should_send(setpoint_kw, now)
+            sent = written and await self.ev_charger.apply(EvSetpoint(power_kw=setpoint_kw), step)
         else:
             raise TypeError(f"{flexible.device}: a {type(device).__name__} is not its reading")
         if sent:
             self._last_sent = setpoint_kw
             self._last_sent_time = now
-        elif self._last_sent is not None:
-            # Not sent (within the deadband, or refused): the device holds the last setpoint,
-            # so the next step's ramp starts there, not at a command it never received.
+        elif not written and self._last_sent is not None:
+            # Not sent (within the deadband): the device holds the last setpoint, so the next
+            # step's ramp starts there, not at a command it never received. (A write that failed
+            # may still have landed: the ramp goes on from the command, as before.)
             held_kw = self._last_sent
             if isinstance(device, InverterSnapshot):
                 held_kw -= device.pv_power_kw  # WSet is AC: the battery gives the rest
