@@ -21,7 +21,7 @@ from testbed.documents import RunFinished, Sink
 from testbed.driver_registry import driver_kind
 from testbed.engine import Engine, ProgressCallback, StartupError
 from testbed.heap import frozen_heap
-from testbed.ledger.run_ledger import open_run_ledger
+from testbed.ledger.run_ledger import RunLedger, open_run_ledger
 from testbed.runstore import DB_FILE, RunStore
 from testbed.telemetry.config import InfluxConfig
 from testbed.telemetry.sink import InfluxSink
@@ -178,17 +178,7 @@ async def run_experiment(
     chain_node = _start_chain_node(config, run_dir, created)
     store = RunStore(run_dir)
     run_chain = _open_chain(config, chain_node, store, run_dir, run_id, created)
-    run_ledger = (
-        open_run_ledger(
-            config,
-            run_dir,
-            run_id,
-            run_dir / DB_FILE,
-            on_finalised=run_chain.on_finalised if run_chain is not None else None,
-        )
-        if config.ledger.enabled
-        else None
-    )
+    run_ledger = _open_ledger(config, run_dir, run_id, store, run_chain, created)
     port: object = market  # mypy takes MarketPort and LedgerAttachable for disjoint protocols
     if run_ledger is not None and isinstance(port, LedgerAttachable):
         port.attach_ledger(run_ledger)
@@ -257,6 +247,35 @@ def _start_chain_node(
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise StartupError(f"[ledger.chain] {error}") from None
+
+
+def _open_ledger(
+    config: TestbedConfig,
+    run_dir: Path,
+    run_id: str,
+    store: RunStore,
+    run_chain: RunChain | None,
+    created: bool,
+) -> RunLedger | None:
+    """The run's ledger (None with `[ledger] enabled = false`); a key or KYC file in the keys
+    folder that cannot be used stops the run before anything is recorded, naming the file."""
+    if not config.ledger.enabled:
+        return None
+    try:
+        return open_run_ledger(
+            config,
+            run_dir,
+            run_id,
+            run_dir / DB_FILE,
+            on_finalised=run_chain.on_finalised if run_chain is not None else None,
+        )
+    except (OSError, ValueError) as error:  # KeyFileError, a KYC file, a folder not writable
+        if run_chain is not None:
+            run_chain.close()
+        store.close("failed")
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise StartupError(f"[ledger] {error}") from None
 
 
 def _open_chain(

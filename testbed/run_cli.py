@@ -463,6 +463,7 @@ def _demo_on_platform(
     import signal
     import tempfile
 
+    from testbed.ledger.keys import KeyFileError
     from testbed.platform.broker import BrokerStartError
     from testbed.platform.credentials import CredentialsError
     from testbed.platform.processes import platform_processes, with_run_keys
@@ -484,7 +485,7 @@ def _demo_on_platform(
                     platform.layout,
                 )
                 result = _execute(config, run_dir, influx, link)
-        except (BrokerStartError, CredentialsError, FileNotFoundError) as error:
+        except (BrokerStartError, CredentialsError, FileNotFoundError, KeyFileError) as error:
             raise _fail(str(error)) from None
         finally:
             signal.signal(signal.SIGTERM, previous)

@@ -28,7 +28,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from testbed.config import TestbedConfig
@@ -316,7 +316,8 @@ class OperatorService:
         rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
         unbooked: list[str] = []
         closed = self._is_closed(interval)
-        book = None if closed else self._intervals.setdefault(interval, _Interval())
+        not_open = None if closed else self._not_open_yet(interval)
+        book = None if closed or not_open else self._intervals.setdefault(interval, _Interval())
         public_key = self.registry.public_key(peer)
         for signed in submission.orders:
             if (
@@ -326,7 +327,7 @@ class OperatorService:
             ):  # the same order again (a resend): still accepted, once in the book
                 statuses.append(OrderStatus(order_id=signed.order_id, status="accepted"))
                 continue
-            reason = self._order_problem(peer, submission, signed, public_key, closed)
+            reason = self._order_problem(peer, submission, signed, public_key, closed) or (not_open)
             if reason is None and book is not None:
                 reason = _standing_problem(book, signed)
             self._note_used(signed, "rejected" if reason else "accepted", reason)
@@ -365,6 +366,23 @@ class OperatorService:
             statuses=statuses,
         )
         return ack, rows, unbooked
+
+    def _not_open_yet(self, interval: datetime) -> str | None:
+        """Why an interval beyond the next gate takes no orders yet (None: it takes them).
+
+        After the first gate, an interval takes orders once its gate was asked for, or when it is
+        the next one; a book further ahead might never be closed, and its orders would then reach
+        no report and not the run's ledger."""
+        last = self.last_closed()
+        if last is None or interval in self._gate_tasks:
+            return None
+        following = last + timedelta(seconds=self.config.market.interval_s)
+        if interval <= following:
+            return None
+        return (
+            f"interval {interval.isoformat()} is not open for orders yet (the next is "
+            f"{following.isoformat()})"
+        )
 
     def _is_closed(self, interval: datetime) -> bool:
         last = self.last_closed()

@@ -104,3 +104,9 @@ def test_admm_keeps_a_tie_split_below_the_resolution():
     result = get_mechanism("admm").clear(book)
     assert result.volume_kwh == pytest.approx(2e-9, rel=1e-6)
     assert result.report["welfare"] == pytest.approx(1.1e-8, rel=1e-6)
+
+
+def test_a_solver_that_is_not_installed_is_named_when_the_market_is_made():
+    with pytest.raises(ValueError, match=r"solver = 'NOPE' is not installed \(installed: .*HIGHS"):
+        get_mechanism("welfare", solver="NOPE")
+    assert get_mechanism("welfare", solver="highs").solver == "HIGHS"

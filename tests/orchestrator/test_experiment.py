@@ -372,6 +372,19 @@ def test_a_peer_the_operator_refuses_runs_without_trading_and_the_run_finishes(
     assert (settlements[settlements["peer"] == "C"]["p2p_bought_kwh"] == 0).all()
 
 
+def test_a_broken_key_file_stops_the_run_before_it_starts_naming_the_file(morning_plant, tmp_path):
+    """A peer's private key file that is not a key: one startup error naming the file, and no
+    half-made run directory."""
+    keys = tmp_path / "keys"
+    (keys / "peers" / "B").mkdir(parents=True)
+    (keys / "peers" / "B" / "peer.key").write_text("not a key\n")
+    data = experiment_config(morning_plant, 0.25).model_dump(mode="json", exclude_none=True)
+    data["ledger"]["keys_dir"] = str(keys)
+    with pytest.raises(StartupError, match=r"\[ledger\] .*peers/B/peer.key: not a readable"):
+        asyncio.run(run_experiment(parse_config(data), tmp_path / "broken-key"))
+    assert not (tmp_path / "broken-key").exists()
+
+
 def test_a_run_with_the_chain_settles_on_its_own_node_as_in_its_ledger(morning_plant, tmp_path):
     """`[ledger.chain]` on, with the operator's own chain key: the run starts its own anvil, funds
     the account, deploys the contract and settles every interval on it; `testbed ledger chain`

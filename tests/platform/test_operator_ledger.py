@@ -277,3 +277,53 @@ async def test_a_reused_order_id_is_rejected_by_the_operator_and_the_run_goes_on
     )
     report = verify_run(run_dir)
     assert report.ok, report.describe()
+
+
+async def test_an_order_for_an_interval_far_ahead_reaches_the_ledger_as_rejected(
+    platform: Platform, operator: OperatorService, tmp_path: Path
+) -> None:
+    """A submission for an interval no gate will reach soon (here a day ahead) is not kept in a
+    book of its own that no report would carry: it is rejected at once and recorded with the
+    next report, like a late one."""
+    ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
+    config = platform.config.model_copy(update={"ledger": ledger_config})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ledger = open_run_ledger(config, run_dir, "far-ahead", run_dir / "run.sqlite")
+    interval_s = config.market.interval_s
+    assert ledger.start(INTERVAL - timedelta(seconds=interval_s)) == {}
+    market = RemoteMarket(
+        config, platform.broker.address, platform.folder.password("controller"), plan_wait_s=0.2
+    )
+    market.attach_ledger(ledger)
+    await market.start()
+    following = INTERVAL + timedelta(seconds=interval_s)
+    far = INTERVAL + timedelta(days=1)
+    ahead = signed_as(platform, "A", "far-ahead-1", far, far - timedelta(seconds=60))
+    try:
+        async with platform.client("A") as peer_a:
+            await peer_a.subscribe(topics.acks("A"), qos=1)
+            states = {p: DeviceState(time=INTERVAL - timedelta(seconds=60)) for p in config.peers}
+            result = await market.trade(INTERVAL, states)
+            ledger.operator.record_clearing(INTERVAL, result.clearing)
+            submission = Submission(
+                message_id="A-far", peer="A", interval_start=far, orders=[ahead], complete=True
+            )
+            await peer_a.publish(topics.orders("A"), submission.payload(), qos=1)
+            ack = parse(Ack, (await next_message(peer_a.messages)).payload)
+            settlements = await market.settle(
+                INTERVAL, result.clearing.trades, dict.fromkeys(config.peers, 0.0), {}
+            )
+            ledger.operator.record_settlement(following, INTERVAL, settlements)
+    finally:
+        await market.close()
+        ledger.close(following, "finished")
+    assert ack.statuses[0].status == "rejected"
+    assert "not open for orders" in (ack.statuses[0].reason or "")
+    [entry] = [
+        e.data()
+        for e in ledger_entries(run_dir)
+        if e.kind == "order" and e.data()["order_id"] == ahead.order_id
+    ]
+    assert entry["status"] == "rejected" and "not open for orders" in entry["reason"]
+    assert verify_run(run_dir).ok

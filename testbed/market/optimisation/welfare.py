@@ -349,7 +349,7 @@ class WelfareMarket(OptimisationMechanism):
         self.curvature = positive("curvature", curvature, allow_zero=True)
         self.pair_charges = pair_charges
         parse_pair_charges(pair_charges, ())  # the format is checked now
-        self.solver = solver
+        self.solver = _installed_solver(solver)
         self.network = network_settings(
             network, feeder, voltage_band_pct, voltage_margin_pct, interval_s, charges
         )
@@ -376,6 +376,20 @@ class WelfareMarket(OptimisationMechanism):
         )
         table = welfare_table(solution)
         return Outcome(table, _average_price(table), solution_report(solution))
+
+
+def _installed_solver(solver: Any) -> str | None:
+    """The solver's cvxpy name, or a ValueError naming the installed ones."""
+    if solver in (None, ""):
+        return None
+    import cvxpy as cp
+
+    name = str(solver).strip().upper()
+    installed = cp.installed_solvers()
+    if name not in installed:
+        choices = ", ".join(installed)
+        raise ValueError(f"solver = {solver!r} is not installed (installed: {choices})")
+    return name
 
 
 def _average_price(table: TradeTable) -> float | None:
