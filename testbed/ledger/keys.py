@@ -60,7 +60,16 @@ def load_or_create(folder: Path, name: str) -> KeyPair:
     key_path = folder / f"{name}.key"
     pub_path = folder / f"{name}.pub"
     if key_path.exists():
-        return load(key_path)
+        pair = load(key_path)
+        if not pub_path.exists():
+            pub_path.write_text(pair.public_hex + "\n", encoding="utf-8")
+        elif read_public(pub_path) != pair.public_hex:
+            raise KeyFileError(
+                f"{pub_path}: not the public key of {key_path} (it holds "
+                f"{read_public(pub_path)[:16]}…, the private key's is {pair.public_hex[:16]}…); "
+                "remove the .pub file to have it written again from the private key"
+            )
+        return pair
     folder.mkdir(parents=True, exist_ok=True)
     pair = KeyPair.generate()
     pem = pair.private_key.private_bytes(

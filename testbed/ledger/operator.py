@@ -16,6 +16,7 @@ from typing import Any
 
 from testbed.documents import Clearing, Settlement
 from testbed.ledger.entries import Entry
+from testbed.ledger.errors import LedgerRuleError
 from testbed.ledger.identity import RegistrationRequest
 from testbed.ledger.kyc import KycRecord, review, store_record
 from testbed.ledger.money import to_paisa
@@ -144,7 +145,11 @@ class LedgerOperator:
 
     def deregister(self, time: datetime, peer: str, reason: str = "left") -> int:
         """A peer leaves: its wallet's balance (after repaying any debt) is redeemed; returns the
-        amount redeemed in paisa."""
+        amount redeemed in paisa. Refused (`LedgerRuleError`, nothing recorded) while it has
+        accepted orders of an interval not yet settled."""
+        problem = self.state.leave_problem(peer)
+        if problem is not None:
+            raise LedgerRuleError(problem)
         with self.writer.batch() as w:
             wallet = self.state.wallets.get(peer)
             if wallet.debt_paisa and wallet.balance_paisa:
@@ -253,10 +258,10 @@ class LedgerOperator:
         """Each peer's metered delivery, the interval's settlement, and the transfers that settle
         it (`testbed.ledger.transfers`). Returns the settlement entry (a finalised result).
 
-        Only peers with a wallet are settled here: a peer the operator refused (or that never
-        registered) trades on no market, and its grid bill stays in the run store."""
+        Only approved peers are settled here: a peer the operator refused, or that left (or never
+        registered), trades on no market, and its grid bill stays in the run store."""
         interval = iso(interval_start)
-        settlements = [s for s in settlements if s.peer in self.state.wallets]
+        settlements = [s for s in settlements if self._status(s.peer) == "approved"]
         with self.writer.batch() as w:
             for s in settlements:
                 w.append(

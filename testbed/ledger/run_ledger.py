@@ -34,6 +34,18 @@ def operator_public_key(folder: Path) -> str | None:
     return keys.read_public(path) if path.is_file() else None
 
 
+def _check_distinct_keys(identities: dict[str, PeerIdentity]) -> None:
+    """Each peer signs with a key of its own (the ledger refuses a key registered twice)."""
+    holders: dict[str, str] = {}
+    for name, identity in identities.items():
+        other = holders.setdefault(identity.public_key, name)
+        if other != name:
+            raise keys.KeyFileError(
+                f"{identity.folder / 'peer.key'}: the same key pair as peer {other!r}'s; each "
+                "peer needs its own (remove this folder's peer.key and peer.pub to make one)"
+            )
+
+
 def default_kyc(peer: str, peer_config: Any, override: Any | None) -> KycRecord:
     """A peer's KYC record: what the configuration says of it, replaced field by field by
     `[ledger.kyc.<peer>]`."""
@@ -110,6 +122,7 @@ def open_run_ledger(
         )
         for name, peer in sorted(config.peers.items())
     }
+    _check_distinct_keys(identities)
     writer = LedgerWriter(db_file, operator_key)
     operator = LedgerOperator(
         writer,

@@ -64,6 +64,7 @@ class LedgerState:
     seen_orders: dict[str, int] = field(default_factory=dict)  # order id -> entry seq
     accepted: dict[str, AcceptedOrder] = field(default_factory=dict)
     trades: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # interval -> trades
+    settled_intervals: set[str] = field(default_factory=set)
     totals: SettlementTotals = field(default_factory=SettlementTotals)
     expected: deque[tuple[str, Transfer]] = field(default_factory=deque)
     closed: bool = False
@@ -113,6 +114,25 @@ class LedgerState:
             )
         if order.side is Side.BUY:
             return self.buy_problem(order.peer)
+        return None
+
+    def leave_problem(self, peer: str) -> str | None:
+        """Why `peer` cannot leave now, or None: only a registered peer leaves, and only once
+        every interval it has accepted orders for is settled (else its wallet, redeemed, would
+        pay or be paid after it left)."""
+        status = self._status(peer)
+        if status not in ("registered", "approved"):
+            return f"peer {peer!r} is {status or 'unknown'}, not registered: it cannot leave"
+        open_intervals = sorted(
+            order.interval_start
+            for order in self.accepted.values()
+            if order.peer == peer and order.interval_start not in self.settled_intervals
+        )
+        if open_intervals:
+            return (
+                f"peer {peer!r} has accepted orders for interval {open_intervals[0]} not settled "
+                "yet: it leaves after that settlement"
+            )
         return None
 
     # -- replay -------------------------------------------------------------------------------
@@ -194,8 +214,9 @@ class LedgerState:
         self.peers[subject].reason = reason
 
     def _apply_deregister(self, seq: int, time: str, subject: str, data: dict[str, Any]) -> None:
-        if self._status(subject) not in ("registered", "approved"):
-            raise LedgerRuleError(f"peer {subject!r} is not registered")
+        problem = self.leave_problem(subject)
+        if problem is not None:
+            raise LedgerRuleError(problem)
         if subject in self.wallets and self.wallets.get(subject).balance_paisa:
             raise LedgerRuleError(f"peer {subject!r} leaves with money in its wallet (redeem it)")
         self.peers[subject].status = "deregistered"
@@ -296,6 +317,7 @@ class LedgerState:
             if peer not in self.wallets:
                 raise LedgerRuleError(f"settlement of peer {peer!r}, which has no wallet")
         plan = plan_transfers(self.trades.pop(interval), data["peers"], self.totals)
+        self.settled_intervals.add(interval)
         self.expected.extend((interval, transfer) for transfer in plan)
 
     def _apply_transfer(self, seq: int, time: str, subject: str, data: dict[str, Any]) -> None:

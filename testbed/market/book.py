@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+# The smallest quantity the market resolves: an order of less is rejected (see matching.py).
+QUANTITY_RESOLUTION_KWH = 1e-9
+
 
 class Side(StrEnum):
     BUY = "buy"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from testbed.market.book import Order, Side
+from testbed.market.book import QUANTITY_RESOLUTION_KWH, Order, Side
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,6 +122,12 @@ class OrderColumns:
             reasons[int(row)] = (
                 f"quantity_kwh {float(self.quantity_kwh[row])!r} must be a finite number > 0"
             )
+        for row in np.flatnonzero(
+            np.isfinite(self.quantity_kwh)
+            & (self.quantity_kwh > 0)
+            & (self.quantity_kwh < QUANTITY_RESOLUTION_KWH)
+        ):
+            reasons[int(row)] = _below_resolution(float(self.quantity_kwh[row]))
         for row in np.flatnonzero(~np.isfinite(self.price)):
             reasons.setdefault(
                 int(row),
@@ -202,6 +208,13 @@ class ArrowStrings:
     def tolist(self) -> list[Any]:
         values: list[Any] = self.array.to_pylist()
         return values
+
+
+def _below_resolution(quantity_kwh: float) -> str:
+    return (
+        f"quantity_kwh {quantity_kwh!r} is below the market's resolution of "
+        f"{QUANTITY_RESOLUTION_KWH:g} kWh"
+    )
 
 
 def _empty(values: np.ndarray | ArrowStrings) -> np.ndarray:

@@ -292,9 +292,11 @@ def _parse(source: Source, interval_start: datetime | None, one_interval: bool =
     _check_header(list(frame.columns), mangled=True)
     missing = [name for name in REQUIRED_ORDER_COLUMNS if name not in frame.columns]
     if missing:
+        found = ", ".join(repr(name) for name in frame.columns) or "none"
         raise ValueError(
             f"order CSV lacks column(s) {', '.join(missing)} "
-            f"(required: {', '.join(REQUIRED_ORDER_COLUMNS)}; optional: time, interval_start)"
+            f"(required: {', '.join(REQUIRED_ORDER_COLUMNS)}; optional: time, interval_start; "
+            f"the header has {found})"
         )
     order_id = frame["order_id"].str.strip()
     reasons = pd.Series("", index=frame.index, dtype=object)

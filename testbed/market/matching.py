@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from testbed.market.book import QUANTITY_RESOLUTION_KWH
 from testbed.market.columns import ArrowStrings, OrderColumns
 
-QUANTITY_RESOLUTION_KWH = 1e-9
+__all__ = ["QUANTITY_RESOLUTION_KWH", "QUANTITY_TOLERANCE_KWH"]
 QUANTITY_TOLERANCE_KWH = QUANTITY_RESOLUTION_KWH / 2  # float noise below this is no quantity
 
 

@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from testbed.market.book import Order, Side
+from testbed.market.book import QUANTITY_RESOLUTION_KWH, Order, Side
 from testbed.messages import quoted
 
 
@@ -29,6 +29,11 @@ def order_problem(
         return f"peer {quoted(order.peer)} must be a non-empty string"
     if not _is_finite_number(order.quantity_kwh) or order.quantity_kwh <= 0:
         return f"quantity_kwh {quoted(order.quantity_kwh)} must be a finite number > 0"
+    if order.quantity_kwh < QUANTITY_RESOLUTION_KWH:
+        return (
+            f"quantity_kwh {quoted(order.quantity_kwh)} is below the market's resolution of "
+            f"{QUANTITY_RESOLUTION_KWH:g} kWh"
+        )
     if not _is_finite_number(order.price):
         return f"price {quoted(order.price)} must be a finite number (currency per kWh)"
     if not _is_finite_number(order.time):
@@ -53,8 +58,9 @@ def validate_orders(
     """Split a book into the orders that may clear and the rejected ones with their reasons.
 
     Rejected: an empty order_id or peer, a side other than buy/sell, a non-finite, negative or zero
-    quantity, a non-finite price or time, a peer not in `peers` (when given), an interval other
-    than `interval_start` (when given), and a repeated order_id (the first one stays).
+    quantity or one below QUANTITY_RESOLUTION_KWH (1e-9 kWh), a non-finite price or time, a peer
+    not in `peers` (when given), an interval other than `interval_start` (when given), and a
+    repeated order_id (the first one stays).
     Negative prices are allowed (energy prices can be negative).
     """
     known = None if peers is None else frozenset(peers)

@@ -135,3 +135,31 @@ def test_a_refused_peer_is_metered_but_settled_off_the_ledger(tmp_path: Path) ->
     report = verify_run(lab.run_dir)
     assert report.ok, report.describe()
     assert "D" not in report.wallets
+
+
+def test_a_peer_leaves_only_after_its_orders_are_settled_and_is_settled_no_more(
+    tmp_path: Path,
+) -> None:
+    """C bought for interval 1: it cannot leave before that interval is settled (its wallet
+    would be redeemed, then pay or be paid after it left); once settled it leaves, and its later
+    metering is no longer settled on the ledger (no debt piles up in a wallet it left)."""
+    from testbed.market.book import Trade
+
+    lab = open_lab(tmp_path, peer_opening=5.0)
+    sell, buy = lab.order("A", "sell", 1.0, 4.0, 1), lab.order("C", "buy", 1.0, 7.0, 1)
+    lab.place([sell, buy], 1)
+    with pytest.raises(LedgerRuleError, match=r"peer 'C' has accepted orders .* not settled"):
+        lab.operator.deregister(interval_start(1), "C", "moving")
+    assert not ledger_rows(lab.run_dir, "redeem")
+    trade = Trade(buy.order_id, sell.order_id, "C", "A", 1.0, 6.0)
+    lab.settle(1, (trade,), {"A": 1.0, "B": 0.0, "C": -1.0})
+    lab.operator.deregister(interval_start(2), "C", "moving")
+    lab.settle(2, (), {"A": 0.5, "B": -0.5, "C": -2.0})
+    lab.operator.close(interval_start(3), "finished")
+    lab.writer.close()
+    deliveries = [subject for subject, _ in ledger_rows(lab.run_dir, "delivery")]
+    assert deliveries == ["A", "B", "C", "A", "B"]
+    report = verify_run(lab.run_dir)
+    assert report.ok, report.describe()
+    assert report.wallets["C"] == (0, lab.operator.state.wallets.get("C").debt_paisa)
+    assert lab.operator.state.wallets.get("C").balance_paisa == 0

@@ -91,6 +91,12 @@ def test_orders_of_another_interval_are_rejected_not_traded_across_intervals(tmp
     [
         (f"{HEADER},price\nb0,A,buy,1,6,7\n", "the header names column 'price' more than once"),
         (
+            "order_id,peer,side,quantity_kw,price\nb0,A,buy,1,6\n",
+            "lacks column(s) quantity_kwh (required: order_id, peer, side, quantity_kwh, price; "
+            "optional: time, interval_start; the header has 'order_id', 'peer', 'side', "
+            "'quantity_kw', 'price')",
+        ),
+        (
             f"{HEADER}\nb0,A,buy,1,6\n\nb1,A,buy,1,6,9\n",
             "line 4 has 6 values but the header names 5 columns: 'b1,A,buy,1,6,9'",
         ),

@@ -51,3 +51,15 @@ def test_auctions_clear_the_resolution_book_as_worked_by_hand(
     if buyer_price is not None:
         assert [t.price for t in result.trades] == pytest.approx([buyer_price])
         assert result.seller_prices == pytest.approx([seller_price])
+
+
+@pytest.mark.parametrize("name", mechanism_names())
+def test_orders_below_the_resolution_are_rejected_not_merged_into_a_neighbour(name):
+    # ten asks of 3e-10 kWh: their breakpoints are closer than the tolerance, so the crossing
+    # would merge them into one 3e-9 kWh piece and sell it all as the last ask's
+    book = [ask(f"a{i}", 3e-10, 0.0, time=i) for i in range(10)] + [bid("b0", 1.0, 1.0)]
+    result = get_mechanism(name).clear(book)
+    assert result.trades == []
+    reasons = {item["order_id"]: item["reason"] for item in result.report["rejected"]}
+    assert reasons["a9"] == "quantity_kwh 3e-10 is below the market's resolution of 1e-09 kWh"
+    assert len(reasons) == 10
