@@ -190,3 +190,26 @@ def test_stackelberg_sellers_leader_prices_as_a_monopoly_the_buyers_best_respond
 def test_stackelberg_leaders_are_named():
     with pytest.raises(ValueError, match="leader = 'buyers' must be 'operator' or 'sellers'"):
         get_mechanism("stackelberg", leader="buyers")
+
+
+def test_nash_prices_every_order_within_its_limit_when_a_peer_buys_and_sells():
+    orders = [
+        bid("o0", 1.5, 2.5, peer="P0"),
+        bid("o1", 3.9, 4.0, peer="P2"),
+        ask("o2", 3.1, 2.75, peer="P0"),
+        bid("o3", 4.5, 9.0, peer="P0"),
+        ask("o4", 2.0, 3.5, peer="P0"),
+        ask("o5", 0.4, 4.5, peer="P0"),
+        ask("o6", 1.2, 2.0, peer="P2"),
+    ]
+    limit = {o.order_id: o.price for o in orders}
+    result = get_mechanism("nash").clear(orders)
+    assert result.trades
+    for trade, seller_price in zip(result.trades, result.seller_prices, strict=True):
+        assert trade.price <= limit[trade.buy_order_id] + 1e-9
+        assert seller_price >= limit[trade.sell_order_id] - 1e-9
+    gains = gains_by_peer(orders, result)
+    assert gains == pytest.approx(result.report["peer_gains"])
+    assert gains["P0"] == pytest.approx(gains["P2"])  # equal powers, equal shares
+    paid, received = money(result)
+    assert paid == pytest.approx(received, abs=1e-9)

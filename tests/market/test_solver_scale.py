@@ -110,3 +110,20 @@ def test_a_solver_that_is_not_installed_is_named_when_the_market_is_made():
     with pytest.raises(ValueError, match=r"solver = 'NOPE' is not installed \(installed: .*HIGHS"):
         get_mechanism("welfare", solver="NOPE")
     assert get_mechanism("welfare", solver="highs").solver == "HIGHS"
+
+
+@pytest.mark.parametrize("big_kwh", [1e4, 1e9])
+@pytest.mark.parametrize("name", ["welfare", "admm", "nash"])
+def test_a_huge_order_that_cannot_trade_does_not_hide_the_small_trades(name, big_kwh):
+    # the optimum trades 4 Wh worth 0.021; the big ask (above every bid) only sets the scale
+    book = [
+        ask("big", big_kwh, 9.0, peer="S"),
+        bid("b1", 0.003, 8.0, peer="B1"),
+        bid("b2", 0.001, 5.0, peer="B2"),
+        ask("a1", 0.002, 1.0, peer="A1"),
+        ask("a2", 0.002, 3.0, peer="A2"),
+    ]
+    result = get_mechanism(name).clear(book)
+    assert "fallback" not in result.report, result.report.get("fallback")
+    assert result.report["welfare"] == pytest.approx(0.021, rel=1e-4)
+    assert "big" not in {t.sell_order_id for t in result.trades}

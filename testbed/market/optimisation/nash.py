@@ -15,10 +15,10 @@ Two stages, as in the seed's reference [59]:
    constraint; its optimality conditions give the unique solution in closed form,
    g_n = V_n + pi_n = w_n / sum(w) * S with S the total gains (a test checks it with cvxpy).
 
-Each peer's transfer is spread over its traded kWh: starting from the stage-1 prices (a peer's
-buy price beta_n and sell price sigma_n), peer n's buy rows are priced beta_n - a_n / T_n and its
-sell rows sigma_n + a_n / T_n, where T_n is its traded kWh and a_n the gain it is still owed. So
-every peer ends with exactly its bargained gain and what buyers pay is what sellers receive.
+Each peer's gain is spread over its traded kWh, from its own limits: a bid of peer n is priced
+its limit - g_n / T_n and an ask its limit + g_n / T_n, T_n the peer's traded kWh. So every peer
+ends with exactly its bargained gain, every order trades within its limit (g_n >= 0), and what
+buyers pay is what sellers receive (the peers' money sums to sum(g) - sum(V) = sum(pi) = 0).
 """
 
 from __future__ import annotations
@@ -141,14 +141,11 @@ class NashBargainingMarket(OptimisationMechanism):
         transfer = bargain(value[members], weights, np.zeros(len(members)))
         gains = np.zeros(community.size)
         gains[members] = value[members] + transfer
-        # the gain each peer already has at the stage-1 prices, and what it is still owed
-        money = energy.sell_price * sold - energy.buy_price * bought
-        owed = np.zeros(community.size)
-        owed[members] = gains[members] - (value[members] + money[members])
-        shift = np.divide(owed, traded, out=np.zeros_like(owed), where=traded > 0)
+        # every traded kWh of a peer carries the same share of its gain, from its own limit
+        per_kwh = np.divide(gains, traded, out=np.zeros_like(gains), where=traded > 0)
         peer_of_row = community.peer_of(np.arange(len(book)))
-        buy_price = (energy.buy_price - shift)[peer_of_row]
-        sell_price = (energy.sell_price + shift)[peer_of_row]
+        buy_price = book.price - per_kwh[peer_of_row]
+        sell_price = book.price + per_kwh[peer_of_row]
         table = pool_table(community.pool_pairs(fill), buy_price, sell_price)
         volume = float(table.quantity_kwh.sum())
         average = float(table.quantity_kwh @ table.buyer_price / volume) if volume > 0 else None

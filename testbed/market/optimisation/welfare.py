@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from testbed.market.columns import OrderColumns
+from testbed.market.matching import cross, side_books
 from testbed.market.optimisation.base import (
     NoTrade,
     OptimisationMechanism,
@@ -183,7 +184,10 @@ def solve_welfare(
     # is exact): a book of 1e-9 kWh orders or of 1e300 kWh orders is the same problem to the
     # solver, whose tolerances are absolute. Prices and duals keep their units.
     largest = max(float(c.bid_qty.max(initial=0.0)), float(c.ask_qty.max(initial=0.0)))
-    unit = _power_of_two(largest)
+    # (or of the pool's efficient volume when that is smaller, so that an order far larger than
+    # what can trade does not make the solver's tolerance coarse for the trades that happen)
+    volume = cross(*side_books(c.book)).volume_kwh
+    unit = _power_of_two(volume if 0 < volume < largest else largest)
     key = (
         c.size,
         c.bid_price.shape[1],
