@@ -182,11 +182,12 @@ class OperatorService:
 
     def _note_used(self, order: SignedOrder, status: str, reason: str | None) -> None:
         """An order received uses its id on the ledger when it is signed by its own peer's
-        registered key (the ledger's rule for a used id), whatever its status."""
+        registered key (the ledger's rule for a used id), whatever its status (an accepted one's
+        signature was checked when it was accepted)."""
         if order.order_id in self._used_ids:
             return
         public_key = self.registry.public_key(order.peer)
-        if public_key is not None and signature_valid(public_key, order):
+        if public_key is not None and (status == "accepted" or signature_valid(public_key, order)):
             why = f", {reason}" if reason else ""
             self._used_ids[order.order_id] = (
                 f"peer {order.peer!r}'s order for {_utc(order.interval_start).isoformat()}, "
