@@ -481,11 +481,14 @@ class Engine:
             )
 
     async def _settle_at_end(self) -> None:
-        """The run ends: settle what can be. A meter that missed the last boundary is read once
-        more (the plant has not moved in lockstep), bypassing its reconnect backoff."""
-        step = self._last_step
+        """The run ends: settle what can be. A meter whose last reading repeats the one before
+        may have frozen too late to tell: it is read on for a step or two (`_read_past_the_end`).
+        A meter that missed the last boundary is read once more (the plant has not moved in
+        lockstep), bypassing its reconnect backoff."""
+        boundary = self._last_step
+        step = await self._read_past_the_end(boundary)
         for name, peer in self.peers.items():
-            if not self._unsettled or self._registers[name].boundary(step) is not None:
+            if not self._unsettled or self._registers[name].boundary(boundary) is not None:
                 continue
             meter = peer.meter
             with contextlib.suppress(Exception):
@@ -495,6 +498,43 @@ class Engine:
                 self._log_registers(name, peer, step)
         await self._settle_ready(step, final=True)
         self._report_channel_events()
+
+    async def _read_past_the_end(self, boundary: int) -> int:
+        """A meter's reading at the last boundary that repeats the one before may be frozen: a
+        freeze that began a step or two before the end is told only by later readings. Such
+        repeated readings are set aside and the meter is read on, the clock advancing, until
+        its reading moves (the boundary is then filled from the registers around it, as in a
+        gap) or it is found frozen (the interval stays unsettled). Returns the last step read."""
+        suspects = {
+            name: peer
+            for name, peer in self.peers.items()
+            if self._unsettled
+            and peer.meter.watch.sensor
+            and peer.meter.snapshot_step == boundary
+            and not peer.meter.lost
+            and not peer.meter.frozen
+            and peer.meter.watch.changed_step < boundary
+        }
+        for name, peer in suspects.items():
+            self._registers[name].drop_after(peer.meter.watch.changed_step)
+            self.totals.drop_registers_after(name, peer.meter.watch.changed_step)
+        step = boundary
+        while suspects and step < boundary + SETTLE_AFTER_STEPS:
+            try:
+                self.now = await self.clock.advance(self.dt_s)
+            except (OSError, TimeoutError):  # the clock is gone: settle from what was read
+                break
+            step += 1
+            self._last_step = step
+            for name, peer in list(suspects.items()):
+                meter = peer.meter
+                if await meter.read(step) is None:
+                    continue
+                meter.watch_freeze(step, None, self.dt_s)
+                self._log_registers(name, peer, step)
+                if meter.frozen or meter.watch.changed_step == step:
+                    del suspects[name]
+        return step
 
     async def _dispatch(self, step: int, interval: int) -> None:
         market = self._markets.get(interval)

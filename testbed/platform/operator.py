@@ -68,7 +68,6 @@ from testbed.trading import BookClearer, market_context, market_outcomes
 
 log = logging.getLogger(__name__)
 
-OPENING_BALANCE = 1000.0  # each peer's wallet at joining (the ledger's default opening balance)
 ACCOUNT_ORDERS = 100  # orders kept in a peer's account view
 REANNOUNCE_S = 10.0  # an open interval is announced again at most this often (repeated requests)
 
@@ -170,7 +169,12 @@ class OperatorService:
             report = parse(ClearingReport, text)
             self._closed[_utc(report.interval_start)] = report
         for text in self.journal.settlements():
-            self._settled.add(_utc(parse(SettlementReport, text).interval_start))
+            settled = parse(SettlementReport, text)
+            self._settled.add(_utc(settled.interval_start))
+            for settlement in settled.settlements:  # the account views' bills
+                account = self._accounts[settlement.peer]
+                account.bill_total += settlement.bill
+                account.settled_intervals += 1
         for status, reason, signed_json in self.journal.received_orders():
             self._note_used(SignedOrder.model_validate_json(signed_json), status, reason)
         for interval_text, peer, seq, signed_json in self.journal.accepted_orders():
@@ -182,11 +186,12 @@ class OperatorService:
 
     def _note_used(self, order: SignedOrder, status: str, reason: str | None) -> None:
         """An order received uses its id on the ledger when it is signed by its own peer's
-        registered key (the ledger's rule for a used id), whatever its status."""
+        registered key (the ledger's rule for a used id), whatever its status (an accepted one's
+        signature was checked when it was accepted)."""
         if order.order_id in self._used_ids:
             return
         public_key = self.registry.public_key(order.peer)
-        if public_key is not None and signature_valid(public_key, order):
+        if public_key is not None and (status == "accepted" or signature_valid(public_key, order)):
             why = f", {reason}" if reason else ""
             self._used_ids[order.order_id] = (
                 f"peer {order.peer!r}'s order for {_utc(order.interval_start).isoformat()}, "
@@ -635,9 +640,11 @@ class OperatorService:
         return pending
 
     def wallet_balance(self, peer: str) -> float:
-        """The peer's wallet: its opening balance less its settled bills (the ledger's wallets
-        replace this view when they are on)."""
-        return round(OPENING_BALANCE - self._accounts[peer].bill_total, 6)
+        """The peer's wallet as the operator sees it: the opening balance (`[ledger]
+        opening_balance`) less its settled bills since this process started, debts counted (the
+        run's ledger, written by the controller, holds the wallets themselves)."""
+        opening = self.config.ledger.opening_balance
+        return round(opening - self._accounts[peer].bill_total, 6)
 
     # -- each peer's account (what the participants' page shows) ------------------------------
 

@@ -185,3 +185,35 @@ async def test_a_restarted_operator_still_refuses_an_order_id_already_used(
     assert acks[0].statuses[0].status == "rejected"
     assert acks[1].statuses[0].status == "rejected"
     assert "already used" in (acks[1].statuses[0].reason or "")
+
+
+def test_the_account_view_is_the_configured_opening_less_the_bills_also_after_a_restart(
+    platform: Platform,
+) -> None:
+    """A peer's wallet in its account view starts at `[ledger] opening_balance` and loses its
+    settled bills, also those an operator settled before it restarted (from its journal)."""
+    from testbed.platform.journal import Journal
+    from testbed.platform.messages import SettlementReport
+    from testbed.settlement import settle_interval
+
+    ledger = platform.config.ledger.model_copy(update={"opening_balance": 250.0})
+    config = platform.config.model_copy(update={"ledger": ledger})
+    settlements = settle_interval(INTERVAL, (), {"A": -2.0, "B": 1.0, "C": 0.0}, config.prices)
+    bill_a = next(s.bill for s in settlements if s.peer == "A")
+    assert bill_a > 0
+    journal = Journal(platform.folder.journal_path)
+    report = SettlementReport(interval_start=INTERVAL, settlements=settlements)
+    journal.record_settlement(INTERVAL, report.model_dump_json())
+    journal.close()
+    service = OperatorService(
+        config,
+        platform.folder.registry(list(config.peers)),
+        platform.broker.address,
+        platform.folder.password("operator"),
+        platform.folder.journal_path,
+    )
+    try:
+        assert service.wallet_balance("A") == pytest.approx(250.0 - bill_a)
+        assert service.wallet_balance("C") == pytest.approx(250.0)
+    finally:
+        service.journal.close()
