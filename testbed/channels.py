@@ -7,12 +7,16 @@ interlock; the engine asks for its safe state and the other devices go on. A rea
 frozen (`frozen_measurement`, see `testbed.frozen`). When the device answers again the channel says
 so (the `device_lost` interlock is cleared) and control resumes; a device that was sent to its
 safe state is brought back to its operating state by its peer (`PeerDevices.recover`).
+A connection that keeps failing and coming back, never `lost_after_failures` times in a row, is
+reported once as `unstable_connection` (`lost_after_failures` failed calls within
+`UNSTABLE_WINDOW_STEPS`), and cleared after as many steps without a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +25,8 @@ from typing import Generic, TypeVar
 from instruments.errors import BadReading, InstrumentError, ReadbackMismatch, SetpointRefused
 from testbed.drivers import DeviceDriver, DeviceReading
 from testbed.frozen import FreezeWatch
+
+UNSTABLE_WINDOW_STEPS = 60
 
 ReadingT = TypeVar("ReadingT", bound=DeviceReading)
 SetpointT = TypeVar("SetpointT")
@@ -56,6 +62,8 @@ class Channel(Generic[ReadingT, SetpointT]):
     in_safe_state: bool = False  # sent to its safe state and not yet brought back
     watch: FreezeWatch = field(default_factory=FreezeWatch)
     events: list[ChannelEvent] = field(default_factory=list)
+    failed_steps: deque[int] = field(default_factory=deque)  # recent failed calls, by step
+    unstable: bool = False  # reported as an unstable connection and not yet cleared
 
     @property
     def is_actuator(self) -> bool:
@@ -78,8 +86,23 @@ class Channel(Generic[ReadingT, SetpointT]):
         self.snapshot_step = step
         if self.lost:
             self.lost = False
+            if not self.unstable:
+                self.failed_steps.clear()  # the loss was reported; flapping counts afresh
             self.events.append(
                 ChannelEvent(self.device, "device_lost", "device answers again", "cleared")
+            )
+        elif self.unstable and (
+            not self.failed_steps or step - self.failed_steps[-1] >= UNSTABLE_WINDOW_STEPS
+        ):
+            self.unstable = False
+            self.failed_steps.clear()
+            self.events.append(
+                ChannelEvent(
+                    self.device,
+                    "unstable_connection",
+                    f"no failed call for {UNSTABLE_WINDOW_STEPS} steps",
+                    "cleared",
+                )
             )
         self.failures = 0
         return snapshot
@@ -162,6 +185,10 @@ class Channel(Generic[ReadingT, SetpointT]):
     def _failed(self, step: int, kind: str, message: str) -> None:
         self.failures += 1
         self.last_error = message
+        recent = self.failed_steps
+        recent.append(step)
+        while recent and recent[0] <= step - UNSTABLE_WINDOW_STEPS:
+            recent.popleft()
         if not self.lost and self.failures >= self.lost_after_failures:
             self.lost = True
             self.newly_lost = True
@@ -171,6 +198,17 @@ class Channel(Generic[ReadingT, SetpointT]):
                     "device_lost",
                     f"{self.failures} failed calls in a row, last: {kind}: {message}",
                     "safe_state",
+                )
+            )
+        elif not self.lost and not self.unstable and len(recent) >= self.lost_after_failures:
+            self.unstable = True
+            self.events.append(
+                ChannelEvent(
+                    self.device,
+                    "unstable_connection",
+                    f"{len(recent)} failed calls in {step - recent[0] + 1} steps, each time "
+                    f"back before {self.lost_after_failures} in a row; last: {kind}: {message}",
+                    "noticed",
                 )
             )
 
