@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS rejected_messages (
 CREATE TABLE IF NOT EXISTS unbooked (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, item TEXT NOT NULL, report TEXT
 );
+CREATE TABLE IF NOT EXISTS completions (
+    interval_start TEXT NOT NULL, peer TEXT NOT NULL, PRIMARY KEY (interval_start, peer)
+);
 CREATE TABLE IF NOT EXISTS clearings (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS settlements (interval_start TEXT PRIMARY KEY, report TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -74,10 +77,12 @@ class Journal:
         received_at: datetime,
         orders: list[tuple[datetime, str, str, int, str, str | None, str]],
         unbooked: list[str] | None = None,
+        complete: datetime | None = None,
     ) -> None:
         """The answer to a submission and its orders (interval, peer, id, seq, status, reason,
-        signed order JSON), and its rejected orders that no book will carry (`SignedCandidate`
-        JSON), in one transaction."""
+        signed order JSON), its rejected orders that no book will carry (`SignedCandidate`
+        JSON), and the interval the peer said it has submitted everything for (`complete`), in
+        one transaction."""
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute(
@@ -92,6 +97,14 @@ class Journal:
                 "INSERT INTO unbooked (kind, item) VALUES ('order', ?)",
                 [(item,) for item in unbooked or ()],
             )
+            if complete is not None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO completions VALUES (?, ?)", (_key(complete), peer)
+                )
+
+    def completions(self) -> list[tuple[str, str]]:
+        """(interval, peer) of every peer that has submitted everything for an interval."""
+        return self._db.execute("SELECT interval_start, peer FROM completions").fetchall()
 
     def record_rejected_message(
         self,

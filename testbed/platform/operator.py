@@ -183,6 +183,10 @@ class OperatorService:
                 continue
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+        for interval_text, peer in self.journal.completions():
+            interval = _utc(datetime.fromisoformat(interval_text))
+            if interval not in self._closed:  # the peers the gate need not wait for again
+                self._intervals.setdefault(interval, _Interval()).complete.add(peer)
 
     def _note_used(self, order: SignedOrder, status: str, reason: str | None) -> None:
         """An order received uses its id on the ledger when it is signed by its own peer's
@@ -300,10 +304,10 @@ class OperatorService:
         if known is not None:  # a duplicate delivery: the same answer, nothing changes
             self._send(topics.acks(peer), known.encode("utf-8"))
             return
-        ack, rows, unbooked = self._intake(peer, submission)
+        ack, rows, unbooked, complete = self._intake(peer, submission)
         ack_json = ack.model_dump_json()
         self.journal.record_submission(
-            submission.message_id, peer, ack_json, received, rows, unbooked
+            submission.message_id, peer, ack_json, received, rows, unbooked, complete
         )
         self._note_account(peer, submission, ack)
         self._send_account(peer)  # retained before the acknowledgement reaches the peer
@@ -314,8 +318,11 @@ class OperatorService:
 
     def _intake(
         self, peer: str, submission: Submission
-    ) -> tuple[Ack, list[tuple[datetime, str, str, int, str, str | None, str]], list[str]]:
-        """The acknowledgement, the journal's rows, and the rejections no book carries."""
+    ) -> tuple[
+        Ack, list[tuple[datetime, str, str, int, str, str | None, str]], list[str], datetime | None
+    ]:
+        """The acknowledgement, the journal's rows, the rejections no book carries, and the
+        interval whose book the peer has completed (None: none)."""
         interval = _utc(submission.interval_start)
         statuses: list[OrderStatus] = []
         rows: list[tuple[datetime, str, str, int, str, str | None, str]] = []
@@ -362,15 +369,17 @@ class OperatorService:
                     signed.model_dump_json(),
                 )
             )
+        complete = None
         if submission.complete and book is not None and submission.peer == peer:
             book.complete.add(peer)
+            complete = interval
         ack = Ack(
             in_reply_to=submission.message_id,
             peer=peer,
             interval_start=submission.interval_start,
             statuses=statuses,
         )
-        return ack, rows, unbooked
+        return ack, rows, unbooked, complete
 
     def _not_open_yet(self, interval: datetime) -> str | None:
         """Why an interval beyond the next gate takes no orders yet (None: it takes them).

@@ -127,3 +127,44 @@ def test_a_huge_order_that_cannot_trade_does_not_hide_the_small_trades(name, big
     assert "fallback" not in result.report, result.report.get("fallback")
     assert result.report["welfare"] == pytest.approx(0.021, rel=1e-4)
     assert "big" not in {t.sell_order_id for t in result.trades}
+
+
+def _community_book(peers: int, orders_per_peer: int) -> list:
+    rng = np.random.default_rng(4)
+    book = []
+    for peer in range(peers):
+        for k in range(orders_per_peer):
+            make = bid if (peer + k) % 2 else ask
+            price = float(rng.integers(2, 12))
+            book.append(
+                make(f"o{peer}-{k}", float(rng.integers(1, 20)) / 10, price, peer=f"P{peer}")
+            )
+    return book
+
+
+def test_the_welfare_problem_of_many_peers_compiles_in_modest_memory():
+    import tracemalloc
+
+    book = _community_book(400, 32)  # 400 peers x 16 bids and 16 asks: 12,800 steps
+    tracemalloc.start()
+    try:
+        result = get_mechanism("welfare").clear(book)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.report["welfare"] == pytest.approx(result.report["max_welfare"], rel=1e-9)
+    # about 40 MB with cvxpy's first import; the (N*K)^2 tensor took 400 MB
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"
+
+
+def test_a_large_welfare_problem_compiled_without_parameters_clears_the_same(monkeypatch):
+    from testbed.market.optimisation import welfare
+
+    book = _community_book(12, 6)
+    parametrised = get_mechanism("welfare").clear(book)
+    monkeypatch.setattr(welfare, "_PARAMETRISED_UP_TO", 0)
+    welfare._PROBLEMS.clear()
+    fresh = get_mechanism("welfare").clear(book)
+    assert fresh.report["welfare"] == pytest.approx(parametrised.report["welfare"], rel=1e-12)
+    assert fresh.report["welfare"] == pytest.approx(fresh.report["max_welfare"], rel=1e-9)
+    assert fresh.volume_kwh == pytest.approx(parametrised.volume_kwh)

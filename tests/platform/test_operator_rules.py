@@ -217,3 +217,54 @@ def test_the_account_view_is_the_configured_opening_less_the_bills_also_after_a_
         assert service.wallet_balance("C") == pytest.approx(250.0)
     finally:
         service.journal.close()
+
+
+async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gate(
+    platform: Platform,
+) -> None:
+    """A and B submitted (complete) and were answered, then the operator restarted before the
+    gate: the new one does not wait for A and B again (their agents decided once and will not
+    resubmit), it closes the gate with their orders."""
+    import asyncio
+
+    def service() -> OperatorService:
+        return OperatorService(
+            platform.config,
+            platform.folder.registry(list(platform.config.peers)),
+            platform.broker.address,
+            platform.folder.password("operator"),
+            platform.folder.journal_path,
+            gate_wait_s=600.0,
+        )
+
+    orders = {peer: platform.signed(peer, 1) for peer in ("A", "B")}
+    first = service()
+    task = asyncio.create_task(first.run())
+    await first.link.wait_connected(30)
+    for peer, order in orders.items():
+        async with platform.client(peer) as client:
+            await client.subscribe(topics.acks(peer), qos=1)
+            submission = platform.submission(peer, order, message_id=f"{peer}-before")
+            await client.publish(topics.orders(peer), submission.payload(), qos=1)
+            await next_message(client.messages)
+    first.stop()
+    await task
+
+    second = service()
+    task = asyncio.create_task(second.run())
+    await second.link.wait_connected(30)
+    try:
+        async with platform.client("controller") as controller:
+            await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+            request = GateRequest(
+                interval_start=INTERVAL,
+                gate_closes_at=INTERVAL - timedelta(seconds=60),
+                online_peers=["A", "B"],
+            )
+            await controller.publish(topics.GATE_REQUESTS, request.payload(), qos=1)
+            report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+    finally:
+        second.stop()
+        await task
+    assert {o.order_id for o in report.orders} == {o.order_id for o in orders.values()}
+    assert report.submitted == ["A", "B"]
