@@ -12,6 +12,7 @@ pyarrow's CSV writer from columns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -377,7 +378,6 @@ def _check_header(names: list[str], mangled: bool = False) -> None:
 
 def _raise_if_long_row(message: str, path: Path) -> None:
     """pyarrow's 'Expected 5 columns, got 6: <row>' as an error naming the line."""
-    import re
 
     match = re.search(r"Expected (\d+) columns, got (\d+): (.*)", message, re.DOTALL)
     if match is None or int(match.group(2)) <= int(match.group(1)):
@@ -420,6 +420,10 @@ def _other_interval(text: str, book_start: datetime) -> str:
     )
 
 
+# an empty line or one of spaces, ended by LF, CRLF or a lone CR
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t]*\r?\n|(?:^|\r)[ \t]*\r(?!\n)")
+
+
 def record_lines(path: Path) -> np.ndarray | None:
     """The file line each data record starts on (header = line 1), or None when that is simply
     record + 2 (no blank lines and no quoted values that could hold a line break)."""
@@ -427,10 +431,7 @@ def record_lines(path: Path) -> np.ndarray | None:
         data = path.read_bytes()
     except OSError:
         return None
-    blank = data.startswith((b"\n", b"\r")) or any(
-        mark in data for mark in (b"\n\n", b"\n\r\n", b"\r\r")
-    )
-    if not blank and b'"' not in data:
+    if not _BLANK_LINE.search(data) and b'"' not in data:
         return None
     import csv
     import io
@@ -441,8 +442,8 @@ def record_lines(path: Path) -> np.ndarray | None:
     header = False
     for record in reader:
         start, end = end + 1, reader.line_num
-        if not record:
-            continue  # blank lines are skipped by both readers
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue  # blank lines (or only spaces) are skipped by the readers
         if header:
             starts.append(start)
         header = True

@@ -125,3 +125,20 @@ def test_files_that_cannot_be_read_stop_with_one_message(tmp_path, content, mess
 def test_an_order_without_a_peer_is_rejected():
     order = dataclasses.replace(bid("b0", 1.0, 5.0), peer="")
     assert validate_orders([order])[1] == [(order, "peer '' must be a non-empty string")]
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (f"{HEADER}\nb0,A,buy,1,6\n   \n\nb1,B,buy,x,6\n", 5),  # a line of spaces, a blank one
+        (f"{HEADER}\rb0,A,buy,1,6\r\rb1,B,buy,x,6\r", 4),  # old Mac line ends, a blank line
+        (f"{HEADER}\r\nb0,A,buy,1,6\r\n\r\nb1,B,buy,x,6\r\n", 4),  # CRLF, a blank line
+        (f"\ufeff{HEADER}\nb0,A,buy,1,6\nb1,B,buy,x,6\n", 3),  # a UTF-8 byte-order mark
+    ],
+)
+def test_the_line_of_a_bad_row_counts_every_line_of_the_file(tmp_path, content, line):
+    result, _ = _clear(tmp_path, content.encode())
+    assert result.exit_code == 0, result.output
+    assert f"rejected line {line} (order_id 'b1'): quantity_kwh 'x' is not a number" in (
+        result.stderr
+    )
