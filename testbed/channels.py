@@ -163,7 +163,10 @@ class Channel(Generic[ReadingT, SetpointT]):
             await asyncio.wait_for(self.driver.safe_state(), timeout=self.io_timeout_s * 2)
             action = "safe_state"
         except Exception as error:
-            action = f"safe_state_unconfirmed ({_describe(error)}; the device watchdog reverts it)"
+            action = (
+                f"safe_state_unconfirmed ({_describe(error)}; the device's own fallback takes "
+                "over: its watchdog, where it has one)"
+            )
         self.events.append(ChannelEvent(self.device, "safe_state", reason, action))
 
     async def command(self, operation: Callable[[], Awaitable[object]], what: str) -> bool:
