@@ -499,6 +499,7 @@ class OperatorService:
     async def _close(self, interval: datetime) -> None:
         gate_closed_wall = time.time()
         book = self._intervals.pop(interval, _Interval())
+        _apply_standing(book)
         unbooked = self._pending_unbooked()
         ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
         accepted = [
@@ -718,6 +719,21 @@ class OperatorService:
             ).payload(),
             retain=True,
         )
+
+
+def _apply_standing(book: _Interval) -> None:
+    """Orders accepted before the gate request brought the ledger's standing (a peer refused, a
+    peer in debt buying) are rejected at the gate with its reason, as the ledger would."""
+    for peer, booked in book.accepted.items():
+        kept = []
+        for seq, signed in booked:
+            reason = _standing_problem(book, signed)
+            if reason is None:
+                kept.append((seq, signed))
+            else:
+                book.rejected.append((signed.as_order(), reason))
+                book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
+        book.accepted[peer] = kept
 
 
 def _standing_problem(book: _Interval, signed: SignedOrder) -> str | None:

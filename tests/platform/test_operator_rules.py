@@ -268,3 +268,44 @@ async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gat
         await task
     assert {o.order_id for o in report.orders} == {o.order_id for o in orders.values()}
     assert report.submitted == ["A", "B"]
+
+
+async def test_orders_sent_before_the_gate_request_meet_the_ledgers_standing_at_the_gate(
+    platform: Platform, operator: OperatorService
+) -> None:
+    """C (refused by the run's ledger) and B (in debt: it may only sell) place orders before the
+    controller's gate request says so: at the gate they are rejected with the ledger's reasons,
+    never cleared (the ledger would refuse them, which stops the run)."""
+    from testbed.market.book import Side
+
+    early = {
+        "C": platform.signed("C", 1),
+        "B": platform.signed("B", 1, side=Side.BUY),
+        "A": platform.signed("A", 1),
+    }
+    async with platform.client("controller") as controller:
+        await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+        for peer, order in early.items():
+            async with platform.client(peer) as client:
+                await client.subscribe(topics.acks(peer), qos=1)
+                submission = platform.submission(peer, order, message_id=f"{peer}-early")
+                await client.publish(topics.orders(peer), submission.payload(), qos=1)
+                ack = parse(Ack, (await next_message(client.messages)).payload)
+                assert ack.statuses[0].status == "accepted"
+        request = GateRequest(
+            interval_start=INTERVAL,
+            gate_closes_at=INTERVAL - timedelta(seconds=60),
+            refused_peers={"C": "peer 'C' is refused, not approved"},
+            sell_only_peers={"B": "peer 'B' owes the operator 1.00 INR"},
+        )
+        await controller.publish(topics.GATE_REQUESTS, request.payload(), qos=1)
+        report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+    assert [o.order_id for o in report.orders] == [early["A"].order_id]
+    reasons = {r.order.order_id: r.reason for r in report.rejected}
+    assert reasons == {
+        early["C"].order_id: "peer 'C' is refused, not approved",
+        early["B"].order_id: "peer 'B' owes the operator 1.00 INR",
+    }
+    signed = {c.order.order_id: c.reason for c in report.signed}
+    assert signed[early["A"].order_id] is None
+    assert signed[early["C"].order_id] == reasons[early["C"].order_id]
