@@ -183,6 +183,18 @@ class OperatorService:
                 continue
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+        outside = {
+            SignedCandidate.model_validate_json(item).order
+            for item in self.journal.unbooked_orders()
+        }
+        for interval_text, reason, signed_json in self.journal.rejected_orders():
+            interval = _utc(datetime.fromisoformat(interval_text))
+            signed = SignedOrder.model_validate_json(signed_json)
+            if self._is_closed(interval) or signed in outside:
+                continue  # reported with its clearing, or carried outside any book
+            book = self._intervals.setdefault(interval, _Interval())
+            book.rejected.append((signed.as_order(), reason or "rejected"))
+            book.rejected_signed.append(SignedCandidate(order=signed, reason=reason or "rejected"))
         for interval_text, peer in self.journal.completions():
             interval = _utc(datetime.fromisoformat(interval_text))
             if interval not in self._closed:  # the peers the gate need not wait for again
