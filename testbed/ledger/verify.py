@@ -21,7 +21,7 @@ from testbed.ledger.errors import LedgerRuleError
 from testbed.ledger.keys import signature_valid
 from testbed.ledger.money import from_paisa
 from testbed.ledger.state import LedgerState
-from testbed.ledger.store import LEDGER_TABLES, has_ledger, has_table, read_entries
+from testbed.ledger.store import COLUMNS, LEDGER_TABLES, has_ledger, has_table, read_entries
 
 DB_FILE = "run.sqlite"
 
@@ -138,6 +138,9 @@ def _replay(
         return Problem(None, "the ledger is empty")
     previous = GENESIS_PREV_HASH
     for position, entry in enumerate(entries):
+        wrong = _wrong_type(entry)
+        if wrong is not None:  # a table rebuilt without its column types
+            return Problem(position, wrong)
         if entry.seq != position:
             if entry.seq > position:
                 return Problem(
@@ -176,6 +179,17 @@ def _replay(
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             return Problem(entry.seq, f"{entry.kind}: malformed payload ({error!r})")
         previous = entry.hash
+    return None
+
+
+def _wrong_type(entry: Entry) -> str | None:
+    """What is wrong with the types of an entry's columns (seq a whole number, the rest text)."""
+    for name in COLUMNS:
+        value = getattr(entry, name)
+        wanted = int if name == "seq" else str
+        if type(value) is not wanted:
+            shown = f"{type(value).__name__} ({str(value)[:20]!r})"
+            return f"its {name} is a {shown}, not {wanted.__name__}"
     return None
 
 

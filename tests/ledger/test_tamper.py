@@ -271,10 +271,17 @@ def _overwritten(db: Path) -> None:
 def _by_sql(statement: str) -> Callable[[Path], None]:
     def edit(db: Path) -> None:
         with closing(sqlite3.connect(db)) as conn:
-            conn.execute(statement)
+            conn.executescript(statement)
             conn.commit()
 
     return edit
+
+
+UNTYPED = (  # the ledger table rebuilt without its column types, then one value changed
+    "CREATE TABLE loose (seq, time, kind, subject, payload, prev_hash, hash, signature); "
+    "INSERT INTO loose SELECT * FROM ledger; DROP TABLE ledger; "
+    "ALTER TABLE loose RENAME TO ledger; "
+)
 
 
 @pytest.mark.parametrize(
@@ -284,10 +291,28 @@ def _by_sql(statement: str) -> Callable[[Path], None]:
         (_by_sql("DROP TABLE wallets"), "lacks its table 'wallets'"),
         (_by_sql("UPDATE wallets SET kind = 'operator' WHERE wallet = 'B'"), "wallet 'B'"),
         (_by_sql("UPDATE wallets SET debt_paisa = 5 WHERE wallet = 'A'"), "wallet 'A'"),
+        (_by_sql(UNTYPED.replace("(seq,", "(seq TEXT,")), "entry 0: its seq is a str"),
+        (_by_sql(UNTYPED + "UPDATE ledger SET seq = 5.0 WHERE seq = 5"), "its seq is a float"),
+        (
+            _by_sql(UNTYPED + "UPDATE ledger SET payload = CAST(payload AS BLOB) WHERE seq = 5"),
+            "entry 5: its payload is a bytes",
+        ),
+        (_by_sql(UNTYPED + "UPDATE ledger SET hash = NULL WHERE seq = 7"), "entry 7: its hash is"),
         (_truncated, "is not a readable ledger"),
         (_overwritten, "is not a readable ledger"),
     ],
-    ids=["head-table-dropped", "wallets-dropped", "wallet-kind", "wallet-debt", "cut", "garbage"],
+    ids=[
+        "head-table-dropped",
+        "wallets-dropped",
+        "wallet-kind",
+        "wallet-debt",
+        "seq-text",
+        "seq-real",
+        "payload-blob",
+        "hash-null",
+        "cut",
+        "garbage",
+    ],
 )
 def test_a_broken_run_store_is_named_by_verify_with_exit_1_never_a_traceback(
     base: Path, tmp_path: Path, edit: Callable[[Path], None], named: str
@@ -299,7 +324,7 @@ def test_a_broken_run_store_is_named_by_verify_with_exit_1_never_a_traceback(
     shutil.copytree(base / "run", tmp_path / "run")
     edit(tmp_path / "run" / "run.sqlite")
     report = verify_run(tmp_path / "run")
-    assert report.problem is not None and named in report.problem.what, report.describe()
+    assert report.problem is not None and named in str(report.problem), report.describe()
     result = CliRunner().invoke(app, ["ledger", "verify", str(tmp_path / "run")])
     assert result.exit_code == 1, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -213,3 +213,36 @@ def test_nash_prices_every_order_within_its_limit_when_a_peer_buys_and_sells():
     assert gains["P0"] == pytest.approx(gains["P2"])  # equal powers, equal shares
     paid, received = money(result)
     assert paid == pytest.approx(received, abs=1e-9)
+
+
+def test_the_curve_search_finds_the_leaders_optimum_of_every_price_pair():
+    from testbed.market.optimisation.stackelberg import curve_optimum, leader_optimum
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):  # ties, negative prices and distinct prices
+        nb, na = rng.integers(1, 10, 2)
+        bid_price = rng.integers(-8, 40, nb) / 4
+        ask_price = rng.integers(-8, 40, na) / 4
+        bid_kwh, ask_kwh = rng.integers(1, 50, nb) / 10, rng.integers(1, 50, na) / 10
+        pairs = leader_optimum(bid_price, bid_kwh, ask_price, ask_kwh)
+        curve = curve_optimum(bid_price, bid_kwh, ask_price, ask_kwh)
+        assert (pairs is None) == (curve is None)
+        if pairs is not None and curve is not None:
+            assert curve == pytest.approx(pairs, rel=1e-9, abs=1e-12)
+
+
+def test_stackelberg_clears_a_book_of_more_price_pairs_than_it_enumerates(monkeypatch):
+    from testbed.market.optimisation import stackelberg
+
+    rng = np.random.default_rng(5)
+    kwh = rng.integers(1, 30, 80) / 10
+    bid_limit, ask_limit = rng.uniform(3, 9, 40), rng.uniform(2, 8, 40)
+    orders = [bid(f"b{i}", kwh[i], bid_limit[i], peer=f"B{i}") for i in range(40)]
+    orders += [ask(f"a{i}", kwh[40 + i], ask_limit[i], peer=f"S{i}") for i in range(40)]
+    enumerated = get_mechanism("stackelberg").clear(orders)
+    monkeypatch.setattr(stackelberg, "MAX_PRICE_PAIRS", 100)  # 40 x 40 limits: the curve search
+    searched = get_mechanism("stackelberg").clear(orders)
+    assert "fallback" not in searched.report
+    assert searched.report["leader_margin"] == pytest.approx(enumerated.report["leader_margin"])
+    assert searched.volume_kwh == pytest.approx(enumerated.volume_kwh)
+    assert [t.price for t in searched.trades] == pytest.approx([t.price for t in enumerated.trades])

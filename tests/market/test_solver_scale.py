@@ -168,3 +168,24 @@ def test_a_large_welfare_problem_compiled_without_parameters_clears_the_same(mon
     assert fresh.report["welfare"] == pytest.approx(parametrised.report["welfare"], rel=1e-12)
     assert fresh.report["welfare"] == pytest.approx(fresh.report["max_welfare"], rel=1e-9)
     assert fresh.volume_kwh == pytest.approx(parametrised.volume_kwh)
+
+
+def test_admm_reaches_welfare_when_large_tied_trades_sit_beside_tiny_gainful_ones():
+    # P2 sells 48.7 kWh at 8.25 to its own bids at 8.25 (no gain); the gains are in trades of
+    # about 1 Wh, which ADMM must resolve as well as the centralised optimum does
+    book = [
+        bid("o0", 0.00019553181541074615, 9.5, time=0, peer="P2"),
+        ask("o1", 0.000864812275743201, 1.75, time=0, peer="P2"),
+        bid("o2", 1.7441134765845464e-05, 4.0, time=1, peer="P2"),
+        bid("o3", 248.25512738263944, 3.5, time=0, peer="P2"),
+        bid("o4", 0.019976339478567216, 3.0, time=2, peer="P0"),
+        bid("o5", 78.25059659127913, 8.25, time=1, peer="P2"),
+        ask("o6", 48.671906953621054, 8.25, time=2, peer="P2"),
+        bid("o7", 0.0198481925457133, 7.25, time=1, peer="P0"),
+        ask("o8", 0.009673001950120422, 9.75, time=2, peer="P2"),
+        bid("o9", 0.11025194510540261, 1.0, time=2, peer="P1"),
+        bid("o10", 295.56294300279416, 8.25, time=0, peer="P2"),
+    ]
+    optimum = get_mechanism("welfare").clear(book).report["welfare"]
+    assert optimum == pytest.approx(0.005865694561594238, rel=1e-9)
+    assert get_mechanism("admm").clear(book).report["welfare"] == pytest.approx(optimum, rel=1e-4)

@@ -15,7 +15,7 @@ u (price = -rho u), the iteration is
 
 and stops when the primal residual |x - z| (14) and the dual residual rho |z - z_prev| (15) are
 below eps_abs * sqrt(N) + eps_rel * (the scale of x, z, resp. rho u) (Boyd et al. 2011, 3.3).
-Quantities are counted in units of the book's largest order (or of the pool's efficient volume
+Quantities are counted in units of the book's largest order (or of the pool's gainful volume
 when smaller), so rho (currency per unit^2) and the tolerances mean the same for a book of Wh as
 of MWh; the reported primal residual is in kWh.
 rho is updated by residual balancing (Boyd et al. 3.4.1) every 10 iterations: when the primal
@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 
 from testbed.market.columns import OrderColumns
-from testbed.market.matching import cross, side_books
 from testbed.market.optimisation.base import (
     NoTrade,
     OptimisationMechanism,
@@ -48,7 +47,7 @@ from testbed.market.optimisation.base import (
     pool_table,
     positive,
 )
-from testbed.market.optimisation.community import Community, clean_fills
+from testbed.market.optimisation.community import Community, clean_fills, gainful_volume_kwh
 from testbed.network.settings import LinearNetwork, NetworkSettings
 
 
@@ -290,9 +289,9 @@ def run_admm(
     unit_kwh = max(
         float(community.bid_qty.max(initial=0.0)), float(community.ask_qty.max(initial=0.0))
     )
-    # ... or of the pool's efficient volume when that is smaller: an order far larger than what
-    # can trade would otherwise make the tolerances too coarse for the trades that happen
-    volume = cross(*side_books(community.book)).volume_kwh
+    # ... or of the pool's gainful volume when that is smaller: an order far larger than what
+    # can trade (or trades at a tie) would otherwise make the tolerances too coarse
+    volume = gainful_volume_kwh(community.book)
     if 0 < volume < unit_kwh:
         unit_kwh = volume
     unit_kwh = unit_kwh if unit_kwh > 0 else 1.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from testbed.market.columns import OrderColumns
-from testbed.market.matching import pair_fills, side_books
+from testbed.market.matching import cross, pair_fills, side_books
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,6 +94,15 @@ class Community:
         bids, asks = side_books(self.book)
         segments = pair_fills(row_fill[bids.rows], row_fill[asks.rows])
         return bids.rows[segments.bid], asks.rows[segments.ask], segments.quantity_kwh
+
+
+def gainful_volume_kwh(book: OrderColumns) -> float:
+    """The pool's efficient volume counting only trades that gain (bid above ask): the scale of
+    what matters to welfare, whatever the size of orders that cannot trade or trade at a tie."""
+    crossing = cross(*side_books(book))
+    seg = crossing.segments
+    gain = crossing.bids.price[seg.bid] > crossing.asks.price[seg.ask]
+    return float(np.sum(seg.quantity_kwh[gain]))
 
 
 def clean_fills(fill: np.ndarray, qty: np.ndarray, tolerance: float = 1e-9) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from testbed.market.columns import OrderColumns
-from testbed.market.matching import pair_fills, side_books
+from testbed.market.matching import merge_cumulative, pair_fills, side_books
 from testbed.market.optimisation.base import (
     NoTrade,
     OptimisationMechanism,
@@ -79,6 +79,8 @@ def leader_optimum(
     demand = _Side(bid_price, bid_kwh, buyers=True)
     supply = _Side(ask_price, ask_kwh, buyers=False)
     pb_levels, ps_levels = demand.levels, supply.levels
+    if len(pb_levels) * len(ps_levels) > MAX_PRICE_PAIRS and max_spread is None:
+        return curve_optimum(bid_price, bid_kwh, ask_price, ask_kwh)
     if len(pb_levels) * len(ps_levels) > MAX_PRICE_PAIRS:
         raise NoTrade(
             f"stackelberg: {len(pb_levels)} bid limits x {len(ps_levels)} ask limits is more "
@@ -102,6 +104,33 @@ def leader_optimum(
     # among the best margins, the largest volume, then the smallest spread
     ties = np.flatnonzero(margin >= best - 1e-12 * max(1.0, abs(best)))
     k = max(ties.tolist(), key=lambda t: (volume[t], -spread[t]))
+    return float(pb[k]), float(ps[k]), float(volume[k]), float(margin[k])
+
+
+def curve_optimum(
+    bid_price: np.ndarray, bid_kwh: np.ndarray, ask_price: np.ndarray, ask_kwh: np.ndarray
+) -> tuple[float, float, float, float] | None:
+    """`leader_optimum` without a spread cap, in O(n log n) for books of many distinct limits.
+
+    A feasible pair (p_b, p_s) trading V has p_b at most the demand curve's price at V and p_s
+    at least the supply curve's, and those two prices are themselves a feasible pair trading V;
+    between two breakpoints of the curves both prices are fixed and V grows. So the best margin
+    is (D(V) - S(V)) * V at a breakpoint V of the merged curves (ties: the largest volume).
+    """
+    bids_first = np.argsort(-bid_price, kind="stable")
+    asks_first = np.argsort(ask_price, kind="stable")
+    segments = merge_cumulative(np.cumsum(bid_kwh[bids_first]), np.cumsum(ask_kwh[asks_first]))
+    if len(segments) == 0:
+        return None
+    pb = bid_price[bids_first][segments.bid]
+    ps = ask_price[asks_first][segments.ask]
+    volume = np.cumsum(segments.quantity_kwh)
+    margin = np.where(pb >= ps, (pb - ps) * volume, -np.inf)
+    best = margin.max()
+    if not np.isfinite(best):
+        return None
+    ties = np.flatnonzero(margin >= best - 1e-12 * max(1.0, abs(best)))
+    k = int(ties[-1])  # the largest volume among the best margins
     return float(pb[k]), float(ps[k]), float(volume[k]), float(margin[k])
 
 

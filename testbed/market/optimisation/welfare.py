@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from testbed.market.columns import OrderColumns
-from testbed.market.matching import cross, side_books
 from testbed.market.optimisation.base import (
     NoTrade,
     OptimisationMechanism,
@@ -30,7 +29,12 @@ from testbed.market.optimisation.base import (
     pool_table,
     positive,
 )
-from testbed.market.optimisation.community import Community, bilateral_pairs, clean_fills
+from testbed.market.optimisation.community import (
+    Community,
+    bilateral_pairs,
+    clean_fills,
+    gainful_volume_kwh,
+)
 from testbed.market.result import TradeTable
 from testbed.network.settings import LinearNetwork, NetworkSettings
 
@@ -196,9 +200,9 @@ def solve_welfare(
     # is exact): a book of 1e-9 kWh orders or of 1e300 kWh orders is the same problem to the
     # solver, whose tolerances are absolute. Prices and duals keep their units.
     largest = max(float(c.bid_qty.max(initial=0.0)), float(c.ask_qty.max(initial=0.0)))
-    # (or of the pool's efficient volume when that is smaller, so that an order far larger than
-    # what can trade does not make the solver's tolerance coarse for the trades that happen)
-    volume = cross(*side_books(c.book)).volume_kwh
+    # (or of the pool's gainful volume when that is smaller, so that an order far larger than
+    # what can trade does not make the solver's tolerance coarse for the trades that matter)
+    volume = gainful_volume_kwh(c.book)
     unit = _power_of_two(volume if 0 < volume < largest else largest)
     key = (
         c.size,
