@@ -501,19 +501,17 @@ class Engine:
 
     async def _read_past_the_end(self, boundary: int) -> int:
         """A meter's reading at the last boundary that repeats the one before may be frozen: a
-        freeze that began a step or two before the end is told only by later readings. Such
-        repeated readings are set aside and the meter is read on, the clock advancing, until
-        its reading moves (the boundary is then filled from the registers around it, as in a
-        gap) or it is found frozen (the interval stays unsettled). Returns the last step read."""
+        freeze that began a step or two before the end is told only by later readings. For a
+        meter whose readings never repeated before in the run (full resolution: see
+        `testbed.frozen`; a coarse meter repeats when live and is left as it is), the repeated
+        readings are set aside and the meter is read on, the clock advancing, until its reading
+        moves (the boundary is then filled from the registers around it, as in a gap); one that
+        does not move within `SETTLE_AFTER_STEPS` is frozen (the interval stays unsettled).
+        Returns the last step read."""
         suspects = {
             name: peer
             for name, peer in self.peers.items()
-            if self._unsettled
-            and peer.meter.watch.sensor
-            and peer.meter.snapshot_step == boundary
-            and not peer.meter.lost
-            and not peer.meter.frozen
-            and peer.meter.watch.changed_step < boundary
+            if self._unsettled and _repeats_for_the_first_time(peer.meter, boundary)
         }
         for name, peer in suspects.items():
             self._registers[name].drop_after(peer.meter.watch.changed_step)
@@ -532,8 +530,8 @@ class Engine:
                     continue
                 meter.watch_freeze(step, None, self.dt_s)
                 self._log_registers(name, peer, step)
-                if meter.frozen or meter.watch.changed_step == step:
-                    del suspects[name]
+                if not meter.frozen and meter.watch.changed_step == step:
+                    del suspects[name]  # it moves: the boundary is filled from this reading
         return step
 
     async def _dispatch(self, step: int, interval: int) -> None:
@@ -569,3 +567,18 @@ class Engine:
                     )
             for device, kind, reason, action in peer.take_events():
                 self._interlock(peer.peer, device, kind, reason, action)
+
+
+def _repeats_for_the_first_time(meter: AnyChannel, step: int) -> bool:
+    """The meter's reading at `step` repeats the one before, and no reading of this meter
+    repeated before (a meter of full resolution, which never repeats while live)."""
+    watch = meter.watch
+    return (
+        watch.sensor
+        and meter.snapshot_step == step
+        and not meter.lost
+        and not meter.frozen
+        and watch.changed_step < step
+        and watch.first_repeat_step is not None
+        and watch.first_repeat_step > watch.changed_step
+    )

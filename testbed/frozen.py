@@ -91,6 +91,7 @@ class FreezeWatch:
     increments: deque[float] = field(default_factory=lambda: deque(maxlen=_INCREMENTS_KEPT))
     frozen: str = ""  # why the reading is frozen; "" while it is not
     sensor: bool = False  # a meter or the load: its readings never repeat when live
+    first_repeat_step: int | None = None  # the first reading that repeated the one before
     follows_setpoint: bool = False  # a flexible device: its power is its neighbour when live
 
     def observe(
@@ -107,8 +108,11 @@ class FreezeWatch:
             self.moved_step = None
             self.moved_kw = 0.0
             self.frozen = ""
-        elif self.neighbour_at_change is None:
-            self.neighbour_at_change = neighbour_kw
+        else:
+            if self.first_repeat_step is None:
+                self.first_repeat_step = step
+            if self.neighbour_at_change is None:
+                self.neighbour_at_change = neighbour_kw
         self._register(step, snapshot, dt_s)
         if self.frozen:
             return None

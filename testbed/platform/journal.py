@@ -127,6 +127,20 @@ class Journal:
                     "INSERT INTO unbooked (kind, item) VALUES ('message', ?)", (unbooked,)
                 )
 
+    def unbooked_orders(self) -> list[str]:
+        """The `SignedCandidate` JSON of every order rejected outside a book, in order."""
+        return [
+            r[0]
+            for r in self._db.execute("SELECT item FROM unbooked WHERE kind = 'order' ORDER BY seq")
+        ]
+
+    def rejected_orders(self) -> list[tuple[str, str | None, str]]:
+        """(interval, reason, signed order JSON) of every rejected order, in arrival order."""
+        return self._db.execute(
+            "SELECT interval_start, reason, signed_order FROM orders "
+            "WHERE status = 'rejected' ORDER BY seq"
+        ).fetchall()
+
     def pending_unbooked(self) -> list[tuple[int, str, str]]:
         """(seq, kind, JSON) of the unbooked rejections no report has carried yet, in order."""
         return self._db.execute(

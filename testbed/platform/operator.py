@@ -183,6 +183,18 @@ class OperatorService:
                 continue
             book = self._intervals.setdefault(interval, _Interval())
             book.accepted[peer].append((seq, SignedOrder.model_validate_json(signed_json)))
+        outside = {
+            SignedCandidate.model_validate_json(item).order
+            for item in self.journal.unbooked_orders()
+        }
+        for interval_text, reason, signed_json in self.journal.rejected_orders():
+            interval = _utc(datetime.fromisoformat(interval_text))
+            signed = SignedOrder.model_validate_json(signed_json)
+            if self._is_closed(interval) or signed in outside:
+                continue  # reported with its clearing, or carried outside any book
+            book = self._intervals.setdefault(interval, _Interval())
+            book.rejected.append((signed.as_order(), reason or "rejected"))
+            book.rejected_signed.append(SignedCandidate(order=signed, reason=reason or "rejected"))
         for interval_text, peer in self.journal.completions():
             interval = _utc(datetime.fromisoformat(interval_text))
             if interval not in self._closed:  # the peers the gate need not wait for again
@@ -499,6 +511,7 @@ class OperatorService:
     async def _close(self, interval: datetime) -> None:
         gate_closed_wall = time.time()
         book = self._intervals.pop(interval, _Interval())
+        _apply_standing(book)
         unbooked = self._pending_unbooked()
         ranked = sorted(book.accepted.items(), key=lambda item: self._peer_rank.get(item[0], 1e9))
         accepted = [
@@ -718,6 +731,21 @@ class OperatorService:
             ).payload(),
             retain=True,
         )
+
+
+def _apply_standing(book: _Interval) -> None:
+    """Orders accepted before the gate request brought the ledger's standing (a peer refused, a
+    peer in debt buying) are rejected at the gate with its reason, as the ledger would."""
+    for peer, booked in book.accepted.items():
+        kept = []
+        for seq, signed in booked:
+            reason = _standing_problem(book, signed)
+            if reason is None:
+                kept.append((seq, signed))
+            else:
+                book.rejected.append((signed.as_order(), reason))
+                book.rejected_signed.append(SignedCandidate(order=signed, reason=reason))
+        book.accepted[peer] = kept
 
 
 def _standing_problem(book: _Interval, signed: SignedOrder) -> str | None:

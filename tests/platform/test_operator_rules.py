@@ -268,3 +268,97 @@ async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gat
         await task
     assert {o.order_id for o in report.orders} == {o.order_id for o in orders.values()}
     assert report.submitted == ["A", "B"]
+
+
+async def test_orders_sent_before_the_gate_request_meet_the_ledgers_standing_at_the_gate(
+    platform: Platform, operator: OperatorService
+) -> None:
+    """C (refused by the run's ledger) and B (in debt: it may only sell) place orders before the
+    controller's gate request says so: at the gate they are rejected with the ledger's reasons,
+    never cleared (the ledger would refuse them, which stops the run)."""
+    from testbed.market.book import Side
+
+    early = {
+        "C": platform.signed("C", 1),
+        "B": platform.signed("B", 1, side=Side.BUY),
+        "A": platform.signed("A", 1),
+    }
+    async with platform.client("controller") as controller:
+        await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+        for peer, order in early.items():
+            async with platform.client(peer) as client:
+                await client.subscribe(topics.acks(peer), qos=1)
+                submission = platform.submission(peer, order, message_id=f"{peer}-early")
+                await client.publish(topics.orders(peer), submission.payload(), qos=1)
+                ack = parse(Ack, (await next_message(client.messages)).payload)
+                assert ack.statuses[0].status == "accepted"
+        request = GateRequest(
+            interval_start=INTERVAL,
+            gate_closes_at=INTERVAL - timedelta(seconds=60),
+            refused_peers={"C": "peer 'C' is refused, not approved"},
+            sell_only_peers={"B": "peer 'B' owes the operator 1.00 INR"},
+        )
+        await controller.publish(topics.GATE_REQUESTS, request.payload(), qos=1)
+        report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+    assert [o.order_id for o in report.orders] == [early["A"].order_id]
+    reasons = {r.order.order_id: r.reason for r in report.rejected}
+    assert reasons == {
+        early["C"].order_id: "peer 'C' is refused, not approved",
+        early["B"].order_id: "peer 'B' owes the operator 1.00 INR",
+    }
+    signed = {c.order.order_id: c.reason for c in report.signed}
+    assert signed[early["A"].order_id] is None
+    assert signed[early["C"].order_id] == reasons[early["C"].order_id]
+
+
+async def test_orders_rejected_in_the_open_book_survive_an_operator_restart(
+    platform: Platform,
+) -> None:
+    """A forged order and a foreign one, rejected into the open interval's book, then the
+    operator restarts before the gate: the clearing report still carries them (with their
+    reasons) for the run's ledger, once each."""
+    import asyncio
+
+    def service() -> OperatorService:
+        return OperatorService(
+            platform.config,
+            platform.folder.registry(list(platform.config.peers)),
+            platform.broker.address,
+            platform.folder.password("operator"),
+            platform.folder.journal_path,
+            gate_wait_s=0.2,
+        )
+
+    good = platform.signed("A", 1)
+    forged = platform.signed("A", 2, signer="B")
+    foreign = platform.signed("B", 1)
+    late_for_next = platform.signed("A", 3)  # an order of another interval: outside the book
+    late_for_next = late_for_next.model_copy(
+        update={"interval_start": INTERVAL + timedelta(minutes=15)}
+    )
+    first = service()
+    task = asyncio.create_task(first.run())
+    await first.link.wait_connected(30)
+    async with platform.client("A") as client:
+        await client.subscribe(topics.acks("A"), qos=1)
+        submission = platform.submission("A", good, forged, foreign, late_for_next)
+        await client.publish(topics.orders("A"), submission.payload(), qos=1)
+        await next_message(client.messages)
+    first.stop()
+    await task
+
+    second = service()
+    task = asyncio.create_task(second.run())
+    await second.link.wait_connected(30)
+    try:
+        async with platform.client("controller") as controller:
+            await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
+            await controller.publish(topics.GATE_REQUESTS, gate_request(), qos=1)
+            report = parse(ClearingReport, (await next_message(controller.messages)).payload)
+    finally:
+        second.stop()
+        await task
+    assert [o.order_id for o in report.orders] == [good.order_id]
+    signed = [(c.order.order_id, c.reason is None) for c in report.signed]
+    assert signed == [(good.order_id, True), (forged.order_id, False), (foreign.order_id, False)]
+    assert [c.order.order_id for c in report.unbooked] == [late_for_next.order_id]
