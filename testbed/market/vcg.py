@@ -66,6 +66,15 @@ class VCGAuction(CallAuction):
         with np.errstate(invalid="ignore", divide="ignore"):
             bid_unit = np.where(bid_fill > 0, payment / bid_fill, np.nan)
             ask_unit = np.where(ask_fill > 0, receipt / ask_fill, np.nan)
+        # Clarke pivot payments are individually rational; the areas are float differences of
+        # sums over large orders, which for a tiny fill can cross its limit by rounding
+        above = bid_unit > crossing.bids.price
+        below = ask_unit < crossing.asks.price
+        if above.any() or below.any():
+            bid_unit = np.where(above, crossing.bids.price, bid_unit)
+            ask_unit = np.where(below, crossing.asks.price, ask_unit)
+            payment = np.where(above, bid_unit * bid_fill, payment)
+            receipt = np.where(below, ask_unit * ask_fill, receipt)
         seg = crossing.segments
         table = segment_table(crossing, seg, bid_unit[seg.bid], ask_unit[seg.ask])
         paid, received = float(payment.sum()), float(receipt.sum())

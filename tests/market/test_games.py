@@ -246,3 +246,17 @@ def test_stackelberg_clears_a_book_of_more_price_pairs_than_it_enumerates(monkey
     assert searched.report["leader_margin"] == pytest.approx(enumerated.report["leader_margin"])
     assert searched.volume_kwh == pytest.approx(enumerated.volume_kwh)
     assert [t.price for t in searched.trades] == pytest.approx([t.price for t in enumerated.trades])
+
+
+def test_stackelberg_gives_no_sliver_to_a_bid_below_the_buy_price():
+    # 1e-6 kWh above the large bid: cumsum - quantity rounded and handed the large bid 1e-16 kWh
+    orders = [
+        bid("small", 7.580733568298896e-07, 0.6065562390194774, peer="A"),
+        bid("large", 1.0, -1.0, peer="B"),
+        ask("a1", 2e-09, -5.16, peer="C"),
+        ask("a2", 12418.022517084875, 0.0, peer="D"),
+    ]
+    result = get_mechanism("stackelberg").clear(orders)
+    assert result.report["buy_price"] == pytest.approx(0.6065562390194774)
+    assert {t.buy_order_id for t in result.trades} == {"small"}
+    assert result.volume_kwh == 7.580733568298896e-07

@@ -203,3 +203,22 @@ def test_cashflows_give_each_side_its_own_price():
     paid = sum(f.paid for f in flows.values())
     received = sum(f.received for f in flows.values())
     assert paid - received == pytest.approx(result.report["operator_surplus"])
+
+
+def test_vcg_pays_a_tiny_ask_beside_a_large_one_no_less_than_its_limit():
+    # 2e-9 kWh trade at a tie (2.0 = 2.0) next to a 3 kWh ask: the Clarke-pivot areas are float
+    # differences of sums over 3 kWh, which put the seller 2.2e-7 per kWh below its limit
+    orders = [
+        ask("o0", 2e-09, -2.0, time=2.0, peer="P2"),
+        bid("o1", 1e-09, 1.0882014505109154, time=0.0, peer="P1"),
+        bid("o2", 2e-09, 5.7238644285855855, time=2.0, peer="P0"),
+        bid("o3", 5.280824565089874e-06, -8.902638079200273, time=1.0, peer="P2"),
+        bid("o4", 2e-09, 2.0, time=1.0, peer="P4"),
+        ask("o5", 3.0, 2.0, time=1.0, peer="P2"),
+    ]
+    limit = {o.order_id: o.price for o in orders}
+    result = get_mechanism("vcg").clear(orders)
+    assert result.trades
+    for trade, seller_price in zip(result.trades, result.seller_prices, strict=True):
+        assert trade.price <= limit[trade.buy_order_id]
+        assert seller_price >= limit[trade.sell_order_id]

@@ -165,7 +165,9 @@ def sellers_optimum(
 
 
 def _fill(quantity_in_priority: np.ndarray, volume: float) -> np.ndarray:
-    start = np.cumsum(quantity_in_priority) - quantity_in_priority
+    # what the orders before each one hold, summed directly: cumsum - quantity would lose a small
+    # order's kWh to rounding next to a large one and hand the next order a sliver of noise
+    start = np.concatenate(([0.0], np.cumsum(quantity_in_priority)[:-1]))
     fill: np.ndarray = np.clip(volume - start, 0.0, quantity_in_priority)
     return fill
 
