@@ -20,7 +20,8 @@ cannot tell. The controller can, from two physical facts:
   house, which never stand still to the last digit: the same reading `REPEATS` steps in a row is
   stale. This is what catches a meter frozen near 0 kW while nothing behind it moves. (A device
   reporting integers with scale factors, like a SunSpec inverter at rest, may well repeat: for
-  it only the rules above apply, so an idle device is never held for being idle.)
+  it only the rules above apply, so an idle device is never held for being idle. So for a sensor
+  whose power readings have all been whole watts: a coarse meter repeats while live.)
 
 A reading that never departs from what the physics allows cannot be told from a steady one, and
 is harmless while it does not. The verdict clears as soon as any measured quantity changes.
@@ -37,6 +38,7 @@ MOVED_KW = 0.02  # a neighbour's change that must show in the reading (kW)
 RESPONSE_STEPS = 2  # steps a reading has to show it
 REPEATS = 3  # identical sensor readings in a row that make a reading stale
 REGISTER_STEPS = 3.0  # register increments the measured power must have made
+WHOLE_WATT_TOLERANCE = 1e-6  # W: a reading this close to a whole number of watts is coarse
 _INCREMENTS_KEPT = 8
 
 # Quantities a device measures (settings, limits and read-backs are not measurements).
@@ -92,6 +94,7 @@ class FreezeWatch:
     frozen: str = ""  # why the reading is frozen; "" while it is not
     sensor: bool = False  # a meter or the load: its readings never repeat when live
     first_repeat_step: int | None = None  # the first reading that repeated the one before
+    whole_watts: bool = True  # every power reading so far a whole number of watts (coarse)
     follows_setpoint: bool = False  # a flexible device: its power is its neighbour when live
 
     def observe(
@@ -101,6 +104,9 @@ class FreezeWatch:
         dt_s = 0.0 if self.last_step is None else (step - self.last_step) * step_s
         self.last_step = step
         values = measured(snapshot)
+        if self.whole_watts:
+            watts = snapshot.ac_power_kw * 1000.0
+            self.whole_watts = abs(watts - round(watts)) < WHOLE_WATT_TOLERANCE
         if values != self.values:
             self.values = values
             self.changed_step = step
@@ -127,7 +133,7 @@ class FreezeWatch:
         return None
 
     def _repeat_verdict(self, step: int) -> str:
-        if not self.sensor or step - self.changed_step < REPEATS - 1:
+        if not self.sensor or self.whole_watts or step - self.changed_step < REPEATS - 1:
             return ""
         return f"the same reading {step - self.changed_step + 1} steps in a row"
 
