@@ -101,9 +101,20 @@ def clear(
             for line, (row, reason) in zip(lines, bad_rows, strict=True)
         ]
         rejected.sort(key=lambda item: item["line"])
-        book = book.take(valid)
+    kept = np.flatnonzero(valid)
+    if len(kept) < len(book):
+        book = book.take(kept)
     result = market.clear(book)
-    rejected += [{"line": None, **item} for item in result.report["rejected"]]
+    later = result.report["rejected"]  # e.g. a peer without a bus on the feeder
+    if later:
+        row_of = {order_id: row for row, order_id in enumerate(book.order_id.tolist())}
+        rows = [row_of.get(item["order_id"]) for item in later]
+        found = source.line_of([kept[row] for row in rows if row is not None])
+        found_lines = iter(found)
+        rejected += [
+            {"line": None if row is None else next(found_lines), **item}
+            for row, item in zip(rows, later, strict=True)
+        ]
     for item in rejected:
         where = f"line {item['line']} " if item["line"] else ""
         line = f"{orders_csv}: rejected {where}(order_id {quoted(item['order_id'])}): "

@@ -142,3 +142,16 @@ def test_the_line_of_a_bad_row_counts_every_line_of_the_file(tmp_path, content, 
     assert f"rejected line {line} (order_id 'b1'): quantity_kwh 'x' is not a number" in (
         result.stderr
     )
+
+
+def test_a_peer_off_the_feeder_is_named_by_its_line(tmp_path):
+    feeder = tmp_path / "feeder.toml"
+    feeder.write_text(
+        "[feeder]\nlv_bus_voltage_v = 232.0\n"
+        '[[feeder.lines]]\nfrom_bus = "LV"\nto_bus = "A"\nlength_m = 30\n'
+        "r_ohm_per_km = 2.3\nx_ohm_per_km = 0.18\nmax_current_a = 80\n"
+    )
+    text = f"{HEADER}\nb1,A,buy,1,10\n\na1,Z,sell,1,2\n"
+    result, _ = _clear(tmp_path, text, "-m", "welfare", "-p", f"feeder={feeder}")
+    assert result.exit_code == 0, result.output
+    assert "rejected line 4 (order_id 'a1'): peer 'Z' has no bus on the feeder" in result.stderr
