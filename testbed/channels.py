@@ -162,10 +162,11 @@ class Channel(Generic[ReadingT, SetpointT]):
         try:
             await asyncio.wait_for(self.driver.safe_state(), timeout=self.io_timeout_s * 2)
             action = "safe_state"
-        except Exception as error:
-            action = (
-                f"safe_state_unconfirmed ({_describe(error)}; the device's own fallback takes "
-                "over: its watchdog, where it has one)"
+        except Exception as error:  # the action stays one word (a tag); the reason says why
+            action = "safe_state_unconfirmed"
+            reason = (
+                f"{reason}; unconfirmed: {_describe(error)}; the device's own fallback takes "
+                "over (its watchdog, where it has one)"
             )
         self.events.append(ChannelEvent(self.device, "safe_state", reason, action))
 

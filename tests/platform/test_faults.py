@@ -105,6 +105,9 @@ async def scenario(config: TestbedConfig, platform: PlatformProcesses) -> None:
             },
         )
         assert {s.peer for s in settled} == {"A", "B", "C"}
+        # each agent reconnects in its own time (slower on a loaded machine; until then its
+        # status may be its last will): once every one says it is online, all trade again
+        await market.wait_for_agents(list(config.peers), 120.0)
         after, _ = await controller.trade_and_settle()
         assert set(after.decisions) == {"A", "B", "C"}, "every agent back after the restart"
         assert platform.exited() == []
