@@ -857,6 +857,48 @@ def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
         channels[name] = device_id
     for device_id, device in devices.items():
         _check_limits(peer_id, peer, device_id, device)
+    _check_connection(peer_id, peer, meters[0], devices)
+
+
+def _check_connection(
+    peer_id: str, peer: Peer, meter_id: str, devices: dict[str, AnyDevice]
+) -> None:
+    """The PCC meter's rating covers what the peer can draw or feed through it (the meter driver
+    takes a reading far above the rating for a fault, so the controller would trip)."""
+    imports: list[tuple[str, float]] = [(f"load peak {fmt(peer.load.peak_kw)}", peer.load.peak_kw)]
+    exports: list[tuple[str, float]] = []
+    for device_id, device in devices.items():
+        charge_kw = discharge_kw = 0.0
+        if isinstance(device, HybridInverter | BatteryInverter) and peer.battery is not None:
+            charge_kw = min(
+                device.rated_power_kw, device.max_charge_kw or peer.battery.max_charge_kw
+            )
+            discharge_kw = device.max_discharge_kw or peer.battery.max_discharge_kw
+            if isinstance(device, HybridInverter) and peer.pv is not None:
+                discharge_kw += peer.pv.peak_kw
+            discharge_kw = min(device.rated_power_kw, discharge_kw)
+        elif isinstance(device, PvInverter) and peer.pv is not None:
+            discharge_kw = min(device.rated_power_kw, peer.pv.peak_kw)
+        elif isinstance(device, EvCharger) and peer.ev is not None:
+            charge_kw = device.max_charge_kw or peer.ev.max_charge_kw
+            given = device.max_discharge_kw
+            discharge_kw = peer.ev.max_discharge_kw if given is None else given
+        if charge_kw > 0:
+            imports.append((f"{device_id} {fmt(charge_kw)}", charge_kw))
+        if discharge_kw > 0:
+            exports.append((f"{device_id} {fmt(discharge_kw)}", discharge_kw))
+    meter = devices[meter_id]
+    assert isinstance(meter, PccMeter)
+    rating = meter.rated_power_kw
+    for direction, parts in (("draw", imports), ("feed", exports)):
+        total = sum(kw for _, kw in parts)
+        if total > rating + 1e-9:
+            raise _Problem(
+                f"devices.{meter_id}.rated_power_kw",
+                rating,
+                f"must be >= what peer {peer_id!r} can {direction} through it, "
+                f"{fmt(round(total, 6))} kW ({' + '.join(name for name, _ in parts)})",
+            )
 
 
 def _check_limits(peer_id: str, peer: Peer, device_id: str, device: AnyDevice) -> None:

@@ -153,6 +153,16 @@ def changed(edit: Any) -> dict[str, Any]:
             lambda d: d["feeder"]["lines"][0].update(lenght_m=5),
             "feeder.lines.0.lenght_m = 5: unknown key; allowed: from_bus, to_bus, length_m, type",
         ),
+        (  # the meter driver would take the charger's 2 kW + the load for a fault and trip
+            lambda d: d["devices"]["meter_B"].update(rated_power_kw=2.5),
+            "devices.meter_B.rated_power_kw = 2.5: must be >= what peer 'B' can draw through it, "
+            "3 kW (load peak 1 + ev_charger 2)",
+        ),
+        (
+            lambda d: d["devices"]["meter_A"].update(rated_power_kw=5.0),
+            "devices.meter_A.rated_power_kw = 5: must be >= what peer 'A' can draw through it, "
+            "5.75 kW (load peak 2 + inverter 3.75)",
+        ),
         (
             lambda d: d["peers"]["B"]["ev"].update(plug_windows=[]),
             "peers.B.ev.plug_windows = []: must not be empty",
