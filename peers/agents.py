@@ -434,6 +434,26 @@ def agent_param_names(kind: str) -> frozenset[str]:
     return frozenset(cls.Params.model_fields) if cls is not None else frozenset()
 
 
+def agent_params(kind: str, peer: str, params: Mapping[str, Any] | None = None) -> _Params:
+    """The validated parameters of an agent of `kind`; an unknown kind or a bad parameter raises
+    ValueError naming it (so a configuration can be checked before anything starts)."""
+    try:
+        cls = _REGISTRY[kind]
+    except KeyError:
+        raise ValueError(f"unknown agent kind {kind!r}; choose one of {agent_kinds()}") from None
+    options = dict(params or {})
+    if kind == "zip":
+        options.setdefault("bidding", "zip")
+    try:
+        return cls.Params(**options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"invalid params for {kind} agent of peer {peer}: {problems}") from None
+
+
 def make_agent(
     kind: str,
     peer: str,
@@ -445,22 +465,8 @@ def make_agent(
 
     Kinds: `baseline`, `optimising`, and `zip` (the optimising agent with `bidding="zip"`).
     """
-    try:
-        cls = _REGISTRY[kind]
-    except KeyError:
-        raise ValueError(f"unknown agent kind {kind!r}; choose one of {agent_kinds()}") from None
-    options = dict(params or {})
-    if kind == "zip":
-        options.setdefault("bidding", "zip")
-    try:
-        validated = cls.Params(**options)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}={err.get('input')!r}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ValueError(f"invalid params for {kind} agent of peer {peer}: {problems}") from None
-    agent = cls(peer, assets, validated, seed)
+    validated = agent_params(kind, peer, params)
+    agent = _REGISTRY[kind](peer, assets, validated, seed)
     agent.kind = kind
     return agent
 

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from peers.agents import agent_kinds, agent_params
 from peers.assets import PeerAssets, default_assets
 from testbed.ledger.config import LedgerConfig
 from testbed.messages import bounded, quoted
@@ -353,6 +354,7 @@ class TestbedConfig(_Strict):
                 raise ValueError(f"peers.{name}.assets: {problem}") from None
             except ValueError as error:
                 raise ValueError(f"peers.{name}.assets: {error}") from None
+            _check_agent(name, peer)
             _check_ev_can_start(name, peer, self.control.step_s)
         if self.sinks.influx is not None:
             try:
@@ -383,6 +385,18 @@ class TestbedConfig(_Strict):
         """The configuration as plain data (JSON types), for the run directory."""
         data: dict[str, Any] = json.loads(self.model_dump_json(exclude_none=True))
         return data
+
+
+def _check_agent(name: str, peer: PeerConfig) -> None:
+    """The peer's agent is a registered kind that takes its parameters (else ValueError naming
+    the key), so a bad agent stops the run before anything starts rather than mid-way."""
+    if peer.agent not in agent_kinds():
+        kinds = ", ".join(agent_kinds())
+        raise ValueError(f"peers.{name}.agent = {peer.agent!r}: no such agent; agents: {kinds}")
+    try:
+        agent_params(peer.agent, name, peer.agent_params)
+    except ValueError as error:
+        raise ValueError(f"peers.{name}.agent_params: {error}") from None
 
 
 def load_site_file(path: Path | str | None) -> Site:

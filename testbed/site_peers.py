@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from labspec.site import EvCharger, Site, StorageInverter
+from labspec.site import EvCharger, Site, SiteError, StorageInverter
+from peers.agents import agent_kinds, agent_params
 from peers.assets import assets_from_site
 from testbed.driver_registry import check_site, site_config
 
@@ -44,8 +45,25 @@ def peer_table(site: Site, peer_id: str, source: str = "site") -> dict[str, Any]
     return table
 
 
+def check_agents(site: Site, source: str = "site") -> None:
+    """Every peer's agent is a registered kind that takes its `agent_params`; raises SiteError
+    naming the first bad key (before a run builds the agents)."""
+    for peer_id, peer in site.peers.items():
+        if peer.agent not in agent_kinds():
+            raise SiteError(
+                f"{source}: peers.{peer_id}.agent = {peer.agent!r}: no such agent; agents: "
+                f"{', '.join(agent_kinds())}"
+            )
+        try:
+            agent_params(peer.agent, peer_id, peer.agent_params)
+        except ValueError as error:
+            raise SiteError(f"{source}: peers.{peer_id}.agent_params: {error}") from None
+
+
 def peers_from_site(site: Site, source: str = "site") -> dict[str, dict[str, Any]]:
     """The `[peers]` tables for every peer of the site, in file order; a SiteError naming the
-    key when a device's driver is unknown, cannot serve it, or refuses its settings."""
+    key when a device's driver is unknown, cannot serve it, or refuses its settings, or a peer's
+    agent is unknown or refuses its parameters."""
     check_site(site, source)
+    check_agents(site, source)
     return {peer_id: peer_table(site, peer_id, source) for peer_id in site.peers}

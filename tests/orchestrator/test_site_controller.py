@@ -129,6 +129,41 @@ def test_site_check_names_the_bad_key(tmp_path):
     assert "peers.H07.bus" in output and "H99" in output
 
 
+@pytest.mark.parametrize(
+    ("peer_changes", "message"),
+    [
+        (
+            {"agent": "smart"},
+            "peers.C.agent = 'smart': no such agent; agents: baseline, community, optimising, zip",
+        ),
+        (
+            {"agent": "optimising", "agent_params": {"horizon_h": 6}},
+            "peers.C.agent_params: invalid params for optimising agent of peer C: horizon_h=6",
+        ),
+    ],
+)
+def test_a_peer_s_agent_is_checked_before_anything_starts(tmp_path, peer_changes, message):
+    """An unknown agent or a parameter it does not take is refused by `testbed site check` and
+    when the experiment's configuration is read, naming the key (it used to pass both and stop
+    the run with a traceback when the agents were built)."""
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+    from tests.fixtures.sites import write_site
+
+    site_file = write_site(tmp_path / "site.toml", {"peers": {"C": peer_changes}})
+    done = CliRunner().invoke(app, ["site", "check", str(site_file)])
+    assert done.exit_code == 2
+    assert message in " ".join(done.output.split())
+    with pytest.raises(ConfigError) as refused:
+        with_site(load_config(EMULATED), site_file)
+    assert message in str(refused.value)
+    data = load_config(EMULATED).model_dump(mode="json", exclude_none=True)
+    data["peers"]["C"].update(peer_changes)  # the same agent in a configuration without a site
+    with pytest.raises(ConfigError, match=message.split(":")[0].replace(".", r"\.")):
+        parse_config(data)
+
+
 def test_site_generate_writes_a_valid_community(tmp_path):
     from labspec.site import load_site
 
