@@ -808,17 +808,6 @@ def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
             f"needs exactly one pcc_meter device (has {len(meters)}: "
             f"{', '.join(meters) or 'none'})",
         )
-    channels: dict[str, str] = {}
-    for device_id in devices:
-        name = site.channel(device_id)
-        if name in channels:
-            raise _Problem(
-                f"devices.{device_id}.channel",
-                name,
-                f"peer {peer_id!r} already has a device named so ({channels[name]}); "
-                "give each device of a peer its own channel",
-            )
-        channels[name] = device_id
 
     def behind(kinds: tuple[str, ...]) -> list[str]:
         return [d for d, dev in devices.items() if dev.kind in kinds]
@@ -834,7 +823,8 @@ def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
             raise _Problem(
                 f"peers.{peer_id}.{asset}",
                 _NO_VALUE,
-                f"needs exactly one device of kind {' or '.join(kinds)} (has {len(holders)})",
+                f"needs exactly one device of kind {' or '.join(kinds)} (has {len(holders)}: "
+                f"{', '.join(holders) or 'none'})",
             )
         if not present:
             for device_id in holders:
@@ -854,6 +844,17 @@ def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
     loads = behind(("programmable_load",))
     if len(loads) > 1:
         raise _Problem(f"devices.{loads[1]}.kind", "programmable_load", f"peer {peer_id!r} has one")
+    channels: dict[str, str] = {}
+    for device_id in devices:
+        name = site.channel(device_id)
+        if name in channels:
+            raise _Problem(
+                f"devices.{device_id}.channel",
+                name,
+                f"peer {peer_id!r} already has a device named so ({channels[name]}); "
+                "give each device of a peer its own channel",
+            )
+        channels[name] = device_id
     for device_id, device in devices.items():
         _check_limits(peer_id, peer, device_id, device)
 
@@ -912,9 +913,20 @@ def _endpoint_key(site: Site, device_id: str, device: AnyDevice) -> tuple[str, A
 def _check_endpoints(site: Site) -> None:
     taken: dict[Any, str] = {}
     ports: dict[tuple[str, int], tuple[str, str]] = {}  # (host, port) -> (protocol, device)
+    gateway_at: dict[tuple[str, int], str] = {}  # (host, port) -> the gateway listening there
     for name, gateway in site.modbus_gateways.items():
-        if gateway.port:
-            ports[(gateway.host, gateway.port)] = ("modbus", f"gateway {name}")
+        if not gateway.port:
+            continue
+        host_port = (gateway.host, gateway.port)
+        if host_port in gateway_at:
+            raise _Problem(
+                f"modbus_gateways.{name}.port",
+                gateway.port,
+                f"gateway {gateway_at[host_port]!r} already listens on {gateway.host}:"
+                f"{gateway.port}; give each gateway its own port, or put the devices behind one",
+            )
+        gateway_at[host_port] = name
+        ports[host_port] = ("modbus", f"gateway {name}")
     for device_id, device in site.devices.items():
         found = _endpoint_key(site, device_id, device)
         if found is None:
@@ -931,6 +943,14 @@ def _check_endpoints(site: Site) -> None:
         if protocol == "modbus" and address[0] == "gateway":
             continue
         host_port = (address[0], address[1])
+        if protocol == "modbus" and host_port in gateway_at:
+            raise _Problem(
+                f"devices.{device_id}.modbus.port",
+                host_port[1],
+                f"gateway {gateway_at[host_port]!r} listens on {host_port[0]}:{host_port[1]}; "
+                f"put the device behind it: modbus = {{ gateway = "
+                f'"{gateway_at[host_port]}", unit_id = ... }}',
+            )
         other = ports.get(host_port)
         if other is not None and (other[0] != protocol or protocol != "modbus"):
             raise _Problem(

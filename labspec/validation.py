@@ -72,8 +72,8 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[str], type
             containers = [m for m in pending if typing.get_origin(m) in (dict, tuple, list)]
             if containers:
                 parts.append(str(part))
-                args = typing.get_args(containers[0])
-                pending = _members(args[-1] if args else Any)
+                args = [a for a in typing.get_args(containers[0]) if a is not Ellipsis]
+                pending = _members(args[-1] if args else Any)  # tuple[X, ...], list[X], dict[K, X]
                 holder = None
                 continue
             current = models[0] if models else None
@@ -155,6 +155,9 @@ def _allowed(error: ErrorDetails, holder: type[BaseModel] | None) -> str:
         return "must be a table"
     if kind == "string_type":
         return "must be a string"
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"must have at least {least} entries"
     if kind == "string_too_short":
         return "must not be empty"
     if kind == "string_pattern_mismatch":

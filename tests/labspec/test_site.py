@@ -124,6 +124,39 @@ def changed(edit: Any) -> dict[str, Any]:
             lambda d: d["devices"]["meter_A"]["modbus"].update(gateway="gw9"),
             "devices.meter_A.modbus.gateway = 'gw9': no such gateway",
         ),
+        (  # the plant could not listen twice on one port
+            lambda d: d.update(modbus_gateways={"gw": {"port": 1502}, "gw2": {"port": 1502}}),
+            "modbus_gateways.gw2.port = 1502: gateway 'gw' already listens on 127.0.0.1:1502",
+        ),
+        (
+            lambda d: (
+                d.update(modbus_gateways={"gw": {"port": 1502}})
+                or d["devices"]["meter_A"].update(modbus={"gateway": "gw", "unit_id": 1})
+                or d["devices"]["meter_B"].update(modbus={"port": 1502, "unit_id": 2})
+            ),
+            "devices.meter_B.modbus.port = 1502: gateway 'gw' listens on 127.0.0.1:1502; put the "
+            'device behind it: modbus = { gateway = "gw", unit_id = ... }',
+        ),
+        (  # a second battery inverter: the asset's rule, not a clash of channel names
+            lambda d: d["devices"].update(
+                battery_2={
+                    "kind": "battery_inverter",
+                    "peer": "A",
+                    "modbus": {"port": 0},
+                    "rated_power_kw": 3.0,
+                }
+            ),
+            "peers.A.battery: needs exactly one device of kind hybrid_inverter or "
+            "battery_inverter (has 2: inverter, battery_2)",
+        ),
+        (
+            lambda d: d["feeder"]["lines"][0].update(lenght_m=5),
+            "feeder.lines.0.lenght_m = 5: unknown key; allowed: from_bus, to_bus, length_m, type",
+        ),
+        (
+            lambda d: d["peers"]["B"]["ev"].update(plug_windows=[]),
+            "peers.B.ev.plug_windows = []: must not be empty",
+        ),
     ],
 )
 def test_bad_input_is_refused_with_the_key_named(edit: Any, message: str) -> None:
