@@ -46,12 +46,12 @@ def check(site_file: Annotated[Path, typer.Argument(help="A site file (TOML).")]
     """Validate a site file; a problem is printed with the key, the value and what is allowed."""
     from labspec.site import SiteError, load_site
     from testbed.driver_registry import check_site
-    from testbed.site_peers import check_agents
+    from testbed.site_peers import check_peers
 
     try:
         site = load_site(site_file)
         check_site(site, str(site_file))  # every device's driver kind exists and serves it
-        check_agents(site, str(site_file))  # every peer's agent exists and takes its params
+        check_peers(site, str(site_file))  # peer ids the platform can use; agents and params
     except SiteError as error:
         console.print(f"[red]error:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -16,6 +16,7 @@ from labspec.site import EvCharger, Site, SiteError, StorageInverter
 from peers.agents import agent_kinds, agent_params
 from peers.assets import assets_from_site
 from testbed.driver_registry import check_site, site_config
+from testbed.platform.registry import RegistryError, check_peer_id
 
 
 def peer_table(site: Site, peer_id: str, source: str = "site") -> dict[str, Any]:
@@ -45,10 +46,15 @@ def peer_table(site: Site, peer_id: str, source: str = "site") -> dict[str, Any]
     return table
 
 
-def check_agents(site: Site, source: str = "site") -> None:
-    """Every peer's agent is a registered kind that takes its `agent_params`; raises SiteError
-    naming the first bad key (before a run builds the agents)."""
+def check_peers(site: Site, source: str = "site") -> None:
+    """Every peer's id can name it on the platform (a broker user and an MQTT topic level) and
+    its agent is a registered kind that takes its `agent_params`; raises SiteError naming the
+    first bad key (before a run starts the plant or builds the agents)."""
     for peer_id, peer in site.peers.items():
+        try:
+            check_peer_id(peer_id)
+        except RegistryError as error:
+            raise SiteError(f"{source}: peers: {error}") from None
         if peer.agent not in agent_kinds():
             raise SiteError(
                 f"{source}: peers.{peer_id}.agent = {peer.agent!r}: no such agent; agents: "
@@ -63,7 +69,7 @@ def check_agents(site: Site, source: str = "site") -> None:
 def peers_from_site(site: Site, source: str = "site") -> dict[str, dict[str, Any]]:
     """The `[peers]` tables for every peer of the site, in file order; a SiteError naming the
     key when a device's driver is unknown, cannot serve it, or refuses its settings, or a peer's
-    agent is unknown or refuses its parameters."""
+    id cannot name it on the platform, or its agent is unknown or refuses its parameters."""
     check_site(site, source)
-    check_agents(site, source)
+    check_peers(site, source)
     return {peer_id: peer_table(site, peer_id, source) for peer_id in site.peers}

@@ -164,6 +164,36 @@ def test_a_peer_s_agent_is_checked_before_anything_starts(tmp_path, peer_changes
         parse_config(data)
 
 
+@pytest.mark.parametrize(
+    ("peer_id", "message"),
+    [
+        ("House C", "peers: peer id 'House C': use 1-64 letters, digits, '_' or '-'"),
+        ("operator", "peers: peer id 'operator' is reserved for a platform role"),
+    ],
+)
+def test_a_peer_id_the_platform_cannot_use_is_refused_by_site_check(tmp_path, peer_id, message):
+    """A peer's id is its broker user and an MQTT topic level: `testbed site check` refuses one
+    the platform cannot use (it passed, and `testbed demo` stopped with a traceback after the
+    plant had started)."""
+    import tomli_w
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+
+    data = default_site().to_toml_dict()
+    data["peers"][peer_id] = data["peers"].pop("C")
+    for device in data["devices"].values():
+        if device["peer"] == "C":
+            device["peer"] = peer_id
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(tomli_w.dumps(data), encoding="utf-8")
+    done = CliRunner().invoke(app, ["site", "check", str(site_file)])
+    assert done.exit_code == 2
+    assert message in " ".join(done.output.split())
+    with pytest.raises(ConfigError, match=message.split(":")[1].strip()[:12]):
+        with_site(load_config(EMULATED), site_file)
+
+
 def test_site_generate_writes_a_valid_community(tmp_path):
     from labspec.site import load_site
 
