@@ -284,6 +284,20 @@ class ExperimentConfig(_Strict):
         return value
 
 
+def _check_ev_can_start(name: str, peer: PeerConfig, step_s: float) -> None:
+    """The ramp allows a step of at least the EV's minimum power, else the EV never starts: a
+    ramp step below the minimum power is set to 0 (`testbed.safety`), step after step."""
+    ev = peer.peer_assets(name).ev if "ev_charger" in peer.devices else None
+    step_kw = peer.ramp_kw_per_s * step_s
+    if ev is not None and step_kw < ev.min_power_kw:
+        raise ValueError(
+            f"peers.{name}.ramp_kw_per_s = {peer.ramp_kw_per_s:g}: times control.step_s = "
+            f"{step_s:g} s it allows {step_kw:g} kW per step, below the EV's min_power_kw = "
+            f"{ev.min_power_kw:g}: the EV could never start (a step below the minimum power is "
+            "0); raise the ramp (the site's control_ramp_kw_per_s) or lower min_power_kw"
+        )
+
+
 class TestbedConfig(_Strict):
     """The experiment. `site` is the site file (default: the IIT Gandhinagar testbed); without a
     `[peers]` table, the peers are built from it (`testbed.site_peers`), so a new house is
@@ -341,6 +355,7 @@ class TestbedConfig(_Strict):
             except ValueError as error:
                 raise ValueError(f"peers.{name}.assets: {error}") from None
             _check_agent(name, peer)
+            _check_ev_can_start(name, peer, self.control.step_s)
         if self.sinks.influx is not None:
             try:
                 InfluxConfig.model_validate(self.sinks.influx)

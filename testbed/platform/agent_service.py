@@ -1,5 +1,6 @@
 """Peers' smart agents as platform clients: one or several to a process, each with its own MQTT
-session (client id `agent-<peer>`), its own broker credentials and its own signing key.
+session (client id `agent-<peer>-<tag>`, see `link.session_client_id`), its own broker
+credentials and its own signing key.
 
 For each interval the operator announces, an agent waits for its controller's measurements of the
 same interval (its device state, and the metering of the intervals finished since), then runs the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import socket
@@ -65,6 +66,18 @@ class Credentials:
     password: str
 
 
+def session_client_id(name: str, credentials: Credentials) -> str:
+    """The MQTT client id of the session `name`: the name and a tag that only its password gives.
+
+    A broker lets a new connection with a client id already in use take the session over (MQTT
+    3.1.1, 3.1.4-2), and the ACL cannot restrict client ids. With fixed ids any user could
+    connect as `operator` and knock the operator off; the tag keeps the id unknown to whoever
+    lacks the password, while staying the same across restarts (the persistent session is found
+    again)."""
+    secret = f"{credentials.username}\0{name}\0{credentials.password}".encode()
+    return f"{name}-{hashlib.sha256(secret).hexdigest()[:16]}"
+
+
 class Link:
     """One persistent MQTT session: subscribes, hands each message to `on_message` in order,
     reconnects after a broker restart and runs `on_connect` again (to resend what is pending)."""
@@ -85,7 +98,8 @@ class Link:
     ) -> None:
         self.address = address
         self.credentials = credentials
-        self.client_id = client_id
+        self.client_id = client_id  # the session's name, for the logs
+        self.identifier = session_client_id(client_id, credentials)
         self.subscriptions = subscriptions
         self.on_message = on_message
         self.on_connect = on_connect
@@ -104,7 +118,7 @@ class Link:
             self.address.port,
             username=self.credentials.username,
             password=self.credentials.password,
-            identifier=self.client_id,
+            identifier=self.identifier,
             clean_session=self.clean_session,
             will=self.will,
             keepalive=self.keepalive_s,

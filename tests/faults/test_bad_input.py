@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 MAX_MESSAGE_BYTES = 4000
 
@@ -83,3 +85,24 @@ def test_a_malformed_endpoints_json_gives_one_line_naming_the_file(tmp_path):
             "run", "--config", str(config), "--endpoints-json", str(endpoints), cwd=tmp_path
         ).stdout.split()
     )
+
+
+def test_an_ev_ramp_too_slow_to_reach_its_minimum_power_is_refused(tmp_path):
+    """A charger's control ramp of 0.2 kW/s against the cart's 0.3 kW minimum power (1 s steps)
+    was accepted, and the EV never charged: each ramp step (0.2 kW) is below the minimum power,
+    so it is set to 0, step after step, even when the departure need says it must charge."""
+    from testbed.config import ConfigError, load_config
+    from tests.fixtures.sites import write_site
+
+    site = write_site(
+        tmp_path / "site.toml", {"devices": {"ev_charger": {"control_ramp_kw_per_s": 0.2}}}
+    )
+    path = tmp_path / "slow.toml"
+    path.write_text(f'site = "{site.name}"\n' + (REPO / "configs" / "emulated.toml").read_text())
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "peers.B.ramp_kw_per_s = 0.2" in message and "min_power_kw = 0.3" in message
+    write_site(site, {"devices": {"ev_charger": {"control_ramp_kw_per_s": 0.3}}})
+    assert load_config(path).peers["B"].ramp_kw_per_s == 0.3  # one step reaches it: accepted

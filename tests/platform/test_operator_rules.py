@@ -3,6 +3,7 @@ broker's passwords and ACL against rogue clients."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ import aiomqtt
 import pytest
 
 from testbed.platform import topics
+from testbed.platform.link import Credentials, session_client_id
 from testbed.platform.messages import Ack, ClearingReport, GateRequest, parse
 from testbed.platform.operator import OperatorService
 from tests.platform.conftest import INTERVAL, Platform, next_message
@@ -119,6 +121,38 @@ async def test_the_broker_refuses_rogue_clients_and_foreign_topics(
         first = parse(Ack, (await next_message(rogue.messages)).payload)
     assert first.in_reply_to == "A-own"
     assert sorted(submission_ids(platform)) == ["A-own", "B-own"]
+
+
+async def test_another_user_cannot_take_over_the_operators_session(
+    platform: Platform, operator: OperatorService
+) -> None:
+    """The broker hands a session to whoever connects with its client id, and the ACL cannot
+    stop it: the operator's id carries a tag only its password gives, so a peer that connects
+    with the names it could guess displaces nobody."""
+    assert operator.link.identifier.startswith("operator-")
+    assert operator.link.identifier != session_client_id(
+        "operator", Credentials("operator", "a guess")
+    )
+    guesses = ("operator", operator.link.client_id, f"{operator.link.client_id}-0")
+    async with contextlib.AsyncExitStack() as stack:
+        for guess in guesses:
+            await stack.enter_async_context(
+                aiomqtt.Client(
+                    platform.broker.host,
+                    platform.broker.port,
+                    username="B",
+                    password=platform.folder.password("B"),
+                    identifier=guess,
+                    timeout=10,
+                )
+            )
+        async with platform.client("B") as peer_b:
+            await peer_b.subscribe(topics.acks("B"), qos=1)
+            own_b = platform.submission("B", platform.signed("B", 1), message_id="B-1")
+            await peer_b.publish(topics.orders("B"), own_b.payload(), qos=1)
+            ack = parse(Ack, (await next_message(peer_b.messages)).payload)
+    assert ack.in_reply_to == "B-1"
+    assert operator.link.connections == 1  # never knocked off, never reconnected
 
 
 async def test_a_peer_cannot_take_another_peers_message_id(
