@@ -957,6 +957,12 @@ def _check_endpoints(site: Site) -> None:
     ports: dict[tuple[str, int], tuple[str, str]] = {}  # (host, port) -> (protocol, device)
     gateway_at: dict[tuple[str, int], str] = {}  # (host, port) -> the gateway listening there
     for name, gateway in site.modbus_gateways.items():
+        if name in site.devices:  # the plant names listeners and their faults by these ids
+            raise _Problem(
+                f"modbus_gateways.{name}",
+                _NO_VALUE,
+                f"{name!r} is also a device's id (devices.{name}); give the gateway its own id",
+            )
         if not gateway.port:
             continue
         host_port = (gateway.host, gateway.port)

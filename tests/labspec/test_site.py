@@ -137,6 +137,14 @@ def changed(edit: Any) -> dict[str, Any]:
             "devices.meter_B.modbus.port = 1502: gateway 'gw' listens on 127.0.0.1:1502; put the "
             'device behind it: modbus = { gateway = "gw", unit_id = ... }',
         ),
+        (  # the plant names its Modbus listeners by gateway or device id
+            lambda d: (
+                d.update(modbus_gateways={"inverter": {"port": 0}})
+                or d["devices"]["meter_A"].update(modbus={"gateway": "inverter", "unit_id": 2})
+            ),
+            "modbus_gateways.inverter: 'inverter' is also a device's id (devices.inverter); give "
+            "the gateway its own id",
+        ),
         (  # a second battery inverter: the asset's rule, not a clash of channel names
             lambda d: d["devices"].update(
                 battery_2={
