@@ -760,6 +760,7 @@ def _check_feeder(feeder: Feeder) -> None:
     if root not in seen:
         raise _Problem("feeder.transformer.bus", root, f"not in feeder.buses ({', '.join(buses)})")
     parent: dict[str, str] = {}
+    fed_by: dict[str, int] = {}  # bus -> the index of the line that feeds it
     for i, line in enumerate(feeder.lines):
         key = f"feeder.lines[{i}]"
         for end in ("from_bus", "to_bus"):
@@ -781,10 +782,16 @@ def _check_feeder(feeder: Feeder) -> None:
                 "the transformer's bus is the root: no line may end at it",
             )
         if line.to_bus in parent:
+            first = fed_by[line.to_bus]
             raise _Problem(
-                f"{key}.to_bus", line.to_bus, "this bus is fed twice: the feeder must be radial"
+                f"{key}.to_bus",
+                line.to_bus,
+                f"this bus is fed twice (also by feeder.lines[{first}] from "
+                f"{parent[line.to_bus]!r}): the feeder must be radial, each line from the "
+                "transformer's side (from_bus) to the far side (to_bus)",
             )
         parent[line.to_bus] = line.from_bus
+        fed_by[line.to_bus] = i
     for bus in buses:
         if bus == root:
             continue

@@ -114,7 +114,8 @@ def changed(edit: Any) -> dict[str, Any]:
         ),
         (
             lambda d: d["feeder"]["lines"][4].update(to_bus="B"),
-            "feeder.lines[4].to_bus = 'B': this bus is fed twice: the feeder must be radial",
+            "feeder.lines[4].to_bus = 'B': this bus is fed twice (also by feeder.lines[3] from "
+            "'J2'): the feeder must be radial, each line from the transformer's side (from_bus)",
         ),
         (
             lambda d: d["feeder"]["lines"].pop(4),
