@@ -120,6 +120,7 @@ class PlantConfig(BaseModel):
     ) -> PlantConfig:
         """Validate an already-parsed `[plant]` table; `site` may be a path or a Site."""
         data = dict(data)
+        dot = "" if prefix.endswith("-") else "."  # "plant.site", or "--site" for an option
         site = data.get("site")
         if isinstance(site, str | Path):
             site_path = Path(site)
@@ -128,10 +129,11 @@ class PlantConfig(BaseModel):
             try:
                 data["site"] = load_site(site_path)
             except SiteError as exc:
-                raise ConfigError(f"{prefix}.site: {exc}") from None
+                raise ConfigError(f"{prefix}{dot}site: {exc}") from None
         elif site is not None and not isinstance(site, Site):
-            raise ConfigError(f"{prefix}.site = {site!r}: must be the path of a site file")
+            raise ConfigError(f"{prefix}{dot}site = {site!r}: must be the path of a site file")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, prefix, cls)) from None
+            message = describe_validation_error(exc, "" if dot == "" else prefix, cls)
+            raise ConfigError(f"{prefix}{message}" if dot == "" else message) from None

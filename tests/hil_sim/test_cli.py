@@ -153,3 +153,18 @@ def test_missing_opc_ua_password_is_a_config_error(tmp_path: Path):
     result = run_cli("--config", str(config))
     assert result.returncode == 2
     assert "HIL_SIM_TEST_NO_PW" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--seed", "-3"), "--seed = -3: must be >= 0"),
+        (("--site", "absent.toml"), "--site: absent.toml: cannot read the site file"),
+    ],
+)
+def test_a_bad_option_is_named_as_it_is_typed(options, message):
+    """`--site` and `--seed` are named as options, not as keys under a `--` table."""
+    result = run_cli(*options)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
