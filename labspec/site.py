@@ -63,6 +63,17 @@ def _above(value: float, info: ValidationInfo, other: str) -> float:
     return value
 
 
+def _percent(value: float) -> float:
+    """A SoC limit in percent; a top of the window at or below 1 % is a fraction written by
+    mistake (0.95 for 95 %), which would leave the battery a sliver of its capacity."""
+    if value <= 1:
+        raise PydanticCustomError(
+            "percent",
+            f"a percentage (0-100): {fmt(value)} reads as a fraction; write {fmt(value * 100)}",
+        )
+    return value
+
+
 def _in_window(value: float, info: ValidationInfo) -> float:
     low, high = info.data.get("soc_min_pct"), info.data.get("soc_max_pct")
     if low is not None and high is not None and not low <= value <= high:
@@ -265,7 +276,7 @@ class Battery(_Table):
     @field_validator("soc_max_pct")
     @classmethod
     def _max_above_min(cls, v: float, info: ValidationInfo) -> float:
-        return _above(v, info, "soc_min_pct")
+        return _above(_percent(v), info, "soc_min_pct")
 
     @field_validator("initial_soc_pct")
     @classmethod
@@ -303,7 +314,7 @@ class Ev(_Table):
     @field_validator("soc_max_pct")
     @classmethod
     def _max_above_min(cls, v: float, info: ValidationInfo) -> float:
-        return _above(v, info, "soc_min_pct")
+        return _above(_percent(v), info, "soc_min_pct")
 
     @field_validator("reserve_soc_pct", "departure_soc_pct", "initial_soc_pct")
     @classmethod

@@ -69,6 +69,13 @@ def changed(edit: Any) -> dict[str, Any]:
             lambda d: d["peers"]["A"]["battery"].update(soc_min_pct=60, soc_max_pct=50),
             "peers.A.battery.soc_max_pct = 50: must be > soc_min_pct (60)",
         ),
+        (  # a window written as fractions of the capacity
+            lambda d: d["peers"]["A"]["battery"].update(
+                soc_min_pct=0.1, soc_max_pct=0.95, initial_soc_pct=0.5
+            ),
+            "peers.A.battery.soc_max_pct = 0.95: a percentage (0-100): 0.95 reads as a fraction; "
+            "write 95",
+        ),
         (
             lambda d: d["devices"]["inverter"].update(max_charge_kw=5.0),
             "devices.inverter.max_charge_kw = 5: must be <= the battery's rating "
