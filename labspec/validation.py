@@ -27,7 +27,7 @@ def describe_validation_error(exc: ValidationError, prefix: str, model: type[Bas
             parts.append(str(ctx.get("discriminator", "kind")).strip("'"))
             shown = f" = {ctx['tag']!r}" if "tag" in ctx else ""
         key = ".".join([p for p in (prefix,) if p] + parts)
-        lines.append(f"{key}{shown}: {_allowed(error, where)}")
+        lines.append(f"{key}{shown}: {_allowed(error, where, key)}")
     if len(lines) == 1:
         return lines[0]
     return f"{lines[0]} (and {len(lines) - 1} more: " + "; ".join(lines[1:]) + ")"
@@ -99,7 +99,13 @@ def _shown_value(error: ErrorDetails) -> str:
         return ""
     if isinstance(value, datetime):
         return f" = {value.isoformat()}"
-    return f" = {value!r}" if isinstance(value, str) else f" = {fmt(value)}"
+    text = repr(value) if isinstance(value, str) else fmt(value)
+    if len(text) > SHOWN_CHARS:  # a whole table or array written in the wrong place
+        text = text[: SHOWN_CHARS - 3] + "..."
+    return f" = {text}"
+
+
+SHOWN_CHARS = 120  # a value longer than this is cut in a message
 
 
 def fmt(value: Any) -> str:
@@ -118,7 +124,7 @@ def fmt(value: Any) -> str:
     return repr(value)
 
 
-def _allowed(error: ErrorDetails, holder: type[BaseModel] | None) -> str:
+def _allowed(error: ErrorDetails, holder: type[BaseModel] | None, key: str = "key") -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     bounds = {
         "greater_than": ("> ", "gt"),
@@ -152,6 +158,8 @@ def _allowed(error: ErrorDetails, holder: type[BaseModel] | None) -> str:
     if kind in ("tuple_type", "list_type"):
         return "must be a list"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
+        if isinstance(error.get("input"), list):
+            return f"must be a table ([{key}] or [{key}.<id>]), not an array of tables ([[{key}]])"
         return "must be a table"
     if kind == "string_type":
         return "must be a string"

@@ -212,3 +212,22 @@ def test_a_file_problem_names_the_file(tmp_path: Path) -> None:
     broken.write_text("[site\n", encoding="utf-8")
     with pytest.raises(SiteError, match=f"{broken}: not valid TOML"):
         load_site(broken)
+
+
+def test_peers_written_as_an_array_of_tables_are_named_briefly(tmp_path: Path) -> None:
+    """`[[peers]]` for `[peers.<id>]`: one short line that says which form is expected, not the
+    whole array echoed back."""
+    text = DEFAULT_SITE_PATH.read_text(encoding="utf-8")
+    for peer in "ABC":
+        text = text.replace(f"[peers.{peer}]", '[[peers]]\nid = "' + peer + '"')
+        text = text.replace(f"[peers.{peer}.", "[peers.")
+    wrong = tmp_path / "array.toml"
+    wrong.write_text(text, encoding="utf-8")
+    with pytest.raises(SiteError) as caught:
+        load_site(wrong)
+    message = str(caught.value)
+    assert "peers = [{" in message
+    assert message.endswith(
+        "must be a table ([peers] or [peers.<id>]), not an array of tables ([[peers]])"
+    )
+    assert len(message) < len(str(wrong)) + 260
