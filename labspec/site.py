@@ -936,6 +936,16 @@ def _check_limits(peer_id: str, peer: Peer, device_id: str, device: AnyDevice) -
     if isinstance(device, EvCharger) and peer.ev is not None:
         cap("max_charge_kw", device.max_charge_kw, peer.ev.max_charge_kw, "ev")
         cap("max_discharge_kw", device.max_discharge_kw, peer.ev.max_discharge_kw, "ev")
+        for name in ("max_charge_kw", "max_discharge_kw"):
+            value = getattr(device, name)
+            if value and value < peer.ev.min_power_kw:  # 0: no V2G
+                raise _Problem(
+                    f"devices.{device_id}.{name}",
+                    value,
+                    f"must be >= the ev's deadband peers.{peer_id}.ev.min_power_kw = "
+                    f"{fmt(peer.ev.min_power_kw)}"
+                    + (" (or 0: no V2G)" if name == "max_discharge_kw" else ""),
+                )
     if isinstance(device, ProgrammableLoad) and peer.load.peak_kw > device.max_power_kw:
         raise _Problem(
             f"devices.{device_id}.max_power_kw",

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from labspec.site import Site, default_site
+from labspec.site import EvCharger, Site, StorageInverter, default_site
 
 
 class _Model(BaseModel):
@@ -209,6 +209,11 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
     pv = spec.pv
     battery = spec.battery
     ev = spec.ev
+    battery_kw = ev_kw = (0.0, 0.0)
+    if battery is not None:
+        battery_kw = _capped(site, peer, battery.max_charge_kw, battery.max_discharge_kw, False)
+    if ev is not None:
+        ev_kw = _capped(site, peer, ev.max_charge_kw, ev.max_discharge_kw, True)
     return PeerAssets(
         peer=peer,
         role=spec.role,
@@ -232,8 +237,8 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
         if battery is None
         else BatteryAsset(
             capacity_kwh=battery.capacity_kwh,
-            max_charge_kw=battery.max_charge_kw,
-            max_discharge_kw=battery.max_discharge_kw,
+            max_charge_kw=battery_kw[0],
+            max_discharge_kw=battery_kw[1],
             soc_min_pct=battery.soc_min_pct,
             soc_max_pct=battery.soc_max_pct,
             charge_efficiency=battery.charge_efficiency,
@@ -244,8 +249,8 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
         if ev is None
         else EvAsset(
             capacity_kwh=ev.capacity_kwh,
-            max_charge_kw=ev.max_charge_kw,
-            max_discharge_kw=ev.max_discharge_kw,
+            max_charge_kw=ev_kw[0],
+            max_discharge_kw=ev_kw[1],
             min_power_kw=ev.min_power_kw,
             soc_min_pct=ev.soc_min_pct,
             soc_max_pct=ev.soc_max_pct,
@@ -258,6 +263,21 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
             plug_windows_local=ev.plug_windows_local,
         ),
     )
+
+
+def _capped(
+    site: Site, peer: str, charge_kw: float, discharge_kw: float, ev: bool
+) -> tuple[float, float]:
+    """A battery's (or with `ev` an EV's) power limits within the caps of the inverter (charger)
+    that serves it, `max_charge_kw` and `max_discharge_kw`, as the plant and the dispatcher
+    apply them."""
+    for device in site.devices_of(peer).values():
+        if isinstance(device, StorageInverter | EvCharger) and isinstance(device, EvCharger) == ev:
+            if device.max_charge_kw is not None:
+                charge_kw = min(charge_kw, device.max_charge_kw)
+            if device.max_discharge_kw is not None:
+                discharge_kw = min(discharge_kw, device.max_discharge_kw)
+    return charge_kw, discharge_kw
 
 
 def default_assets(peer: str) -> PeerAssets:

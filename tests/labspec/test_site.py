@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from labspec.site import DEFAULT_SITE_PATH, SiteError, default_site, load_site, parse_site
-from peers import default_assets
+from peers import assets_from_site, default_assets
 
 
 def default_data() -> dict[str, Any]:
@@ -37,6 +37,38 @@ def test_the_agents_plan_for_what_the_plant_emulates() -> None:
     assert assets.battery.max_charge_kw == site.peers["A"].battery.max_charge_kw == 3.75
     assert default_assets("B").ev.plug_windows_local[0][0].hour == 9  # type: ignore[union-attr]
     assert default_assets("C").timezone == site.site.timezone
+
+
+def test_the_agents_plan_within_the_caps_the_plant_applies() -> None:
+    """An inverter's or charger's caps below its battery's ratings (a charger without V2G) bind
+    the agent's plan as they bind the plant: the agent used to plan (and sell) with the battery's
+    own ratings, beyond what the plant and the dispatcher would deliver."""
+    from hil_sim.config import PlantConfig
+    from hil_sim.plant import Plant
+
+    site = default_site().with_changes(
+        {
+            "devices": {
+                "inverter": {"max_charge_kw": 2.0, "max_discharge_kw": 1.5},
+                "ev_charger": {"max_charge_kw": 1.2, "max_discharge_kw": 0.0},
+            }
+        }
+    )
+    plant = Plant(PlantConfig(site=site))
+    inverter, charger = plant.inverters["inverter"], plant.evs["ev_charger"]
+    battery = assets_from_site(site, "A").battery
+    ev = assets_from_site(site, "B").ev
+    assert battery is not None and ev is not None
+    assert (battery.max_charge_kw, battery.max_discharge_kw) == (2.0, 1.5)
+    assert (battery.max_charge_kw, battery.max_discharge_kw) == (
+        inverter.battery_max_charge_kw,
+        inverter.battery_max_discharge_kw,
+    )
+    assert (ev.max_charge_kw, ev.max_discharge_kw) == (1.2, 0.0)
+    assert (ev.max_charge_kw, ev.max_discharge_kw) == (
+        charger.max_charge_kw,
+        charger.max_discharge_kw,
+    )
 
 
 def changed(edit: Any) -> dict[str, Any]:
@@ -84,6 +116,11 @@ def changed(edit: Any) -> dict[str, Any]:
         (
             lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=2.5),
             "devices.ev_charger.max_discharge_kw = 2.5: must be <= the ev's rating",
+        ),
+        (  # the charger could not run the vehicle at any power above its deadband
+            lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=0.2),
+            "devices.ev_charger.max_discharge_kw = 0.2: must be >= the ev's deadband "
+            "peers.B.ev.min_power_kw = 0.3 (or 0: no V2G)",
         ),
         (
             lambda d: d["devices"]["load"].update(max_power_kw=1.0),
