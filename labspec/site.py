@@ -295,7 +295,7 @@ class Ev(_Table):
 
     capacity_kwh: float = Field(gt=0, le=1000)
     max_charge_kw: float = Field(gt=0, le=1000)  # magnitude
-    max_discharge_kw: float = Field(gt=0, le=1000)
+    max_discharge_kw: float = Field(ge=0, le=1000)  # 0: a vehicle without V2G
     min_power_kw: float = Field(0.3, ge=0, le=1000)
     ramp_kw_per_s: float = Field(0.5, gt=0, le=1000)
     charge_efficiency: float = Field(0.95, gt=0, le=1)
@@ -325,10 +325,12 @@ class Ev(_Table):
     @classmethod
     def _deadband_below_max(cls, v: float, info: ValidationInfo) -> float:
         given = [info.data.get("max_charge_kw"), info.data.get("max_discharge_kw")]
-        highs: list[float] = [h for h in given if h is not None]
+        highs: list[float] = [h for h in given if h]  # a max_discharge_kw of 0: no V2G
         if highs and v > min(highs):
             raise PydanticCustomError(
-                "deadband", f"must be <= min(max_charge_kw, max_discharge_kw) = {fmt(min(highs))}"
+                "deadband",
+                f"must be <= the smaller non-zero power limit (max_charge_kw or "
+                f"max_discharge_kw) = {fmt(min(highs))}",
             )
         return v
 

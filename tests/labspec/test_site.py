@@ -71,6 +71,23 @@ def test_the_agents_plan_within_the_caps_the_plant_applies() -> None:
     )
 
 
+def test_a_vehicle_without_v2g_is_written_on_its_ev() -> None:
+    """`max_discharge_kw = 0` on the vehicle (it used to be refused as "must be > 0", though a
+    charger's cap of 0 was taken): its deadband is checked against the charging limit alone, and
+    the agent and the plant both see no V2G."""
+    from hil_sim.config import PlantConfig
+    from hil_sim.plant import Plant
+
+    site = default_site().with_changes({"peers": {"B": {"ev": {"max_discharge_kw": 0.0}}}})
+    ev = assets_from_site(site, "B").ev
+    assert ev is not None and ev.max_discharge_kw == 0.0 and ev.max_charge_kw == 2.0
+    assert Plant(PlantConfig(site=site)).evs["ev_charger"].max_discharge_kw == 0.0
+    with pytest.raises(SiteError, match=r"peers\.B\.ev\.min_power_kw = 2\.5: must be <= the "):
+        default_site().with_changes(
+            {"peers": {"B": {"ev": {"max_discharge_kw": 0.0, "min_power_kw": 2.5}}}}
+        )
+
+
 def changed(edit: Any) -> dict[str, Any]:
     data = copy.deepcopy(default_data())
     edit(data)
