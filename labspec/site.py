@@ -757,8 +757,10 @@ def check_site(site: Site) -> None:
                 device.peer,
                 f"no such peer; peers: {', '.join(site.peers)}",
             )
-    for peer_id, peer in site.peers.items():
-        _check_peer_devices(site, peer_id, peer)
+    peer_kw = {
+        peer_id: _check_peer_devices(site, peer_id, peer) for peer_id, peer in site.peers.items()
+    }
+    _check_feeder_carries(site, peer_kw)
     _check_endpoints(site)
 
 
@@ -818,7 +820,8 @@ def _check_feeder(feeder: Feeder) -> None:
             path.add(node)
 
 
-def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
+def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> float:
+    """The peer's devices against its assets; returns the most it can draw or feed (kW)."""
     devices = site.devices_of(peer_id)
     meters = [d for d, dev in devices.items() if dev.kind == "pcc_meter"]
     if len(meters) != 1:
@@ -877,14 +880,15 @@ def _check_peer_devices(site: Site, peer_id: str, peer: Peer) -> None:
         channels[name] = device_id
     for device_id, device in devices.items():
         _check_limits(peer_id, peer, device_id, device)
-    _check_connection(peer_id, peer, meters[0], devices)
+    return _check_connection(peer_id, peer, meters[0], devices)
 
 
 def _check_connection(
     peer_id: str, peer: Peer, meter_id: str, devices: dict[str, AnyDevice]
-) -> None:
+) -> float:
     """The PCC meter's rating covers what the peer can draw or feed through it (the meter driver
-    takes a reading far above the rating for a fault, so the controller would trip)."""
+    takes a reading far above the rating for a fault, so the controller would trip); returns the
+    larger of the two (kW)."""
     imports: list[tuple[str, float]] = [(f"load peak {fmt(peer.load.peak_kw)}", peer.load.peak_kw)]
     exports: list[tuple[str, float]] = []
     for device_id, device in devices.items():
@@ -919,6 +923,47 @@ def _check_connection(
                 f"must be >= what peer {peer_id!r} can {direction} through it, "
                 f"{fmt(round(total, 6))} kW ({' + '.join(name for name, _ in parts)})",
             )
+    return max(sum(kw for _, kw in imports), sum(kw for _, kw in exports))
+
+
+# Above this share of the voltage lost in the lines (one peer at its rating, the others idle)
+# the feeder's power flow does not converge (it fails near 25 %): impedances in ohms per metre
+# written for ohms per km, or lengths in mm, rather than a weak feeder.
+FEEDER_DROP_LIMIT = 0.25
+
+
+def _check_feeder_carries(site: Site, peer_kw: dict[str, float]) -> None:
+    """Each peer alone at its rating can be carried from the transformer to its bus."""
+    feeder = site.feeder
+    feeds: dict[str, tuple[str, float, int]] = {}  # bus -> (its parent, loop ohms, line index)
+    for i, resolved in enumerate(feeder.resolved_lines()):
+        ohm = resolved.r_ohm_per_km * resolved.length_m / 1000.0
+        feeds[resolved.to_bus] = (resolved.from_bus, ohm, i)
+    volts = feeder.transformer.lv_voltage_v
+    for peer_id, peer in site.peers.items():
+        bus, path_ohm, worst = peer.bus, 0.0, -1
+        while bus != feeder.slack_bus:
+            parent, ohm, index = feeds[bus]
+            if worst < 0 or ohm > feeds[feeder.lines[worst].to_bus][1]:
+                worst = index
+            path_ohm += ohm
+            bus = parent
+        share = peer_kw[peer_id] * 1000.0 * path_ohm / volts**2
+        if share <= FEEDER_DROP_LIMIT:
+            continue
+        line = feeder.lines[worst]
+        key = f"feeder.lines[{worst}].r_ohm_per_km"
+        if line.r_ohm_per_km is None:  # the line takes it from its type: fix it there
+            key = f"feeder.line_types.{line.type}.r_ohm_per_km"
+        raise _Problem(
+            key,
+            feeder.resolved_lines()[worst].r_ohm_per_km,
+            f"the feeder cannot carry peer {peer_id!r} at {fmt(round(peer_kw[peer_id], 3))} kW: "
+            f"{path_ohm:.3g} ohm of line from {feeder.slack_bus!r} to bus {peer.bus!r} (most in "
+            f"feeder.lines[{worst}], {fmt(line.length_m)} m) would take ~{share * 100:.0f} % of "
+            f"{fmt(volts)} V (at most {FEEDER_DROP_LIMIT * 100:.0f} %); impedances are ohms per "
+            "km of the loop, lengths in metres",
+        )
 
 
 def _check_limits(peer_id: str, peer: Peer, device_id: str, device: AnyDevice) -> None:

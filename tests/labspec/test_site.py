@@ -134,6 +134,12 @@ def changed(edit: Any) -> dict[str, Any]:
             lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=2.5),
             "devices.ev_charger.max_discharge_kw = 2.5: must be <= the ev's rating",
         ),
+        (  # ohms per metre written for ohms per km: the plant's power flow could not converge
+            lambda d: d["feeder"]["line_types"]["trunk"].update(r_ohm_per_km=640),
+            "feeder.line_types.trunk.r_ohm_per_km = 640: the feeder cannot carry peer 'A' at "
+            "5.75 kW: 76.9 ohm of line from 'LV' to bus 'A' (most in feeder.lines[0], 120 m) would "
+            "take ~",
+        ),
         (  # the charger could not run the vehicle at any power above its deadband
             lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=0.2),
             "devices.ev_charger.max_discharge_kw = 0.2: must be >= the ev's deadband "
