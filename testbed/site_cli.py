@@ -26,14 +26,30 @@ def generate(
     """Write a community of N homes on a radial feeder (PV-only, PV + battery, battery-only, EV
     and consumer homes), validated like any site file."""
     from labspec.site_generate import generate_site
+    from peers.agents import agent_kinds
 
+    if agent not in agent_kinds():
+        console.print(
+            f"[red]error:[/red] --agent = {agent!r}: no such agent; agents: "
+            f"{', '.join(agent_kinds())}",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     site = generate_site(peers, seed, agent=agent)
     header = (
         f"# {site.site.name}: written by `testbed site generate --peers {peers} --seed {seed}`.\n"
         "# docs/site.md explains every key.\n\n"
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(header + tomli_w.dumps(site.to_toml_dict()), encoding="utf-8")
+    except OSError as error:
+        console.print(
+            f"[red]error:[/red] --out {out}: cannot write the site file "
+            f"({error.strerror or error})",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from None
     kinds = sorted({d.kind for d in site.devices.values()})
     console.print(
         f"{out}: {len(site.peers)} peers, {len(site.devices)} devices ({', '.join(kinds)}), "

@@ -277,3 +277,25 @@ def test_demo_runs_any_site_from_the_command_line(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["peers"]) == ["A", "B", "C", "D"]
     assert len(RunReader(out).samples("D", "inverter")) > 800
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--agent", "smart"], "--agent = 'smart': no such agent; agents: baseline"),
+        (["--out", "."], "--out .: cannot write the site file (Is a directory)"),
+    ],
+)
+def test_site_generate_refuses_what_it_cannot_write(tmp_path, monkeypatch, options, message):
+    """An unknown agent (the file `site check` would refuse) or an output it cannot write: one
+    line and exit 2, no file and no traceback."""
+    from typer.testing import CliRunner
+
+    from testbed.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["site", "generate", "--peers", "3", "--out", "three.toml", *options]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 2, done.output
+    assert message in " ".join(done.output.split())
+    assert not (tmp_path / "three.toml").exists()
