@@ -246,6 +246,12 @@ class HouseLoad(_Table):
             raise PydanticCustomError(
                 "order", f"base_kw ({fmt(self.base_kw)}) must be < peak_kw ({fmt(self.peak_kw)})"
             )
+        if self.typical_kw > self.peak_kw:  # a mean above the peak: W written for kW?
+            raise PydanticCustomError(
+                "order",
+                f"typical_kw ({fmt(self.typical_kw)}) must be <= peak_kw ({fmt(self.peak_kw)}): "
+                "it is the mean load the agent assumes",
+            )
         return self
 
 

@@ -140,6 +140,10 @@ def changed(edit: Any) -> dict[str, Any]:
             "5.75 kW: 76.9 ohm of line from 'LV' to bus 'A' (most in feeder.lines[0], 120 m) would "
             "take ~",
         ),
+        (  # watts for kilowatts: the agent would plan for an 800 kW house
+            lambda d: d["peers"]["A"]["load"].update(typical_kw=800),
+            "peers.A.load: typical_kw (800) must be <= peak_kw (2): it is the mean load the agent",
+        ),
         (  # the charger could not run the vehicle at any power above its deadband
             lambda d: d["devices"]["ev_charger"].update(max_discharge_kw=0.2),
             "devices.ev_charger.max_discharge_kw = 0.2: must be >= the ev's deadband "
