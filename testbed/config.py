@@ -28,6 +28,7 @@ from peers.agents import agent_kinds, agent_params
 from peers.assets import PeerAssets, default_assets
 from testbed.ledger.config import LedgerConfig
 from testbed.messages import bounded, quoted
+from testbed.platform.registry import RegistryError, check_peer_id
 from testbed.platform.settings import PlatformConfig
 from testbed.telemetry.config import InfluxConfig
 
@@ -354,6 +355,10 @@ class TestbedConfig(_Strict):
                 raise ValueError(f"peers.{name}.assets: {problem}") from None
             except ValueError as error:
                 raise ValueError(f"peers.{name}.assets: {error}") from None
+            try:
+                check_peer_id(name)  # its broker user and MQTT topic level on the platform
+            except RegistryError as error:
+                raise ValueError(f"peers: {error}") from None
             _check_agent(name, peer)
             _check_ev_can_start(name, peer, self.control.step_s)
         if self.sinks.influx is not None:

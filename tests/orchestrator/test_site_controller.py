@@ -192,6 +192,10 @@ def test_a_peer_id_the_platform_cannot_use_is_refused_by_site_check(tmp_path, pe
     assert message in " ".join(done.output.split())
     with pytest.raises(ConfigError, match=message.split(":")[1].strip()[:12]):
         with_site(load_config(EMULATED), site_file)
+    data = load_config(EMULATED).model_dump(mode="json", exclude_none=True)
+    data["peers"][peer_id] = data["peers"].pop("C")  # a configuration without a site
+    with pytest.raises(ConfigError, match=message.split(":")[1].strip()[:12]):
+        parse_config(data)
 
 
 def test_site_generate_writes_a_valid_community(tmp_path):
