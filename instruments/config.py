@@ -52,6 +52,13 @@ class PlausibilityConfig(_Config):
         "what the power limit allows since the last accepted reading by more than this (the "
         "register's resolution; None: no check)",
     )
+    register_restart_after_readings: int | None = Field(
+        3,
+        ge=2,
+        description="Take registers that stay behind the reference for this many readings in a "
+        "row, consistent with each other, as a new series (a meter reset or replaced, or a "
+        "reference that was itself a glitch); the break is reported once (None: never)",
+    )
 
 
 class _SocWindow(_Config):

@@ -168,39 +168,109 @@ class FreezeGuard:
         self._expected_kwh = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterBreak:
+    """The energy registers restarted: the reading at `time` begins a new series, behind the
+    last reading accepted before it (at `before_time`). Energy between the two is unknown."""
+
+    time: datetime
+    before_time: datetime
+    before_kwh: dict[str, float]
+    after_kwh: dict[str, float]
+
+    def describe(self) -> str:
+        values = ", ".join(
+            f"{q} {self.before_kwh[q]:.3f} -> {self.after_kwh[q]:.3f} kWh" for q in self.after_kwh
+        )
+        return f"registers restarted ({values}; last accepted reading {self.before_time:%H:%M:%S})"
+
+
 class RegisterGuard:
     """Rejects energy registers that cannot be true: one that went back, or one that ran ahead of
     what `max_kw` allows since the last reading accepted (a glitch a range check lets through,
     such as an import register a million kWh ahead for one reading, which settlement would bill).
     `slack_kwh` is the register's resolution. A rejected reading leaves the last accepted one as
-    the reference, so the registers are accepted again as soon as they are consistent with it."""
+    the reference, so the registers are accepted again as soon as they are consistent with it.
 
-    def __init__(self, device: str, max_kw: float, slack_kwh: float | None) -> None:
+    Registers that stay behind the reference (a meter reset or replaced, or a reference that was
+    itself a glitch ahead) for `restart_after` readings in a row, each consistent with the one
+    before, are a new series: the last of them is accepted and `check` returns the break, once.
+    A series ahead of the reference is never taken (a register cannot run ahead of its rating)."""
+
+    def __init__(
+        self,
+        device: str,
+        max_kw: float,
+        slack_kwh: float | None,
+        restart_after: int | None = None,
+    ) -> None:
         self.device = device
         self.max_kw = max_kw
         self.slack_kwh = slack_kwh
+        self.restart_after = restart_after
         self._time: datetime | None = None
         self._registers: dict[str, float] = {}
+        self._behind: list[tuple[datetime, dict[str, float]]] = []  # rejected, behind, in a row
 
-    def check(self, time: datetime, registers: dict[str, float]) -> None:
-        """Call once per reading with its energy registers (kWh); BadReading if one is false."""
-        if self.slack_kwh is None:
-            return
-        if self._time is not None:
-            elapsed_s = max(0.0, (time - self._time).total_seconds())
-            most_kwh = self.max_kw * elapsed_s / 3600.0 + self.slack_kwh
-            for quantity, value in registers.items():
-                last = self._registers.get(quantity)
-                if last is None:
-                    continue
-                if not -self.slack_kwh <= value - last <= most_kwh:
-                    raise BadReading(
-                        self.device,
-                        quantity,
-                        value,
-                        f"{last:.3f} to {last + most_kwh:.3f} kWh: the register read {last:.3f} "
-                        f"kWh {elapsed_s:g} s earlier and counts at most {self.max_kw:g} kW",
-                    )
+    def _false(
+        self,
+        slack_kwh: float,
+        time0: datetime,
+        before: dict[str, float],
+        time: datetime,
+        registers: dict[str, float],
+    ) -> BadReading | None:
+        """Why `registers` at `time` cannot follow `before` at `time0`, or None if they can."""
+        elapsed_s = max(0.0, (time - time0).total_seconds())
+        most_kwh = self.max_kw * elapsed_s / 3600.0 + slack_kwh
+        for quantity, value in registers.items():
+            last = before.get(quantity)
+            if last is not None and not -slack_kwh <= value - last <= most_kwh:
+                return BadReading(
+                    self.device,
+                    quantity,
+                    value,
+                    f"{last:.3f} to {last + most_kwh:.3f} kWh: the register read {last:.3f} "
+                    f"kWh {elapsed_s:g} s earlier and counts at most {self.max_kw:g} kW",
+                )
+        return None
+
+    def check(self, time: datetime, registers: dict[str, float]) -> RegisterBreak | None:
+        """Call once per reading with its energy registers (kWh); BadReading if one is false;
+        the break when this reading begins a new series."""
+        slack_kwh = self.slack_kwh
+        if slack_kwh is None:
+            return None
+        if self._time is None:
+            self._accept(time, registers)
+            return None
+        error = self._false(slack_kwh, self._time, self._registers, time, registers)
+        if error is None:
+            self._behind.clear()
+            self._accept(time, registers)
+            return None
+        if self.restart_after is None or not self._is_behind(slack_kwh, time, registers):
+            self._behind.clear()
+            raise error
+        if self._behind and self._false(slack_kwh, *self._behind[-1], time, registers):
+            self._behind.clear()
+        self._behind.append((time, dict(registers)))
+        if len(self._behind) < self.restart_after:
+            raise error
+        found = RegisterBreak(time, self._time, dict(self._registers), dict(registers))
+        self._behind.clear()
+        self._accept(time, registers)
+        return found
+
+    def _is_behind(self, slack_kwh: float, time: datetime, registers: dict[str, float]) -> bool:
+        """Some register went back, and none ran ahead beyond what the rating allows."""
+        assert self._time is not None
+        elapsed_s = max(0.0, (time - self._time).total_seconds())
+        most_kwh = self.max_kw * elapsed_s / 3600.0 + slack_kwh
+        deltas = [value - self._registers.get(q, value) for q, value in registers.items()]
+        return any(d < -slack_kwh for d in deltas) and all(d <= most_kwh for d in deltas)
+
+    def _accept(self, time: datetime, registers: dict[str, float]) -> None:
         self._time = time
         self._registers = dict(registers)
 

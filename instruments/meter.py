@@ -7,11 +7,19 @@ the generator convention (+ = export). A meter has no setpoint; `safe_state()` d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from instruments.config import SunSpecMeterConfig
-from instruments.device import Clock, FreezeGuard, Instrument, RegisterGuard, plausible, utc_now
+from instruments.device import (
+    Clock,
+    FreezeGuard,
+    Instrument,
+    RegisterBreak,
+    RegisterGuard,
+    plausible,
+    utc_now,
+)
 from instruments.errors import ProtocolMismatch
 from instruments.link import StatusListener
 from instruments.modbus_session import ModelInstance
@@ -36,6 +44,7 @@ class MeterSnapshot:
     frequency_hz: float
     import_kwh: float
     export_kwh: float
+    register_break: RegisterBreak | None = None  # this reading begins a new register series
 
     @property
     def ac_power_kw(self) -> float:
@@ -69,6 +78,7 @@ class SunSpecMeter(SunSpecDriver[SunSpecMeterConfig], Instrument[MeterSnapshot])
             config.name,
             ranges.power_rating_multiple * config.rated_power_kw,
             ranges.register_slack_kwh,
+            ranges.register_restart_after_readings,
         )
 
     async def connect(self) -> None:
@@ -95,9 +105,12 @@ class SunSpecMeter(SunSpecDriver[SunSpecMeterConfig], Instrument[MeterSnapshot])
         image = await self._read_step()
         assert self.model is not None
         snapshot = self._decode(image, self.model)
-        self._registers.check(
+        restart = self._registers.check(
             snapshot.time, {"import_kwh": snapshot.import_kwh, "export_kwh": snapshot.export_kwh}
         )
+        if restart is not None:
+            self._freeze.reset()
+            snapshot = replace(snapshot, register_break=restart)
         self._freeze.check(
             snapshot.time, snapshot.power_kw, snapshot.import_kwh + snapshot.export_kwh
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from instruments.device import RegisterBreak
 from peers.interface import Agent, DeviceState, IntervalObservation
 from testbed.clock import Clock
 from testbed.config import TestbedConfig
@@ -133,6 +134,8 @@ class Engine:
         self._markets: dict[int, IntervalMarket] = {}
         self._start_time: datetime | None = None
         self._registers = {peer: RegisterLog() for peer in self.peers}
+        # what each meter's current register series is shifted by in the log (after a break)
+        self._register_offsets: dict[str, tuple[float, float]] = {}
         self._unsettled: list[int] = []  # delivered intervals not yet settled
         self._waiting: set[tuple[str, int]] = set()  # (peer, interval) reported as waiting
         self._last_step = 0
@@ -307,10 +310,30 @@ class Engine:
             log.drop_after(meter.watch.changed_step)
             self.totals.drop_registers_after(name, meter.watch.changed_step)
         elif meter.snapshot is not None and meter.snapshot_step == step and not meter.lost:
-            log.add(step, meter.snapshot.import_kwh, meter.snapshot.export_kwh)
-            self.totals.observe_registers(
-                name, step, meter.snapshot.import_kwh, meter.snapshot.export_kwh
-            )
+            snapshot = meter.snapshot
+            restart: RegisterBreak | None = getattr(snapshot, "register_break", None)
+            last = log.last()
+            if restart is not None and last is not None:
+                (last_step, (last_import, last_export)) = last
+                self._register_offsets[name] = (
+                    last_import - snapshot.import_kwh,
+                    last_export - snapshot.export_kwh,
+                )
+                log.add_break(step)
+                self.totals.register_break(name, step, last_step, restart)
+                self._interlock(
+                    name,
+                    "meter",
+                    "register_break",
+                    f"meter {meter.driver.name}: {restart.describe()}; a new register series "
+                    f"from step {step}, the energy since step {last_step} is not settled",
+                    "new_series",
+                )
+            import_offset, export_offset = self._register_offsets.get(name, (0.0, 0.0))
+            import_kwh = snapshot.import_kwh + import_offset
+            export_kwh = snapshot.export_kwh + export_offset
+            log.add(step, import_kwh, export_kwh)
+            self.totals.observe_registers(name, step, import_kwh, export_kwh)
 
     def _record(self, step: int) -> None:
         assert self.now is not None
@@ -399,6 +422,18 @@ class Engine:
                 for name, (begin, end) in bounds.items()
                 if begin is not None and end is not None
             }
+            for name, (begin, end) in list(ready.items()):
+                if begin.across_break and end.across_break:  # no register counted in it
+                    del ready[name]
+                    self._interlock(
+                        name,
+                        "meter",
+                        "register_break",
+                        f"interval {self._interval_start(interval):%H:%M}: inside the break of "
+                        f"the meter's registers (steps {begin.gap_steps[0]}-"
+                        f"{begin.gap_steps[1]}); not settled",
+                        "unsettled",
+                    )
             for name, (begin, end) in ready.items():
                 self._registers[name].fix(first, begin)
                 self._registers[name].fix(last, end)
@@ -452,6 +487,18 @@ class Engine:
                     f"interval {interval_start:%H:%M}: boundary registers interpolated across "
                     f"the meter's gap ({gaps}); {metered[peer]:.4f} kWh settled",
                     "filled",
+                )
+            spi = self.steps_per_interval
+            breaks = self._registers[peer].breaks_in(interval * spi, (interval + 1) * spi)
+            for gap in breaks:
+                self._interlock(
+                    peer,
+                    "meter",
+                    "register_break",
+                    f"interval {interval_start:%H:%M}: settled from the registers on each side "
+                    f"of their break (up to step {gap[0]}, from step {gap[1]}; the energy "
+                    f"between is not known); {metered[peer]:.4f} kWh settled",
+                    "settled",
                 )
             self._waiting.discard((peer, interval))
             account = self._accounts.pop((peer, interval), _IntervalAccount())

@@ -7,6 +7,12 @@ then interpolated between the last trusted reading before it and the first one a
 time: the energy of the gap is split between the two intervals, and none is lost or invented.
 A boundary value is fixed the first time settlement uses it, so the intervals on both sides of
 it always add up to the registers' difference.
+
+A meter whose registers restarted (reset, replaced, or a first reference that was a glitch: the
+driver reports a `RegisterBreak`) starts a new series. The engine logs the new series shifted so
+that it continues from the last trusted reading before the break: the registers of each series
+count as read, and the energy between the two readings around the break, which no register
+holds, is counted as none. A boundary inside that gap is `across_break`.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class BoundaryReading:
     export_kwh: float
     filled: bool = False
     gap_steps: tuple[int, int] = (0, 0)  # the trusted readings it was filled between
+    across_break: bool = False  # inside the gap of a register break (the registers held flat)
 
 
 class RegisterLog:
@@ -32,6 +39,16 @@ class RegisterLog:
         self._steps: list[int] = []
         self._values: list[tuple[float, float]] = []
         self._fixed: dict[int, BoundaryReading] = {}
+        self._breaks: list[tuple[int, int]] = []  # (last step before, first step after)
+
+    def last(self) -> tuple[int, tuple[float, float]] | None:
+        """The latest trusted reading: (step, (import, export)), or None."""
+        return (self._steps[-1], self._values[-1]) if self._steps else None
+
+    def add_break(self, step: int) -> None:
+        """The reading about to be added at `step` begins a new register series."""
+        if self._steps:
+            self._breaks.append((self._steps[-1], step))
 
     def add(self, step: int, import_kwh: float, export_kwh: float) -> None:
         """A trusted reading taken at `step` (steps only increase)."""
@@ -40,11 +57,16 @@ class RegisterLog:
         self._steps.append(step)
         self._values.append((import_kwh, export_kwh))
 
+    def breaks_in(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The breaks (last step before, first step after) whose gap overlaps steps first-last."""
+        return [b for b in self._breaks if b[0] < last and b[1] > first]
+
     def drop_after(self, step: int) -> None:
         """Forget the readings after `step` (found frozen since then)."""
         cut = bisect.bisect_right(self._steps, step)
         del self._steps[cut:]
         del self._values[cut:]
+        self._breaks = [b for b in self._breaks if b[1] <= step]
 
     def boundary(self, step: int) -> BoundaryReading | None:
         """The registers at `step`: as read, interpolated across a gap, or None while no trusted
@@ -59,8 +81,13 @@ class RegisterLog:
             before, after = self._steps[at - 1], self._steps[at]
             weight = (step - before) / (after - before)
             (i0, e0), (i1, e1) = self._values[at - 1], self._values[at]
+            broken = (before, after) in self._breaks
             reading = BoundaryReading(
-                i0 + weight * (i1 - i0), e0 + weight * (e1 - e0), True, (before, after)
+                i0 + weight * (i1 - i0),
+                e0 + weight * (e1 - e0),
+                not broken,
+                (before, after),
+                broken,
             )
         else:
             return None
@@ -77,3 +104,5 @@ class RegisterLog:
         del self._values[:keep_from]
         for old in [s for s in self._fixed if s < step]:
             del self._fixed[old]
+        first = self._steps[0] if self._steps else step
+        self._breaks = [b for b in self._breaks if b[1] > first]

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from instruments.device import RegisterBreak
 from testbed.documents import Clearing, Settlement
 from testbed.metering import BoundaryReading
 
@@ -45,6 +46,7 @@ class _MeterRegisters:
     last_kwh: tuple[float, float]
     gaps: int = 0
     gap_steps: int = 0
+    breaks: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, step: int, import_kwh: float, export_kwh: float) -> None:
         if step <= self.last_step:
@@ -135,6 +137,20 @@ class RunTotals:
         else:
             meter.add(step, import_kwh, export_kwh)
 
+    def register_break(self, peer: str, step: int, last_step: int, restart: RegisterBreak) -> None:
+        """The meter's registers restarted at `step` (the last trusted reading at `last_step`):
+        the energy balance goes on from the new series, and names the break."""
+        meter = self._meters.get(peer)
+        if meter is not None:
+            meter.breaks.append(
+                {
+                    "step": step,
+                    "last_step": last_step,
+                    "before_kwh": dict(restart.before_kwh),
+                    "after_kwh": dict(restart.after_kwh),
+                }
+            )
+
     def drop_registers_after(self, peer: str, step: int) -> None:
         """The meter's readings after `step` were found frozen: its registers held the value of
         `step` since, so the latest trusted reading is that value, at `step`."""
@@ -186,6 +202,7 @@ class RunTotals:
                 "last_step": meter.last_step,
                 "meter_gaps": meter.gaps,
                 "meter_gap_steps": meter.gap_steps,
+                "register_breaks": meter.breaks,
             }
             span = self._settled.get(peer)
             settled = _settled_net_kwh(self.per_peer[peer]) if peer in self.per_peer else 0.0
@@ -287,6 +304,15 @@ def metering_notes(summary: dict[str, Any]) -> list[str]:
                 f"meter {peer}: {entry['meter_gaps']} gap(s), {entry['meter_gap_steps']} steps "
                 "without a trusted reading (its registers counted on; "
                 f"{entry['filled_boundaries']} interval boundaries interpolated across them)"
+            )
+        for restart in entry.get("register_breaks", ()):
+            values = ", ".join(
+                f"{q} {restart['before_kwh'][q]:.3f} -> {restart['after_kwh'][q]:.3f} kWh"
+                for q in restart["after_kwh"]
+            )
+            notes.append(
+                f"meter {peer}: registers restarted at step {restart['step']} ({values}); "
+                f"the energy since step {restart['last_step']} is not in the balance"
             )
         if abs(entry["unsettled_kwh"]) >= 5e-7:
             notes.append(

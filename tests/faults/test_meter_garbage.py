@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from hil_sim.servers.sunspec_devices import GARBAGE_ENERGY_OFFSET_WH
+from labspec.plant_control import SyncPlantControl
+from testbed.summary import metering_notes
 from tests.faults.campaign import bill_parts
 from tests.faults.harness import (
     clear,
@@ -16,6 +19,7 @@ from tests.faults.harness import (
 )
 
 BOUNDARY = 300  # the end of the first 300 s interval
+GARBAGE_OFFSET_KWH = GARBAGE_ENERGY_OFFSET_WH / 1000.0
 
 
 def test_a_register_glitch_at_an_interval_end_is_not_billed(working_plant, tmp_path):
@@ -78,3 +82,64 @@ def test_a_meter_reading_garbage_sends_the_battery_to_its_safe_state_and_back(
     assert samples["import_kwh"].max() < 1.0 and samples["power_kw"].abs().max() < 10.0
     for peer, registers_kwh in metered_net_kwh(run).items():
         assert settled_net_kwh(run)[peer] == pytest.approx(registers_kwh, abs=1e-6)
+
+
+def test_a_meter_that_starts_on_garbage_comes_back_when_it_clears(working_plant, tmp_path):
+    """Meter C's import register read a million kWh ahead from the run's first reading until step
+    60: that reading became the reference, every true reading after it went back, and the meter
+    stayed lost for the rest of the run, its intervals unsettled. Now three true readings in a row
+    that agree with each other are a new register series: the break is reported once, the
+    interval across it is settled from the registers on each side, and the rest as usual."""
+    control = SyncPlantControl.from_endpoints(working_plant)
+    try:
+        control.reset()
+        control.set_fault("meter_C", kind="garbage", value="huge")
+    finally:
+        control.close()
+    config = experiment_config(working_plant, hours=0.25)
+    run = run_with_faults(
+        working_plant, tmp_path / "run", config, {60: [clear("meter_C")]}, reset=False
+    )
+    assert run.result.finished.status == "finished"
+    samples = run.samples("C", "meter").set_index("step")
+    assert samples.loc[:60, "import_kwh"].min() > 1e5  # the garbage, as read
+    true_steps = samples.index[samples.index > 60]
+    assert list(true_steps) == list(range(63, 901))  # two readings rejected, then back
+    assert samples.loc[63:, "import_kwh"].max() < 1.0
+
+    def net_kwh(step: int) -> float:  # the plant's registers, the garbage offset taken off
+        row = samples.loc[step]
+        import_kwh = row.import_kwh - (GARBAGE_OFFSET_KWH if row.import_kwh > 1e5 else 0.0)
+        return row.export_kwh - import_kwh
+
+    settlements = run.reader.settlements()
+    c = settlements[settlements["peer"] == "C"].sort_values("interval_start")
+    assert len(c) == 3  # every interval settled
+    metered = list(c["metered_kwh"])
+    # across the break: up to the last garbage reading and from the first true one; the energy of
+    # the three seconds between is not known and not billed
+    assert metered[0] == pytest.approx((net_kwh(60) - net_kwh(0)) + (net_kwh(300) - net_kwh(63)))
+    assert abs(metered[0]) <= abs(net_kwh(300) - net_kwh(0))
+    assert metered[1] == pytest.approx(net_kwh(600) - net_kwh(300))
+    assert metered[2] == pytest.approx(net_kwh(900) - net_kwh(600))
+    assert c["grid_cost"].max() < 10.0 and c["grid_revenue"].max() < 10.0
+    assert (bill_parts(settlements) - settlements.bill).abs().max() < 1e-9
+
+    interlocks = run.interlocks()
+    breaks = interlocks[interlocks["kind"] == "register_break"]
+    assert list(zip(breaks["peer"], breaks["action"], strict=True)) == [
+        ("C", "new_series"),
+        ("C", "settled"),
+    ]
+    assert "1000000" in breaks["reason"].iloc[0] and "meter_C" in breaks["reason"].iloc[0]
+    lost = interlocks[(interlocks["peer"] == "C") & (interlocks["kind"] == "device_lost")]
+    assert lost.empty
+
+    summary = run.result.finished.summary
+    metering = summary["metering"]["C"]
+    (restart,) = metering["register_breaks"]
+    assert (restart["last_step"], restart["step"]) == (60, 63)
+    assert restart["before_kwh"]["import_kwh"] > 1e5 > 1.0 > restart["after_kwh"]["import_kwh"]
+    assert metering["balance_error_kwh"] < 1e-6
+    assert summary["energy_balance_error_kwh"] < 1e-6
+    assert any("registers restarted at step 63" in note for note in metering_notes(summary))
