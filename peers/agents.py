@@ -205,7 +205,8 @@ class _AgentBase:
             if quantity == "load":
                 fallback, cap = self.assets.typical_load_kw, 1.5 * self.assets.peak_load_kw
             else:
-                peak = self.assets.pv.peak_power_kw if self.assets.pv is not None else 0.0
+                pv = self.assets.pv
+                peak = 0.0 if pv is None else min(pv.peak_power_kw, pv.ac_limit_kw or math.inf)
                 fallback, cap = 0.0, peak
             self._forecasters[key] = make_forecaster(
                 self.params.forecast_method,

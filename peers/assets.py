@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from labspec.site import EvCharger, Site, StorageInverter, default_site
+from labspec.site import EvCharger, PvInverter, Site, StorageInverter, default_site
 
 
 class _Model(BaseModel):
@@ -27,6 +27,13 @@ class PvAsset(_Model):
     """A rooftop PV array behind the peer's inverter."""
 
     peak_power_kw: float = Field(gt=0, description="Rated DC peak power (kWp)")
+    ac_limit_kw: float | None = Field(
+        default=None,
+        gt=0,
+        description="AC rating of the PV-only inverter behind the array when below its kWp: the "
+        "inverter clips the array's output there (None: no clipping of its own; behind a hybrid "
+        "inverter the battery can take the surplus)",
+    )
     tilt_deg: float = Field(default=23.0, ge=0, le=90, description="Panel tilt from horizontal")
     azimuth_deg: float = Field(
         default=180.0, ge=0, lt=360, description="Panel azimuth, 180 = facing south"
@@ -226,6 +233,7 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
         if pv is None
         else PvAsset(
             peak_power_kw=pv.peak_kw,
+            ac_limit_kw=_pv_ac_limit_kw(site, peer, pv.peak_kw),
             levelised_cost_per_kwh=pv.levelised_cost_per_kwh,
             tilt_deg=pv.tilt_deg,
             azimuth_deg=pv.azimuth_deg,
@@ -265,13 +273,26 @@ def assets_from_site(site: Site, peer: str) -> PeerAssets:
     )
 
 
+def _pv_ac_limit_kw(site: Site, peer: str, peak_kw: float) -> float | None:
+    """The AC rating of the PV-only inverter behind the peer's array when it is below the
+    array's kWp (the plant clips the array there); None otherwise. A hybrid inverter's rating
+    does not clip the array alone: its battery can store what the AC side cannot take."""
+    for device in site.devices_of(peer).values():
+        if isinstance(device, PvInverter) and device.rated_power_kw < peak_kw:
+            return device.rated_power_kw
+    return None
+
+
 def _capped(
     site: Site, peer: str, charge_kw: float, discharge_kw: float, ev: bool
 ) -> tuple[float, float]:
     """A battery's (or with `ev` an EV's) power limits within the caps of the inverter (charger)
-    that serves it, `max_charge_kw` and `max_discharge_kw`, as the plant and the dispatcher
-    apply them."""
+    that serves it, `max_charge_kw` and `max_discharge_kw`, and an inverter's AC rating, as the
+    plant and the dispatcher apply them."""
     for device in site.devices_of(peer).values():
+        if isinstance(device, StorageInverter) and not ev:
+            charge_kw = min(charge_kw, device.rated_power_kw)
+            discharge_kw = min(discharge_kw, device.rated_power_kw)
         if isinstance(device, StorageInverter | EvCharger) and isinstance(device, EvCharger) == ev:
             if device.max_charge_kw is not None:
                 charge_kw = min(charge_kw, device.max_charge_kw)

@@ -6,6 +6,11 @@ azimuth, a flat derate for temperature and system losses). `ClearSkyIndexForecas
 the clear-sky index (metered PV / clear-sky PV): for the coming steps the index of the last metered
 hour, relaxing with the lead time toward the index of the whole history (or a prior before any).
 So a first day is forecast from the sun's path and the morning's clouds, not a flat profile.
+
+An array behind a PV-only inverter rated below its kWp (`PvAsset.ac_limit_kw`) is clipped there,
+as the plant clips it: the forecast never exceeds the limit, and a metered interval at the limit
+(within `CLIPPED_SHARE`) only says the sky was at least that clear, so its index counts as a clear
+sky's (1) unless its ratio to the unclipped clear sky is higher.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from peers.forecast import Forecast
 DERATE = 0.9  # temperature and system losses at the array's usual operating point
 SUBSTEPS = 3  # clear-sky samples per interval (start, middle, end thirds)
 MEMO_SAMPLES = 100_000  # a memo of clear-sky samples starts over beyond this many (a year of 5 min)
+CLIPPED_SHARE = 0.98  # a metered interval at this share of the AC limit or above was clipped
 
 
 def clear_sky_pv_kw(
@@ -31,8 +37,10 @@ def clear_sky_pv_kw(
     steps: int,
     interval_s: float,
     memo: dict[int, float] | None = None,
+    clipped: bool = True,
 ) -> np.ndarray:
-    """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC).
+    """Mean clear-sky AC power (kW) of the array per interval from `start` (UTC), each sample
+    clipped at the inverter's `ac_limit_kw` (with `clipped=False`: what the array could give).
 
     `memo` (optional, kept by the caller for one array): plane-of-array irradiance by sample time
     (ns), so overlapping horizons compute only their new samples. pvlib's model is computed
@@ -52,6 +60,8 @@ def clear_sky_pv_kw(
             memo.update(zip(ahead.asi8[missing].tolist(), values, strict=True))
         kw = np.array([memo[key] for key in keys], dtype=float)
     kw = kw / 1000.0 * pv.peak_power_kw * DERATE
+    if clipped and pv.ac_limit_kw is not None:
+        kw = np.minimum(kw, pv.ac_limit_kw)
     mean_kw: np.ndarray = kw.reshape(steps, SUBSTEPS).mean(axis=1)
     return mean_kw
 
@@ -98,7 +108,7 @@ class ClearSkyIndexForecaster:
             if len(self._cache) > 512:
                 self._cache.clear()
             self._cache[key] = clear_sky_pv_kw(
-                self.pv, start, steps, self.interval_s, self._samples
+                self.pv, start, steps, self.interval_s, self._samples, clipped=False
             )
         return self._cache[key]
 
@@ -120,7 +130,12 @@ class ClearSkyIndexForecaster:
         sunny = clear > 0.1 * self.pv.peak_power_kw
         if sunny.sum() == 0:
             return self
-        index = (recent[sunny] / clear[sunny]).clip(0.0, 1.2)
+        index = recent[sunny] / clear[sunny]
+        limit_kw = self.pv.ac_limit_kw
+        if limit_kw is not None:  # at the clip the sky was at least clear: not a cloud
+            at_clip = recent[sunny] >= CLIPPED_SHARE * limit_kw
+            index = index.where(~at_clip, index.clip(lower=1.0))
+        index = index.clip(0.0, 1.2)
         self.mean_index = float(index.mean()) if len(index) >= 4 else self.prior_index
         self.spread = float(max(index.std(), 0.1)) if len(index) >= 4 else 0.25
         last = index[index.index >= index.index[-1] - timedelta(hours=self.recent_h)]
@@ -135,9 +150,11 @@ class ClearSkyIndexForecaster:
         else:
             weight = np.exp(-lead_h / self.relax_h)
             index = weight * self.recent_index + (1.0 - weight) * self.mean_index
-        mean = clear * index
-        low = clear * np.clip(index - 1.3 * self.spread, 0.0, None)
+        limit_kw = np.inf if self.pv.ac_limit_kw is None else self.pv.ac_limit_kw
+        mean = np.minimum(clear * index, limit_kw)
+        low = np.minimum(clear * np.clip(index - 1.3 * self.spread, 0.0, None), limit_kw)
         high = np.minimum(
-            clear * np.clip(index + 1.3 * self.spread, None, 1.1), self.pv.peak_power_kw
+            clear * np.clip(index + 1.3 * self.spread, None, 1.1),
+            min(self.pv.peak_power_kw, limit_kw),
         )
         return Forecast(start, self.interval_s, mean, {0.1: low, 0.9: high})
