@@ -143,3 +143,57 @@ def test_a_meter_that_starts_on_garbage_comes_back_when_it_clears(working_plant,
     assert metering["balance_error_kwh"] < 1e-6
     assert summary["energy_balance_error_kwh"] < 1e-6
     assert any("registers restarted at step 63" in note for note in metering_notes(summary))
+
+
+def test_a_register_break_across_interval_boundaries_bills_no_interval_across_it(
+    working_plant, tmp_path
+):
+    """Meter C starts on garbage and then drops from step 290 to 610; the garbage clears while it
+    is away. The break in its registers lies between its last reading before 300 and its first
+    after 600: the first interval is settled up to the last reading of the old series, the last
+    one from the first of the new series, and the interval in between, which no register reading
+    of its own covers, is left unsettled instead of billed from a jump or as zero."""
+    control = SyncPlantControl.from_endpoints(working_plant)
+    try:
+        control.reset()
+        control.set_fault("meter_C", kind="garbage", value="huge")
+    finally:
+        control.close()
+    config = experiment_config(working_plant, hours=0.25)
+    run = run_with_faults(
+        working_plant,
+        tmp_path / "run",
+        config,
+        {
+            290: [fault("meter_C", "drop")],
+            400: [clear("meter_C", "garbage")],
+            610: [clear("meter_C", "drop")],
+        },
+        reset=False,
+    )
+    assert run.result.finished.status == "finished"
+    samples = run.samples("C", "meter").set_index("step")
+    last_old = samples.index[samples.index < 300].max()
+    first_new = samples.index[samples.index > 300].min()
+    assert 600 < first_new <= 640 and samples.loc[first_new:, "import_kwh"].max() < 1.0
+
+    def net_kwh(step: int) -> float:
+        row = samples.loc[step]
+        import_kwh = row.import_kwh - (GARBAGE_OFFSET_KWH if row.import_kwh > 1e5 else 0.0)
+        return row.export_kwh - import_kwh
+
+    settlements = run.reader.settlements()
+    c = settlements[settlements["peer"] == "C"].sort_values("interval_start")
+    assert len(c) == 2  # the middle interval is not settled
+    first, last = list(c["metered_kwh"])
+    assert first == pytest.approx(net_kwh(last_old) - net_kwh(0))
+    assert last == pytest.approx(net_kwh(900) - net_kwh(first_new))
+    assert len(settlements[settlements["peer"] == "A"]) == 3  # the others go on
+    interlocks = run.interlocks()
+    breaks = interlocks[(interlocks["kind"] == "register_break")]
+    assert list(breaks["action"]) == ["new_series", "settled", "unsettled", "settled"]
+    assert set(breaks["peer"]) == {"C"}
+    metering = run.result.finished.summary["metering"]["C"]
+    (restart,) = metering["register_breaks"]
+    assert (restart["last_step"], restart["step"]) == (last_old, first_new)
+    assert metering["balance_error_kwh"] < 1e-6

@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from instruments.config import SunSpecMeterConfig
 from instruments.device import RegisterGuard
 from instruments.errors import BadReading
+from instruments.meter import SunSpecMeter
+from tests.instruments.sunspec_device import SunSpecTestDevice
 
+COMMON_MODEL = (1, {"Mn": "Acme", "Md": "Meter", "SN": "7", "DA": 1})
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 
 
@@ -87,3 +91,47 @@ def test_without_restarts_registers_behind_stay_rejected():
     for second in range(1, 10):
         with pytest.raises(BadReading):
             meter.check(at(second), registers(0.001 * second))
+
+
+class SteppedClock:
+    """The driver's clock, moved by hand (one reading per control step)."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_meter_replaced_mid_run_is_read_again_over_modbus():
+    """A SunSpec meter (register image built by pysunspec2, served by pymodbus) whose registers
+    drop from 1234.5 kWh to near zero: two readings are rejected, the third begins a new series
+    and carries the break, once; the readings after it are plain readings of the new series."""
+    meter_211 = {"A": 5.0, "PhV": 230.0, "Hz": 50.0, "W": 1150.0, "TotWhExp": 10.0,
+                 "TotWhImp": 1_234_500.0}  # fmt: skip
+    device = SunSpecTestDevice(40000, [COMMON_MODEL, (211, meter_211)])
+    await device.start()
+    clock = SteppedClock()
+    meter = SunSpecMeter(SunSpecMeterConfig(port=device.port), clock=clock)
+    try:
+        await meter.connect()
+        clock.now = at(1)
+        assert (await meter.read()).register_break is None
+        device.set_point(211, "TotWhImp", 0.0)  # a new meter: its registers start at zero
+        device.set_point(211, "TotWhExp", 0.0)
+        for second in (2, 3):
+            clock.now = at(second)
+            with pytest.raises(BadReading, match="import_kwh"):
+                await meter.read()
+        clock.now = at(4)
+        first = await meter.read()
+        assert first.register_break is not None
+        assert first.register_break.before_kwh == {"import_kwh": 1234.5, "export_kwh": 0.01}
+        assert first.register_break.after_kwh == {"import_kwh": 0.0, "export_kwh": 0.0}
+        device.set_point(211, "TotWhImp", 1.0)
+        clock.now = at(5)
+        after = await meter.read()
+        assert after.register_break is None and after.import_kwh == 0.001
+    finally:
+        await meter.close()
+        await device.stop()
