@@ -195,7 +195,9 @@ class RegisterGuard:
     Registers that stay behind the reference (a meter reset or replaced, or a reference that was
     itself a glitch ahead) for `restart_after` readings in a row, each consistent with the one
     before, are a new series: the last of them is accepted and `check` returns the break, once.
-    A series ahead of the reference is never taken (a register cannot run ahead of its rating)."""
+    A series ahead of the reference is never taken (a register cannot run ahead of its rating),
+    except the series left at the last break, when the registers come back to it (the break was
+    a glitch behind the true registers)."""
 
     def __init__(
         self,
@@ -211,6 +213,7 @@ class RegisterGuard:
         self._time: datetime | None = None
         self._registers: dict[str, float] = {}
         self._behind: list[tuple[datetime, dict[str, float]]] = []  # rejected, behind, in a row
+        self._left: tuple[datetime, dict[str, float]] | None = None  # the reference before a break
 
     def _false(
         self,
@@ -249,7 +252,10 @@ class RegisterGuard:
             self._behind.clear()
             self._accept(time, registers)
             return None
-        if self.restart_after is None or not self._is_behind(slack_kwh, time, registers):
+        if self.restart_after is None or not (
+            self._is_behind(slack_kwh, time, registers)
+            or self._continues_left(slack_kwh, time, registers)
+        ):
             self._behind.clear()
             raise error
         if self._behind and self._false(slack_kwh, *self._behind[-1], time, registers):
@@ -258,6 +264,7 @@ class RegisterGuard:
         if len(self._behind) < self.restart_after:
             raise error
         found = RegisterBreak(time, self._time, dict(self._registers), dict(registers))
+        self._left = (self._time, dict(self._registers))
         self._behind.clear()
         self._accept(time, registers)
         return found
@@ -269,6 +276,13 @@ class RegisterGuard:
         most_kwh = self.max_kw * elapsed_s / 3600.0 + slack_kwh
         deltas = [value - self._registers.get(q, value) for q, value in registers.items()]
         return any(d < -slack_kwh for d in deltas) and all(d <= most_kwh for d in deltas)
+
+    def _continues_left(
+        self, slack_kwh: float, time: datetime, registers: dict[str, float]
+    ) -> bool:
+        """The registers continue the series left at the last break (the break was a glitch
+        behind it: its registers came back, counted on within the rating)."""
+        return self._left is not None and not self._false(slack_kwh, *self._left, time, registers)
 
     def _accept(self, time: datetime, registers: dict[str, float]) -> None:
         self._time = time

@@ -313,20 +313,23 @@ class Engine:
             snapshot = meter.snapshot
             restart: RegisterBreak | None = getattr(snapshot, "register_break", None)
             last = log.last()
-            if restart is not None and last is not None:
-                (last_step, (last_import, last_export)) = last
-                self._register_offsets[name] = (
-                    last_import - snapshot.import_kwh,
-                    last_export - snapshot.export_kwh,
-                )
-                log.add_break(step)
-                self.totals.register_break(name, step, last_step, restart)
+            if restart is not None:
+                since = "the energy between is not settled"
+                if last is not None:  # the new series goes on from the last trusted reading
+                    (last_step, (last_import, last_export)) = last
+                    self._register_offsets[name] = (
+                        last_import - snapshot.import_kwh,
+                        last_export - snapshot.export_kwh,
+                    )
+                    log.add_break(step)
+                    self.totals.register_break(name, step, last_step, restart)
+                    since = f"the energy since step {last_step} is not settled"
                 self._interlock(
                     name,
                     "meter",
                     "register_break",
                     f"meter {meter.driver.name}: {restart.describe()}; a new register series "
-                    f"from step {step}, the energy since step {last_step} is not settled",
+                    f"from step {step}, {since}",
                     "new_series",
                 )
             import_offset, export_offset = self._register_offsets.get(name, (0.0, 0.0))

@@ -135,3 +135,21 @@ async def test_a_meter_replaced_mid_run_is_read_again_over_modbus():
     finally:
         await meter.close()
         await device.stop()
+
+
+def test_registers_that_come_back_to_the_series_left_at_a_break_are_taken_again():
+    """A glitch behind the true registers long enough to be taken for a new series (three zeros
+    in a row) is followed by the true registers again: they run ahead of the new reference, but
+    continue the series left at the break within the rating, so they are a break back to it."""
+    meter = guard()
+    meter.check(at(0), registers(500.0))
+    for second in (1, 2):
+        with pytest.raises(BadReading):
+            meter.check(at(second), registers(0.0, 0.0))
+    assert meter.check(at(3), registers(0.0, 0.0)) is not None
+    for second, value in ((4, 500.001), (5, 500.0015)):
+        with pytest.raises(BadReading):
+            meter.check(at(second), registers(value))
+    back = meter.check(at(6), registers(500.002))
+    assert back is not None and back.before_kwh == registers(0.0, 0.0)
+    assert meter.check(at(7), registers(500.003)) is None
