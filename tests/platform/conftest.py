@@ -42,6 +42,20 @@ class Platform:
             **kwargs,  # type: ignore[arg-type]
         )
 
+    def operator_service(
+        self, config: TestbedConfig | None = None, **settings: float
+    ) -> OperatorService:
+        """An operator on this broker with the platform's registry, password and journal."""
+        config = config or self.config
+        return OperatorService(
+            config,
+            self.folder.registry(list(config.peers)),
+            self.broker.address,
+            self.folder.password("operator"),
+            self.folder.journal_path,
+            **settings,
+        )
+
     def signed(
         self, peer: str, index: int = 1, *, side: Side = Side.SELL, signer: str | None = None
     ) -> SignedOrder:
@@ -96,14 +110,7 @@ async def next_message(
 
 @pytest.fixture
 async def operator(platform: Platform) -> AsyncIterator[OperatorService]:
-    service = OperatorService(
-        platform.config,
-        platform.folder.registry(list(platform.config.peers)),
-        platform.broker.address,
-        platform.folder.password("operator"),
-        platform.folder.journal_path,
-        gate_wait_s=0.2,
-    )
+    service = platform.operator_service(gate_wait_s=0.2)
     task = asyncio.create_task(service.run())
     await service.link.wait_connected(30)
     yield service

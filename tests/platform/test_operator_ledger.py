@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from peers.interface import DeviceState
 from testbed.cli import app
+from testbed.config import TestbedConfig
 from testbed.ledger.describe import describe_entry
 from testbed.ledger.entries import Entry
-from testbed.ledger.run_ledger import open_run_ledger
+from testbed.ledger.run_ledger import RunLedger, open_run_ledger
 from testbed.ledger.store import read_entries
 from testbed.ledger.verify import verify_run
 from testbed.market.book import Order, Side
@@ -35,21 +36,30 @@ def ledger_entries(run_dir: Path) -> list[Entry]:
         return read_entries(db)
 
 
-async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_rejected(
-    platform: Platform, operator: OperatorService, tmp_path: Path
-) -> None:
+async def controller_with_ledger(
+    platform: Platform, tmp_path: Path, run_id: str
+) -> tuple[TestbedConfig, RunLedger, RemoteMarket]:
+    """The controller's side: a run ledger opened an interval before INTERVAL (every peer
+    registered) and the controller's market link to the operator, started."""
     ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
     config = platform.config.model_copy(update={"ledger": ledger_config})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    ledger = open_run_ledger(config, run_dir, "operator-ledger", run_dir / "run.sqlite")
-    opened = INTERVAL - timedelta(seconds=config.market.interval_s)
-    assert ledger.start(opened) == {}
+    ledger = open_run_ledger(config, run_dir, run_id, run_dir / "run.sqlite")
+    assert ledger.start(INTERVAL - timedelta(seconds=config.market.interval_s)) == {}
     market = RemoteMarket(
         config, platform.broker.address, platform.folder.password("controller"), plan_wait_s=0.2
     )
     market.attach_ledger(ledger)
     await market.start()
+    return config, ledger, market
+
+
+async def test_late_forged_foreign_and_unreadable_orders_are_on_the_ledger_as_rejected(
+    platform: Platform, operator: OperatorService, tmp_path: Path
+) -> None:
+    config, ledger, market = await controller_with_ledger(platform, tmp_path, "operator-ledger")
+    run_dir = tmp_path / "run"
     good = platform.signed("A", 1)
     forged = platform.signed("A", 2, signer="B")  # A's order signed with B's key
     foreign = platform.signed("B", 1)  # B's genuine order, sent on A's topic
@@ -188,18 +198,9 @@ async def test_a_reused_order_id_is_rejected_by_the_operator_and_the_run_goes_on
     operator refuses a reused one (A's id of an earlier interval, B taking A's next id first, a
     late order of B carrying an id A has in the open book), so it never books an order the ledger
     refuses as replayed, which would stop the run."""
-    ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
-    config = platform.config.model_copy(update={"ledger": ledger_config})
+    config, ledger, market = await controller_with_ledger(platform, tmp_path, "reused-ids")
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    ledger = open_run_ledger(config, run_dir, "reused-ids", run_dir / "run.sqlite")
     interval_s = config.market.interval_s
-    assert ledger.start(INTERVAL - timedelta(seconds=interval_s)) == {}
-    market = RemoteMarket(
-        config, platform.broker.address, platform.folder.password("controller"), plan_wait_s=0.2
-    )
-    market.attach_ledger(ledger)
-    await market.start()
     following = INTERVAL + timedelta(seconds=interval_s)
     first = platform.signed("A", 1)
     again = signed_as(platform, "A", first.order_id, following, INTERVAL)
@@ -285,18 +286,9 @@ async def test_an_order_for_an_interval_far_ahead_reaches_the_ledger_as_rejected
     """A submission for an interval no gate will reach soon (here a day ahead) is not kept in a
     book of its own that no report would carry: it is rejected at once and recorded with the
     next report, like a late one."""
-    ledger_config = platform.config.ledger.model_copy(update={"keys_dir": platform.folder.keys_dir})
-    config = platform.config.model_copy(update={"ledger": ledger_config})
+    config, ledger, market = await controller_with_ledger(platform, tmp_path, "far-ahead")
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    ledger = open_run_ledger(config, run_dir, "far-ahead", run_dir / "run.sqlite")
     interval_s = config.market.interval_s
-    assert ledger.start(INTERVAL - timedelta(seconds=interval_s)) == {}
-    market = RemoteMarket(
-        config, platform.broker.address, platform.folder.password("controller"), plan_wait_s=0.2
-    )
-    market.attach_ledger(ledger)
-    await market.start()
     following = INTERVAL + timedelta(seconds=interval_s)
     far = INTERVAL + timedelta(days=1)
     ahead = signed_as(platform, "A", "far-ahead-1", far, far - timedelta(seconds=60))

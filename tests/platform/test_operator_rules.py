@@ -193,14 +193,7 @@ async def test_a_restarted_operator_still_refuses_an_order_id_already_used(
     from testbed.market.book import Side
 
     def service() -> OperatorService:
-        return OperatorService(
-            platform.config,
-            platform.folder.registry(list(platform.config.peers)),
-            platform.broker.address,
-            platform.folder.password("operator"),
-            platform.folder.journal_path,
-            gate_wait_s=0.2,
-        )
+        return platform.operator_service(gate_wait_s=0.2)
 
     foreign = platform.signed("B", 1)  # B's genuine order on A's topic: rejected, its id used
     reused = platform.signed("B", 1, side=Side.BUY)  # another order of B under the same id
@@ -239,13 +232,7 @@ def test_the_account_view_is_the_configured_opening_less_the_bills_also_after_a_
     report = SettlementReport(interval_start=INTERVAL, settlements=settlements)
     journal.record_settlement(INTERVAL, report.model_dump_json())
     journal.close()
-    service = OperatorService(
-        config,
-        platform.folder.registry(list(config.peers)),
-        platform.broker.address,
-        platform.folder.password("operator"),
-        platform.folder.journal_path,
-    )
+    service = platform.operator_service(config)
     try:
         assert service.wallet_balance("A") == pytest.approx(250.0 - bill_a)
         assert service.wallet_balance("C") == pytest.approx(250.0)
@@ -262,14 +249,7 @@ async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gat
     import asyncio
 
     def service() -> OperatorService:
-        return OperatorService(
-            platform.config,
-            platform.folder.registry(list(platform.config.peers)),
-            platform.broker.address,
-            platform.folder.password("operator"),
-            platform.folder.journal_path,
-            gate_wait_s=600.0,
-        )
+        return platform.operator_service(gate_wait_s=600.0)
 
     orders = {peer: platform.signed(peer, 1) for peer in ("A", "B")}
     first = service()
@@ -354,14 +334,7 @@ async def test_orders_rejected_in_the_open_book_survive_an_operator_restart(
     import asyncio
 
     def service() -> OperatorService:
-        return OperatorService(
-            platform.config,
-            platform.folder.registry(list(platform.config.peers)),
-            platform.broker.address,
-            platform.folder.password("operator"),
-            platform.folder.journal_path,
-            gate_wait_s=0.2,
-        )
+        return platform.operator_service(gate_wait_s=0.2)
 
     good = platform.signed("A", 1)
     forged = platform.signed("A", 2, signer="B")
