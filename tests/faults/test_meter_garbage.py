@@ -84,18 +84,23 @@ def test_a_meter_reading_garbage_sends_the_battery_to_its_safe_state_and_back(
         assert settled_net_kwh(run)[peer] == pytest.approx(registers_kwh, abs=1e-6)
 
 
+def reset_with_meter_c_on_garbage(plant) -> None:
+    """A fresh plant whose meter C reads its import register a million kWh ahead from the start."""
+    control = SyncPlantControl.from_endpoints(plant)
+    try:
+        control.reset()
+        control.set_fault("meter_C", kind="garbage", value="huge")
+    finally:
+        control.close()
+
+
 def test_a_meter_that_starts_on_garbage_comes_back_when_it_clears(working_plant, tmp_path):
     """Meter C's import register read a million kWh ahead from the run's first reading until step
     60: that reading became the reference, every true reading after it went back, and the meter
     stayed lost for the rest of the run, its intervals unsettled. Now three true readings in a row
     that agree with each other are a new register series: the break is reported once, the
     interval across it is settled from the registers on each side, and the rest as usual."""
-    control = SyncPlantControl.from_endpoints(working_plant)
-    try:
-        control.reset()
-        control.set_fault("meter_C", kind="garbage", value="huge")
-    finally:
-        control.close()
+    reset_with_meter_c_on_garbage(working_plant)
     config = experiment_config(working_plant, hours=0.25)
     run = run_with_faults(
         working_plant, tmp_path / "run", config, {60: [clear("meter_C")]}, reset=False
@@ -153,12 +158,7 @@ def test_a_register_break_across_interval_boundaries_bills_no_interval_across_it
     after 600: the first interval is settled up to the last reading of the old series, the last
     one from the first of the new series, and the interval in between, which no register reading
     of its own covers, is left unsettled instead of billed from a jump or as zero."""
-    control = SyncPlantControl.from_endpoints(working_plant)
-    try:
-        control.reset()
-        control.set_fault("meter_C", kind="garbage", value="huge")
-    finally:
-        control.close()
+    reset_with_meter_c_on_garbage(working_plant)
     config = experiment_config(working_plant, hours=0.25)
     run = run_with_faults(
         working_plant,
