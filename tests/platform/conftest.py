@@ -56,6 +56,15 @@ class Platform:
             **settings,
         )
 
+    async def start_operator(
+        self, config: TestbedConfig | None = None, **settings: float
+    ) -> tuple[OperatorService, asyncio.Task[None]]:
+        """`operator_service` running and connected; its task, to await after `stop()`."""
+        service = self.operator_service(config, **settings)
+        task = asyncio.create_task(service.run())
+        await service.link.wait_connected(30)
+        return service, task
+
     def signed(
         self, peer: str, index: int = 1, *, side: Side = Side.SELL, signer: str | None = None
     ) -> SignedOrder:
@@ -110,9 +119,7 @@ async def next_message(
 
 @pytest.fixture
 async def operator(platform: Platform) -> AsyncIterator[OperatorService]:
-    service = platform.operator_service(gate_wait_s=0.2)
-    task = asyncio.create_task(service.run())
-    await service.link.wait_connected(30)
+    service, task = await platform.start_operator(gate_wait_s=0.2)
     yield service
     service.stop()
     await task

@@ -188,20 +188,15 @@ async def test_a_restarted_operator_still_refuses_an_order_id_already_used(
 ) -> None:
     """The used order ids come back from the journal: after a restart, another order under an
     id already used (here by a rejected, validly signed order) is refused, not booked."""
-    import asyncio
 
     from testbed.market.book import Side
 
-    def service() -> OperatorService:
-        return platform.operator_service(gate_wait_s=0.2)
-
+    gate_wait_s = 0.2
     foreign = platform.signed("B", 1)  # B's genuine order on A's topic: rejected, its id used
     reused = platform.signed("B", 1, side=Side.BUY)  # another order of B under the same id
     acks = []
     for orders, peer in (((foreign,), "A"), ((reused,), "B")):
-        running = service()
-        task = asyncio.create_task(running.run())
-        await running.link.wait_connected(30)
+        running, task = await platform.start_operator(gate_wait_s=gate_wait_s)
         async with platform.client(peer) as client:
             await client.subscribe(topics.acks(peer), qos=1)
             submission = platform.submission(peer, *orders, message_id=f"{peer}-restart")
@@ -246,15 +241,10 @@ async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gat
     """A and B submitted (complete) and were answered, then the operator restarted before the
     gate: the new one does not wait for A and B again (their agents decided once and will not
     resubmit), it closes the gate with their orders."""
-    import asyncio
 
-    def service() -> OperatorService:
-        return platform.operator_service(gate_wait_s=600.0)
-
+    gate_wait_s = 600.0
     orders = {peer: platform.signed(peer, 1) for peer in ("A", "B")}
-    first = service()
-    task = asyncio.create_task(first.run())
-    await first.link.wait_connected(30)
+    first, task = await platform.start_operator(gate_wait_s=gate_wait_s)
     for peer, order in orders.items():
         async with platform.client(peer) as client:
             await client.subscribe(topics.acks(peer), qos=1)
@@ -264,9 +254,7 @@ async def test_a_restarted_operator_remembers_who_has_submitted_for_the_open_gat
     first.stop()
     await task
 
-    second = service()
-    task = asyncio.create_task(second.run())
-    await second.link.wait_connected(30)
+    second, task = await platform.start_operator(gate_wait_s=gate_wait_s)
     try:
         async with platform.client("controller") as controller:
             await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
@@ -331,11 +319,8 @@ async def test_orders_rejected_in_the_open_book_survive_an_operator_restart(
     """A forged order and a foreign one, rejected into the open interval's book, then the
     operator restarts before the gate: the clearing report still carries them (with their
     reasons) for the run's ledger, once each."""
-    import asyncio
 
-    def service() -> OperatorService:
-        return platform.operator_service(gate_wait_s=0.2)
-
+    gate_wait_s = 0.2
     good = platform.signed("A", 1)
     forged = platform.signed("A", 2, signer="B")
     foreign = platform.signed("B", 1)
@@ -343,9 +328,7 @@ async def test_orders_rejected_in_the_open_book_survive_an_operator_restart(
     late_for_next = late_for_next.model_copy(
         update={"interval_start": INTERVAL + timedelta(minutes=15)}
     )
-    first = service()
-    task = asyncio.create_task(first.run())
-    await first.link.wait_connected(30)
+    first, task = await platform.start_operator(gate_wait_s=gate_wait_s)
     async with platform.client("A") as client:
         await client.subscribe(topics.acks("A"), qos=1)
         submission = platform.submission("A", good, forged, foreign, late_for_next)
@@ -354,9 +337,7 @@ async def test_orders_rejected_in_the_open_book_survive_an_operator_restart(
     first.stop()
     await task
 
-    second = service()
-    task = asyncio.create_task(second.run())
-    await second.link.wait_connected(30)
+    second, task = await platform.start_operator(gate_wait_s=gate_wait_s)
     try:
         async with platform.client("controller") as controller:
             await controller.subscribe(topics.CLEARING_REPORTS, qos=1)
